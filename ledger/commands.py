@@ -1,0 +1,217 @@
+"""Write-side commands: what a caller asks the ledger to do, validated at the edge.
+
+The CLI's import lines and the HTTP bodies are these same structs, so both refuse bad
+input the same way. Single-field rules are msgspec constraints (also published in the
+OpenAPI schema); rules that tie fields together are in each struct's `problems()`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from ledger.codec import MAX_SAFE_INT
+from ledger.errors import FieldError
+from ledger.events import Mode, Qualifier, Rank, Reliability, StatusValue
+from ledger.times import TIME_PATTERN, TimeFormatError, parse_time
+
+NO_NUL = r"^[^\u0000]*$"
+
+SourceId = Annotated[
+    str, Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="source id, a slug")
+]
+Subject = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9.-]{0,127}$", description="subject slug")]
+Property = Annotated[
+    str,
+    Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="property slug with dots"),
+]
+AssertionId = Annotated[
+    str, Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="assertion id")
+]
+Count = Annotated[int, Meta(ge=0, le=MAX_SAFE_INT)]
+Time = Annotated[
+    str,
+    Meta(
+        pattern=TIME_PATTERN,
+        description="YYYY, YYYY-MM, YYYY-MM-DD or an RFC 3339 date-time (no offset = UTC)",
+    ),
+]
+Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Kind = Annotated[
+    str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="e.g. intelligence, military")
+]
+Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code")]
+Reason = Annotated[str, Meta(min_length=1, max_length=2000, pattern=NO_NUL)]
+Quote = Annotated[str, Meta(min_length=1, max_length=4000, pattern=NO_NUL)]
+Note = Annotated[str, Meta(max_length=4000, pattern=NO_NUL)]
+Url = Annotated[str, Meta(max_length=2000, pattern=r"^https?://[^\s\u0000]+$")]
+Sha256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+Credibility = Annotated[int, Meta(ge=1, le=6)]
+
+
+def _time_problem(field: str, text: str | None) -> list[FieldError]:
+    if text is None:
+        return []
+    try:
+        parse_time(text)
+    except TimeFormatError as exc:
+        return [FieldError(field, str(exc))]
+    return []
+
+
+class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of every command: unknown fields are refused."""
+
+    def problems(self) -> list[FieldError]:
+        return []
+
+
+class RegisterSource(Command, frozen=True):
+    id: SourceId
+    name: Name
+    kind: Kind
+    country: Country | None = None
+    reliability: Reliability | None = None
+
+
+class SourceChanges(Command, frozen=True):
+    """The body of a source update: at least one field."""
+
+    name: Name | None = None
+    kind: Kind | None = None
+    country: Country | None = None
+    reliability: Reliability | None = None
+
+    def problems(self) -> list[FieldError]:
+        if all(v is None for v in (self.name, self.kind, self.country, self.reliability)):
+            return [FieldError("body", "name at least one of name, kind, country, reliability")]
+        return []
+
+
+class UpdateSource(Command, frozen=True):
+    id: SourceId
+    changes: SourceChanges
+
+
+class ValueIn(Command, frozen=True):
+    """`{low, high, best?}` for a quantity or `{status}` for a status."""
+
+    low: Count | None = None
+    high: Count | None = None
+    best: Count | None = None
+    status: StatusValue | None = None
+
+    def problems(self) -> list[FieldError]:
+        quantity = (self.low, self.high, self.best)
+        if self.status is not None:
+            if any(v is not None for v in quantity):
+                return [FieldError("value", "give either low/high/best or status, not both")]
+            return []
+        errors = [
+            FieldError(f"value.{name}", "Required field is missing")
+            for name, v in (("low", self.low), ("high", self.high))
+            if v is None
+        ]
+        if errors or self.low is None or self.high is None:
+            return errors or [FieldError("value", "give low and high, or status")]
+        if self.low > self.high:
+            return [FieldError("value", "low must not exceed high")]
+        if self.best is not None and not self.low <= self.best <= self.high:
+            return [FieldError("value.best", "best must lie between low and high")]
+        return []
+
+
+class DocumentIn(Command, frozen=True):
+    publisher: Name
+    published_at: Time
+    url: Url | None = None
+    title: Annotated[str, Meta(max_length=1000, pattern=NO_NUL)] | None = None
+    retrieved_at: Time | None = None
+    sha256: Sha256 | None = None
+
+    def problems(self) -> list[FieldError]:
+        return _time_problem("document.published_at", self.published_at) + _time_problem(
+            "document.retrieved_at", self.retrieved_at
+        )
+
+
+class RecordAssertion(Command, frozen=True):
+    subject: Subject
+    property: Property
+    value: ValueIn
+    claimants: Annotated[list[SourceId], Meta(min_length=1, max_length=20)]
+    stated_at: Time
+    document: DocumentIn
+    quote: Quote
+    assertion_id: AssertionId | None = None
+    mode: Mode | None = None
+    qualifier: Qualifier = "about"
+    valid_from: Time | None = None
+    valid_to: Time | None = None
+    credibility: Credibility | None = None
+    supersedes: AssertionId | None = None
+    note: Note | None = None
+
+    def problems(self) -> list[FieldError]:
+        errors = self.value.problems() + self.document.problems()
+        if self.value.status is not None and self.mode == "increment":
+            errors.append(FieldError("mode", "mode applies to quantities only"))
+        if len(set(self.claimants)) != len(self.claimants):
+            errors.append(FieldError("claimants", "a claimant is named twice"))
+        for name in ("stated_at", "valid_from", "valid_to"):
+            errors += _time_problem(name, getattr(self, name))
+        if (
+            self.valid_from is not None
+            and self.valid_to is not None
+            and not errors
+            and parse_time(self.valid_from).start > parse_time(self.valid_to).end
+        ):
+            errors.append(FieldError("valid_from", "valid_from must not be after valid_to"))
+        if self.supersedes is not None and self.supersedes == self.assertion_id:
+            errors.append(FieldError("supersedes", "an assertion cannot supersede itself"))
+        return errors
+
+
+class RetractAssertion(Command, frozen=True):
+    assertion_id: AssertionId
+    reason: Reason
+
+
+class RankAssertion(Command, frozen=True):
+    assertion_id: AssertionId
+    rank: Rank
+    reason: Reason
+
+
+AnyCommand = RegisterSource | UpdateSource | RecordAssertion | RetractAssertion | RankAssertion
+
+
+# ---- the lines of a `ledger import` file: the same fields, tagged by `record` ----
+
+
+class SourceLine(RegisterSource, frozen=True, tag_field="record", tag="source"):
+    pass
+
+
+class AssertionLine(RecordAssertion, frozen=True, tag_field="record", tag="assertion"):
+    pass
+
+
+class RetractionLine(RetractAssertion, frozen=True, tag_field="record", tag="retraction"):
+    pass
+
+
+class RankLine(RankAssertion, frozen=True, tag_field="record", tag="rank"):
+    pass
+
+
+ImportLine = SourceLine | AssertionLine | RetractionLine | RankLine
+IMPORT_LINE_TYPES: dict[str, type[ImportLine]] = {
+    "source": SourceLine,
+    "assertion": AssertionLine,
+    "retraction": RetractionLine,
+    "rank": RankLine,
+}
+RecordKind = Literal["source", "assertion", "retraction", "rank"]

@@ -1,0 +1,199 @@
+"""Domain rules: what each command appends, decided against the current write state.
+
+Pure decisions: given a command and a read-only view of what the log already holds, return
+the events to append (possibly none) or raise a domain error. The store runs them inside
+its write transaction, so the state they see is exactly the state they append onto.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from ledger.commands import (
+    AnyCommand,
+    RankAssertion,
+    RecordAssertion,
+    RegisterSource,
+    RetractAssertion,
+    UpdateSource,
+)
+from ledger.errors import Conflict, FieldError, InvalidInput, NotFound
+from ledger.events import (
+    AssertionRanked,
+    AssertionRecorded,
+    AssertionRetracted,
+    Document,
+    NewEvent,
+    SourceRegistered,
+    SourceUpdated,
+    Value,
+    source_stream,
+    subject_stream,
+)
+
+PropertyKind = Literal["quantity", "status"]
+
+
+@dataclass(frozen=True, slots=True)
+class AssertionInfo:
+    assertion_id: str
+    subject: str
+    property: str
+    retracted: bool
+
+
+class WriteState(Protocol):
+    """What the domain rules may ask of the log before appending."""
+
+    def source(self, source_id: str) -> SourceRegistered | None: ...
+    def missing_sources(self, source_ids: list[str]) -> list[str]: ...
+    def assertion(self, assertion_id: str) -> AssertionInfo | None: ...
+    def property_kind(self, subject: str, prop: str) -> PropertyKind | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The events to append and what the caller is told about them."""
+
+    events: list[NewEvent]
+    stream: str
+    assertion_id: str | None = None
+    existing: bool = False  # the command restated something the log already holds
+
+
+def uuid7() -> str:
+    """A time-ordered UUID (RFC 9562 version 7), as the id of server-named assertions."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & (2**48 - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 64) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & (2**62 - 1)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def decide(command: AnyCommand, state: WriteState) -> Decision:
+    """The events `command` appends onto `state`, or a domain error."""
+    if isinstance(command, RecordAssertion):
+        return _record(command, state)
+    if isinstance(command, RegisterSource):
+        return _register(command, state)
+    if isinstance(command, UpdateSource):
+        return _update(command, state)
+    if isinstance(command, RetractAssertion):
+        return _retract(command, state)
+    return _rank(command, state)
+
+
+def _register(cmd: RegisterSource, state: WriteState) -> Decision:
+    stream = source_stream(cmd.id)
+    wanted = SourceRegistered(
+        id=cmd.id, name=cmd.name, kind=cmd.kind, country=cmd.country, reliability=cmd.reliability
+    )
+    current = state.source(cmd.id)
+    if current is None:
+        return Decision([NewEvent(stream, wanted)], stream)
+    if current == wanted:
+        return Decision([], stream, existing=True)
+    raise Conflict(f"source {cmd.id!r} is already registered with other details")
+
+
+def _update(cmd: UpdateSource, state: WriteState) -> Decision:
+    stream = source_stream(cmd.id)
+    current = state.source(cmd.id)
+    if current is None:
+        raise NotFound(f"no source {cmd.id!r}")
+    c = cmd.changes
+    changed = SourceUpdated(
+        id=cmd.id,
+        name=c.name if c.name != current.name else None,
+        kind=c.kind if c.kind != current.kind else None,
+        country=c.country if c.country != current.country else None,
+        reliability=c.reliability if c.reliability != current.reliability else None,
+    )
+    if changed == SourceUpdated(id=cmd.id):
+        return Decision([], stream, existing=True)
+    return Decision([NewEvent(stream, changed)], stream)
+
+
+def _record(cmd: RecordAssertion, state: WriteState) -> Decision:
+    errors: list[FieldError] = []
+    missing = set(state.missing_sources(cmd.claimants))
+    errors += [
+        FieldError(f"claimants[{i}]", f"unknown source {c!r}: register it first")
+        for i, c in enumerate(cmd.claimants)
+        if c in missing
+    ]
+    kind: PropertyKind = "status" if cmd.value.status is not None else "quantity"
+    known_kind = state.property_kind(cmd.subject, cmd.property)
+    if known_kind is not None and known_kind != kind:
+        where = f"{cmd.subject}/{cmd.property}"
+        errors.append(FieldError("value", f"{where} holds {known_kind} values, not {kind}"))
+    if cmd.supersedes is not None:
+        old = state.assertion(cmd.supersedes)
+        if old is None:
+            errors.append(FieldError("supersedes", f"unknown assertion {cmd.supersedes!r}"))
+        elif (old.subject, old.property) != (cmd.subject, cmd.property):
+            errors.append(
+                FieldError("supersedes", "must name an assertion of the same subject and property")
+            )
+    if errors:
+        raise InvalidInput(errors)
+    assertion_id = cmd.assertion_id or uuid7()
+    if cmd.assertion_id is not None and state.assertion(assertion_id) is not None:
+        raise Conflict(f"assertion id {assertion_id!r} is already taken")
+    v, d = cmd.value, cmd.document
+    event = AssertionRecorded(
+        assertion_id=assertion_id,
+        subject=cmd.subject,
+        property=cmd.property,
+        value=Value(low=v.low, high=v.high, best=v.best, status=v.status),
+        claimants=tuple(cmd.claimants),
+        stated_at=cmd.stated_at,
+        document=Document(
+            publisher=d.publisher,
+            published_at=d.published_at,
+            url=d.url,
+            title=d.title,
+            retrieved_at=d.retrieved_at,
+            sha256=d.sha256,
+        ),
+        quote=cmd.quote,
+        mode=(cmd.mode or "total") if kind == "quantity" else None,
+        qualifier=cmd.qualifier,
+        valid_from=cmd.valid_from,
+        valid_to=cmd.valid_to,
+        credibility=cmd.credibility,
+        supersedes=cmd.supersedes,
+        note=cmd.note,
+    )
+    stream = subject_stream(cmd.subject)
+    return Decision([NewEvent(stream, event)], stream, assertion_id=assertion_id)
+
+
+def _known(assertion_id: str, state: WriteState) -> AssertionInfo:
+    info = state.assertion(assertion_id)
+    if info is None:
+        raise NotFound(f"no assertion {assertion_id!r}")
+    return info
+
+
+def _retract(cmd: RetractAssertion, state: WriteState) -> Decision:
+    info = _known(cmd.assertion_id, state)
+    if info.retracted:
+        raise Conflict(f"assertion {cmd.assertion_id!r} is already retracted")
+    stream = subject_stream(info.subject)
+    event = AssertionRetracted(assertion_id=cmd.assertion_id, reason=cmd.reason)
+    return Decision([NewEvent(stream, event)], stream, assertion_id=cmd.assertion_id)
+
+
+def _rank(cmd: RankAssertion, state: WriteState) -> Decision:
+    info = _known(cmd.assertion_id, state)
+    stream = subject_stream(info.subject)
+    event = AssertionRanked(assertion_id=cmd.assertion_id, rank=cmd.rank, reason=cmd.reason)
+    return Decision([NewEvent(stream, event)], stream, assertion_id=cmd.assertion_id)

@@ -1,0 +1,65 @@
+"""Domain errors. The API maps each class to one HTTP status in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class LedgerError(Exception):
+    """Base of every error the ledger raises on purpose."""
+
+    title = "Ledger error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(LedgerError):
+    """Input that breaks a rule; names every bad field (HTTP 422)."""
+
+    title = "Invalid input"
+
+    def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
+        self.errors = errors
+        super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+class NotFound(LedgerError):
+    title = "Not found"
+
+
+class Conflict(LedgerError):
+    """The request clashes with what the log already holds (HTTP 409)."""
+
+    title = "Conflict"
+
+
+class ConcurrencyConflict(Conflict):
+    """The stream moved on since the version the caller expected."""
+
+    title = "Version conflict"
+
+    def __init__(self, stream: str, expected: int, actual: int) -> None:
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{stream} is at version {actual}, not the expected {expected}")
+
+
+class StorageFull(LedgerError):
+    """The database cannot grow; nothing was appended (HTTP 507)."""
+
+    title = "Insufficient storage"
+
+
+class LedgerUnavailable(LedgerError):
+    """Writes are refused, e.g. because the stored log failed its start-up check (HTTP 503)."""
+
+    title = "Ledger unavailable for writes"

@@ -1,0 +1,96 @@
+"""The log's own tables: events, payloads, Merkle nodes and the write model."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+from ledger.migrations import Migration
+
+APPEND_ONLY_TABLES = ("events", "payloads", "merkle_nodes")
+
+
+def _log(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            type TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            recorded_at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            data_sha256 TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            UNIQUE (stream, version)
+        );
+        CREATE INDEX events_recorded_at ON events (recorded_at);
+        -- payloads live apart from the envelope so that one can be erased by law
+        -- while the envelope and its data_sha256 keep every proof valid
+        CREATE TABLE payloads (
+            seq INTEGER PRIMARY KEY,
+            data BLOB NOT NULL
+        );
+        -- every complete Merkle subtree: (level, idx) covers leaves
+        -- [idx * 2^level, (idx + 1) * 2^level); level 0 holds the leaf hashes
+        CREATE TABLE merkle_nodes (
+            level INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            hash BLOB NOT NULL,
+            PRIMARY KEY (level, idx)
+        ) WITHOUT ROWID;
+        """
+    )
+    for table in APPEND_ONLY_TABLES:
+        db.executescript(
+            f"""
+            CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
+            BEGIN SELECT RAISE(ABORT, '{table} is append-only: UPDATE refused'); END;
+            CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+            BEGIN SELECT RAISE(ABORT, '{table} is append-only: DELETE refused'); END;
+            """
+        )
+
+
+def _write_model(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE wm_sources (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            country TEXT,
+            reliability TEXT
+        ) WITHOUT ROWID;
+        CREATE TABLE wm_assertions (
+            assertion_id TEXT PRIMARY KEY,
+            subject TEXT NOT NULL,
+            property TEXT NOT NULL,
+            retracted INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        CREATE TABLE wm_properties (
+            subject TEXT NOT NULL,
+            property TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            PRIMARY KEY (subject, property)
+        ) WITHOUT ROWID;
+        CREATE TABLE checkpoints (
+            name TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL
+        );
+        -- the first response to each (actor, Idempotency-Key), kept durably
+        CREATE TABLE idempotency (
+            actor TEXT NOT NULL,
+            key TEXT NOT NULL,
+            request_sha256 TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            body BLOB NOT NULL,
+            PRIMARY KEY (actor, key)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+LOG_MIGRATIONS = [
+    Migration("ledger-0001-log", _log),
+    Migration("ledger-0002-write-model", _write_model),
+]

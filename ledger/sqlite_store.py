@@ -1,0 +1,458 @@
+"""The SQLite event store: one writer thread with group commit, readers on their own connections.
+
+Every write runs on the writer thread, which takes every unit of work waiting in its queue
+and commits them in one transaction (each inside its own savepoint, so one failing unit
+does not sink the others). A unit's future resolves only after COMMIT returns, with
+`synchronous=FULL` by default, so an acknowledged append survives a crash. Readers use a
+connection per thread; no SQLite call needs to run on an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import structlog
+
+from ledger import merkle
+from ledger.codec import (
+    ZERO_HASH,
+    decode_payload,
+    encode_payload,
+    envelope_bytes,
+    sha256_hex,
+)
+from ledger.errors import ConcurrencyConflict, LedgerError, LedgerUnavailable, StorageFull
+from ledger.events import Event, NewEvent
+from ledger.migrations import migrate
+from ledger.schema import LOG_MIGRATIONS
+from ledger.store import ConsistencyProof, InclusionProof, LogHead, Projector
+from ledger.times import format_record_time, now_us, parse_record_time
+from ledger.writemodel import WriteModel
+
+T = TypeVar("T")
+Synchronous = Literal["FULL", "NORMAL"]
+log = structlog.get_logger("ledger.store")
+
+_EVENT_COLUMNS = "e.seq, e.type, e.stream, e.version, e.recorded_at, e.actor, e.data_sha256, e.hash"
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+
+
+def connect(path: str | Path, synchronous: Synchronous = "FULL") -> sqlite3.Connection:
+    """A connection with the ledger's pragmas: WAL, durable commits, triggers that recurse."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA recursive_triggers = ON")
+    return conn
+
+
+def row_to_event(row: Sequence[Any]) -> Event:
+    """An `events` row joined with its payload (None where erased) as an :class:`Event`."""
+    seq, etype, stream, version, recorded_at, actor, dsha, h, data = row
+    return Event(
+        seq=seq,
+        type=etype,
+        stream=stream,
+        version=version,
+        recorded_at=recorded_at,
+        actor=actor,
+        data=decode_payload(etype, data) if data is not None else None,
+        data_sha256=dsha,
+        hash=h,
+    )
+
+
+def fetch_nodes(
+    conn: sqlite3.Connection, ids: Sequence[merkle.NodeId]
+) -> dict[merkle.NodeId, bytes]:
+    """Read Merkle nodes in one query; a missing node is a :class:`LedgerError`."""
+    found: dict[merkle.NodeId, bytes] = {}
+    for start in range(0, len(ids), 400):
+        part = ids[start : start + 400]
+        values = ",".join("(?, ?)" for _ in part)
+        args = [n for node in part for n in node]
+        for level, idx, h in conn.execute(
+            f"SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) IN (VALUES {values})",
+            args,
+        ):
+            found[(level, idx)] = h
+    if len(found) != len(set(ids)):
+        missing = sorted(set(ids) - found.keys())
+        raise LedgerError(f"Merkle nodes missing from the store: {missing[:5]}")
+    return found
+
+
+def stream_version_at(conn: sqlite3.Connection, stream: str, seq: int) -> int:
+    """The version of `stream` once the log held `seq` events (0 before its first)."""
+    row = conn.execute(
+        "SELECT max(version) FROM events WHERE stream = ? AND seq <= ?", (stream, seq)
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+def seq_at(conn: sqlite3.Connection, recorded_us: int) -> int:
+    """The last seq recorded at or before `recorded_us` (record times never go back)."""
+    row = conn.execute(
+        "SELECT max(seq) FROM events WHERE recorded_at <= ?",
+        (format_record_time(recorded_us),),
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+def log_size(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT max(seq) FROM events").fetchone()
+    return int(row[0] or 0)
+
+
+@dataclass(slots=True)
+class _Tip:
+    """What the writer knows about the end of the log, restored on rollback."""
+
+    seq: int
+    hash: bytes
+    recorded_us: int
+    frontier: merkle.MerkleFrontier
+
+    def copy(self) -> _Tip:
+        return _Tip(
+            self.seq,
+            self.hash,
+            self.recorded_us,
+            merkle.MerkleFrontier(self.frontier.size, self.frontier.hashes),
+        )
+
+
+@dataclass(slots=True)
+class _Job:
+    work: Callable[[SqliteTransaction], Any]
+    future: Future[Any] = field(default_factory=Future)
+
+
+class SqliteTransaction:
+    """The writer's view of one unit of work (see :class:`ledger.store.Transaction`)."""
+
+    def __init__(self, store: SqliteStore, connection: sqlite3.Connection) -> None:
+        self._store = store
+        self.connection = connection
+
+    def stream_version(self, stream: str) -> int:
+        row = self.connection.execute(
+            "SELECT max(version) FROM events WHERE stream = ?", (stream,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        actor: str,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        version = self.stream_version(stream)
+        if expected_version is not None and version != expected_version:
+            raise ConcurrencyConflict(stream, expected_version, version)
+        for new in events:
+            if new.stream != stream:
+                raise ValueError(f"event for {new.stream!r} appended to {stream!r}")
+        return self.append_many(events, actor, {stream: version})
+
+    def append_many(
+        self,
+        events: Sequence[NewEvent],
+        actor: str,
+        versions: dict[str, int] | None = None,
+    ) -> list[Event]:
+        """Append events of any streams in order (versions looked up unless given)."""
+        if not events:
+            return []
+        tip = self._store._tip
+        versions = dict(versions or {})
+        conn = self.connection
+        recorded_us = max(now_us(), tip.recorded_us)
+        recorded_at = format_record_time(recorded_us)
+        out: list[Event] = []
+        event_rows: list[tuple[Any, ...]] = []
+        payload_rows: list[tuple[int, bytes]] = []
+        node_rows: list[tuple[int, int, bytes]] = []
+        seq, prev = tip.seq, tip.hash
+        for new in events:
+            stream = new.stream
+            if stream not in versions:
+                versions[stream] = self.stream_version(stream)
+            versions[stream] += 1
+            version = versions[stream]
+            seq += 1
+            etype = new.type
+            data = encode_payload(new.payload)
+            dsha = sha256_hex(data)
+            canonical = envelope_bytes(seq, etype, stream, version, recorded_at, actor, dsha)
+            prev = hashlib.sha256(prev + canonical).digest()
+            h = prev.hex()
+            node_rows.extend(tip.frontier.append(merkle.leaf_hash(canonical)))
+            event_rows.append((seq, etype, stream, version, recorded_at, actor, dsha, h))
+            payload_rows.append((seq, data))
+            out.append(Event(seq, etype, stream, version, recorded_at, actor, new.payload, dsha, h))
+        conn.executemany(
+            "INSERT INTO events (seq, type, stream, version, recorded_at, actor, data_sha256, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            event_rows,
+        )
+        conn.executemany("INSERT INTO payloads (seq, data) VALUES (?, ?)", payload_rows)
+        conn.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", node_rows)
+        tip.seq, tip.hash, tip.recorded_us = seq, prev, recorded_us
+        for projector in self._store.projectors:
+            projector.apply(conn, out)
+        return out
+
+
+class SqliteStore:
+    """The embedded backend of :class:`ledger.store.EventStore`."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        projectors: Sequence[Projector] = (),
+        *,
+        synchronous: Synchronous = "FULL",
+        max_batch: int = 1024,
+    ) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.max_batch = max_batch
+        self.projectors: list[Projector] = [WriteModel(), *projectors]
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._closed = False
+        self.write_refusal: str | None = None
+        self._conn = connect(self.path, synchronous)
+        migrate(self._conn, LOG_MIGRATIONS)
+        for projector in self.projectors:
+            projector.migrate(self._conn)
+        self._tip = self._load_tip()
+        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        self._thread.start()
+
+    # ---- the writer ----
+
+    def _load_tip(self) -> _Tip:
+        row = self._conn.execute(
+            "SELECT seq, hash, recorded_at FROM events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return _Tip(0, ZERO_HASH, 0, merkle.MerkleFrontier.empty())
+        size = int(row[0])
+        try:
+            frontier = merkle.MerkleFrontier.load(size, lambda ids: fetch_nodes(self._conn, ids))
+        except LedgerError as exc:
+            self.write_refusal = f"the stored Merkle tree is incomplete: {exc}"
+            frontier = merkle.MerkleFrontier.empty()
+        return _Tip(size, bytes.fromhex(row[1]), parse_record_time(row[2]), frontier)
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            self._commit_batch(batch)
+
+    def _commit_batch(self, batch: list[_Job]) -> None:
+        conn = self._conn
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        start_tip = self._tip.copy()
+        start_seq = start_tip.seq
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            txn = SqliteTransaction(self, conn)
+            for job in batch:
+                if not job.future.set_running_or_notify_cancel():
+                    continue
+                saved = self._tip.copy()
+                conn.execute("SAVEPOINT unit")
+                try:
+                    result = job.work(txn)
+                except BaseException as exc:  # the unit fails alone
+                    conn.execute("ROLLBACK TO unit")
+                    conn.execute("RELEASE unit")
+                    self._tip = saved
+                    failure: BaseException = exc
+                    if isinstance(exc, sqlite3.Error) and _is_full(exc):
+                        failure = StorageFull("the database is full: nothing was appended")
+                    outcomes.append((job, None, failure))
+                else:
+                    conn.execute("RELEASE unit")
+                    outcomes.append((job, result, None))
+            if self._tip.seq > start_seq:
+                conn.executemany(
+                    "INSERT INTO checkpoints (name, seq) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                    [(p.name, self._tip.seq) for p in self.projectors],
+                )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._tip = start_tip
+            error: BaseException = (
+                StorageFull("the database is full: nothing was appended")
+                if _is_full(exc)
+                else LedgerUnavailable(f"the write failed and was rolled back: {exc}")
+            )
+            log.error("batch_rolled_back", error=str(exc), units=len(batch))
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(error)
+            return
+        for job, result, problem in outcomes:
+            if problem is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(problem)
+
+    def submit(self, work: Callable[[SqliteTransaction], T]) -> Future[T]:
+        """Queue `work` for the writer; the future resolves after its commit."""
+        if self._closed:
+            raise LedgerUnavailable("the store is closed")
+        if self.write_refusal is not None:
+            raise LedgerUnavailable(self.write_refusal)
+        job = _Job(work)
+        self._queue.put(job)
+        return job.future
+
+    def run_sync(self, work: Callable[[SqliteTransaction], T]) -> T:
+        return self.submit(work).result()
+
+    async def run(self, work: Callable[[SqliteTransaction], T]) -> T:
+        return await asyncio.wrap_future(self.submit(work))
+
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        actor: str,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        return await self.run(lambda txn: txn.append(stream, events, actor, expected_version))
+
+    def append_sync(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        actor: str,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        return self.run_sync(lambda txn: txn.append(stream, events, actor, expected_version))
+
+    def close(self) -> None:
+        """Finish every queued write, then close all connections."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        self._conn.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    # ---- reads ----
+
+    def reader(self) -> sqlite3.Connection:
+        """This thread's read connection."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, self.synchronous)
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _events(self, where: str, args: Sequence[Any]) -> Iterator[Event]:
+        sql = (
+            f"SELECT {_EVENT_COLUMNS}, p.data FROM events e "
+            f"LEFT JOIN payloads p ON p.seq = e.seq {where}"
+        )
+        for row in self.reader().execute(sql, args):
+            yield row_to_event(row)
+
+    def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        return list(self._events("WHERE e.seq > ? ORDER BY e.seq LIMIT ?", (after, limit)))
+
+    def read_stream(self, stream: str) -> list[Event]:
+        return list(self._events("WHERE e.stream = ? ORDER BY e.version", (stream,)))
+
+    def size(self) -> int:
+        row = self.reader().execute("SELECT max(seq) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def seq_at(self, recorded_us: int) -> int:
+        """The last seq recorded at or before `recorded_us` (record times never go back)."""
+        row = (
+            self.reader()
+            .execute(
+                "SELECT max(seq) FROM events WHERE recorded_at <= ?",
+                (format_record_time(recorded_us),),
+            )
+            .fetchone()
+        )
+        return int(row[0] or 0)
+
+    def _fetch(self, ids: Sequence[merkle.NodeId]) -> Mapping[merkle.NodeId, bytes]:
+        return fetch_nodes(self.reader(), ids)
+
+    def root(self, size: int) -> str:
+        self._check_size(size)
+        return merkle.root(size, self._fetch).hex()
+
+    def head(self) -> LogHead:
+        size = self.size()
+        return LogHead(size, self.root(size))
+
+    def _check_size(self, size: int) -> None:
+        current = self.size()
+        if not 0 <= size <= current:
+            raise LedgerError(f"size {size} is outside the log (0..{current})")
+
+    def inclusion_proof(self, seq: int, size: int) -> InclusionProof:
+        self._check_size(size)
+        if not 1 <= seq <= size:
+            raise LedgerError(f"seq {seq} is not in a log of size {size}")
+        leaf = self._fetch([(0, seq - 1)])[(0, seq - 1)]
+        path = merkle.inclusion_proof(seq - 1, size, self._fetch)
+        return InclusionProof(seq, size, leaf.hex(), [p.hex() for p in path])
+
+    def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof:
+        self._check_size(new_size)
+        if not 1 <= old_size <= new_size:
+            raise LedgerError(f"need 1 <= from <= to, got {old_size} and {new_size}")
+        path = merkle.consistency_proof(old_size, new_size, self._fetch)
+        return ConsistencyProof(old_size, new_size, [p.hex() for p in path])
+
+    def checkpoints(self) -> dict[str, int]:
+        return dict(self.reader().execute("SELECT name, seq FROM checkpoints").fetchall())

@@ -1,0 +1,96 @@
+"""Edge validation that names every bad field, not only the first.
+
+msgspec stops at the first error it meets. For a request an analyst has to fix, every
+problem should be named at once, so :func:`convert_all` first tries the fast one-pass
+decode and only on failure walks the fields one by one to collect each error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from ledger.errors import FieldError, InvalidInput
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+def _field_path(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _msgspec_error(exc: msgspec.ValidationError, base: str) -> FieldError:
+    text = str(exc)
+    where = ""
+    if " - at `$" in text:
+        text, _, where = text.rpartition(" - at `$")
+        where = where.rstrip("`").lstrip(".")
+    field = base
+    if where:
+        field = f"{base}.{where}" if base and not where.startswith("[") else base + where
+        field = field.lstrip(".")
+    return FieldError(field or "body", text)
+
+
+def _struct_errors(raw: Any, cls: type[msgspec.Struct], path: str) -> list[FieldError]:
+    if not isinstance(raw, dict):
+        return [FieldError(path or "body", "Expected an object")]
+    errors: list[FieldError] = []
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    known = {f.encode_name for f in info.fields}
+    if info.tag_field is not None:
+        known.add(info.tag_field)
+    for key in raw:
+        if key not in known:
+            errors.append(FieldError(_field_path(path, str(key)), "Unknown field"))
+    hints = msgspec.structs.fields(cls)
+    for field, spec in zip(info.fields, hints, strict=True):
+        name = field.encode_name
+        here = _field_path(path, name)
+        if name not in raw:
+            if field.required:
+                errors.append(FieldError(here, "Required field is missing"))
+            continue
+        value = raw[name]
+        nested = spec.type if isinstance(spec.type, type) else None
+        if nested is not None and issubclass(nested, msgspec.Struct):
+            errors.extend(_struct_errors(value, nested, here))
+            continue
+        try:
+            msgspec.convert(value, spec.type, strict=True)
+        except msgspec.ValidationError as exc:
+            errors.append(_msgspec_error(exc, here))
+    return errors
+
+
+def check_struct(obj: msgspec.Struct) -> list[FieldError]:
+    """Cross-field rules a struct declares in a `problems()` method."""
+    problems = getattr(obj, "problems", None)
+    if problems is None:
+        return []
+    result: list[FieldError] = problems()
+    return result
+
+
+def convert_all(raw: Any, cls: type[T]) -> T:
+    """Convert decoded JSON into `cls`, raising :class:`InvalidInput` naming every bad field."""
+    try:
+        obj = msgspec.convert(raw, cls, strict=True)
+    except msgspec.ValidationError as exc:
+        errors = _struct_errors(raw, cls, "") or [_msgspec_error(exc, "")]
+        raise InvalidInput(errors) from None
+    problems = check_struct(obj)
+    if problems:
+        raise InvalidInput(problems)
+    return obj
+
+
+def decode_all(data: bytes, cls: type[T]) -> T:
+    """Decode JSON bytes into `cls`, naming every bad field on failure."""
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise InvalidInput([FieldError("body", f"Malformed JSON: {exc}")]) from None
+    return convert_all(raw, cls)
