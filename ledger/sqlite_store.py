@@ -239,6 +239,7 @@ class SqliteStore:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self.write_refusal: str | None = None
+        self._listeners: list[Callable[[int], None]] = []
         self._conn = connect(self.path, synchronous)
         migrate(self._conn, LOG_MIGRATIONS)
         for projector in self.projectors:
@@ -332,6 +333,13 @@ class SqliteStore:
                 job.future.set_result(result)
             else:
                 job.future.set_exception(problem)
+        if self._tip.seq > start_seq:
+            for listener in list(self._listeners):
+                listener(self._tip.seq)
+
+    def add_listener(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(seq)` on the writer thread after each commit that appended."""
+        self._listeners.append(listener)
 
     def submit(self, work: Callable[[SqliteTransaction], T]) -> Future[T]:
         """Queue `work` for the writer; the future resolves after its commit."""

@@ -7,11 +7,13 @@ decode and only on failure walks the fields one by one to collect each error.
 
 from __future__ import annotations
 
+import typing
 from typing import Any, TypeVar
 
 import msgspec
 
 from ledger.errors import FieldError, InvalidInput
+from ledger.times import TIME_PATTERN, TimeFormatError, parse_time
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -61,8 +63,24 @@ def _struct_errors(raw: Any, cls: type[msgspec.Struct], path: str) -> list[Field
         try:
             msgspec.convert(value, spec.type, strict=True)
         except msgspec.ValidationError as exc:
-            errors.append(_msgspec_error(exc, here))
+            error = _msgspec_error(exc, here)
+            if isinstance(value, str) and _is_time(spec.type):
+                try:
+                    parse_time(value)
+                except TimeFormatError as bad:
+                    error = FieldError(here, str(bad))
+            errors.append(error)
     return errors
+
+
+def _is_time(tp: Any) -> bool:
+    """Whether `tp` (possibly Optional) is a string constrained to the time forms."""
+    for arg in typing.get_args(tp):
+        if isinstance(arg, msgspec.Meta) and arg.pattern == TIME_PATTERN:
+            return True
+        if typing.get_args(arg) and _is_time(arg):
+            return True
+    return False
 
 
 def check_struct(obj: msgspec.Struct) -> list[FieldError]:

@@ -24,7 +24,7 @@ class WriteModel:
     """Projector for the write model's tables (`wm_*`)."""
 
     name = "write_model"
-    tables = ("wm_sources", "wm_assertions", "wm_properties")
+    tables: tuple[str, ...] = ("wm_sources", "wm_assertions", "wm_properties")
 
     def migrate(self, connection: sqlite3.Connection) -> None:
         del connection  # created by the log's own migrations

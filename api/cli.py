@@ -1,0 +1,302 @@
+"""The `ledger` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import msgspec
+
+from api.importer import import_file
+from api.progress import Progress
+from ledger import keys
+from ledger.errors import InvalidInput, LedgerError
+from ledger.logs import configure_logging
+from ledger.sqlite_store import SqliteStore, connect
+from projections import all_projectors
+
+_json = msgspec.json.Encoder()
+
+
+def default_db() -> str:
+    return os.environ.get("LEDGER_DB", "./ledger.db")
+
+
+def open_store(db: str, *, synchronous: str = "FULL") -> SqliteStore:
+    mode = "NORMAL" if synchronous.upper() == "NORMAL" else "FULL"
+    return SqliteStore(db, projectors=all_projectors(), synchronous=mode)
+
+
+def _print_json(obj: object) -> None:
+    sys.stdout.write(_json.encode(obj).decode() + "\n")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    sys.stderr.write(f"ledger: {message}\n")
+    raise SystemExit(code)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    store = open_store(args.db)
+    size = store.size()
+    store.close()
+    print(f"ledger ready at {args.db} ({size} events)")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        _fail(f"{path}: no such file", 2)
+    store = open_store(args.db, synchronous=args.synchronous)
+    bar = Progress(f"importing {path.name}", path.stat().st_size)
+    try:
+        result = import_file(store, path, args.actor, bar)
+    finally:
+        bar.finish()
+        store.close()
+    span = f" (seq {result.first_seq}..{result.last_seq})" if result.appended else ""
+    if result.error is not None:
+        sys.stderr.write(f"ledger import: {path}: {result.error.describe()}\n")
+        sys.stderr.write(
+            f"ledger import: stopped; {result.appended} events from the lines before it "
+            f"were appended{span}, nothing from line {result.error.line} on\n"
+        )
+        return 1
+    print(f"imported {result.lines} lines: {result.appended} events appended{span}")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    store = open_store(args.db)
+    try:
+        after, left = args.after, args.limit
+        while left is None or left > 0:
+            batch = store.read(after, 1000 if left is None else min(left, 1000))
+            if not batch:
+                break
+            for event in batch:
+                sys.stdout.write(_json.encode(event).decode() + "\n")
+            after = batch[-1].seq
+            if left is not None:
+                left -= len(batch)
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ledger.verify import verify_log
+
+    store = open_store(args.db)
+    bar = Progress("verifying", max(store.size(), 1))
+    try:
+        report = verify_log(store.reader(), bar)
+    finally:
+        bar.finish()
+        store.close()
+    _print_json(report)
+    if not report.ok:
+        sys.stderr.write(f"ledger verify: FAILED at seq {report.first_bad_seq}\n")
+        return 1
+    return 0
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from ledger.replay import rebuild
+
+    store = open_store(args.db)
+    bar = Progress("rebuilding", max(store.size(), 1))
+    try:
+        rebuild(store, store.projectors, bar)
+        size = store.size()
+    finally:
+        bar.finish()
+        store.close()
+    print(f"rebuilt every projection from {size} events")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from ledger.replay import audit
+
+    store = open_store(args.db)
+    bar = Progress("auditing", max(store.size(), 1))
+    try:
+        report = audit(store, all_projectors, bar)
+    finally:
+        bar.finish()
+        store.close()
+    _print_json(report)
+    if not report.ok:
+        where = (
+            f"seq {report.first_bad_seq}"
+            if report.first_bad_seq is not None
+            else "; ".join(report.problems[:1])
+        )
+        sys.stderr.write(f"ledger audit: FAILED at {where}\n")
+        return 1
+    return 0
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    from projections.pit import resolve
+    from projections.views import property_view
+
+    store = open_store(args.db)
+    try:
+        conn = store.reader()
+        at = resolve(conn, args.as_of, args.known_at, args.seq)
+        view = property_view(conn, args.subject, args.property, at)
+    finally:
+        store.close()
+    if view is None:
+        _fail(f"no property {args.property!r} on subject {args.subject!r}")
+    _print_json(view)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    open_store(args.db).close()  # the ledger exists and is migrated
+    conn = connect(args.db)
+    try:
+        if args.keys_command == "create":
+            key, token = keys.create_key(conn, args.role, args.name)
+            print(f"created {key.role} key {key.name!r}; the token is shown only once:")
+            print(token)
+        elif args.keys_command == "list":
+            for k in keys.list_keys(conn):
+                _print_json(k)
+        else:
+            key = keys.revoke_key(conn, args.name)
+            print(f"revoked {key.name!r}")
+    finally:
+        conn.close()
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from api.server import serve
+
+    return serve(
+        db=args.db,
+        host=args.host,
+        port=args.port,
+        public_read=args.public_read,
+        demo=args.demo,
+        synchronous=args.synchronous,
+        rate_limit=args.rate_limit,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ledger", description="An append-only, verifiable ledger of sourced claims."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--db", default=default_db(), help="database file ($LEDGER_DB)")
+        return p
+
+    add("init", "create an empty ledger (or check an existing one)").set_defaults(fn=cmd_init)
+
+    p = add("import", "append a JSON Lines file of sources, assertions, retractions, ranks")
+    p.add_argument("file")
+    p.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who appends")
+    p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    p.set_defaults(fn=cmd_import)
+
+    p = add("events", "print the log as JSON lines")
+    p.add_argument("--after", type=_nonneg, default=0, help="start after this seq")
+    p.add_argument("--limit", type=_nonneg, default=None, help="at most this many events")
+    p.set_defaults(fn=cmd_events)
+
+    add("verify", "check seqs, digests, the hash chain and the Merkle tree").set_defaults(
+        fn=cmd_verify
+    )
+    add("rebuild", "drop the projections and replay the log from seq 1").set_defaults(
+        fn=cmd_rebuild
+    )
+    add("audit", "verify the log, re-derive every projection and compare").set_defaults(
+        fn=cmd_audit
+    )
+
+    p = add("state", "print the view of SUBJECT's PROPERTY (the JSON the HTTP view returns)")
+    p.add_argument("subject")
+    p.add_argument("property")
+    p.add_argument("--as-of", dest="as_of", help="statement-time cutoff")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--known-at", dest="known_at", help="record-time cutoff (RFC 3339)")
+    when.add_argument("--seq", type=_nonneg, help="log position cutoff")
+    p.set_defaults(fn=cmd_state)
+
+    p = add("keys", "manage API keys")
+    p.set_defaults(fn=cmd_keys)
+    ks = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    c = ks.add_parser("create", help="create a key; prints its token on the last line")
+    c.add_argument("--role", required=True, choices=keys.ROLES)
+    c.add_argument("--name")
+    c.add_argument("--db", default=argparse.SUPPRESS)
+    ks.add_parser("list", help="list keys (never their tokens)").add_argument(
+        "--db", default=argparse.SUPPRESS
+    )
+    r = ks.add_parser("revoke", help="revoke a key by name")
+    r.add_argument("name")
+    r.add_argument("--db", default=argparse.SUPPRESS)
+
+    p = add("serve", "run the HTTP API")
+    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    p.add_argument("--port", type=_port, default=int(os.environ.get("PORT", "8000")))
+    p.add_argument("--public-read", action="store_true", help="let anonymous GETs through")
+    p.add_argument("--demo", action="store_true", help="load fixtures/ into an empty ledger")
+    p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    p.add_argument(
+        "--rate-limit",
+        type=_nonneg,
+        default=0,
+        help="requests per minute per key or client (0: off)",
+    )
+    p.set_defaults(fn=cmd_serve)
+    return parser
+
+
+def _nonneg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _nonneg(text)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging(os.environ.get("LEDGER_LOG_LEVEL", "WARNING"))
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.fn(args)
+    except InvalidInput as exc:
+        for err in exc.errors:
+            sys.stderr.write(f"ledger: {err.field}: {err.message}\n")
+        return 2
+    except LedgerError as exc:
+        sys.stderr.write(f"ledger: {exc.detail}\n")
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

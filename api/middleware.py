@@ -1,0 +1,111 @@
+"""ASGI middleware: request ids with structured access logs, and a per-client rate limit."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+import uuid
+from typing import Any
+
+import msgspec
+import structlog
+
+from api.schemas import Problem
+
+log = structlog.get_logger("api.access")
+Scope = dict[str, Any]
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class AccessLog:
+    """Gives each request an id (echoed as X-Request-ID) and logs one line when it ends."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = (_header(scope, b"x-request-id") or b"").decode("latin-1")[:64]
+        request_id = request_id or uuid.uuid4().hex
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                status=status,
+                ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+
+
+class RateLimit:
+    """A fixed one-minute window per API key (by digest) or, without one, per client address."""
+
+    def __init__(self, app: Any, per_minute: int) -> None:
+        self.app = app
+        self.per_minute = per_minute
+        self._windows: dict[str, tuple[int, int]] = {}
+
+    def _client(self, scope: Scope) -> str:
+        auth = _header(scope, b"authorization")
+        if auth is not None:
+            return "k:" + hashlib.sha256(auth).hexdigest()
+        client = scope.get("client") or ("?", 0)
+        return f"a:{client[0]}"
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self.per_minute <= 0 or scope.get("path") == "/v1/health":
+            await self.app(scope, receive, send)
+            return
+        now = time.time()
+        window = int(now // 60)
+        who = self._client(scope)
+        start, count = self._windows.get(who, (window, 0))
+        if start != window:
+            start, count = window, 0
+        if count >= self.per_minute:
+            retry = max(1, math.ceil((window + 1) * 60 - now))
+            body = msgspec.json.encode(
+                Problem(429, "Too many requests", f"over {self.per_minute} requests a minute")
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 429,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"retry-after", str(retry).encode()),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        if len(self._windows) > 100_000:
+            self._windows.clear()
+        self._windows[who] = (start, count + 1)
+        await self.app(scope, receive, send)

@@ -1,0 +1,121 @@
+"""Every error as RFC 9457 `application/problem+json`, mapped in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from api.schemas import FieldProblem, Problem
+from ledger.errors import (
+    ConcurrencyConflict,
+    Conflict,
+    InvalidInput,
+    LedgerError,
+    LedgerUnavailable,
+    NotFound,
+    StorageFull,
+)
+
+PROBLEM_JSON = "application/problem+json"
+log = structlog.get_logger("api")
+
+_STATUS: list[tuple[type[LedgerError], int]] = [
+    (InvalidInput, 422),
+    (NotFound, 404),
+    (ConcurrencyConflict, 412),
+    (Conflict, 409),
+    (StorageFull, 507),
+    (LedgerUnavailable, 503),
+]
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    412: "Precondition failed",
+    413: "Request body too large",
+    422: "Invalid input",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+    507: "Insufficient storage",
+}
+
+
+def problem(
+    status: int,
+    detail: str,
+    errors: list[FieldProblem] | None = None,
+    headers: dict[str, str] | None = None,
+    title: str | None = None,
+) -> Response[bytes]:
+    body = Problem(
+        status=status, title=title or _TITLES.get(status, "Error"), detail=detail, errors=errors
+    )
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def status_of(exc: LedgerError) -> int:
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def ledger_error(_: Request[Any, Any, Any], exc: LedgerError) -> Response[bytes]:
+    status = status_of(exc)
+    errors = None
+    if isinstance(exc, InvalidInput):
+        errors = [FieldProblem(e.field, e.message) for e in exc.errors]
+    return problem(status, exc.detail, errors, title=exc.title if status != 400 else None)
+
+
+def _field_of(item: dict[str, Any]) -> str:
+    key = str(item.get("key") or "")
+    source = str(item.get("source") or "")
+    if source == "body" or not key:
+        return key or "body"
+    return key
+
+
+def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    errors = [
+        FieldProblem(_field_of(item), str(item.get("message", "invalid")))
+        for item in extra
+        if isinstance(item, dict)
+    ] or [FieldProblem("body", str(exc.detail))]
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+    return problem(422, detail, errors)
+
+
+def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    detail = str(exc.detail) if exc.detail else _TITLES.get(status, "Error")
+    if status == 400 and "JSON" in detail:
+        return problem(422, detail, [FieldProblem("body", detail)])
+    return problem(status, detail, headers=exc.headers)
+
+
+def server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.error("unhandled_error", path=request.url.path, error=repr(exc), exc_info=exc)
+    return problem(500, "the server failed to answer this request")
+
+
+EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
+    LedgerError: ledger_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    Exception: server_error,
+}

@@ -1,0 +1,202 @@
+"""Reading: sources, assertions, subjects and their views, all point-in-time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Response, get
+from litestar.datastructures import State
+
+from api.deps import AsOf, Cursor, KnownAt, Limit, SeqParam, point_in_time, store_of
+from api.openapi import errors_for
+from ledger.errors import NotFound
+from projections import views
+
+_READ = {"need": "read"}
+_ERRORS = errors_for(401, 403, 404, 422)
+
+
+def _etag(response_body: Any, version: int) -> Response[Any]:
+    return Response(content=response_body, headers={"ETag": f'"{version}"'})
+
+
+@get(
+    "/v1/sources",
+    operation_id="listSources",
+    summary="Sources as known at known_at/seq",
+    opt=_READ,
+    sync_to_thread=True,
+    responses=_ERRORS,
+)
+def list_sources(
+    state: State,
+    known_at: KnownAt = None,
+    seq: SeqParam = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> views.SourcePage:
+    at = point_in_time(state, None, known_at, seq)
+    return views.list_sources(store_of(state).reader(), at, limit=limit, cursor=cursor)
+
+
+@get(
+    "/v1/sources/{source_id:str}",
+    operation_id="getSource",
+    summary="One source with its history, as known at known_at/seq",
+    opt=_READ,
+    sync_to_thread=True,
+    responses=_ERRORS,
+)
+def get_source(
+    state: State, source_id: str, known_at: KnownAt = None, seq: SeqParam = None
+) -> views.SourceView:
+    at = point_in_time(state, None, known_at, seq)
+    found = views.get_source(store_of(state).reader(), source_id, at)
+    if found is None:
+        raise NotFound(f"no source {source_id!r} at seq {at.seq}")
+    return found
+
+
+@get(
+    "/v1/assertions/{assertion_id:str}",
+    operation_id="getAssertion",
+    summary="An assertion with its lifecycle, as known at known_at/seq",
+    opt=_READ,
+    sync_to_thread=True,
+    responses=_ERRORS,
+)
+def get_assertion(
+    state: State, assertion_id: str, known_at: KnownAt = None, seq: SeqParam = None
+) -> views.AssertionDetail:
+    at = point_in_time(state, None, known_at, seq)
+    found = views.assertion_detail(store_of(state).reader(), assertion_id, at)
+    if found is None:
+        raise NotFound(f"no assertion {assertion_id!r} at seq {at.seq}")
+    return found
+
+
+@get(
+    "/v1/assertions",
+    operation_id="listAssertions",
+    summary="Assertions, filtered, point-in-time, paged",
+    opt=_READ,
+    sync_to_thread=True,
+    responses=_ERRORS,
+)
+def list_assertions(
+    state: State,
+    subject: str | None = None,
+    property: str | None = None,
+    claimant: str | None = None,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seq: SeqParam = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> views.AssertionPage:
+    at = point_in_time(state, as_of, known_at, seq)
+    return views.list_assertions(
+        store_of(state).reader(),
+        at,
+        subject=subject,
+        prop=property,
+        claimant=claimant,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+@get(
+    "/v1/subjects",
+    operation_id="listSubjects",
+    summary="Subjects with their properties, assertion counts and stream versions",
+    opt=_READ,
+    sync_to_thread=True,
+    responses=_ERRORS,
+)
+def list_subjects(
+    state: State,
+    known_at: KnownAt = None,
+    seq: SeqParam = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> views.SubjectPage:
+    at = point_in_time(state, None, known_at, seq)
+    return views.list_subjects(store_of(state).reader(), at, limit=limit, cursor=cursor)
+
+
+@get(
+    "/v1/subjects/{subject:str}/estimates/{prop:str}",
+    operation_id="getEstimate",
+    summary="The quantity view: estimate, basis, spread, per-claimant totals",
+    opt=_READ,
+    sync_to_thread=True,
+    responses=_ERRORS,
+)
+def get_estimate(
+    state: State,
+    subject: str,
+    prop: str,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seq: SeqParam = None,
+) -> Response[views.QuantityView]:
+    conn = store_of(state).reader()
+    at = point_in_time(state, as_of, known_at, seq)
+    view = views.quantity_view(conn, subject, prop, at)
+    return _etag(view, view.version)
+
+
+@get(
+    "/v1/subjects/{subject:str}/statuses/{prop:str}",
+    operation_id="getStatus",
+    summary="The status view: status, since, by, history",
+    opt=_READ,
+    sync_to_thread=True,
+    responses=_ERRORS,
+)
+def get_status(
+    state: State,
+    subject: str,
+    prop: str,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seq: SeqParam = None,
+) -> Response[views.StatusView]:
+    conn = store_of(state).reader()
+    at = point_in_time(state, as_of, known_at, seq)
+    view = views.status_view(conn, subject, prop, at)
+    return _etag(view, view.version)
+
+
+@get(
+    "/v1/subjects/{subject:str}/timeline",
+    operation_id="getTimeline",
+    summary="Every live assertion on the subject by statement time, with the view before and after",
+    opt=_READ,
+    sync_to_thread=True,
+    responses=_ERRORS,
+)
+def get_timeline(
+    state: State,
+    subject: str,
+    as_of: AsOf = None,
+    known_at: KnownAt = None,
+    seq: SeqParam = None,
+) -> Response[views.Timeline]:
+    conn = store_of(state).reader()
+    at = point_in_time(state, as_of, known_at, seq)
+    view = views.timeline(conn, subject, at)
+    return _etag(view, view.version)
+
+
+READ_HANDLERS = [
+    list_sources,
+    get_source,
+    get_assertion,
+    list_assertions,
+    list_subjects,
+    get_estimate,
+    get_status,
+    get_timeline,
+]

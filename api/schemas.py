@@ -1,0 +1,82 @@
+"""Request and response bodies of the HTTP API (not events, not view rows)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
+
+from ledger.commands import Reason
+from ledger.events import Rank
+
+Seq = Annotated[int, Meta(ge=0)]
+
+
+class Body(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Base of request bodies: unknown and server-owned fields are refused."""
+
+
+class RetractBody(Body, frozen=True):
+    reason: Reason
+
+
+class RankBody(Body, frozen=True):
+    rank: Rank
+    reason: Reason
+
+
+class AssertionReceipt(msgspec.Struct, frozen=True):
+    assertion_id: str
+    seq: int
+    recorded_at: str
+    hash: str
+
+
+class EventReceipt(msgspec.Struct, frozen=True):
+    seq: int
+    recorded_at: str
+    hash: str
+
+
+class FieldProblem(msgspec.Struct, frozen=True):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """RFC 9457 problem details."""
+
+    status: int
+    title: str
+    detail: str
+    type: str = "about:blank"
+    errors: list[FieldProblem] | None = None
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: str
+    seq: int
+
+
+class Head(msgspec.Struct, frozen=True):
+    size: int
+    root: str
+
+
+class Inclusion(msgspec.Struct, frozen=True):
+    seq: int
+    size: int
+    leaf_hash: str
+    path: list[str]
+
+
+class Consistency(msgspec.Struct, frozen=True, rename={"old": "from", "new": "to"}):
+    old: int
+    new: int
+    path: list[str]
+
+
+class EventPage(msgspec.Struct, frozen=True):
+    items: list[msgspec.Raw]
+    next: int | None

@@ -1,0 +1,96 @@
+"""`ledger serve`: the app under uvicorn (uvloop + httptools), one process."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+import uvicorn
+
+from api.app import create_app
+from api.importer import import_file
+from api.settings import Settings
+from ledger import keys
+from ledger.sqlite_store import SqliteStore, connect
+from projections import all_projectors
+
+
+def fixtures_dir() -> Path:
+    here = Path.cwd() / "fixtures"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def load_demo(db: str) -> str:
+    """Import the fixtures into an empty ledger; return a new admin token."""
+    store = SqliteStore(db, all_projectors())
+    try:
+        if store.size() == 0:
+            for path in sorted(fixtures_dir().glob("*.jsonl")):
+                result = import_file(store, path, "demo")
+                if result.error is not None:
+                    raise SystemExit(f"demo fixtures: {path}: {result.error.describe()}")
+                print(f"loaded {path.name}: {result.appended} events")
+        else:
+            print(f"{db} already holds {store.size()} events; not loading fixtures again")
+    finally:
+        store.close()
+    conn = connect(db)
+    try:
+        _, token = keys.create_key(conn, "admin")
+    finally:
+        conn.close()
+    return token
+
+
+def demo_banner(host: str, port: int, token: str) -> str:
+    base = f"http://{host}:{port}"
+    subject = "north-korea.russia-deployment"
+    return f"""
+OSINT ledger demo on {base}  (public reads on; the page is at {base}/ and the API docs at {base}/schema)
+admin token (shown once): {token}
+
+Try:
+  curl -s '{base}/v1/subjects/{subject}/estimates/troops.deployed'
+  curl -s '{base}/v1/subjects/{subject}/estimates/troops.deployed?as_of=2025-02'
+  curl -s '{base}/v1/subjects/{subject}/statuses/deployment.status'
+Write with:  -H 'Authorization: Bearer {token}'
+"""
+
+
+def serve(
+    *,
+    db: str,
+    host: str,
+    port: int,
+    public_read: bool,
+    demo: bool,
+    synchronous: str,
+    rate_limit: int,
+) -> int:
+    mode: Literal["FULL", "NORMAL"] = "NORMAL" if synchronous == "NORMAL" else "FULL"
+    if demo:
+        token = load_demo(db)
+        print(demo_banner(host, port, token), flush=True)
+    settings = Settings(
+        db=Path(db),
+        public_read=public_read,
+        synchronous=mode,
+        rate_limit_per_minute=rate_limit,
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+    return 0
