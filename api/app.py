@@ -60,8 +60,8 @@ def create_app(settings: Settings) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         middleware=[
-            DefineMiddleware(AccessLog),
-            DefineMiddleware(RateLimit, per_minute=settings.rate_limit_per_minute),
+            DefineMiddleware(AccessLog),  # type: ignore[arg-type]
+            DefineMiddleware(RateLimit, per_minute=settings.rate_limit_per_minute),  # type: ignore[arg-type]
         ],
         openapi_config=OpenAPIConfig(
             title="OSINT ledger",

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 import msgspec
 
@@ -27,7 +27,7 @@ def default_db() -> str:
 
 
 def open_store(db: str, *, synchronous: str = "FULL") -> SqliteStore:
-    mode = "NORMAL" if synchronous.upper() == "NORMAL" else "FULL"
+    mode: Literal["FULL", "NORMAL"] = "NORMAL" if synchronous.upper() == "NORMAL" else "FULL"
     return SqliteStore(db, projectors=all_projectors(), synchronous=mode)
 
 

@@ -49,7 +49,8 @@ def demo_banner(host: str, port: int, token: str) -> str:
     base = f"http://{host}:{port}"
     subject = "north-korea.russia-deployment"
     return f"""
-OSINT ledger demo on {base}  (public reads on; the page is at {base}/ and the API docs at {base}/schema)
+OSINT ledger demo on {base}  (public reads on)
+the page: {base}/   the API docs: {base}/schema
 admin token (shown once): {token}
 
 Try:

@@ -22,14 +22,14 @@ class Tail:
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def wait_beyond(self, position: int, timeout: float) -> bool:
-        """True once the log holds more than `position` events; False after `timeout`."""
+    async def wait_beyond(self, position: int, seconds: float) -> bool:
+        """True once the log holds more than `position` events; False after `seconds`."""
         if self.latest > position:
             return True
         waiter = self._loop.create_future()
         self._waiters.add(waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
+            await asyncio.wait_for(waiter, seconds)
         except TimeoutError:
             self._waiters.discard(waiter)
             return False
