@@ -8,19 +8,23 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from api.auth import Authenticator, guard
 from api.middleware import AccessLog, RateLimit
+from api.openapi import SchemaJson
 from api.problems import EXCEPTION_HANDLERS
-from api.routes.log import LOG_HANDLERS
+from api.routes.log import LOG_HANDLERS, health
+from api.routes.page import PAGE_HANDLERS
 from api.routes.reads import READ_HANDLERS
 from api.routes.writes import WRITE_HANDLERS
 from api.settings import Settings
 from api.tail import Tail
+from ledger import keys
 from ledger.sqlite_store import SqliteStore
 from projections import all_projectors
 
@@ -40,6 +44,7 @@ def create_app(settings: Settings) -> Litestar:
                 synchronous=settings.synchronous,
             )
         )
+        await store.run(lambda txn: keys.ensure_schema(txn.connection))
         tail = Tail(asyncio.get_running_loop(), store.size())
         store.add_listener(tail.committed)
         app.state.store = store
@@ -47,14 +52,20 @@ def create_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
+            tail.close()
             await asyncio.to_thread(store.close)
 
     async def _guard(connection: Any, handler: Any) -> None:
         if handler.opt.get("need") != "none":
             await guard(connection, handler)
 
-    app = Litestar(
+    behind_token = Router(
+        path="/",
         route_handlers=[*WRITE_HANDLERS, *READ_HANDLERS, *LOG_HANDLERS],
+        security=[{"bearer": []}],
+    )
+    app = Litestar(
+        route_handlers=[health, *PAGE_HANDLERS, behind_token],
         lifespan=[lifespan],
         guards=[_guard],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -67,11 +78,35 @@ def create_app(settings: Settings) -> Litestar:
             title="OSINT ledger",
             version=API_VERSION,
             description="An append-only, verifiable ledger of sourced claims (contract v1).",
-            path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[SwaggerRenderPlugin(), SchemaJson()],
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="an API key's token (`ledger keys create`)",
+                    )
+                }
+            ),
+            # the schema and its viewer need no token
+            openapi_router=Router(
+                path="/schema", route_handlers=[], opt={"need": "none"}, include_in_schema=False
+            ),
         ),
         debug=False,
     )
     app.state.settings = settings
     app.state.auth = Authenticator(app.state, settings.public_read, settings.auth_cache_seconds)
     return app
+
+
+def end_streams(app: Litestar) -> None:
+    """End every open event stream, from any thread.
+
+    The server calls this as soon as a stop is asked for: a graceful shutdown waits for open
+    connections to finish, and an event stream never would. Clients resume with
+    Last-Event-ID.
+    """
+    tail: Tail | None = getattr(app.state, "tail", None)
+    if tail is not None:
+        tail.close()

@@ -7,33 +7,63 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request
 from litestar.datastructures import State
-from litestar.params import Parameter
-from projections.pit import PointInTime, resolve
+from litestar.params import HeaderParameter, QueryParameter
 
 from api.schemas import AssertionReceipt, EventReceipt
 from ledger.commands import AnyCommand
 from ledger.errors import FieldError, InvalidInput
 from ledger.service import Idempotency, Receipt, Reply, execute
 from ledger.sqlite_store import SqliteStore
+from ledger.times import TIME_PATTERN
 from ledger.validation import decode_all
+from projections.pit import PointInTime, resolve
 
+# The time forms are published in the schema but checked by `resolve`, which names the
+# problem in words rather than quoting the pattern.
 AsOf = Annotated[
     str | None,
-    Parameter(
-        query="as_of",
+    QueryParameter(
+        name="as_of",
         description="statement-time cutoff: YYYY, YYYY-MM, YYYY-MM-DD or RFC 3339; "
         "a reduced value means the end of its period",
+        schema_extra={"pattern": TIME_PATTERN},
     ),
 ]
 KnownAt = Annotated[
     str | None,
-    Parameter(query="known_at", description="record-time cutoff (RFC 3339); not with seq"),
+    QueryParameter(
+        name="known_at",
+        description="record-time cutoff (RFC 3339); not with seq",
+        schema_extra={"pattern": TIME_PATTERN},
+    ),
 ]
 SeqParam = Annotated[
-    int | None, Parameter(query="seq", ge=0, description="log position cutoff; not with known_at")
+    int | None,
+    QueryParameter(name="seq", ge=0, description="log position cutoff; not with known_at"),
 ]
-Limit = Annotated[int, Parameter(query="limit", ge=1, le=1000, description="page size, 1..1000")]
-Cursor = Annotated[str | None, Parameter(query="cursor", max_length=200, description="next page")]
+Limit = Annotated[
+    int, QueryParameter(name="limit", ge=1, le=1000, description="page size, 1..1000")
+]
+Cursor = Annotated[
+    str | None, QueryParameter(name="cursor", max_length=200, description="next page")
+]
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        pattern=r"^[ -~]{1,255}$",
+        description="1..255 printable ASCII characters: retrying with the same key and body "
+        "returns the first answer and appends nothing; the same key with another body is a 422",
+    ),
+]
+IfMatch = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-Match",
+        pattern=r'^\s*(W/)?"?[0-9]+"?\s*$',
+        description='`"<version>"` of the subject stream (a view\'s ETag): 412 once it moved on',
+    ),
+]
 
 _json = msgspec.json.Encoder()
 
@@ -49,8 +79,7 @@ def point_in_time(
     return resolve(store_of(state).reader(), as_of, known_at, seq)
 
 
-def parse_if_match(request: Request[Any, Any, Any]) -> int | None:
-    header = request.headers.get("if-match")
+def parse_if_match(header: str | None) -> int | None:
     if header is None:
         return None
     text = header.strip()
@@ -62,12 +91,11 @@ def parse_if_match(request: Request[Any, Any, Any]) -> int | None:
     return int(text)
 
 
-def idempotency_of(request: Request[Any, Any, Any], body: bytes) -> Idempotency | None:
-    key = request.headers.get("idempotency-key")
+def idempotency_of(
+    request: Request[Any, Any, Any], key: str | None, body: bytes
+) -> Idempotency | None:
     if key is None:
         return None
-    if not 1 <= len(key) <= 255 or not key.isprintable():
-        raise InvalidInput([FieldError("Idempotency-Key", "1..255 printable characters")])
     scope = f"{request.method} {request.url.path}\n".encode()
     return Idempotency(key, scope + body)
 
@@ -91,7 +119,8 @@ async def run_write(
     command: AnyCommand,
     render: Any,
     *,
-    if_match: bool = False,
+    idempotency_key: str | None,
+    if_match: str | None = None,
 ) -> Reply:
     body = await request.body()
     return await execute(
@@ -99,8 +128,8 @@ async def run_write(
         command,
         request.state.actor,
         render,
-        expected_version=parse_if_match(request) if if_match else None,
-        idempotency=idempotency_of(request, body),
+        expected_version=parse_if_match(if_match),
+        idempotency=idempotency_of(request, idempotency_key, body),
     )
 
 

@@ -63,8 +63,8 @@ def decode_line(raw: bytes, number: int) -> ImportLine:
             raise _BadLine(0, problem) from None
         if not isinstance(obj, dict) or obj.get("record") not in IMPORT_LINE_TYPES:
             kinds = ", ".join(IMPORT_LINE_TYPES)
-            problem = FieldError("record", f"must be one of {kinds}")
-            raise _BadLine(0, ImportError_(number, [problem])) from None
+            wrong = FieldError("record", f"must be one of {kinds}")
+            raise _BadLine(0, ImportError_(number, [wrong])) from None
         try:
             line = convert_all(obj, IMPORT_LINE_TYPES[obj["record"]])
         except InvalidInput as bad:

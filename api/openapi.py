@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from litestar import Request
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin
 
 from api.schemas import Problem
 
@@ -18,12 +22,34 @@ _WHY = {
     503: "writes are refused",
     507: "the database is full; nothing was appended",
 }
+GUARDED = (401, 403, 429)
+"""What any endpoint behind a token may answer."""
+WRITES = (*GUARDED, 413, 422, 503, 507)
+"""What any append may answer besides its own conflicts."""
 
 
 def errors_for(*statuses: int) -> dict[int, ResponseSpec]:
     return {
         s: ResponseSpec(
-            data_container=Problem, description=_WHY[s], media_type="application/problem+json"
+            data_container=Problem,
+            description=_WHY[s],
+            media_type="application/problem+json",
+            generate_examples=False,  # random examples would change the schema every build
         )
-        for s in statuses
+        for s in sorted(set(statuses))
     }
+
+
+class SchemaJson(JsonRenderPlugin):
+    """Serves `/schema/openapi.json` without litestar's stock `400` responses.
+
+    Litestar documents a `400` for every handler that validates input, but this API
+    answers invalid input with a 422 problem (see :mod:`api.problems`) and never a 400.
+    """
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        for item in openapi_schema.get("paths", {}).values():
+            for operation in item.values():
+                if isinstance(operation, dict):
+                    operation.get("responses", {}).pop("400", None)
+        return self.render_json(request, openapi_schema)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -81,30 +82,46 @@ def ledger_error(_: Request[Any, Any, Any], exc: LedgerError) -> Response[bytes]
     return problem(status, exc.detail, errors, title=exc.title if status != 400 else None)
 
 
-def _field_of(item: dict[str, Any]) -> str:
+_MISSING = re.compile(r"^Missing required \w+ parameter '([^']+)'")
+
+
+def _field_of(request: Request[Any, Any, Any], item: dict[str, Any]) -> str:
+    """The name the client used: a parameter's alias (`from`), not the handler's (`old`)."""
     key = str(item.get("key") or "")
-    source = str(item.get("source") or "")
-    if source == "body" or not key:
-        return key or "body"
-    return key
+    if not key:
+        return "body"
+    try:
+        definition = request.route_handler.parsed_fn_signature.parameters[key].kwarg_definition
+    except (AttributeError, KeyError):
+        return key
+    alias = getattr(definition, "name", None)
+    return alias if isinstance(alias, str) and alias else key
 
 
-def validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+def validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
     extra = exc.extra if isinstance(exc.extra, list) else []
+    missing = _MISSING.match(str(exc.detail))
     errors = [
-        FieldProblem(_field_of(item), str(item.get("message", "invalid")))
+        FieldProblem(_field_of(request, item), str(item.get("message", "invalid")))
         for item in extra
         if isinstance(item, dict)
-    ] or [FieldProblem("body", str(exc.detail))]
+    ]
+    if not errors:
+        field = missing.group(1) if missing else "body"
+        message = "Required parameter is missing" if missing else str(exc.detail)
+        errors = [FieldProblem(field, message)]
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
     return problem(422, detail, errors)
 
 
-def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
     detail = str(exc.detail) if exc.detail else _TITLES.get(status, "Error")
     if status == 400 and "JSON" in detail:
         return problem(422, detail, [FieldProblem("body", detail)])
+    if status == 413:
+        limit = request.app.state.settings.max_body_bytes
+        detail = f"the body is over the limit of {limit} bytes"
     return problem(status, detail, headers=exc.headers)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -37,6 +37,15 @@ class EventReceipt(msgspec.Struct, frozen=True):
     seq: int
     recorded_at: str
     hash: str
+
+
+class Unchanged(msgspec.Struct, frozen=True):
+    """The request restated what the log already holds: nothing was appended."""
+
+    status: Literal["unchanged"]
+
+
+UNCHANGED = msgspec.json.encode(Unchanged("unchanged"))
 
 
 class FieldProblem(msgspec.Struct, frozen=True):

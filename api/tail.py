@@ -1,4 +1,4 @@
-"""Wakes the SSE streams when the writer commits new events."""
+"""Wakes the SSE streams when the writer commits new events, and ends them at shutdown."""
 
 from __future__ import annotations
 
@@ -9,11 +9,20 @@ class Tail:
     def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
         self._loop = loop
         self.latest = size
+        self.closed = False
         self._waiters: set[asyncio.Future[None]] = set()
 
     def committed(self, seq: int) -> None:
         """Called on the writer thread."""
         self._loop.call_soon_threadsafe(self._wake, seq)
+
+    def close(self) -> None:
+        """End every stream (from any thread), so a graceful shutdown need not wait on them."""
+        self._loop.call_soon_threadsafe(self._close)
+
+    def _close(self) -> None:
+        self.closed = True
+        self._wake(self.latest)
 
     def _wake(self, seq: int) -> None:
         self.latest = max(self.latest, seq)
@@ -23,9 +32,12 @@ class Tail:
                 waiter.set_result(None)
 
     async def wait_beyond(self, position: int, seconds: float) -> bool:
-        """True once the log holds more than `position` events; False after `seconds`."""
+        """True once the log holds more than `position` events; False after `seconds` or
+        once closed."""
         if self.latest > position:
             return True
+        if self.closed:
+            return False
         waiter = self._loop.create_future()
         self._waiters.add(waiter)
         try:

@@ -90,7 +90,29 @@ def _write_model(db: sqlite_utils.Database) -> None:
     )
 
 
+def _no_replace(db: sqlite_utils.Database) -> None:
+    """Refuse REPLACE even on a connection without recursive_triggers.
+
+    Without recursive triggers, REPLACE deletes the conflicting row without firing the
+    DELETE trigger; an INSERT that would collide is refused before it gets that far.
+    """
+    keys = {
+        "events": "seq = NEW.seq OR (stream = NEW.stream AND version = NEW.version)",
+        "payloads": "seq = NEW.seq",
+        "merkle_nodes": "level = NEW.level AND idx = NEW.idx",
+    }
+    for table, match in keys.items():
+        db.executescript(
+            f"""
+            CREATE TRIGGER {table}_no_replace BEFORE INSERT ON {table}
+            WHEN EXISTS (SELECT 1 FROM {table} WHERE {match})
+            BEGIN SELECT RAISE(ABORT, '{table} is append-only: REPLACE refused'); END;
+            """
+        )
+
+
 LOG_MIGRATIONS = [
     Migration("ledger-0001-log", _log),
     Migration("ledger-0002-write-model", _write_model),
+    Migration("ledger-0003-no-replace", _no_replace),
 ]

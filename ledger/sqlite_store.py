@@ -5,6 +5,11 @@ and commits them in one transaction (each inside its own savepoint, so one faili
 does not sink the others). A unit's future resolves only after COMMIT returns, with
 `synchronous=FULL` by default, so an acknowledged append survives a crash. Readers use a
 connection per thread; no SQLite call needs to run on an event loop.
+
+Before the writer takes any work, :func:`ledger.health.check_tail` checks the end of the
+stored log; if it is broken the store still serves reads but refuses every append
+(:attr:`SqliteStore.write_refusal`), so nothing is ever chained onto a bad hash. A full
+disk (or `max_pages`) fails only the appends that need room, as :class:`StorageFull`.
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from ledger.codec import (
 )
 from ledger.errors import ConcurrencyConflict, LedgerError, LedgerUnavailable, StorageFull
 from ledger.events import Event, NewEvent
+from ledger.health import TAIL_DEPTH, TailProblem, check_tail
 from ledger.migrations import migrate
 from ledger.schema import LOG_MIGRATIONS
 from ledger.store import ConsistencyProof, InclusionProof, LogHead, Projector
-from ledger.times import format_record_time, now_us, parse_record_time
+from ledger.times import TimeFormatError, format_record_time, now_us, parse_record_time
 from ledger.writemodel import WriteModel
 
 T = TypeVar("T")
@@ -43,19 +49,34 @@ Synchronous = Literal["FULL", "NORMAL"]
 log = structlog.get_logger("ledger.store")
 
 _EVENT_COLUMNS = "e.seq, e.type, e.stream, e.version, e.recorded_at, e.actor, e.data_sha256, e.hash"
+_FULL = "the database is full: nothing was appended"
+_NO_PAGE_LIMIT = 4294967294  # SQLite clamps this to its own largest page count
 
 
-def _is_full(exc: sqlite3.Error) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc).lower()
+def _is_full(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return bool(code & 0xFF == sqlite3.SQLITE_FULL)
+    return "full" in str(exc).lower()
 
 
-def connect(path: str | Path, synchronous: Synchronous = "FULL") -> sqlite3.Connection:
+def _failure(exc: BaseException) -> BaseException:
+    """What the caller of a failed unit is told: a full disk is :class:`StorageFull`."""
+    return StorageFull(_FULL) if _is_full(exc) else exc
+
+
+def connect(
+    path: str | Path, synchronous: Synchronous = "FULL", cache_mib: int = 8
+) -> sqlite3.Connection:
     """A connection with the ledger's pragmas: WAL, durable commits, triggers that recurse."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA recursive_triggers = ON")
+    conn.execute(f"PRAGMA cache_size = -{cache_mib * 1024}")
     return conn
 
 
@@ -98,18 +119,19 @@ def fetch_nodes(
 def stream_version_at(conn: sqlite3.Connection, stream: str, seq: int) -> int:
     """The version of `stream` once the log held `seq` events (0 before its first)."""
     row = conn.execute(
-        "SELECT max(version) FROM events WHERE stream = ? AND seq <= ?", (stream, seq)
+        "SELECT version FROM events WHERE stream = ? AND seq <= ? ORDER BY version DESC LIMIT 1",
+        (stream, seq),
     ).fetchone()
-    return int(row[0] or 0)
+    return int(row[0]) if row else 0
 
 
 def seq_at(conn: sqlite3.Connection, recorded_us: int) -> int:
     """The last seq recorded at or before `recorded_us` (record times never go back)."""
     row = conn.execute(
-        "SELECT max(seq) FROM events WHERE recorded_at <= ?",
+        "SELECT seq FROM events WHERE recorded_at <= ? ORDER BY recorded_at DESC, seq DESC LIMIT 1",
         (format_record_time(recorded_us),),
     ).fetchone()
-    return int(row[0] or 0)
+    return int(row[0]) if row else 0
 
 
 def log_size(conn: sqlite3.Connection) -> int:
@@ -178,6 +200,8 @@ class SqliteTransaction:
         """Append events of any streams in order (versions looked up unless given)."""
         if not events:
             return []
+        if self._store.write_refusal is not None:
+            raise LedgerUnavailable(self._store.write_refusal)
         tip = self._store._tip
         versions = dict(versions or {})
         conn = self.connection
@@ -228,7 +252,16 @@ class SqliteStore:
         *,
         synchronous: Synchronous = "FULL",
         max_batch: int = 1024,
+        max_pages: int | None = None,
+        tail_check: int = TAIL_DEPTH,
     ) -> None:
+        """Open (creating and migrating if need be) and start the writer.
+
+        `max_pages` caps the database file at that many pages (SQLite's
+        `max_page_count`), so a full disk can be met on purpose; :meth:`set_max_pages`
+        moves the cap. `tail_check` is how many of the last events the start-up check
+        reads (0: none).
+        """
         self.path = Path(path)
         self.synchronous = synchronous
         self.max_batch = max_batch
@@ -239,18 +272,32 @@ class SqliteStore:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self.write_refusal: str | None = None
+        """Why appends are refused (the stored log failed its start-up check), or None."""
+        self.storage_problem: str | None = None
+        """Set while the last append that needed room found the database full."""
         self._listeners: list[Callable[[int], None]] = []
-        self._conn = connect(self.path, synchronous)
+        self._conn = connect(self.path, synchronous, cache_mib=64)
         migrate(self._conn, LOG_MIGRATIONS)
         for projector in self.projectors:
             projector.migrate(self._conn)
-        self._tip = self._load_tip()
+        self._tip = self._load_tip(tail_check)
+        if max_pages is not None:
+            self._set_max_pages(self._conn, max_pages)
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
 
     # ---- the writer ----
 
-    def _load_tip(self) -> _Tip:
+    def _refuse(self, reason: str) -> None:
+        if self.write_refusal is None:
+            self.write_refusal = f"appends are refused: {reason}; run `ledger verify`"
+            log.error("appends_refused", path=str(self.path), reason=reason)
+
+    def _load_tip(self, tail_check: int) -> _Tip:
+        try:
+            check_tail(self._conn, tail_check)
+        except TailProblem as exc:
+            self._refuse(f"the stored log is broken at {exc}")
         row = self._conn.execute(
             "SELECT seq, hash, recorded_at FROM events ORDER BY seq DESC LIMIT 1"
         ).fetchone()
@@ -259,10 +306,32 @@ class SqliteStore:
         size = int(row[0])
         try:
             frontier = merkle.MerkleFrontier.load(size, lambda ids: fetch_nodes(self._conn, ids))
+            return _Tip(size, bytes.fromhex(row[1]), parse_record_time(row[2]), frontier)
         except LedgerError as exc:
-            self.write_refusal = f"the stored Merkle tree is incomplete: {exc}"
-            frontier = merkle.MerkleFrontier.empty()
-        return _Tip(size, bytes.fromhex(row[1]), parse_record_time(row[2]), frontier)
+            self._refuse(f"the stored Merkle tree is incomplete: {exc}")
+        except (TypeError, ValueError, TimeFormatError) as exc:
+            self._refuse(f"the last event (seq {size}) is malformed: {exc}")
+        return _Tip(size, ZERO_HASH, 0, merkle.MerkleFrontier.empty())
+
+    @staticmethod
+    def _set_max_pages(conn: sqlite3.Connection, pages: int | None) -> int:
+        limit = _NO_PAGE_LIMIT if pages is None else max(1, int(pages))
+        row = conn.execute(f"PRAGMA max_page_count = {limit}").fetchone()
+        return int(row[0])
+
+    def set_max_pages(self, pages: int | None) -> int:
+        """Cap the database at `pages` pages (None: no cap); returns the cap now in force.
+
+        SQLite never sets the cap below the file's current size. Runs on the writer, after
+        the writes queued before it.
+        """
+        return self.run_sync(lambda txn: self._set_max_pages(txn.connection, pages))
+
+    def page_count(self) -> int:
+        """The database's size in pages, as the writer sees it."""
+        return self.run_sync(
+            lambda txn: int(txn.connection.execute("PRAGMA page_count").fetchone()[0])
+        )
 
     def _run(self) -> None:
         while True:
@@ -282,6 +351,18 @@ class SqliteStore:
             self._commit_batch(batch)
 
     def _commit_batch(self, batch: list[_Job]) -> None:
+        pending = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        while pending:
+            pending = self._try_batch(pending)
+
+    def _try_batch(self, batch: list[_Job]) -> list[_Job]:
+        """Run `batch` in one transaction; returns the units to run again, if any.
+
+        Each unit runs in its own savepoint, so one that fails is undone alone. But on
+        some errors (SQLITE_FULL among them) SQLite rolls back the whole transaction by
+        itself: then the unit that met the error fails and every other unit of the batch,
+        undone with it though none was acknowledged, is run again in a new transaction.
+        """
         conn = self._conn
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         start_tip = self._tip.copy()
@@ -290,20 +371,21 @@ class SqliteStore:
             conn.execute("BEGIN IMMEDIATE")
             txn = SqliteTransaction(self, conn)
             for job in batch:
-                if not job.future.set_running_or_notify_cancel():
-                    continue
                 saved = self._tip.copy()
                 conn.execute("SAVEPOINT unit")
                 try:
                     result = job.work(txn)
                 except BaseException as exc:  # the unit fails alone
+                    if not conn.in_transaction:  # SQLite undid the whole transaction
+                        self._tip = start_tip
+                        self._note_storage(exc)
+                        job.future.set_exception(_failure(exc))
+                        return [other for other in batch if other is not job]
                     conn.execute("ROLLBACK TO unit")
                     conn.execute("RELEASE unit")
                     self._tip = saved
-                    failure: BaseException = exc
-                    if isinstance(exc, sqlite3.Error) and _is_full(exc):
-                        failure = StorageFull("the database is full: nothing was appended")
-                    outcomes.append((job, None, failure))
+                    self._note_storage(exc)
+                    outcomes.append((job, None, _failure(exc)))
                 else:
                     conn.execute("RELEASE unit")
                     outcomes.append((job, result, None))
@@ -318,8 +400,9 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._tip = start_tip
+            self._note_storage(exc)
             error: BaseException = (
-                StorageFull("the database is full: nothing was appended")
+                StorageFull(_FULL)
                 if _is_full(exc)
                 else LedgerUnavailable(f"the write failed and was rolled back: {exc}")
             )
@@ -327,7 +410,9 @@ class SqliteStore:
             for job in batch:
                 if not job.future.done():
                     job.future.set_exception(error)
-            return
+            return []
+        if self._tip.seq > start_seq:
+            self.storage_problem = None
         for job, result, problem in outcomes:
             if problem is None:
                 job.future.set_result(result)
@@ -336,17 +421,26 @@ class SqliteStore:
         if self._tip.seq > start_seq:
             for listener in list(self._listeners):
                 listener(self._tip.seq)
+        return []
+
+    def _note_storage(self, exc: BaseException) -> None:
+        if _is_full(exc):
+            if self.storage_problem is None:
+                log.error("storage_full", path=str(self.path))
+            self.storage_problem = "the database was full at the last append that needed room"
 
     def add_listener(self, listener: Callable[[int], None]) -> None:
         """Call `listener(seq)` on the writer thread after each commit that appended."""
         self._listeners.append(listener)
 
     def submit(self, work: Callable[[SqliteTransaction], T]) -> Future[T]:
-        """Queue `work` for the writer; the future resolves after its commit."""
+        """Queue `work` for the writer; the future resolves after its commit.
+
+        While :attr:`write_refusal` is set, work still runs (reads, schema steps) but any
+        append in it raises :class:`LedgerUnavailable` with the reason.
+        """
         if self._closed:
             raise LedgerUnavailable("the store is closed")
-        if self.write_refusal is not None:
-            raise LedgerUnavailable(self.write_refusal)
         job = _Job(work)
         self._queue.put(job)
         return job.future

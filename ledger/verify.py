@@ -16,12 +16,13 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from hashlib import sha256
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from ledger import merkle
-from ledger.codec import ZERO_HASH, decode_payload, envelope_bytes
+from ledger.codec import ZERO_HASH, envelope_bytes
+from ledger.events import PAYLOAD_TYPES
 
 Progress = Callable[[int, int], None]
 """Called as `progress(done, total)` after each chunk."""
@@ -35,7 +36,6 @@ _EVENT_SQL = (
     " p.data FROM events e LEFT JOIN payloads p ON p.seq = e.seq"
     " WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
 )
-_NODE_SQL = "SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx BETWEEN ? AND ?"
 
 
 class VerifyReport(msgspec.Struct, frozen=True):
@@ -112,57 +112,108 @@ def _first_seq(level: int, idx: int) -> int:
     return (idx << level) + 1
 
 
-def _fetch_completed(
-    conn: sqlite3.Connection, lo: int, hi: int, levels: int
-) -> dict[merkle.NodeId, bytes]:
-    """Stored nodes completed by appending leaves [lo, hi): one range query per level."""
-    nodes: dict[merkle.NodeId, bytes] = {}
-    for level in range(levels):
-        first = -(-(lo + 1) >> level) - 1  # ceil((lo + 1) / 2**level) - 1
-        last = (hi >> level) - 1
-        if first > last:
-            continue
-        for idx, h in conn.execute(_NODE_SQL, (level, first, last)):
-            nodes[(level, idx)] = h
-    return nodes
+_NODE_SQL = (
+    "SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx BETWEEN ? AND ? ORDER BY idx"
+)
 
 
 class _Tree:
-    """Recomputes the Merkle tree leaf by leaf and compares it with the stored nodes.
+    """Recomputes the Merkle tree a chunk of leaves at a time and compares the stored nodes.
+
+    This is :class:`ledger.merkle.MerkleFrontier` worked level by level over a whole chunk:
+    `pending` holds the frontier (the complete node of each level still waiting for its
+    right sibling), and each level's new complete nodes are paired into the next level's
+    with one range query per level to compare them, so no Python code runs per node on
+    an intact log beyond one hash.
 
     A stored node that differs is reported only when its recomputed children matched the
-    stored ones: otherwise the difference is the consequence of an edit below it, which
-    was reported there. So an edited envelope is reported once, at its own seq, and an
-    edited node at the first leaf it covers.
+    stored ones: otherwise the difference follows from an edit below it, reported there.
+    So an edited envelope is reported once, at its own seq, and an edited node at the
+    first leaf it covers.
     """
 
-    def __init__(self, findings: _Findings) -> None:
-        self.frontier = merkle.MerkleFrontier.empty()
+    def __init__(self, conn: sqlite3.Connection, findings: _Findings) -> None:
+        self.conn = conn
         self.findings = findings
-        self.differing: set[merkle.NodeId] = set()
+        self.size = 0
+        self.pending: dict[int, tuple[bytes, bool]] = {}  # level -> (hash, differs)
 
-    def add(self, leaf: bytes, stored: dict[merkle.NodeId, bytes]) -> None:
-        differing = self.differing
-        for level, idx, h in self.frontier.append(leaf):
-            node = (level, idx)
-            below = False
+    def add(self, leaves: list[bytes | None]) -> bool:
+        """Append leaves `size, size + 1, ...`; None where only the stored leaf is known.
+
+        Returns False when such a stored leaf is missing too: the tree cannot go on.
+        """
+        stored = self._stored(0, self.size, len(leaves))
+        if None in leaves:
+            leaves = [
+                leaf if leaf is not None else s for leaf, s in zip(leaves, stored, strict=True)
+            ]
+            if None in leaves:
+                return False
+        hashes = cast(list[bytes], leaves)
+        level, first = 0, self.size
+        below: list[bool] | None = None  # per new node: does a child differ from storage?
+        node_hash = merkle.node_hash
+        while hashes:
             if level:
-                left, right = (level - 1, 2 * idx), (level - 1, 2 * idx + 1)
-                below = left in differing or right in differing
-                differing.discard(left)
-                differing.discard(right)
-            have = stored.get(node)
-            if have == h:
+                stored = self._stored(level, first, len(hashes))
+            flags = None
+            if stored != hashes or below is not None:
+                flags = self._compare(level, first, hashes, stored, below)
+            pending = self.pending.pop(level, None)
+            if pending is not None:  # `first` is odd: its left sibling was waiting
+                hashes = [pending[0], *hashes]
+                if flags is not None or pending[1]:
+                    flags = [pending[1], *(flags or [False] * (len(hashes) - 1))]
+                first -= 1
+            if len(hashes) & 1:
+                self.pending[level] = (hashes[-1], bool(flags and flags[-1]))
+            pairs = range(0, len(hashes) - 1, 2)
+            hashes = [node_hash(hashes[i], hashes[i + 1]) for i in pairs]
+            below = [flags[i] or flags[i + 1] for i in pairs] if flags is not None else None
+            if below is not None and not any(below):
+                below = None
+            level, first = level + 1, first >> 1
+        self.size += len(leaves)
+        return True
+
+    def root(self) -> bytes:
+        stack = [self.pending[level][0] for level in sorted(self.pending, reverse=True)]
+        return merkle.MerkleFrontier(self.size, stack).root()
+
+    def _stored(self, level: int, first: int, count: int) -> list[bytes | None]:
+        rows = self.conn.execute(_NODE_SQL, (level, first, first + count - 1)).fetchall()
+        if len(rows) == count:
+            return [h for _, h in rows]
+        found = dict(rows)
+        return [found.get(idx) for idx in range(first, first + count)]
+
+    def _compare(
+        self,
+        level: int,
+        first: int,
+        hashes: list[bytes],
+        stored: list[bytes | None],
+        below: list[bool] | None,
+    ) -> list[bool]:
+        """Which of the new nodes differ from the stored ones; reports those to blame."""
+        flags = []
+        for i, (h, have) in enumerate(zip(hashes, stored, strict=True)):
+            differs = h != have
+            flags.append(differs)
+            if not differs:
                 continue
-            differing.add(node)
+            idx = first + i
+            node = (level, idx)
             if have is None:
                 self.findings.bad(_first_seq(level, idx), f"Merkle node {node} is missing")
-            elif not below:
+            elif below is None or not below[i]:
                 what = "leaf" if level == 0 else "node"
                 self.findings.bad(
                     _first_seq(level, idx),
-                    f"stored Merkle {what} {node} is {_hex(have)}, recomputed {h.hex()}",
+                    f"stored Merkle {what} {node} is {_hex(have)}, recomputed {_hex(h)}",
                 )
+        return flags
 
 
 def _hex(value: object) -> str:
@@ -205,88 +256,78 @@ def _check_strays(conn: sqlite3.Connection, size: int, findings: _Findings) -> N
         findings.bad(size + 1, f"{row[1]} payload(s) of no event, e.g. seq {row[0]}")
 
 
-class _Verifier:
-    """One pass over the log: the state carried from one event to the next."""
+_decoders = {name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()}
 
-    def __init__(self, conn: sqlite3.Connection, findings: _Findings, total: int) -> None:
-        self.conn = conn
+
+class _Verifier:
+    """One pass over the log: the state carried from one chunk of events to the next."""
+
+    def __init__(self, conn: sqlite3.Connection, findings: _Findings) -> None:
         self.findings = findings
-        self.levels = max(total.bit_length(), 1)
-        self.tree: _Tree | None = _Tree(findings)
+        self.tree: _Tree | None = _Tree(conn, findings)
         self.expected = 1
         self.prev: bytes | None = ZERO_HASH
         self.count = 0
         self.erased = 0
 
-    def chunk(self, after: int, rows: list[Any]) -> None:
-        last = int(rows[-1][0])
-        stored: dict[merkle.NodeId, bytes] = {}
-        if self.tree is not None:
-            if last - after > 2 * len(rows) + 2:
-                self._stop_tree(f"{last - after - len(rows)} events missing after seq {after}")
-            else:
-                stored = _fetch_completed(self.conn, after, last, self.levels)
-        for row in rows:
-            self.event(row, stored)
-
-    def _stop_tree(self, why: str) -> None:
-        self.findings.general(f"Merkle tree not checked past seq {self.expected - 1}: {why}")
-        self.tree = None
-
-    def _add_stored_leaf(self, seq: int, stored: dict[merkle.NodeId, bytes]) -> None:
-        """Carry the tree past an event it cannot recompute, on the stored leaf if any."""
-        if self.tree is None:
-            return
-        leaf = stored.get((0, seq - 1))
-        if leaf is None:
-            self._stop_tree("no event and no stored leaf to carry on from")
-        else:
-            self.tree.add(leaf, stored)
-
-    def event(self, row: Sequence[Any], stored: dict[merkle.NodeId, bytes]) -> None:
-        seq, etype, stream, version, recorded_at, actor, dsha, hhex, data = row
+    def chunk(self, rows: list[Any]) -> None:
+        """Check consecutive rows (`_EVENT_SQL`), then the Merkle nodes they complete."""
         findings = self.findings
-        self.count += 1
-        if seq > self.expected:
-            gap = f"{self.expected}" if seq == self.expected + 1 else f"{self.expected}..{seq - 1}"
-            findings.bad(self.expected, f"event(s) missing: seq {gap}")
-            for missing in range(self.expected, seq):
-                self._add_stored_leaf(missing, stored)
-            self.prev = None  # the link into `seq` cannot be checked
-        self.expected = seq + 1
-        if data is None:
-            self.erased += 1
-            findings.note(f"seq {seq}: payload erased; its data_sha256 still commits to it")
-        elif not isinstance(data, bytes):
-            findings.bad(seq, f"payload stored as {type(data).__name__}, not bytes")
-        else:
-            if sha256(data).hexdigest() != dsha:
-                findings.bad(seq, "payload does not hash to its data_sha256")
+        leaves: list[bytes | None] = []
+        add_leaf = leaves.append
+        expected, prev = self.expected, self.prev
+        leaf_hash = merkle.leaf_hash
+        decoders = _decoders
+        for seq, etype, stream, version, recorded_at, actor, dsha, hhex, data in rows:
+            if seq != expected:
+                gap = f"{expected}" if seq == expected + 1 else f"{expected}..{seq - 1}"
+                findings.bad(expected, f"event(s) missing: seq {gap}")
+                if seq - expected > max(len(rows), CHUNK):  # keep memory O(chunk)
+                    self._stop_tree(expected - 1, f"{seq - expected} events missing in a row")
+                if self.tree is not None:
+                    leaves += [None] * (seq - expected)
+                prev = None  # the link into `seq` cannot be checked
+            expected = seq + 1
+            if type(data) is bytes:
+                if sha256(data).hexdigest() != dsha:
+                    findings.bad(seq, "payload does not hash to its data_sha256")
+                try:
+                    decoders[etype].decode(data)
+                except (KeyError, msgspec.DecodeError) as exc:
+                    findings.bad(seq, f"payload does not decode as {etype!r}: {exc}")
+            elif data is None:
+                self.erased += 1
+                findings.note(f"seq {seq}: payload erased; its data_sha256 still commits to it")
+            else:
+                findings.bad(seq, f"payload stored as {type(data).__name__}, not bytes")
             try:
-                decode_payload(etype, data)
-            except (KeyError, msgspec.DecodeError) as exc:
-                findings.bad(seq, f"payload does not decode as {etype!r}: {exc}")
-        try:
-            canonical = envelope_bytes(seq, etype, stream, version, recorded_at, actor, dsha)
-        except (TypeError, ValueError, msgspec.EncodeError) as exc:
-            findings.bad(seq, f"envelope cannot be encoded: {exc}")
-            self.prev = None
-            self._add_stored_leaf(seq, stored)
-            return
-        try:
-            stored_hash: bytes | None = bytes.fromhex(hhex)
-        except (TypeError, ValueError):
-            stored_hash = None
-            findings.bad(seq, f"hash {hhex!r} is not hex")
-        if (
-            self.prev is not None
-            and stored_hash is not None
-            and sha256(self.prev + canonical).digest() != stored_hash
-        ):
-            findings.bad(seq, "hash does not chain from the previous event")
-        self.prev = stored_hash
+                canonical = envelope_bytes(seq, etype, stream, version, recorded_at, actor, dsha)
+            except (TypeError, ValueError, msgspec.EncodeError) as exc:
+                findings.bad(seq, f"envelope cannot be encoded: {exc}")
+                prev = None
+                add_leaf(None)
+                continue
+            add_leaf(leaf_hash(canonical))
+            if prev is not None:
+                link = sha256(prev + canonical).digest()
+                if link.hex() == hhex:
+                    prev = link
+                    continue
+                findings.bad(seq, "hash does not chain from the previous event")
+            try:
+                prev = bytes.fromhex(hhex)
+            except (TypeError, ValueError):
+                findings.bad(seq, f"hash {hhex!r} is not hex")
+                prev = None
+        self.count += len(rows)
+        self.expected, self.prev = expected, prev
+        if self.tree is not None and not self.tree.add(leaves):
+            self._stop_tree(self.tree.size, "an event is missing and so is its stored leaf")
+
+    def _stop_tree(self, after: int, why: str) -> None:
         if self.tree is not None:
-            self.tree.add(merkle.leaf_hash(canonical), stored)
+            self.findings.general(f"Merkle tree not checked past seq {after}: {why}")
+        self.tree = None
 
 
 def verify_log(
@@ -308,15 +349,15 @@ def verify_log(
     findings = _Findings()
     with read_snapshot(conn):
         total = int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
-        verifier = _Verifier(conn, findings, total)
+        verifier = _Verifier(conn, findings)
         after = 0
         while rows := conn.execute(_EVENT_SQL, (after, chunk)).fetchall():
-            verifier.chunk(after, rows)
+            verifier.chunk(rows)
             after = int(rows[-1][0])
             if progress is not None:
                 progress(after, total)
         if verifier.tree is not None:
-            root = verifier.tree.frontier.root()
+            root = verifier.tree.root()
             stored_root = _stored_root(conn, total, findings)
             if stored_root not in (None, root) and not findings.problem_count:
                 findings.general(

@@ -65,6 +65,14 @@ def _end(text: str | None) -> int | None:
     return None if text is None else _bounds(text)[1]
 
 
+def _count_so_far(connection: sqlite3.Connection, subject: str) -> int:
+    row = connection.execute(
+        "SELECT assertions FROM proj_subject_counts WHERE subject = ? ORDER BY seq DESC LIMIT 1",
+        (subject,),
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
 class AssertionsProjector:
     """Assertions, their retractions and rankings, claimants and each subject's properties."""
 
@@ -84,6 +92,8 @@ class AssertionsProjector:
         properties: list[tuple[str, str, str, int]] = []
         retractions: list[tuple[int, str, str, str]] = []
         ranks: list[tuple[int, str, str, str]] = []
+        counts: dict[str, int] = {}
+        count_rows: list[tuple[str, int, int]] = []
         for event in events:
             data = event.data
             if isinstance(data, AssertionRecorded):
@@ -122,6 +132,12 @@ class AssertionsProjector:
                 )
                 claimants.extend((c, seq) for c in data.claimants)
                 properties.append((data.subject, data.property, value_kind, seq))
+                subject = data.subject
+                count = counts.get(subject)
+                if count is None:
+                    count = _count_so_far(connection, subject)
+                counts[subject] = count + 1
+                count_rows.append((subject, seq, count + 1))
             elif isinstance(data, AssertionRetracted):
                 retractions.append((event.seq, data.reason, event.recorded_at, data.assertion_id))
             elif isinstance(data, AssertionRanked):
@@ -137,6 +153,10 @@ class AssertionsProjector:
                 "INSERT OR IGNORE INTO proj_properties (subject, property, kind, first_seq) "
                 "VALUES (?, ?, ?, ?)",
                 properties,
+            )
+            connection.executemany(
+                "INSERT INTO proj_subject_counts (subject, seq, assertions) VALUES (?, ?, ?)",
+                count_rows,
             )
         if retractions:
             connection.executemany(_RETRACT, retractions)
@@ -160,6 +180,7 @@ class SourcesProjector:
     def apply(self, connection: sqlite3.Connection, events: Sequence[Event]) -> None:
         for event in events:
             data = event.data
+            state: tuple[Any, ...]
             if isinstance(data, SourceRegistered):
                 state = (data.name, data.kind, data.country, data.reliability)
             elif isinstance(data, SourceUpdated):

@@ -11,6 +11,8 @@ a few indexed range reads and never a replay of the log:
   seq is the latest row at or before it.
 - `proj_claimants`: who made each assertion, for per-claimant listings.
 - `proj_properties`: each subject's properties, their kind and the seq of their first claim.
+- `proj_subject_counts`: a subject's running count of recorded assertions, one row per
+  record, so the count at any seq is one probe.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ import sqlite_utils
 from ledger.migrations import Migration
 
 SOURCE_TABLES = ("proj_source_versions",)
-ASSERTION_TABLES = ("proj_assertions", "proj_ranks", "proj_claimants", "proj_properties")
+ASSERTION_TABLES = (
+    "proj_assertions",
+    "proj_ranks",
+    "proj_claimants",
+    "proj_properties",
+    "proj_subject_counts",
+)
 
 _SOURCES = (
     """
@@ -42,6 +50,7 @@ _SOURCES = (
 
 # The view index covers every column a quantity or status view reads, so loading one
 # (subject, property) is a single contiguous index range and never touches the wide rows.
+# Its (subject) prefix also serves every per-subject read, so there is no second index.
 _VIEW_COLUMNS = (
     "subject, property, recorded_seq, kind, stated_start, retracted_seq, assertion_id, "
     "stated_at, mode, value_low, value_high, value_best, status, claimants, "
@@ -82,7 +91,6 @@ _ASSERTIONS = (
     )
     """,
     f"CREATE INDEX IF NOT EXISTS proj_assertions_view ON proj_assertions ({_VIEW_COLUMNS})",
-    "CREATE INDEX IF NOT EXISTS proj_assertions_subject ON proj_assertions (subject, recorded_seq)",
     "CREATE INDEX IF NOT EXISTS proj_assertions_property "
     "ON proj_assertions (property, recorded_seq)",
     "CREATE INDEX IF NOT EXISTS proj_assertions_supersedes "
@@ -113,6 +121,14 @@ _ASSERTIONS = (
         kind TEXT NOT NULL,
         first_seq INTEGER NOT NULL,
         PRIMARY KEY (subject, property)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS proj_subject_counts (
+        subject TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        assertions INTEGER NOT NULL,
+        PRIMARY KEY (subject, seq)
     ) WITHOUT ROWID
     """,
 )

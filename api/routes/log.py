@@ -7,23 +7,22 @@ from collections.abc import AsyncGenerator
 from typing import Annotated, Any
 
 import msgspec
-from ledger.replay import AuditReport, audit
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from api.deps import store_of
-from api.openapi import errors_for
+from api.deps import Limit, store_of
+from api.openapi import GUARDED, errors_for
 from api.schemas import Consistency, EventPage, Head, Health, Inclusion
 from ledger.codec import encode_json
 from ledger.errors import FieldError, InvalidInput
+from ledger.replay import AuditReport, audit
 from projections import all_projectors
 
 _READ = {"need": "read"}
-_ERRORS = errors_for(401, 403, 422)
-After = Annotated[int, Parameter(query="after", ge=0, description="start after this seq")]
-Limit = Annotated[int, Parameter(query="limit", ge=1, le=1000)]
+_ERRORS = errors_for(*GUARDED, 422)
+After = Annotated[int, QueryParameter(name="after", ge=0, description="start after this seq")]
 
 
 @get(
@@ -55,36 +54,49 @@ def list_events(state: State, after: After = 0, limit: Limit = 100) -> EventPage
     )
 
 
-def _last_event_id(request: Request[Any, Any, Any], after: int | None) -> int:
+def _start_of(after: int | None, last_event_id: str | None) -> int:
     if after is not None:
         return after
-    header = request.headers.get("last-event-id")
-    if header is None:
+    if last_event_id is None:
         return 0
-    if not header.isascii() or not header.strip().isdigit():
+    text = last_event_id.strip()
+    if not text.isascii() or not text.isdigit():
         raise InvalidInput([FieldError("Last-Event-ID", "must be a seq (a whole number)")])
-    return int(header)
+    return int(text)
 
 
 @get(
     "/v1/events/stream",
     operation_id="streamEvents",
     summary="Server-Sent Events from `after` or Last-Event-ID; stays open for new events",
+    description="Each event is `id: <seq>`, `event: <type>`, `data: <the event's JSON>`; "
+    "comments keep an idle connection alive.",
+    media_type="text/event-stream",
     opt=_READ,
     responses=_ERRORS,
 )
 async def stream_events(
     request: Request[Any, Any, Any],
-    after: Annotated[int | None, Parameter(query="after", ge=0)] = None,
+    after: Annotated[
+        int | None, QueryParameter(name="after", ge=0, description="start after this seq")
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        HeaderParameter(
+            name="Last-Event-ID",
+            pattern=r"^\s*[0-9]+\s*$",
+            description="resume after this seq (if no `after`)",
+        ),
+    ] = None,
 ) -> ServerSentEvent:
     store = store_of(request.app.state)
     tail = request.app.state.tail
     heartbeat: float = request.app.state.settings.sse_heartbeat_seconds
-    position = _last_event_id(request, after)
+    position = _start_of(after, last_event_id)
 
     async def events() -> AsyncGenerator[ServerSentEventMessage, None]:
         nonlocal position
-        yield ServerSentEventMessage(comment="connected", retry=2000)
+        yield ServerSentEventMessage(comment="connected", retry=2000, data=None)
         while True:
             batch = await asyncio.to_thread(store.read, position, 500)
             for event in batch:
@@ -94,12 +106,25 @@ async def stream_events(
                 position = event.seq
             if len(batch) == 500:
                 continue
-            if not await tail.wait_beyond(position, heartbeat):
-                yield ServerSentEventMessage(comment="keep-alive")
+            if tail.closed:
+                return
+            if not await tail.wait_beyond(position, heartbeat) and not tail.closed:
+                yield ServerSentEventMessage(comment="keep-alive", data=None)
 
     return ServerSentEvent(
         events(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
+
+
+def _check_sizes(head: int, small: tuple[str, int], large: tuple[str, int]) -> None:
+    """`small <= large <= head`, or a 422 naming each parameter out of range."""
+    errors: list[FieldError] = []
+    if large[1] > head:
+        errors.append(FieldError(large[0], f"the log holds {head} events; must not exceed it"))
+    if small[1] > large[1]:
+        errors.append(FieldError(small[0], f"must not exceed {large[0]} ({large[1]})"))
+    if errors:
+        raise InvalidInput(errors)
 
 
 @get(
@@ -108,7 +133,7 @@ async def stream_events(
     summary="The log's size and RFC 9162 Merkle root",
     opt=_READ,
     sync_to_thread=True,
-    responses=_ERRORS,
+    responses=errors_for(*GUARDED),
 )
 def log_head(state: State) -> Head:
     head = store_of(state).head()
@@ -125,10 +150,12 @@ def log_head(state: State) -> Head:
 )
 def inclusion(
     state: State,
-    seq: Annotated[int, Parameter(query="seq", ge=1)],
-    size: Annotated[int, Parameter(query="size", ge=1)],
+    seq: Annotated[int, QueryParameter(name="seq", ge=1, description="the event")],
+    size: Annotated[int, QueryParameter(name="size", ge=1, description="the tree size")],
 ) -> Inclusion:
-    proof = store_of(state).inclusion_proof(seq, size)
+    store = store_of(state)
+    _check_sizes(store.size(), ("seq", seq), ("size", size))
+    proof = store.inclusion_proof(seq, size)
     return Inclusion(proof.seq, proof.size, proof.leaf_hash, proof.path)
 
 
@@ -142,10 +169,12 @@ def inclusion(
 )
 def consistency(
     state: State,
-    old: Annotated[int, Parameter(query="from", ge=1)],
-    new: Annotated[int, Parameter(query="to", ge=1)],
+    old: Annotated[int, QueryParameter(name="from", ge=1, description="the older tree size")],
+    new: Annotated[int, QueryParameter(name="to", ge=1, description="the newer tree size")],
 ) -> Consistency:
-    proof = store_of(state).consistency_proof(old, new)
+    store = store_of(state)
+    _check_sizes(store.size(), ("from", old), ("to", new))
+    proof = store.consistency_proof(old, new)
     return Consistency(proof.old_size, proof.new_size, proof.path)
 
 
@@ -154,7 +183,7 @@ def consistency(
     operation_id="audit",
     summary="Replay the whole log from nothing and compare every projection",
     opt={"need": "audit"},
-    responses=errors_for(401, 403, 429),
+    responses=errors_for(*GUARDED),
     status_code=200,
 )
 async def run_audit(request: Request[Any, Any, Any]) -> Response[AuditReport]:
@@ -164,7 +193,6 @@ async def run_audit(request: Request[Any, Any, Any]) -> Response[AuditReport]:
 
 
 LOG_HANDLERS = [
-    health,
     list_events,
     stream_events,
     log_head,

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from litestar import Response, get
 from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery
 
 from api.deps import AsOf, Cursor, KnownAt, Limit, SeqParam, point_in_time, store_of
-from api.openapi import errors_for
+from api.openapi import GUARDED, errors_for
 from ledger.errors import NotFound
 from projections import views
+from projections.rows import Kind
 
 _READ = {"need": "read"}
-_ERRORS = errors_for(401, 403, 404, 422)
+_LIST_ERRORS = errors_for(*GUARDED, 422)
+_ONE_ERRORS = errors_for(*GUARDED, 404, 422)
 
 
 def _etag(response_body: Any, version: int) -> Response[Any]:
     return Response(content=response_body, headers={"ETag": f'"{version}"'})
+
+
+def _check_kind(conn: sqlite3.Connection, subject: str, prop: str, wanted: Kind) -> None:
+    """A property keeps one kind: the other kind's view of it does not exist."""
+    kind = views.property_kind(conn, subject, prop)
+    if kind is not None and kind != wanted:
+        where = "estimates" if kind == "quantity" else "statuses"
+        raise NotFound(
+            f"{subject}/{prop} holds {kind} values: see /v1/subjects/{subject}/{where}/{prop}"
+        )
 
 
 @get(
@@ -26,7 +40,7 @@ def _etag(response_body: Any, version: int) -> Response[Any]:
     summary="Sources as known at known_at/seq",
     opt=_READ,
     sync_to_thread=True,
-    responses=_ERRORS,
+    responses=_LIST_ERRORS,
 )
 def list_sources(
     state: State,
@@ -45,10 +59,10 @@ def list_sources(
     summary="One source with its history, as known at known_at/seq",
     opt=_READ,
     sync_to_thread=True,
-    responses=_ERRORS,
+    responses=_ONE_ERRORS,
 )
 def get_source(
-    state: State, source_id: str, known_at: KnownAt = None, seq: SeqParam = None
+    state: State, source_id: FromPath[str], known_at: KnownAt = None, seq: SeqParam = None
 ) -> views.SourceView:
     at = point_in_time(state, None, known_at, seq)
     found = views.get_source(store_of(state).reader(), source_id, at)
@@ -63,10 +77,10 @@ def get_source(
     summary="An assertion with its lifecycle, as known at known_at/seq",
     opt=_READ,
     sync_to_thread=True,
-    responses=_ERRORS,
+    responses=_ONE_ERRORS,
 )
 def get_assertion(
-    state: State, assertion_id: str, known_at: KnownAt = None, seq: SeqParam = None
+    state: State, assertion_id: FromPath[str], known_at: KnownAt = None, seq: SeqParam = None
 ) -> views.AssertionDetail:
     at = point_in_time(state, None, known_at, seq)
     found = views.assertion_detail(store_of(state).reader(), assertion_id, at)
@@ -81,13 +95,13 @@ def get_assertion(
     summary="Assertions, filtered, point-in-time, paged",
     opt=_READ,
     sync_to_thread=True,
-    responses=_ERRORS,
+    responses=_LIST_ERRORS,
 )
 def list_assertions(
     state: State,
-    subject: str | None = None,
-    property: str | None = None,
-    claimant: str | None = None,
+    subject: FromQuery[str | None] = None,
+    property: FromQuery[str | None] = None,
+    claimant: FromQuery[str | None] = None,
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seq: SeqParam = None,
@@ -112,7 +126,7 @@ def list_assertions(
     summary="Subjects with their properties, assertion counts and stream versions",
     opt=_READ,
     sync_to_thread=True,
-    responses=_ERRORS,
+    responses=_LIST_ERRORS,
 )
 def list_subjects(
     state: State,
@@ -126,46 +140,48 @@ def list_subjects(
 
 
 @get(
-    "/v1/subjects/{subject:str}/estimates/{prop:str}",
+    "/v1/subjects/{subject:str}/estimates/{property:str}",
     operation_id="getEstimate",
     summary="The quantity view: estimate, basis, spread, per-claimant totals",
     opt=_READ,
     sync_to_thread=True,
-    responses=_ERRORS,
+    responses=_ONE_ERRORS,
 )
 def get_estimate(
     state: State,
-    subject: str,
-    prop: str,
+    subject: FromPath[str],
+    property: FromPath[str],
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seq: SeqParam = None,
 ) -> Response[views.QuantityView]:
     conn = store_of(state).reader()
     at = point_in_time(state, as_of, known_at, seq)
-    view = views.quantity_view(conn, subject, prop, at)
+    _check_kind(conn, subject, property, "quantity")
+    view = views.quantity_view(conn, subject, property, at)
     return _etag(view, view.version)
 
 
 @get(
-    "/v1/subjects/{subject:str}/statuses/{prop:str}",
+    "/v1/subjects/{subject:str}/statuses/{property:str}",
     operation_id="getStatus",
     summary="The status view: status, since, by, history",
     opt=_READ,
     sync_to_thread=True,
-    responses=_ERRORS,
+    responses=_ONE_ERRORS,
 )
 def get_status(
     state: State,
-    subject: str,
-    prop: str,
+    subject: FromPath[str],
+    property: FromPath[str],
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seq: SeqParam = None,
 ) -> Response[views.StatusView]:
     conn = store_of(state).reader()
     at = point_in_time(state, as_of, known_at, seq)
-    view = views.status_view(conn, subject, prop, at)
+    _check_kind(conn, subject, property, "status")
+    view = views.status_view(conn, subject, property, at)
     return _etag(view, view.version)
 
 
@@ -175,11 +191,11 @@ def get_status(
     summary="Every live assertion on the subject by statement time, with the view before and after",
     opt=_READ,
     sync_to_thread=True,
-    responses=_ERRORS,
+    responses=_LIST_ERRORS,
 )
 def get_timeline(
     state: State,
-    subject: str,
+    subject: FromPath[str],
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seq: SeqParam = None,

@@ -5,10 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, patch, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, JSONBody
 
-from api.deps import checked_body, render_assertion, render_event, run_write
-from api.openapi import errors_for
-from api.schemas import AssertionReceipt, EventReceipt, RankBody, RetractBody
+from api.deps import (
+    IdempotencyKey,
+    IfMatch,
+    checked_body,
+    render_assertion,
+    render_event,
+    run_write,
+)
+from api.openapi import WRITES, errors_for
+from api.schemas import (
+    UNCHANGED,
+    AssertionReceipt,
+    EventReceipt,
+    RankBody,
+    RetractBody,
+    Unchanged,
+)
 from ledger.commands import (
     RankAssertion,
     RecordAssertion,
@@ -22,13 +38,14 @@ from ledger.service import Receipt, Reply
 _WRITE = {"need": "write"}
 
 
-def _reply(reply: Reply) -> Response[bytes]:
+def _reply(reply: Reply) -> Response[Any]:
+    """The reply's bytes as they are: a replayed answer is the first one, byte for byte."""
     return Response(content=reply.body, status_code=reply.status, media_type="application/json")
 
 
 def _source_reply(receipt: Receipt) -> Reply:
     if receipt.existing or not receipt.events:
-        return Reply(200, b'{"status":"unchanged"}')
+        return Reply(200, UNCHANGED)
     return render_event(receipt)
 
 
@@ -64,11 +81,22 @@ async def _check_rank(request: Request[Any, Any, Any]) -> None:
     description="201 when new; the identical body again: 200; other details for a known id: 409.",
     opt=_WRITE,
     before_request=_check_source,
-    responses=errors_for(401, 403, 409, 413, 422, 429),
+    responses={
+        **errors_for(*WRITES, 409),
+        200: ResponseSpec(
+            data_container=Unchanged,
+            description="the identical source is already registered: nothing appended",
+            generate_examples=False,
+        ),
+    },
     status_code=201,
 )
-async def register_source(request: Request[Any, Any, Any], data: RegisterSource) -> Response[bytes]:
-    return _reply(await run_write(request, data, _source_reply))
+async def register_source(
+    request: Request[Any, Any, Any],
+    data: JSONBody[RegisterSource],
+    idempotency_key: IdempotencyKey = None,
+) -> Response[EventReceipt]:
+    return _reply(await run_write(request, data, _source_reply, idempotency_key=idempotency_key))
 
 
 @patch(
@@ -77,14 +105,17 @@ async def register_source(request: Request[Any, Any, Any], data: RegisterSource)
     summary="Change a source's name, kind, country or reliability (appends SourceUpdated)",
     opt=_WRITE,
     before_request=_check_changes,
-    responses=errors_for(401, 403, 404, 413, 422, 429),
+    responses=errors_for(*WRITES, 404),
     status_code=200,
 )
 async def update_source(
-    request: Request[Any, Any, Any], source_id: str, data: SourceChanges
-) -> Response[bytes]:
+    request: Request[Any, Any, Any],
+    source_id: FromPath[str],
+    data: JSONBody[SourceChanges],
+    idempotency_key: IdempotencyKey = None,
+) -> Response[EventReceipt | Unchanged]:
     command = UpdateSource(id=source_id, changes=data)
-    return _reply(await run_write(request, command, _update_reply))
+    return _reply(await run_write(request, command, _update_reply, idempotency_key=idempotency_key))
 
 
 @post(
@@ -94,14 +125,20 @@ async def update_source(
     description='`If-Match: "<version>"` makes it conditional on the subject stream version.',
     opt=_WRITE,
     before_request=_check_record,
-    responses=errors_for(401, 403, 409, 412, 413, 422, 429, 507),
+    responses=errors_for(*WRITES, 409, 412),
     status_code=201,
 )
 async def record_assertion(
-    request: Request[Any, Any, Any], data: RecordAssertion
+    request: Request[Any, Any, Any],
+    data: JSONBody[RecordAssertion],
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
 ) -> Response[AssertionReceipt]:
-    reply = await run_write(request, data, render_assertion, if_match=True)
-    return _reply(reply)  # type: ignore[return-value]
+    return _reply(
+        await run_write(
+            request, data, render_assertion, idempotency_key=idempotency_key, if_match=if_match
+        )
+    )
 
 
 @post(
@@ -110,14 +147,17 @@ async def record_assertion(
     summary="Retract an assertion whose record was a mistake",
     opt=_WRITE,
     before_request=_check_retract,
-    responses=errors_for(401, 403, 404, 409, 413, 422, 429, 507),
+    responses=errors_for(*WRITES, 404, 409),
     status_code=201,
 )
 async def retract_assertion(
-    request: Request[Any, Any, Any], assertion_id: str, data: RetractBody
+    request: Request[Any, Any, Any],
+    assertion_id: FromPath[str],
+    data: JSONBody[RetractBody],
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[EventReceipt]:
     command = RetractAssertion(assertion_id=assertion_id, reason=data.reason)
-    return _reply(await run_write(request, command, render_event))  # type: ignore[return-value]
+    return _reply(await run_write(request, command, render_event, idempotency_key=idempotency_key))
 
 
 @post(
@@ -126,14 +166,17 @@ async def retract_assertion(
     summary="Rank an assertion preferred, normal or deprecated",
     opt=_WRITE,
     before_request=_check_rank,
-    responses=errors_for(401, 403, 404, 413, 422, 429, 507),
+    responses=errors_for(*WRITES, 404),
     status_code=201,
 )
 async def rank_assertion(
-    request: Request[Any, Any, Any], assertion_id: str, data: RankBody
+    request: Request[Any, Any, Any],
+    assertion_id: FromPath[str],
+    data: JSONBody[RankBody],
+    idempotency_key: IdempotencyKey = None,
 ) -> Response[EventReceipt]:
     command = RankAssertion(assertion_id=assertion_id, rank=data.rank, reason=data.reason)
-    return _reply(await run_write(request, command, render_event))  # type: ignore[return-value]
+    return _reply(await run_write(request, command, render_event, idempotency_key=idempotency_key))
 
 
 WRITE_HANDLERS = [

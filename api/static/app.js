@@ -1,0 +1,727 @@
+// The analyst's page: the current picture of a subject, its history and its sources.
+// Reads only this server's /v1 API; its state (subject, as_of, seq) lives in the URL.
+
+import { ApiError, enc, getAll, getJson, getToken, setToken } from "./api.js";
+import { ClaimantStyles, estimateChart, legendMarker } from "./chart.js";
+import { h, safeHref } from "./dom.js";
+import {
+  credibilityText,
+  estimateText,
+  firstInstant,
+  num,
+  range,
+  reliabilityText,
+  valueText,
+} from "./format.js";
+import { follow } from "./live.js";
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  subject: null, // chosen subject, or null for the first one
+  asOf: "", // statement-time cutoff as typed, "" for everything
+  seq: null, // log position, or null to follow the latest
+  head: 0, // the log's size as last seen
+  subjects: [],
+  sources: new Map(),
+  seen: new Map(), // subject -> ids of the assertions already shown (to mark new ones)
+  statedTimes: new Set(),
+  stopLive: null,
+  generation: 0,
+};
+const styles = new ClaimantStyles();
+
+// ---------------------------------------------------------------- the URL
+
+function readUrl() {
+  const query = new URLSearchParams(location.search);
+  const seq = query.get("seq");
+  return {
+    subject: query.get("subject") || null,
+    asOf: query.get("as_of") || "",
+    seq: seq !== null && /^\d+$/.test(seq) ? Number(seq) : null,
+  };
+}
+
+function urlFor({ subject, asOf, seq }) {
+  const query = new URLSearchParams();
+  if (subject) query.set("subject", subject);
+  if (asOf) query.set("as_of", asOf);
+  if (seq !== null && seq !== undefined) query.set("seq", String(seq));
+  const text = query.toString();
+  return `${location.pathname}${text ? `?${text}` : ""}`;
+}
+
+function writeUrl(push) {
+  const target = urlFor(state);
+  if (target === `${location.pathname}${location.search}`) return;
+  if (push) history.pushState(null, "", target);
+  else history.replaceState(null, "", target);
+}
+
+// ---------------------------------------------------------------- messages
+
+function announce(text) {
+  $("notice").textContent = text;
+}
+
+function showError(text) {
+  $("error").textContent = text || "";
+}
+
+function problemText(err) {
+  if (err instanceof ApiError) {
+    const detail = err.problem.detail || err.problem.title || err.message;
+    return err.status ? `${detail} (HTTP ${err.status})` : detail;
+  }
+  return String((err && err.message) || err);
+}
+
+function needsToken(err) {
+  return err instanceof ApiError && (err.status === 401 || err.status === 403);
+}
+
+function askForToken(err) {
+  const box = $("token-box");
+  box.open = true;
+  const has = Boolean(getToken());
+  showError(
+    has
+      ? `The token was refused: ${problemText(err)}. Paste another under “Access token”.`
+      : "This ledger needs a token to read: paste one under “Access token”.",
+  );
+  $("live-state").textContent = "Not connected: reads need a token";
+  $("live-state").dataset.state = "down";
+  $("token").focus();
+}
+
+function tokenLabel() {
+  $("token-box").querySelector("summary").textContent = getToken() ? "Access token (in use)" : "Access token";
+}
+
+// ---------------------------------------------------------------- controls
+
+function params() {
+  return { as_of: state.asOf || null, seq: state.seq };
+}
+
+/** Put the state into the controls; the as-of text only when asked (it may be mid-edit). */
+function syncControls({ asOf = true } = {}) {
+  if (asOf) $("as-of").value = state.asOf;
+  const range = $("seq-range");
+  const max = Math.max(state.head, state.seq || 0);
+  const shown = state.seq === null ? state.head : state.seq;
+  range.max = String(max);
+  range.value = String(shown);
+  const number = $("seq");
+  number.max = String(max);
+  if (document.activeElement !== number) number.value = String(shown);
+  seqText(shown);
+}
+
+function seqText(value) {
+  const latest = state.seq === null && value === state.head;
+  $("seq-text").textContent = latest
+    ? `${value} of ${state.head} (the latest: new events show as they arrive)`
+    : `${value} of ${state.head}`;
+  $("seq-range").setAttribute("aria-valuetext", latest ? `event ${value}, the latest` : `event ${value} of ${state.head}`);
+}
+
+function fillStatedTimes() {
+  const list = $("as-of-choices");
+  const values = [...state.statedTimes].sort((a, b) => (firstInstant(a) ?? 0) - (firstInstant(b) ?? 0));
+  list.replaceChildren(...values.map((v) => h("option", { value: v })));
+}
+
+/** Apply the controls' values: re-query, and keep them in the URL when the server took them. */
+async function applyControls({ asOf, seq }) {
+  const wantSeq = seq === null || seq === undefined || Number.isNaN(seq) || seq >= state.head ? null : Math.max(0, seq);
+  const wantAsOf = (asOf || "").trim();
+  if (wantAsOf === state.asOf && wantSeq === state.seq) {
+    syncControls();
+    return;
+  }
+  const before = { asOf: state.asOf, seq: state.seq };
+  state.asOf = wantAsOf;
+  state.seq = wantSeq;
+  const ok = await refreshAll();
+  if (!ok) {
+    // the server refused the values: keep the last good view and its URL
+    state.asOf = before.asOf;
+    state.seq = before.seq;
+    $("seq-range").value = String(state.seq === null ? state.head : state.seq);
+    return;
+  }
+  writeUrl(true);
+  syncControls();
+  announce(describePoint());
+}
+
+function describePoint() {
+  const said = state.asOf ? `claims stated by ${state.asOf}` : "every claim";
+  const known = state.seq === null ? `the whole log (${state.head} events)` : `the log up to event ${state.seq} of ${state.head}`;
+  return `Showing ${said}, as known from ${known}.`;
+}
+
+function bindControls() {
+  $("controls").addEventListener("submit", (event) => {
+    event.preventDefault();
+    applyControls({ asOf: $("as-of").value, seq: Number($("seq").value) });
+  });
+  $("as-of").addEventListener("change", () => {
+    applyControls({ asOf: $("as-of").value, seq: state.seq });
+  });
+  $("seq-range").addEventListener("input", () => {
+    $("seq").value = $("seq-range").value;
+    seqText(Number($("seq-range").value));
+  });
+  $("seq-range").addEventListener("change", () => {
+    applyControls({ asOf: state.asOf, seq: Number($("seq-range").value) });
+  });
+  $("seq").addEventListener("change", () => {
+    const value = $("seq").value === "" ? null : Number($("seq").value);
+    applyControls({ asOf: state.asOf, seq: value });
+  });
+  $("seq-latest").addEventListener("click", () => applyControls({ asOf: state.asOf, seq: null }));
+  $("reset").addEventListener("click", () => applyControls({ asOf: "", seq: null }));
+
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = $("token").value.trim();
+    if (!value) return;
+    setToken(value);
+    $("token").value = "";
+    $("token-box").open = false;
+    tokenLabel();
+    announce("Token in use for this tab.");
+    start();
+  });
+  $("token-forget").addEventListener("click", () => {
+    setToken("");
+    $("token").value = "";
+    tokenLabel();
+    announce("Token forgotten.");
+    start();
+  });
+
+  window.addEventListener("popstate", () => {
+    const wanted = readUrl();
+    if (wanted.subject === state.subject && wanted.asOf === state.asOf && wanted.seq === state.seq) return;
+    Object.assign(state, wanted);
+    syncControls();
+    refreshAll();
+  });
+}
+
+// ---------------------------------------------------------------- loading
+
+async function start() {
+  if (state.stopLive) state.stopLive();
+  state.stopLive = null;
+  showError("");
+  let head;
+  try {
+    head = await getJson("/v1/log/head");
+  } catch (err) {
+    if (needsToken(err)) askForToken(err);
+    else showError(`Cannot read the ledger: ${problemText(err)}`);
+    return;
+  }
+  state.head = head.size;
+  if (state.seq !== null && state.seq >= state.head) state.seq = null;
+  syncControls();
+  if (!(await refreshAll())) return;
+  writeUrl(false);
+  state.stopLive = follow({
+    after: state.head,
+    useToken: Boolean(getToken()),
+    onEvent: onLiveEvent,
+    onState: liveState,
+  });
+}
+
+/** The subject list, then the chosen subject; false when the server refused. */
+async function refreshAll() {
+  try {
+    await refreshSubjects();
+    return await refreshSubject();
+  } catch (err) {
+    reportError(err);
+    return false;
+  }
+}
+
+function reportError(err) {
+  if (needsToken(err)) {
+    askForToken(err);
+    return;
+  }
+  if (err instanceof ApiError && err.status === 422) {
+    const message = err.fieldMessage("as_of");
+    if (message) {
+      $("as-of-error").textContent = `Not a time the ledger reads: ${message}`;
+      $("as-of").setAttribute("aria-invalid", "true");
+      showError("");
+      return;
+    }
+  }
+  showError(problemText(err));
+}
+
+async function refreshSubjects() {
+  state.subjects = await getAll("/v1/subjects", { seq: state.seq });
+  if (!state.subject && state.subjects.length) state.subject = state.subjects[0].subject;
+  renderSubjects();
+}
+
+async function refreshSubject({ markNew = false } = {}) {
+  const generation = ++state.generation;
+  const subject = state.subject;
+  if (!subject) {
+    $("subject").replaceChildren(
+      h("h2", { id: "subject-heading", tabindex: "-1" }, "No subject chosen"),
+      h("p", { class: "muted" }, "The ledger holds no assertions yet."),
+    );
+    return true;
+  }
+  const at = params();
+  const row = state.subjects.find((item) => item.subject === subject);
+  const [timeline, assertions, sources] = await Promise.all([
+    getJson(`/v1/subjects/${enc(subject)}/timeline`, at),
+    getAll("/v1/assertions", { subject, ...at }),
+    getAll("/v1/sources", { seq: state.seq }),
+  ]);
+  const kinds = propertyKinds(row, timeline, assertions);
+  const properties = Object.keys(kinds).sort();
+  const views = await Promise.all(
+    properties.map((prop) =>
+      getJson(`/v1/subjects/${enc(subject)}/${kinds[prop] === "status" ? "statuses" : "estimates"}/${enc(prop)}`, at),
+    ),
+  );
+  if (generation !== state.generation) return true; // a later load is on its way
+  $("as-of-error").textContent = "";
+  $("as-of").removeAttribute("aria-invalid");
+  showError("");
+  state.sources = new Map(sources.map((src) => [src.id, src]));
+  for (const a of assertions) state.statedTimes.add(a.stated_at);
+  fillStatedTimes();
+  renderSubject({ subject, row, timeline, assertions, views, kinds, markNew });
+  return true;
+}
+
+function propertyKinds(row, timeline, assertions) {
+  const kinds = {};
+  if (row && row.property_kinds) Object.assign(kinds, row.property_kinds);
+  else if (row) for (const prop of row.properties) kinds[prop] = null;
+  for (const item of timeline.items) kinds[item.property] = item.kind;
+  for (const a of assertions) if (!kinds[a.property]) kinds[a.property] = a.value.status ? "status" : "quantity";
+  for (const prop of Object.keys(kinds)) if (!kinds[prop]) kinds[prop] = "quantity";
+  return kinds;
+}
+
+// ---------------------------------------------------------------- live
+
+let pending = { subjects: false, subject: false, events: [] };
+let pendingTimer = null;
+
+function liveState(status, how) {
+  const el = $("live-state");
+  el.dataset.state = status;
+  if (status === "live") {
+    el.textContent = how === "polling" ? "Live: checking for new events every 2 s" : "Live: new events show as they arrive";
+  } else if (status === "connecting") {
+    el.textContent = "Connecting to the live feed…";
+  } else {
+    el.textContent = "Live feed lost: reconnecting…";
+  }
+}
+
+function onLiveEvent(event) {
+  state.head = Math.max(state.head, event.seq);
+  pending.subjects = true;
+  const stream = event.stream || "";
+  if (stream === `subject:${state.subject}` || stream.startsWith("source:")) pending.subject = true;
+  pending.events.push(event);
+  clearTimeout(pendingTimer);
+  pendingTimer = setTimeout(applyLive, 120);
+}
+
+async function applyLive() {
+  const batch = pending;
+  pending = { subjects: false, subject: false, events: [] };
+  syncControls({ asOf: false });
+  if (state.seq !== null) {
+    announce(`The log now holds ${state.head} events; this view stays at event ${state.seq}. Choose “Latest” to follow.`);
+    return;
+  }
+  try {
+    if (batch.subjects) await refreshSubjects();
+    if (batch.subject) await refreshSubject({ markNew: true });
+  } catch (err) {
+    reportError(err);
+    return;
+  }
+  const mine = batch.events.filter((e) => e.stream === `subject:${state.subject}`);
+  const last = batch.events[batch.events.length - 1];
+  // only what changes the view in front of the reader is announced
+  if (mine.length) {
+    const props = [...new Set(mine.map((e) => e.data && e.data.property).filter(Boolean))];
+    announce(
+      `Updated: ${plural(mine.length, "new event")} on ${state.subject}` +
+        `${props.length ? ` (${props.join(", ")})` : ""}, up to event ${last.seq}.`,
+    );
+  }
+}
+
+// ---------------------------------------------------------------- rendering
+
+function sourceName(id) {
+  const src = state.sources.get(id);
+  return src ? src.name : id;
+}
+
+function claimantNode(id) {
+  const src = state.sources.get(id);
+  return h(
+    "span",
+    { class: "claimant" },
+    src ? src.name : id,
+    " ",
+    h("span", { class: "rel" }, `(${id}; reliability ${reliabilityText(src && src.reliability)})`),
+  );
+}
+
+function joinNodes(nodes, sep = "; ") {
+  const out = [];
+  nodes.forEach((node, i) => {
+    if (i) out.push(sep);
+    out.push(node);
+  });
+  return out;
+}
+
+function plural(count, one, many = `${one}s`) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+function entryLink(id) {
+  return h("a", { href: `#a-${id}` }, id);
+}
+
+function renderSubjects() {
+  const list = $("subjects");
+  $("subjects-empty").hidden = state.subjects.length > 0;
+  list.replaceChildren(
+    ...state.subjects.map((item) => {
+      const href = urlFor({ ...state, subject: item.subject });
+      const link = h(
+        "a",
+        { href, "aria-current": item.subject === state.subject ? "page" : null, "data-subject": item.subject },
+        item.subject,
+        h("span", { class: "count" }, `${plural(item.assertions, "assertion")}, ${plural(item.properties.length, "property", "properties")}`),
+      );
+      link.addEventListener("click", (event) => {
+        if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+        event.preventDefault();
+        chooseSubject(item.subject);
+      });
+      return h("li", {}, link);
+    }),
+  );
+}
+
+async function chooseSubject(subject) {
+  if (subject === state.subject) return;
+  state.subject = subject;
+  writeUrl(true);
+  renderSubjects();
+  try {
+    await refreshSubject();
+  } catch (err) {
+    reportError(err);
+    return;
+  }
+  const heading = $("subject-heading");
+  if (heading) heading.focus();
+}
+
+function renderSubject({ subject, row, timeline, assertions, views, kinds, markNew }) {
+  const quantities = views.filter((v) => kinds[v.property] !== "status");
+  const statuses = views.filter((v) => kinds[v.property] === "status");
+  const liveIds = new Set(timeline.items.map((item) => item.assertion.assertion_id));
+  const previous = markNew ? state.seen.get(subject) : null;
+  state.seen.set(subject, new Set(assertions.map((a) => a.assertion_id)));
+
+  const notCounted = assertions.filter((a) => !liveIds.has(a.assertion_id)).length;
+  const meta = [
+    state.seq === null ? `the whole log (event ${timeline.seq})` : `the log up to event ${timeline.seq} of ${state.head}`,
+    timeline.as_of ? `claims stated by ${timeline.as_of}` : "every claim",
+    `${plural(assertions.length, "assertion")}${notCounted ? `, ${notCounted} not counted` : ""}`,
+  ];
+  const parts = [
+    h("h2", { id: "subject-heading", tabindex: "-1" }, subject),
+    h("p", { class: "meta" }, `As known from ${meta.join(" · ")}.`),
+    row || assertions.length ? null : h("p", { class: "muted" }, "Nothing on this subject at this point."),
+    quantities.length ? renderEstimates(quantities, timeline) : null,
+    statuses.length ? renderStatuses(statuses) : null,
+    renderTimeline(assertions, timeline, previous),
+  ];
+  $("subject").replaceChildren(...parts.filter(Boolean));
+}
+
+function renderEstimates(quantities, timeline) {
+  return h(
+    "section",
+    { "aria-labelledby": "estimates-heading" },
+    h("h3", { id: "estimates-heading" }, "Estimates"),
+    quantities.map((view) => {
+      const items = timeline.items.filter((item) => item.property === view.property && item.kind === "quantity");
+      const slug = view.property.replace(/[^a-z0-9-]/gi, "-");
+      const est = view.estimate;
+      const headingId = `q-${slug}`;
+      return h(
+        "section",
+        { class: "property", "data-property": view.property, "aria-labelledby": headingId },
+        h("h4", { id: headingId }, view.property),
+        h(
+          "dl",
+          { class: "figures" },
+          h(
+            "div",
+            {},
+            h("dt", {}, "Estimate (low–high)"),
+            h("dd", { class: "estimate" }, est ? range(est.low, est.high) : "none"),
+          ),
+          h("div", {}, h("dt", {}, "Best"), h("dd", { class: "best-figure" }, est && est.best !== null ? num(est.best) : "not given")),
+          h(
+            "div",
+            {},
+            h("dt", {}, "Spread between claimants"),
+            h("dd", { class: "spread" }, view.spread ? range(view.spread.low, view.spread.high) : "none"),
+          ),
+        ),
+        est
+          ? h(
+              "div",
+              { class: "basis-block" },
+              h("p", { class: "basis-label" }, "Rests on:"),
+              h(
+                "ul",
+                { class: "basis" },
+                view.basis.map((id, i) => {
+                  const a = items.find((item) => item.assertion.assertion_id === id);
+                  const what = a ? `${valueText(a.assertion)}, stated ${a.assertion.stated_at}` : "";
+                  return h("li", {}, i === 0 ? "baseline " : "plus ", entryLink(id), what ? ` — ${what}` : "");
+                }),
+              ),
+            )
+          : h("p", { class: "muted" }, "No estimate: no total figure has been stated by this point."),
+        estimateChart({ id: `chart-${slug}`, property: view.property, items, styles, nameOf: sourceName, asOf: view.as_of }),
+        claimantTable(view),
+      );
+    }),
+  );
+}
+
+function claimantTable(view) {
+  if (!view.claimants.length) return h("p", { class: "muted" }, "No claimant has given a total.");
+  return h(
+    "table",
+    { class: "claimants" },
+    h("caption", {}, `Each claimant's latest total for ${view.property}`),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        h("th", { scope: "col" }, "Claimant"),
+        h("th", { scope: "col" }, "Reliability"),
+        h("th", { scope: "col", class: "num" }, "Low"),
+        h("th", { scope: "col", class: "num" }, "High"),
+        h("th", { scope: "col", class: "num" }, "Best"),
+        h("th", { scope: "col" }, "Stated"),
+        h("th", { scope: "col" }, "Assertion"),
+      ),
+    ),
+    h(
+      "tbody",
+      {},
+      view.claimants.map((c) => {
+        const src = state.sources.get(c.claimant);
+        return h(
+          "tr",
+          {},
+          h("th", { scope: "row" }, legendMarker(styles.of(c.claimant)), " ", sourceName(c.claimant)),
+          h("td", {}, reliabilityText(src && src.reliability)),
+          h("td", { class: "num" }, num(c.low)),
+          h("td", { class: "num" }, num(c.high)),
+          h("td", { class: "num" }, c.best === null ? "—" : num(c.best)),
+          h("td", {}, h("time", {}, c.stated_at)),
+          h("td", {}, entryLink(c.assertion_id)),
+        );
+      }),
+    ),
+  );
+}
+
+function renderStatuses(statuses) {
+  return h(
+    "section",
+    { "aria-labelledby": "statuses-heading" },
+    h("h3", { id: "statuses-heading" }, "Statuses"),
+    h(
+      "table",
+      { class: "statuses" },
+      h("caption", {}, "Each status property: where it stands, since when, and on whose word"),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          h("th", { scope: "col" }, "Property"),
+          h("th", { scope: "col" }, "Status"),
+          h("th", { scope: "col" }, "Since"),
+          h("th", { scope: "col" }, "By"),
+          h("th", { scope: "col" }, "History"),
+        ),
+      ),
+      h(
+        "tbody",
+        {},
+        statuses.map((view) =>
+          h(
+            "tr",
+            { "data-property": view.property },
+            h("th", { scope: "row" }, view.property),
+            h("td", {}, h("span", { class: `status-value status-${view.status}` }, view.status)),
+            h("td", { class: "since" }, view.since ? h("time", {}, view.since) : "—"),
+            h("td", { class: "by" }, view.by.length ? joinNodes(view.by.map(claimantNode)) : "—"),
+            h(
+              "td",
+              {},
+              view.history.length
+                ? joinNodes(
+                    view.history.map((change) => h("span", {}, `${change.status} from ${change.since} (`, entryLink(change.assertion_id), ")")),
+                    " → ",
+                  )
+                : "—",
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function renderTimeline(assertions, timeline, previous) {
+  const live = new Map(timeline.items.map((item) => [item.assertion.assertion_id, item]));
+  const all = new Map(assertions.map((a) => [a.assertion_id, a]));
+  for (const item of timeline.items) if (!all.has(item.assertion.assertion_id)) all.set(item.assertion.assertion_id, item.assertion);
+  const ordered = [...all.values()].sort(
+    (a, b) => (firstInstant(a.stated_at) ?? 0) - (firstInstant(b.stated_at) ?? 0) || a.recorded_seq - b.recorded_seq,
+  );
+  return h(
+    "section",
+    { "aria-labelledby": "timeline-heading" },
+    h("h3", { id: "timeline-heading" }, "Timeline"),
+    h(
+      "p",
+      { class: "muted" },
+      "Every assertion on the subject, by when it was stated. Retracted, superseded and deprecated ones are marked and do not count.",
+    ),
+    ordered.length
+      ? h(
+          "ol",
+          { class: "timeline" },
+          ordered.map((a) => renderEntry(a, live.get(a.assertion_id), previous && !previous.has(a.assertion_id))),
+        )
+      : h("p", {}, "No assertions at this point."),
+  );
+}
+
+function renderEntry(a, item, isNew) {
+  const marks = [];
+  if (isNew) marks.push(h("span", { class: "mark mark-new" }, "New"));
+  if (a.retracted) {
+    marks.push(h("span", { class: "mark mark-retracted" }, `Retracted at event ${a.retracted.seq}: ${a.retracted.reason}`));
+  }
+  if (a.superseded_by) {
+    marks.push(h("span", { class: "mark mark-superseded" }, "Superseded by ", entryLink(a.superseded_by)));
+  }
+  if (a.rank && a.rank.rank === "deprecated") {
+    marks.push(h("span", { class: "mark mark-deprecated" }, `Deprecated${a.rank.reason ? `: ${a.rank.reason}` : ""}`));
+  }
+  if (a.rank && a.rank.rank === "preferred") {
+    marks.push(h("span", { class: "mark mark-preferred" }, `Preferred${a.rank.reason ? `: ${a.rank.reason}` : ""}`));
+  }
+  if (!item && !a.retracted && !a.superseded_by && !(a.rank && a.rank.rank === "deprecated")) {
+    marks.push(h("span", { class: "mark mark-not-counted" }, "Not counted at this point"));
+  }
+  const headingId = `a-${a.assertion_id}-h`;
+  const what = item ? (item.kind === "status" ? "Status" : "Estimate") : null;
+  return h(
+    "li",
+    { class: `entry${item ? "" : " not-live"}`, id: `a-${a.assertion_id}`, "data-assertion": a.assertion_id },
+    h(
+      "article",
+      { "aria-labelledby": headingId },
+      h(
+        "h4",
+        { id: headingId },
+        h("time", {}, a.stated_at),
+        " · ",
+        a.property,
+        ": ",
+        h("span", { class: "value" }, valueText(a)),
+      ),
+      marks.length ? h("p", { class: "marks" }, marks) : null,
+      item
+        ? h("p", { class: "change" }, `${what}: ${estimateText(item.before ?? null)} → ${estimateText(item.after ?? null)}`)
+        : null,
+      h("blockquote", {}, a.quote),
+      h("p", { class: "claimants-line" }, "Claimed by: ", joinNodes(a.claimants.map(claimantNode))),
+      h("p", { class: "document" }, "Document: ", documentNode(a.document)),
+      h(
+        "details",
+        {},
+        h("summary", {}, "More about this assertion"),
+        h(
+          "dl",
+          {},
+          h("dt", {}, "Id"),
+          h("dd", {}, a.assertion_id),
+          h("dt", {}, "About the period"),
+          h("dd", {}, a.valid_from || a.valid_to ? `${a.valid_from || "…"} to ${a.valid_to || "…"}` : "not given"),
+          h("dt", {}, "Credibility"),
+          h("dd", {}, credibilityText(a.credibility)),
+          a.supersedes ? [h("dt", {}, "Supersedes"), h("dd", {}, entryLink(a.supersedes))] : null,
+          h("dt", {}, "Recorded"),
+          h("dd", {}, `event ${a.recorded_seq}, ${a.recorded_at}`),
+          a.note ? [h("dt", {}, "Note"), h("dd", {}, a.note)] : null,
+          a.document && a.document.sha256 ? [h("dt", {}, "Document SHA-256"), h("dd", {}, h("code", {}, a.document.sha256))] : null,
+        ),
+      ),
+    ),
+  );
+}
+
+function documentNode(doc) {
+  if (!doc) return "not given";
+  const href = doc.url ? safeHref(doc.url) : null;
+  const title = doc.title || doc.url || "untitled";
+  const parts = [];
+  if (href) parts.push(h("a", { href, rel: "noopener noreferrer" }, title));
+  else parts.push(doc.title ? `“${doc.title}”` : doc.url || "untitled");
+  parts.push(`, ${doc.publisher}, published ${doc.published_at}`);
+  if (!href && doc.url) parts.push(" (link not shown: not an http(s) address)");
+  return h("cite", {}, parts);
+}
+
+// ---------------------------------------------------------------- go
+
+Object.assign(state, readUrl());
+bindControls();
+tokenLabel();
+start();

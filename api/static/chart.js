@@ -1,0 +1,213 @@
+// The estimate over statement time, drawn as inline SVG: the band (low–high) as it stood
+// after each assertion, the best figure where there is one, and each claimant's figures.
+
+import { h, s } from "./dom.js";
+import { estimateText, firstInstant, lastInstant, num, range } from "./format.js";
+
+const WIDTH = 760;
+const HEIGHT = 300;
+const M = { left: 70, right: 20, top: 16, bottom: 40 };
+const DAY = 86400000;
+
+// at least 3:1 against white, told apart by shape as well as colour
+const COLORS = ["#1f5fa8", "#b43f0c", "#15803d", "#7e22ce", "#be123c", "#0f766e", "#854d0e", "#334155"];
+const SHAPES = ["circle", "square", "diamond", "triangle", "circle-open", "square-open", "diamond-open", "triangle-open"];
+
+/** A style (colour and shape) per claimant, stable for the page's life. */
+export class ClaimantStyles {
+  constructor() {
+    this.known = new Map();
+  }
+  of(claimant) {
+    if (!this.known.has(claimant)) {
+      const i = this.known.size;
+      this.known.set(claimant, { color: COLORS[i % COLORS.length], shape: SHAPES[(i + Math.floor(i / COLORS.length)) % SHAPES.length] });
+    }
+    return this.known.get(claimant);
+  }
+}
+
+function marker(shape, color, x, y, r = 5) {
+  const open = shape.endsWith("-open");
+  const kind = shape.replace("-open", "");
+  const attrs = { fill: open ? "#ffffff" : color, stroke: color, "stroke-width": 2 };
+  if (kind === "square") return s("rect", { x: x - r, y: y - r, width: 2 * r, height: 2 * r, ...attrs });
+  if (kind === "diamond") {
+    return s("polygon", { points: `${x},${y - r - 1} ${x + r + 1},${y} ${x},${y + r + 1} ${x - r - 1},${y}`, ...attrs });
+  }
+  if (kind === "triangle") return s("polygon", { points: `${x},${y - r - 1} ${x + r + 1},${y + r} ${x - r - 1},${y + r}`, ...attrs });
+  return s("circle", { cx: x, cy: y, r, ...attrs });
+}
+
+export function legendMarker(style) {
+  return s("svg", { viewBox: "0 0 14 14", width: 14, height: 14, class: "marker", "aria-hidden": "true", focusable: "false" }, marker(style.shape, style.color, 7, 7, 4.5));
+}
+
+function niceStep(max, count) {
+  const raw = max / count;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  for (const factor of [1, 2, 2.5, 5, 10]) {
+    if (raw <= factor * power) return factor * power;
+  }
+  return 10 * power;
+}
+
+function timeTicks(start, end) {
+  const span = end - start;
+  const months = span > 4 * 365 * DAY ? 12 : span > 18 * 30 * DAY ? 6 : span > 8 * 30 * DAY ? 3 : 1;
+  const ticks = [];
+  const first = new Date(start);
+  let year = first.getUTCFullYear();
+  let month = Math.ceil(first.getUTCMonth() / months) * months;
+  for (let n = 0; n < 60; n += 1) {
+    if (month >= 12) {
+      year += Math.floor(month / 12);
+      month %= 12;
+    }
+    const t = Date.UTC(year, month, 1);
+    if (t > end) break;
+    if (t >= start) ticks.push({ t, label: month === 0 ? String(year) : `${MONTHS[month]} ${year}` });
+    month += months;
+  }
+  return ticks;
+}
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/**
+ * `items`: the timeline's items for one quantity property, in statement-time order.
+ * Returns a <figure>, or null when there is nothing to draw.
+ */
+export function estimateChart({ id, property, items, styles, nameOf, asOf = null }) {
+  const steps = items
+    .map((item) => ({ t: firstInstant(item.assertion.stated_at), after: item.after, item }))
+    .filter((step) => step.t !== null);
+  if (!steps.length) return null;
+
+  const totals = [];
+  const increments = [];
+  for (const step of steps) {
+    const a = step.item.assertion;
+    if (a.mode === "increment") increments.push({ t: step.t, a });
+    else a.claimants.forEach((claimant, j) => totals.push({ t: step.t, a, claimant, j, k: a.claimants.length }));
+  }
+
+  // from the first statement to the as-of cutoff (or the last statement), padded
+  const t0 = Math.min(...steps.map((x) => x.t));
+  const cutoff = asOf ? lastInstant(asOf) : null;
+  const t1 = Math.max(...steps.map((x) => x.t), cutoff ?? -Infinity);
+  const span = Math.max(t1 - t0, 180 * DAY);
+  const xmin = t0 - span * 0.05;
+  const xmax = t1 + span * (cutoff === null ? 0.12 : 0.02);
+  let ymax = 0;
+  for (const step of steps) if (step.after) ymax = Math.max(ymax, step.after.high);
+  for (const p of totals) ymax = Math.max(ymax, p.a.value.high);
+  ymax = ymax || 1;
+  const yStep = niceStep(ymax, 5);
+  const yTop = Math.ceil((ymax * 1.05) / yStep) * yStep;
+
+  const x = (t) => M.left + ((t - xmin) / (xmax - xmin)) * (WIDTH - M.left - M.right);
+  const y = (v) => HEIGHT - M.bottom - (v / yTop) * (HEIGHT - M.top - M.bottom);
+
+  const titleId = `${id}-title`;
+  const descId = `${id}-desc`;
+  const latest = steps[steps.length - 1].after;
+  const svg = s(
+    "svg",
+    { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-labelledby": titleId, "aria-describedby": descId },
+    s("title", { id: titleId }, `${property}: the estimate over statement time`),
+    s(
+      "desc",
+      { id: descId },
+      `The band shows the estimate (low to high) after each of ${steps.length} assertions; ` +
+        `it ends at ${estimateText(latest)}. ${totals.length} claimant figures are drawn as points.`,
+    ),
+  );
+
+  // grid and axes
+  const grid = s("g", { class: "grid" });
+  const yAxis = s("g", { class: "axis" });
+  for (let v = 0; v <= yTop + 1e-9; v += yStep) {
+    grid.append(s("line", { x1: M.left, x2: WIDTH - M.right, y1: y(v), y2: y(v) }));
+    yAxis.append(s("text", { x: M.left - 8, y: y(v) + 4, "text-anchor": "end" }, num(v)));
+  }
+  const xAxis = s("g", { class: "axis" });
+  xAxis.append(s("line", { x1: M.left, x2: WIDTH - M.right, y1: y(0), y2: y(0) }));
+  for (const tick of timeTicks(xmin, xmax)) {
+    grid.append(s("line", { x1: x(tick.t), x2: x(tick.t), y1: M.top, y2: y(0) }));
+    xAxis.append(s("line", { x1: x(tick.t), x2: x(tick.t), y1: y(0), y2: y(0) + 5 }));
+    xAxis.append(s("text", { x: x(tick.t), y: y(0) + 20, "text-anchor": "middle" }, tick.label));
+  }
+  svg.append(grid, yAxis, xAxis);
+
+  // the band, step by step; and the best figure where there is one
+  const band = s("g", { class: "bands" });
+  const best = s("g", {});
+  steps.forEach((step, i) => {
+    if (!step.after || typeof step.after !== "object") return;
+    const start = x(step.t);
+    const end = i + 1 < steps.length ? x(steps[i + 1].t) : x(xmax);
+    const top = y(step.after.high);
+    const height = Math.max(1.5, y(step.after.low) - top);
+    band.append(
+      s(
+        "rect",
+        { class: "band", x: start, y: top, width: Math.max(1, end - start), height },
+        s("title", {}, `From ${step.item.assertion.stated_at}: ${estimateText(step.after)}`),
+      ),
+    );
+    if (step.after.best !== null && step.after.best !== undefined) {
+      best.append(s("line", { class: "best", x1: start, x2: end, y1: y(step.after.best), y2: y(step.after.best) }));
+    }
+  });
+  svg.append(band, best);
+
+  // increments: a mark on the time axis
+  for (const inc of increments) {
+    const cx = x(inc.t);
+    const base = y(0);
+    svg.append(
+      s(
+        "polygon",
+        { class: "increment", points: `${cx},${base - 11} ${cx + 6},${base - 1} ${cx - 6},${base - 1}` },
+        s("title", {}, `${inc.a.stated_at}: +${range(inc.a.value.low, inc.a.value.high)} (${inc.a.claimants.map(nameOf).join(", ")})`),
+      ),
+    );
+  }
+
+  // each claimant's figures: a bar from low to high, a mark at best (or mid-range, hollow)
+  for (const p of totals) {
+    const style = styles.of(p.claimant);
+    const cx = x(p.t) + (p.j - (p.k - 1) / 2) * 9;
+    const v = p.a.value;
+    const hasBest = v.best !== undefined && v.best !== null;
+    const g = s(
+      "g",
+      { class: "point" },
+      s("title", {}, `${nameOf(p.claimant)}: ${range(v.low, v.high)}${hasBest ? `, best ${num(v.best)}` : ""}, stated ${p.a.stated_at}`),
+      s("line", { x1: cx, x2: cx, y1: y(v.high), y2: y(v.low), stroke: style.color, "stroke-width": 2 }),
+      s("line", { x1: cx - 3, x2: cx + 3, y1: y(v.high), y2: y(v.high), stroke: style.color, "stroke-width": 2 }),
+      s("line", { x1: cx - 3, x2: cx + 3, y1: y(v.low), y2: y(v.low), stroke: style.color, "stroke-width": 2 }),
+      marker(hasBest ? style.shape : `${style.shape.replace("-open", "")}-open`, style.color, cx, y(hasBest ? v.best : (v.low + v.high) / 2)),
+    );
+    svg.append(g);
+  }
+
+  const claimants = [...new Set(totals.map((p) => p.claimant))];
+  const legend = h(
+    "ul",
+    { class: "legend", "aria-label": "Key" },
+    h("li", {}, s("svg", { viewBox: "0 0 14 14", width: 14, height: 14, class: "marker", "aria-hidden": "true" }, s("rect", { class: "band", x: 1, y: 3, width: 12, height: 8 })), "estimate (low–high)"),
+    claimants.map((c) => h("li", {}, legendMarker(styles.of(c)), nameOf(c))),
+    increments.length
+      ? h("li", {}, s("svg", { viewBox: "0 0 14 14", width: 14, height: 14, class: "marker", "aria-hidden": "true" }, s("polygon", { class: "increment", points: "7,2 13,12 1,12" })), "increment")
+      : null,
+  );
+  return h(
+    "figure",
+    { class: "chart", id },
+    svg,
+    legend,
+    h("figcaption", {}, "Solid marks are a claimant's best figure, hollow ones the middle of a range given without one; the bar spans low to high. The same figures are in the tables."),
+  );
+}

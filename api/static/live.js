@@ -1,0 +1,162 @@
+// Follows the log's tail: new events as they are appended.
+//
+// Without a token: EventSource on /v1/events/stream. EventSource cannot send headers, so
+// with a token the same stream is read through fetch(); where that fails before a single
+// event arrives, /v1/events is polled every two seconds instead.
+
+import { authHeaders, getJson, url } from "./api.js";
+
+const EVENT_TYPES = [
+  "SourceRegistered",
+  "SourceUpdated",
+  "AssertionRecorded",
+  "AssertionRetracted",
+  "AssertionRanked",
+];
+const RETRY_MS = 2000;
+const POLL_MS = 2000;
+
+/**
+ * Calls `onEvent(event)` for each event after `after`, in seq order, once each, and
+ * `onState(state, how)` as the connection changes (`live`, `connecting`, `down`).
+ * Returns a function that stops following.
+ */
+export function follow({ after, useToken, onEvent, onState }) {
+  let last = after;
+  let stopped = false;
+  let source = null;
+  let controller = null;
+  let timer = null;
+  let streamedOnce = false;
+
+  const deliver = (event) => {
+    if (stopped || !event || typeof event.seq !== "number" || event.seq <= last) return;
+    last = event.seq;
+    onEvent(event);
+  };
+
+  const later = (fn, ms) => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      if (!stopped) fn();
+    }, ms);
+  };
+
+  // ---- EventSource (public reads) ----
+  const openEventSource = () => {
+    onState("connecting", "stream");
+    source = new EventSource(url("/v1/events/stream", { after: last }));
+    const handler = (message) => {
+      if (!message.data) return;
+      try {
+        deliver(JSON.parse(message.data));
+      } catch {
+        // not an event: ignore it
+      }
+    };
+    for (const type of EVENT_TYPES) source.addEventListener(type, handler);
+    source.addEventListener("message", handler);
+    source.onopen = () => onState("live", "stream");
+    source.onerror = () => {
+      // reopen ourselves, so the stream resumes after the last event we saw
+      source.close();
+      source = null;
+      onState("down", "stream");
+      later(openEventSource, RETRY_MS);
+    };
+  };
+
+  // ---- fetch() streaming (with the Authorization header) ----
+  const openFetchStream = async () => {
+    onState("connecting", "stream");
+    controller = new AbortController();
+    let response;
+    try {
+      response = await fetch(url("/v1/events/stream", { after: last }), {
+        headers: { Accept: "text/event-stream", ...authHeaders() },
+        cache: "no-store",
+        signal: controller.signal,
+      });
+      if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+    } catch (err) {
+      if (stopped) return;
+      if (!streamedOnce) {
+        startPolling();
+        return;
+      }
+      onState("down", "stream");
+      later(openFetchStream, RETRY_MS);
+      return;
+    }
+    streamedOnce = true;
+    onState("live", "stream");
+    try {
+      await readEvents(response.body, (data) => {
+        try {
+          deliver(JSON.parse(data));
+        } catch {
+          // not an event: ignore it
+        }
+      });
+    } catch {
+      // the connection broke: reconnect below
+    }
+    if (stopped) return;
+    onState("down", "stream");
+    later(openFetchStream, RETRY_MS);
+  };
+
+  // ---- polling /v1/events ----
+  const startPolling = () => {
+    onState("live", "polling");
+    const poll = async () => {
+      try {
+        for (;;) {
+          const page = await getJson("/v1/events", { after: last, limit: 1000 });
+          for (const event of page.items) deliver(event);
+          if (!page.next || stopped) break;
+        }
+        onState("live", "polling");
+      } catch {
+        onState("down", "polling");
+      }
+      later(poll, POLL_MS);
+    };
+    poll();
+  };
+
+  if (useToken) openFetchStream();
+  else if (typeof EventSource === "function") openEventSource();
+  else startPolling();
+
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+    if (source) source.close();
+    if (controller) controller.abort();
+  };
+}
+
+/** Parses a text/event-stream body, calling `onData(data)` for each dispatched event. */
+async function readEvents(body, onData) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let data = [];
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += decoder.decode(value, { stream: true });
+    const lines = buffer.split(/\r\n|\r|\n/);
+    buffer = lines.pop();
+    for (const line of lines) {
+      if (line === "") {
+        if (data.length) onData(data.join("\n"));
+        data = [];
+      } else if (line.startsWith("data:")) {
+        data.push(line.slice(line.startsWith("data: ") ? 6 : 5));
+      }
+      // comments (":"), id:, event: and retry: lines need nothing here: the data holds the seq
+    }
+  }
+}

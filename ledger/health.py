@@ -1,0 +1,155 @@
+"""Is the stored log fit to append to? A cheap check at start-up, and the health report.
+
+Appending after a broken chain would bury the break under new, validly chained events, so
+the store checks the tail of the log before its writer takes any work: the last `depth`
+events' seqs, payload digests and chain links, their Merkle leaves, and that the stored
+frontier (the nodes the next append builds on) is what those leaves make of the frontier
+before them. It reads `depth` events and O(log n) nodes, whatever the log's length;
+`ledger verify` is the full check. A failure does not stop reads: the store refuses
+appends and says why (:attr:`ledger.sqlite_store.SqliteStore.write_refusal`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import msgspec
+
+from ledger import merkle
+from ledger.codec import ZERO_HASH, decode_payload, envelope_bytes
+from ledger.times import TimeFormatError, parse_record_time
+
+TAIL_DEPTH = 64
+"""Events checked at start-up: enough to cover every batch a crash could have cut short."""
+
+_TAIL_SQL = (
+    "SELECT e.seq, e.type, e.stream, e.version, e.recorded_at, e.actor, e.data_sha256, e.hash,"
+    " p.data FROM events e LEFT JOIN payloads p ON p.seq = e.seq ORDER BY e.seq DESC LIMIT ?"
+)
+
+
+class TailProblem(Exception):
+    """What is wrong with the stored tail, and at which seq."""
+
+    def __init__(self, seq: int, message: str) -> None:
+        super().__init__(f"seq {seq}: {message}")
+        self.seq = seq
+
+
+def _nodes(conn: sqlite3.Connection, ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+    found: dict[merkle.NodeId, bytes] = {}
+    for level, idx in ids:
+        row = conn.execute(
+            "SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?", (level, idx)
+        ).fetchone()
+        if row is not None and isinstance(row[0], bytes):
+            found[(level, idx)] = row[0]
+    return found
+
+
+def _frontier(conn: sqlite3.Connection, size: int) -> merkle.MerkleFrontier:
+    ids = merkle.frontier_nodes(size)
+    nodes = _nodes(conn, ids)
+    missing = [node for node in ids if node not in nodes]
+    if missing:
+        raise TailProblem(size, f"the stored Merkle frontier lacks node(s) {missing}")
+    return merkle.MerkleFrontier(size, [nodes[node] for node in ids])
+
+
+def check_tail(conn: sqlite3.Connection, depth: int = TAIL_DEPTH) -> None:
+    """Raise :class:`TailProblem` if the last `depth` events cannot safely be appended to.
+
+    Checks, for those events: seqs run without a gap up to the head (and from 1 when the
+    log is that short); each stored payload hashes to its `data_sha256` and decodes; each
+    hash chains from the one before (the event just before the window is the anchor);
+    each stored Merkle leaf is the leaf of its canonical bytes; the stored frontier at the
+    head equals the stored frontier before the window with those leaves appended; and no
+    event, payload or leaf is stored past the head.
+    """
+    if depth <= 0:
+        return
+    rows = conn.execute(_TAIL_SQL, (depth + 1,)).fetchall()
+    if not rows:
+        return
+    rows.reverse()
+    head = int(rows[-1][0])
+    if len(rows) > depth:
+        anchor_seq, prev_hex = int(rows[0][0]), rows[0][7]
+        rows = rows[1:]
+        try:
+            prev = bytes.fromhex(prev_hex)
+        except (TypeError, ValueError):
+            raise TailProblem(anchor_seq, f"hash {prev_hex!r} is not hex") from None
+        expected = anchor_seq + 1
+    else:
+        prev, expected = ZERO_HASH, 1
+    first = expected
+    leaves: list[bytes] = []
+    for seq, etype, stream, version, recorded_at, actor, dsha, hhex, data in rows:
+        if seq != expected:
+            raise TailProblem(expected, f"event missing (the next stored seq is {seq})")
+        expected += 1
+        if data is not None:
+            if not isinstance(data, bytes) or hashlib.sha256(data).hexdigest() != dsha:
+                raise TailProblem(seq, "payload does not hash to its data_sha256")
+            try:
+                decode_payload(etype, data)
+            except (KeyError, msgspec.DecodeError) as exc:
+                raise TailProblem(seq, f"payload does not decode as {etype!r}: {exc}") from None
+        try:
+            canonical = envelope_bytes(seq, etype, stream, version, recorded_at, actor, dsha)
+            parse_record_time(recorded_at)
+        except (TypeError, ValueError, TimeFormatError, msgspec.EncodeError) as exc:
+            raise TailProblem(seq, f"envelope is malformed: {exc}") from None
+        prev = hashlib.sha256(prev + canonical).digest()
+        if prev.hex() != hhex:
+            raise TailProblem(seq, "hash does not chain from the previous event")
+        leaves.append(merkle.leaf_hash(canonical))
+    stored_leaves = _nodes(conn, [(0, seq - 1) for seq in range(first, head + 1)])
+    for seq, leaf in enumerate(leaves, start=first):
+        if stored_leaves.get((0, seq - 1)) != leaf:
+            raise TailProblem(seq, "stored Merkle leaf is not the leaf of the event")
+    frontier = _frontier(conn, first - 1)
+    for leaf in leaves:
+        frontier.append(leaf)
+    if frontier.hashes != _frontier(conn, head).hashes:
+        raise TailProblem(head, "the stored Merkle frontier does not match the events")
+    _check_nothing_past(conn, head)
+
+
+def _check_nothing_past(conn: sqlite3.Connection, head: int) -> None:
+    probes = (
+        ("SELECT min(seq) FROM payloads WHERE seq > ?", "payload of no event"),
+        ("SELECT min(idx) + 1 FROM merkle_nodes WHERE level = 0 AND idx >= ?", "Merkle leaf"),
+    )
+    for sql, what in probes:
+        row = conn.execute(sql, (head,)).fetchone()
+        if row[0] is not None:
+            raise TailProblem(int(row[0]), f"{what} stored past the head ({head})")
+
+
+# ---- the health report ----
+
+
+class HealthReport(msgspec.Struct, frozen=True):
+    """`status` is "ok", or "degraded" while appends are refused (`reason` says why)."""
+
+    status: Literal["ok", "degraded"]
+    seq: int
+    reason: str | None = None
+
+
+class _Store(Protocol):
+    write_refusal: str | None
+    storage_problem: str | None
+
+    def size(self) -> int: ...
+
+
+def health_report(store: _Store) -> HealthReport:
+    """The store's health: degraded while it refuses appends or its disk was full."""
+    reason = store.write_refusal or store.storage_problem
+    return HealthReport("ok" if reason is None else "degraded", store.size(), reason)

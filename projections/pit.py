@@ -1,0 +1,97 @@
+"""Points in time on the two axes: statement time (`as_of`) and record time (`known_at`/`seq`).
+
+Every view is computed at one :class:`PointInTime`. Record time is always reduced to a
+seq, so a view at `known_at=T` is the view at the last seq recorded at or before T.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import msgspec
+
+from ledger.errors import FieldError, InvalidInput
+from ledger.sqlite_store import log_size
+from ledger.times import MAX_US, TimeFormatError, format_record_time, parse_time
+
+
+class PointInTime(msgspec.Struct, frozen=True):
+    """A resolved view position.
+
+    `as_of`/`known_at` are the texts to echo (None when not given); `as_of_end` is the
+    inclusive statement-time cutoff in µs (None: no cutoff); `seq` is the log position the
+    view is computed at (the head unless `known_at` or `seq` said otherwise).
+    """
+
+    as_of: str | None
+    as_of_end: int | None
+    known_at: str | None
+    seq: int
+
+    @property
+    def stated_cutoff(self) -> int:
+        """The statement-time cutoff as a number, `MAX_US` when there is none."""
+        return MAX_US if self.as_of_end is None else self.as_of_end
+
+
+def seq_recorded_by(conn: sqlite3.Connection, recorded_us: int) -> int:
+    """The last seq recorded at or before `recorded_us` (one index probe)."""
+    row = conn.execute(
+        "SELECT seq FROM events WHERE recorded_at <= ? ORDER BY recorded_at DESC, seq DESC LIMIT 1",
+        (format_record_time(recorded_us),),
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def stream_version(conn: sqlite3.Connection, stream: str, seq: int) -> int:
+    """The version of `stream` once the log held `seq` events (0 before its first).
+
+    Versions and seqs grow together within a stream, so walking the stream's versions
+    downwards stops at the answer: one probe at the head, whatever the log's length.
+    """
+    row = conn.execute(
+        "SELECT version FROM events WHERE stream = ? AND seq <= ? ORDER BY version DESC LIMIT 1",
+        (stream, seq),
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def subject_version(conn: sqlite3.Connection, subject: str, seq: int) -> int:
+    return stream_version(conn, f"subject:{subject}", seq)
+
+
+def _time(name: str, text: str | None, errors: list[FieldError]) -> tuple[str | None, int | None]:
+    if text is None:
+        return None, None
+    try:
+        value = parse_time(text)
+    except TimeFormatError as exc:
+        errors.append(FieldError(name, str(exc)))
+        return None, None
+    return value.text, value.end
+
+
+def resolve(
+    conn: sqlite3.Connection, as_of: str | None, known_at: str | None, seq: int | None
+) -> PointInTime:
+    """Check and resolve the query parameters; :class:`InvalidInput` names every bad one.
+
+    A reduced `as_of` or `known_at` stands for the end of its period.
+    """
+    errors: list[FieldError] = []
+    as_of_text, as_of_end = _time("as_of", as_of, errors)
+    known_text, known_end = _time("known_at", known_at, errors)
+    head = log_size(conn)
+    if known_at is not None and seq is not None:
+        errors.append(FieldError("seq", "give known_at or seq, not both"))
+    elif seq is not None and seq < 0:
+        errors.append(FieldError("seq", "must be 0 or more"))
+    elif seq is not None and seq > head:
+        errors.append(FieldError("seq", f"the log holds {head} events; seq must not exceed it"))
+    if errors:
+        raise InvalidInput(errors)
+    if known_end is not None:
+        seq = seq_recorded_by(conn, known_end)
+    elif seq is None:
+        seq = head
+    return PointInTime(as_of=as_of_text, as_of_end=as_of_end, known_at=known_text, seq=seq)

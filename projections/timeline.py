@@ -1,0 +1,78 @@
+"""The timeline: every live assertion on a subject, with its property's value around it.
+
+Items come in statement order (ties: record order). Each carries its property's view
+value just before and just after it, computed over the timeline's prefix with liveness
+re-evaluated there: a correction stated later has not yet displaced what it corrects.
+The prefix runs over every eligible assertion, so an assertion that is not live at the
+end (one corrected later) still shapes the values of the items around it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from projections.details import DETAIL_COLUMNS, details
+from projections.facts import Fact, Liveness, eligible
+from projections.pit import PointInTime, subject_version
+from projections.quantity import QuantityState
+from projections.rows import Estimate, Status, Timeline, TimelineItem
+from projections.status import StatusState
+
+Value = Estimate | Status | None
+
+
+class _Property:
+    """One property's liveness and view value as the prefix grows."""
+
+    __slots__ = ("liveness", "state", "value")
+
+    def __init__(self, kind: str) -> None:
+        self.liveness = Liveness()
+        self.state: QuantityState | StatusState = (
+            QuantityState() if kind == "quantity" else StatusState()
+        )
+        self.value: Value = self.state.value()
+
+    def add(self, fact: Fact) -> tuple[Value, Value]:
+        before = self.value
+        for changed, live in self.liveness.add(fact):
+            self.state.change(changed, live)
+        self.value = self.state.value()
+        return before, self.value
+
+
+def timeline(conn: sqlite3.Connection, subject: str, at: PointInTime) -> Timeline:
+    """Every live assertion on `subject` at `at`, each with its property's value around it."""
+    facts = eligible(conn, subject, None, at)
+    properties: dict[str, _Property] = {}
+    steps: list[tuple[Fact, Value, Value]] = []
+    for fact in facts:
+        prop = properties.get(fact.prop)
+        if prop is None:
+            prop = properties[fact.prop] = _Property(fact.kind)
+        before, after = prop.add(fact)
+        steps.append((fact, before, after))
+    steps = [s for s in steps if s[0].assertion_id in properties[s[0].prop].liveness.live]
+    seqs = ",".join(str(fact.recorded_seq) for fact, _, _ in steps)  # integers from the index
+    rows = conn.execute(
+        f"SELECT {DETAIL_COLUMNS} FROM proj_assertions a WHERE a.recorded_seq IN ({seqs})"
+    ).fetchall()
+    by_id = {d.assertion_id: d for d in details(conn, rows, at.seq)}
+    items = [
+        TimelineItem(
+            assertion=by_id[fact.assertion_id],
+            property=fact.prop,
+            kind="status" if fact.kind == "status" else "quantity",
+            before=before,
+            after=after,
+        )
+        for fact, before, after in steps
+    ]
+    return Timeline(
+        subject=subject,
+        as_of=at.as_of,
+        known_at=at.known_at,
+        seq=at.seq,
+        version=subject_version(conn, subject, at.seq),
+        items=items,
+    )

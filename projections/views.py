@@ -1,0 +1,128 @@
+"""The views: pure functions of a read connection and a :class:`PointInTime`.
+
+Each reads only the rows of what it shows (one subject and property, one assertion, one
+page), through indexes, so its cost does not grow with the log. The rules themselves live
+in :mod:`projections.facts` (which assertions count), :mod:`projections.quantity` and
+:mod:`projections.status`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from projections.catalog import get_source, list_sources, list_subjects
+from projections.details import assertion_detail, list_assertions
+from projections.facts import eligible, live_facts
+from projections.pit import PointInTime, subject_version
+from projections.quantity import quantity_parts
+from projections.rows import (
+    AssertionDetail,
+    AssertionPage,
+    ClaimantTotal,
+    Estimate,
+    Kind,
+    QuantityView,
+    SourcePage,
+    SourceView,
+    Spread,
+    StatusChange,
+    StatusView,
+    SubjectPage,
+    SubjectRow,
+    Timeline,
+    TimelineItem,
+)
+from projections.status import status_parts
+from projections.timeline import timeline
+
+__all__ = [
+    "AssertionDetail",
+    "AssertionPage",
+    "ClaimantTotal",
+    "Estimate",
+    "QuantityView",
+    "SourcePage",
+    "SourceView",
+    "Spread",
+    "StatusChange",
+    "StatusView",
+    "SubjectPage",
+    "SubjectRow",
+    "Timeline",
+    "TimelineItem",
+    "assertion_detail",
+    "get_source",
+    "list_assertions",
+    "list_sources",
+    "list_subjects",
+    "property_kind",
+    "property_view",
+    "quantity_view",
+    "status_view",
+    "timeline",
+]
+
+
+def quantity_view(
+    conn: sqlite3.Connection, subject: str, prop: str, at: PointInTime
+) -> QuantityView:
+    """The contract's quantity view of `subject`/`prop` at `at`."""
+    live = live_facts(eligible(conn, subject, prop, at, kind="quantity"))
+    estimate, basis, spread, claimants = quantity_parts(live)
+    return QuantityView(
+        subject=subject,
+        property=prop,
+        as_of=at.as_of,
+        known_at=at.known_at,
+        seq=at.seq,
+        version=subject_version(conn, subject, at.seq),
+        estimate=estimate,
+        basis=basis,
+        spread=spread,
+        claimants=claimants,
+    )
+
+
+def status_view(conn: sqlite3.Connection, subject: str, prop: str, at: PointInTime) -> StatusView:
+    """The contract's status view of `subject`/`prop` at `at`."""
+    live = live_facts(eligible(conn, subject, prop, at, kind="status"))
+    status, since, by, basis, history = status_parts(live)
+    return StatusView(
+        subject=subject,
+        property=prop,
+        as_of=at.as_of,
+        known_at=at.known_at,
+        seq=at.seq,
+        version=subject_version(conn, subject, at.seq),
+        status=status,
+        since=since,
+        by=by,
+        basis=basis,
+        history=history,
+    )
+
+
+def property_kind(conn: sqlite3.Connection, subject: str, prop: str) -> Kind | None:
+    """The kind a property holds (fixed by its first claim); None if it has none yet.
+
+    Not point-in-time: a property keeps its kind forever, so a view before its first claim
+    is still a view of that kind (an empty one).
+    """
+    row = conn.execute(
+        "SELECT kind FROM proj_properties WHERE subject = ? AND property = ?", (subject, prop)
+    ).fetchone()
+    if row is None:
+        return None
+    return "status" if row[0] == "status" else "quantity"
+
+
+def property_view(
+    conn: sqlite3.Connection, subject: str, prop: str, at: PointInTime
+) -> QuantityView | StatusView | None:
+    """The view of the property's kind, or None for a property that was never claimed."""
+    kind = property_kind(conn, subject, prop)
+    if kind is None:
+        return None
+    if kind == "quantity":
+        return quantity_view(conn, subject, prop, at)
+    return status_view(conn, subject, prop, at)

@@ -1,0 +1,211 @@
+"""Who may do what: every endpoint against every kind of caller, public reads, rate limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.api_helpers import (
+    CASUALTIES,
+    DEPLOYMENT,
+    STATUS,
+    TROOPS,
+    Client,
+    Ledger,
+    assertion_body,
+    make_ledger,
+    problem,
+    read_stream,
+    serve,
+    source_body,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+CALLERS = ("anonymous", "unknown", "revoked", "reader", "writer", "auditor", "admin")
+GRANTS = {
+    "none": set(CALLERS),
+    "read": {"reader", "writer", "auditor", "admin"},
+    "write": {"writer", "admin"},
+    "audit": {"auditor", "admin"},
+}
+RETRACTABLE = {
+    "writer": "ap-2025-04-28.casualties-us-gov",
+    "admin": "ap-2025-04-28.casualties-kr-jcs",
+}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    need: str
+    body: Callable[[str], Any] | None = None
+    stream: bool = False
+
+    def url(self, caller: str) -> str:
+        return self.path.format(
+            retractable=RETRACTABLE.get(caller, "ap-2025-04-28.weapons-supplied")
+        )
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path.split('?')[0]}"
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/v1/health", "none"),
+    Endpoint("GET", "/schema/openapi.json", "none"),
+    Endpoint("POST", "/v1/sources", "write", lambda who: source_body(id=f"src-{who}")),
+    Endpoint("PATCH", "/v1/sources/ap", "write", lambda who: {"name": f"AP ({who})"}),
+    Endpoint("GET", "/v1/sources?limit=2", "read"),
+    Endpoint("GET", "/v1/sources/ap", "read"),
+    Endpoint("POST", "/v1/assertions", "write", lambda who: assertion_body()),
+    Endpoint("POST", "/v1/assertions/{retractable}/retract", "write", lambda who: {"reason": who}),
+    Endpoint(
+        "POST",
+        "/v1/assertions/ap-2025-04-28.troops-fall-2024/rank",
+        "write",
+        lambda who: {"rank": "preferred", "reason": who},
+    ),
+    Endpoint("GET", "/v1/assertions/ap-2025-04-28.troops-fall-2024", "read"),
+    Endpoint("GET", f"/v1/assertions?subject={DEPLOYMENT}&limit=2", "read"),
+    Endpoint("GET", "/v1/subjects", "read"),
+    Endpoint("GET", f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}", "read"),
+    Endpoint("GET", f"/v1/subjects/{DEPLOYMENT}/estimates/{CASUALTIES}?as_of=2025-03", "read"),
+    Endpoint("GET", f"/v1/subjects/{DEPLOYMENT}/statuses/{STATUS}", "read"),
+    Endpoint("GET", f"/v1/subjects/{DEPLOYMENT}/timeline", "read"),
+    Endpoint("GET", "/v1/events?after=3&limit=2", "read"),
+    Endpoint("GET", "/v1/events/stream?after=25", "read", stream=True),
+    Endpoint("GET", "/v1/log/head", "read"),
+    Endpoint("GET", "/v1/log/inclusion?seq=5&size=20", "read"),
+    Endpoint("GET", "/v1/log/consistency?from=5&to=20", "read"),
+    Endpoint("POST", "/v1/audit", "audit"),
+]
+
+
+def expected(endpoint: Endpoint, caller: str, public_read: bool = False) -> int:
+    """The status class the contract gives this caller: 2 (success), 401 or 403."""
+    if caller in GRANTS[endpoint.need]:
+        return 2
+    if endpoint.need == "read" and public_read and caller == "anonymous":
+        return 2
+    if caller in {"anonymous", "unknown", "revoked"}:
+        return 401
+    return 403
+
+
+async def call(client: Client, ledger: Ledger, endpoint: Endpoint, caller: str) -> tuple[int, Any]:
+    headers = {} if caller == "anonymous" else ledger.auth(caller)
+    url = endpoint.url(caller)
+    if endpoint.stream:
+        stream = read_stream(client, url, headers, events=1)
+        return stream.status, stream
+    body = endpoint.body(caller) if endpoint.body else None
+    response = await client.request(endpoint.method, url, json=body, headers=headers)
+    return response.status_code, response
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Ledger:
+    """One ledger for the whole matrix: each write is shaped so every caller's can succeed."""
+    return make_ledger(tmp_path_factory.mktemp("matrix"))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def app(shared: Ledger) -> AsyncIterator[Client]:
+    async with serve(shared) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def public_app(shared: Ledger) -> AsyncIterator[Client]:
+    async with serve(shared, public_read=True) as client:
+        yield client
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
+async def test_role_matrix(app: Client, shared: Ledger, endpoint: Endpoint, caller: str) -> None:
+    status, response = await call(app, shared, endpoint, caller)
+    want = expected(endpoint, caller)
+    if want == 2:
+        assert 200 <= status < 300, getattr(response, "text", response)
+        if endpoint.stream:
+            assert response.headers["content-type"].startswith("text/event-stream")
+        return
+    if endpoint.stream:
+        assert status == want
+        return
+    body = problem(response, want)
+    if want == 401:
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    else:
+        assert "may not" in body["detail"]
+
+
+@pytest.mark.parametrize("caller", ["anonymous", "unknown", "reader"])
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
+async def test_public_read(
+    public_app: Client, shared: Ledger, endpoint: Endpoint, caller: str
+) -> None:
+    status, _ = await call(public_app, shared, endpoint, caller)
+    want = expected(endpoint, caller, public_read=True)
+    if want == 2:
+        assert 200 <= status < 300
+    else:
+        assert status == want
+
+
+@pytest.mark.parametrize(
+    "header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer  ", "ldg_token-without-scheme"]
+)
+async def test_a_malformed_authorization_header_is_a_401(
+    app: Client, shared: Ledger, header: str
+) -> None:
+    response = await app.get("/v1/log/head", headers={"Authorization": header})
+    problem(response, 401)
+
+
+async def test_a_revoked_key_stops_working(tmp_path: Path) -> None:
+    from ledger import keys
+    from ledger.sqlite_store import connect
+
+    ledger = make_ledger(tmp_path, seed=False)
+    async with serve(ledger) as client:
+        assert (await client.get("/v1/log/head", headers=ledger.auth("reader"))).status_code == 200
+        conn = connect(ledger.db)
+        try:
+            keys.revoke_key(conn, "reader")
+        finally:
+            conn.close()
+        problem(await client.get("/v1/log/head", headers=ledger.auth("reader")), 401)
+
+
+async def test_rate_limit(tmp_path: Path) -> None:
+    ledger = make_ledger(tmp_path, seed=False)
+    async with serve(ledger, rate_limit_per_minute=5) as client:
+        for caller in ("reader", "writer", "auditor"):  # a fresh budget per key
+            minute = int(time.time() // 60)
+            statuses = [
+                (await client.get("/v1/log/head", headers=ledger.auth(caller))).status_code
+                for _ in range(5)
+            ]
+            refused = await client.get("/v1/log/head", headers=ledger.auth(caller))
+            if int(time.time() // 60) != minute:
+                continue  # the window turned over mid-test: try again with another key
+            assert statuses == [200] * 5
+            problem(refused, 429)
+            assert 1 <= int(refused.headers["Retry-After"]) <= 60
+            health = await client.get("/v1/health", headers=ledger.auth(caller))
+            assert health.status_code == 200, "health is never limited"
+            other = await client.get("/v1/log/head", headers=ledger.auth("admin"))
+            assert other.status_code == 200, "each key has its own budget"
+            return
+        pytest.fail("the minute turned over on every try")

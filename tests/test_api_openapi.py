@@ -1,0 +1,118 @@
+"""The published OpenAPI schema: open to all, complete, and equal to the committed snapshot.
+
+`api/openapi.json` is the snapshot. After a deliberate change to the API, regenerate it with
+
+    UPDATE_OPENAPI=1 .venv/bin/pytest tests/test_api_openapi.py
+
+and commit it with the change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api_helpers import ROOT, Client, Ledger, make_ledger, serve
+
+SNAPSHOT = ROOT / "api" / "openapi.json"
+METHODS = {"get", "post", "put", "patch", "delete"}
+GUARDED = {"401", "403", "429"}
+WRITES = {"413", "422", "503", "507"}
+# what each operation can answer beyond what every guarded read or write can
+OWN_ERRORS = {
+    "registerSource": {"409"},
+    "updateSource": {"404"},
+    "recordAssertion": {"409", "412"},
+    "retractAssertion": {"404", "409"},
+    "rankAssertion": {"404"},
+    "getSource": {"404", "422"},
+    "getAssertion": {"404", "422"},
+    "getEstimate": {"404", "422"},
+    "getStatus": {"404", "422"},
+    "listSources": {"422"},
+    "listAssertions": {"422"},
+    "listSubjects": {"422"},
+    "getTimeline": {"422"},
+    "listEvents": {"422"},
+    "streamEvents": {"422"},
+    "inclusionProof": {"422"},
+    "consistencyProof": {"422"},
+    "logHead": set(),
+    "audit": set(),
+}
+
+
+@pytest.fixture
+async def schema(tmp_path: Path) -> dict[str, Any]:
+    ledger: Ledger = make_ledger(tmp_path, seed=False)
+    client: Client
+    async with serve(ledger) as client:
+        response = await client.get("/schema/openapi.json")
+        assert response.status_code == 200, "the schema needs no token"
+        docs = await client.get("/schema/swagger")
+        assert docs.status_code == 200
+    loaded: dict[str, Any] = response.json()
+    return loaded
+
+
+def operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, operation)
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    ]
+
+
+def test_every_operation_is_named_summarised_and_lists_its_errors(schema: dict[str, Any]) -> None:
+    found = operations(schema)
+    ids = [op["operationId"] for _, _, op in found]
+    assert len(ids) == len(set(ids)), "operationIds are unique"
+    assert set(ids) == {*OWN_ERRORS, "health"}
+    for method, path, op in found:
+        assert op.get("summary"), f"{method} {path} has no summary"
+        name = op["operationId"]
+        errors = {code for code in op["responses"] if code >= "400"}
+        if name == "health":
+            assert errors == set()
+            assert "security" not in op
+            continue
+        want = (
+            GUARDED | OWN_ERRORS[name] | (WRITES if method != "GET" and name != "audit" else set())
+        )
+        assert errors == want, f"{name}: {sorted(errors)} != {sorted(want)}"
+        for code in errors:
+            content = op["responses"][code]["content"]
+            assert list(content) == ["application/problem+json"], (name, code)
+        assert op["security"] == [{"bearer": []}], name
+        headers = {p["name"] for p in op.get("parameters", []) if p["in"] == "header"}
+        if method != "GET" and name != "audit":
+            assert "Idempotency-Key" in headers, name
+        if name == "recordAssertion":
+            assert "If-Match" in headers
+    assert schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    stream = schema["paths"]["/v1/events/stream"]["get"]["responses"]["200"]
+    assert list(stream["content"]) == ["text/event-stream"]
+
+
+def test_the_snapshot_is_the_live_schema(schema: dict[str, Any]) -> None:
+    rendered = json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if os.environ.get("UPDATE_OPENAPI") == "1":
+        SNAPSHOT.write_text(rendered, encoding="utf-8")
+    how = "regenerate it with: UPDATE_OPENAPI=1 .venv/bin/pytest tests/test_api_openapi.py"
+    assert SNAPSHOT.is_file(), f"{SNAPSHOT.relative_to(ROOT)} is missing; {how}"
+    committed = json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+    if committed != schema:
+        changed = sorted(
+            path
+            for path in {*committed.get("paths", {}), *schema["paths"]}
+            if committed.get("paths", {}).get(path) != schema["paths"].get(path)
+        )
+        pytest.fail(
+            f"{SNAPSHOT.relative_to(ROOT)} differs from the live schema "
+            f"(paths changed: {changed or 'none; components or info'}); {how}"
+        )

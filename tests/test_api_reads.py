@@ -1,0 +1,468 @@
+"""Reading over HTTP: records, listings, the views of the seed, the log and its proofs.
+
+The seed's expected answers are those of `fixtures/README.md`. The log's hashes and proofs
+are checked with the verifier in `tests/api_helpers.py`, written from RFC 9162 and the
+contract rather than taken from `ledger.merkle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests import api_helpers
+from tests.api_helpers import (
+    CASUALTIES,
+    DEPLOYMENT,
+    RELATIONS,
+    ROOT,
+    SEED_EVENTS,
+    STATUS,
+    TROOPS,
+    Client,
+    Ledger,
+    all_events,
+    check_chain,
+    copy_ledger,
+    fields_of,
+    leaf_hash,
+    make_ledger,
+    merkle_root,
+    problem,
+    serve,
+    verify_consistency,
+    verify_inclusion,
+)
+
+template = api_helpers.template
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest.fixture(scope="module")
+def ledger(template: Ledger, tmp_path_factory: pytest.TempPathFactory) -> Ledger:
+    """One copy of the seeded ledger for the module: nothing here appends."""
+    return copy_ledger(template, tmp_path_factory.mktemp("reads"))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def client(ledger: Ledger) -> AsyncIterator[Client]:
+    async with serve(ledger) as started:
+        yield started
+
+
+FALL_2024 = "ap-2025-04-28.troops-fall-2024"
+INCREMENT = "ap-2025-04-28.troops-additional-early-2025"
+ESTIMATES = f"/v1/subjects/{DEPLOYMENT}/estimates"
+STATUSES = f"/v1/subjects/{DEPLOYMENT}/statuses"
+
+
+async def get(client: Client, ledger: Ledger, path: str, **params: Any) -> Any:
+    response = await client.get(path, params=params, headers=ledger.auth("reader"))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def walk(client: Client, ledger: Ledger, path: str, **params: Any) -> list[Any]:
+    """Every item of a paged listing, following `next`."""
+    items: list[Any] = []
+    cursor = None
+    while True:
+        page = await get(client, ledger, path, **params, **({"cursor": cursor} if cursor else {}))
+        assert set(page) == {"items", "next"}
+        items += page["items"]
+        if page["next"] is None:
+            return items
+        cursor = page["next"]
+
+
+# ---- records and listings ----
+
+
+async def test_assertion_detail(client: Client, ledger: Ledger) -> None:
+    detail = await get(client, ledger, f"/v1/assertions/{FALL_2024}")
+    assert detail["subject"] == DEPLOYMENT
+    assert detail["property"] == TROOPS
+    assert detail["value"] == {"low": 10000, "high": 12000}
+    assert detail["claimants"] == ["us-intel", "kr-intel", "ua-intel"]
+    assert (detail["stated_at"], detail["valid_from"], detail["valid_to"]) == (
+        "2024",
+        "2024-09",
+        "2024-11",
+    )
+    assert detail["mode"] == "total"
+    assert detail["qualifier"] == "about"
+    assert detail["document"]["publisher"] == "Associated Press"
+    assert detail["recorded_seq"] == 14
+    assert detail["retracted"] is None
+    assert detail["superseded_by"] is None
+    assert detail["rank"] == {"rank": "normal", "reason": None, "seq": None}
+
+    too_early = await client.get(
+        f"/v1/assertions/{FALL_2024}", params={"seq": 13}, headers=ledger.auth("reader")
+    )
+    problem(too_early, 404)
+    problem(await client.get("/v1/assertions/nope", headers=ledger.auth("reader")), 404)
+
+
+async def test_list_assertions_filters_and_pages(client: Client, ledger: Ledger) -> None:
+    everything = await walk(client, ledger, "/v1/assertions", limit=4)
+    assert len(everything) == 14
+    assert [a["recorded_seq"] for a in everything] == list(range(14, 28))
+    assert everything == (await get(client, ledger, "/v1/assertions"))["items"]
+
+    on_subject = await walk(client, ledger, "/v1/assertions", subject=RELATIONS, limit=1)
+    assert len(on_subject) == 4
+    assert {a["subject"] for a in on_subject} == {RELATIONS}
+    troops = await walk(client, ledger, "/v1/assertions", property=TROOPS, limit=1)
+    assert [a["assertion_id"] for a in troops] == [FALL_2024, INCREMENT]
+    by_kr_intel = await walk(client, ledger, "/v1/assertions", claimant="kr-intel", limit=1)
+    assert [a["assertion_id"] for a in by_kr_intel] == [
+        FALL_2024,
+        "ap-2025-04-28.deployment-reported",
+    ]
+    stated_by_2024 = await walk(client, ledger, "/v1/assertions", as_of="2024")
+    assert {a["stated_at"] for a in stated_by_2024} == {"2024"}
+    assert len(stated_by_2024) == 2
+    recorded_by_16 = await walk(client, ledger, "/v1/assertions", seq=16)
+    assert [a["recorded_seq"] for a in recorded_by_16] == [14, 15, 16]
+    combined = await walk(
+        client, ledger, "/v1/assertions", subject=DEPLOYMENT, claimant="ua-intel", as_of="2025-03"
+    )
+    assert [a["assertion_id"] for a in combined] == [FALL_2024, "ap-2025-04-28.deployment-reported"]
+
+    bad = await client.get(
+        "/v1/assertions", params={"cursor": "not-a-cursor"}, headers=ledger.auth("reader")
+    )
+    assert fields_of(bad) == {"cursor"}
+
+
+async def test_subjects(client: Client, ledger: Ledger) -> None:
+    subjects = await walk(client, ledger, "/v1/subjects", limit=1)
+    assert [s["subject"] for s in subjects] == [DEPLOYMENT, RELATIONS]
+    deployment = subjects[0]
+    assert {"subject", "properties", "assertions", "version"} <= set(deployment)
+    assert deployment["properties"] == sorted(
+        [TROOPS, CASUALTIES, STATUS, "battlefield-experience.gaining", "kursk-strategy.key-role"]
+    )
+    assert deployment["assertions"] == 10
+    assert deployment["version"] == 10
+    early = await get(client, ledger, "/v1/subjects", seq=14)
+    assert early["items"] == [
+        {
+            **deployment,
+            "properties": [TROOPS],
+            "property_kinds": {TROOPS: "quantity"},
+            "assertions": 1,
+            "version": 1,
+        }
+    ]
+
+
+async def test_sources(client: Client, ledger: Ledger) -> None:
+    sources = await walk(client, ledger, "/v1/sources", limit=5)
+    assert len(sources) == 13
+    ids = [s["id"] for s in sources]
+    assert ids == sorted(ids)
+    assert (await get(client, ledger, "/v1/sources", limit=13))["next"] is None
+    ap = await get(client, ledger, "/v1/sources/ap")
+    assert ap == next(s for s in sources if s["id"] == "ap")
+    assert (ap["name"], ap["reliability"], ap["registered_seq"]) == ("Associated Press", "B", 13)
+
+    assert [s["id"] for s in await walk(client, ledger, "/v1/sources", seq=2)] == [
+        "kr-intel",
+        "us-intel",
+    ]
+    known_at = ap["history"][0]["recorded_at"]
+    assert len(await walk(client, ledger, "/v1/sources", known_at=known_at)) == 13
+    before = await client.get("/v1/sources/ap", params={"seq": 12}, headers=ledger.auth("reader"))
+    problem(before, 404)
+
+
+# ---- the views of the seed ----
+
+
+async def test_troop_estimates(client: Client, ledger: Ledger) -> None:
+    now = await get(client, ledger, f"{ESTIMATES}/{TROOPS}")
+    assert now["estimate"] == {"low": 13000, "high": 15000, "best": None}
+    assert now["basis"] == [FALL_2024, INCREMENT]
+    assert now["spread"] == {"low": 10000, "high": 12000}
+    assert (now["as_of"], now["known_at"], now["seq"]) == (None, None, SEED_EVENTS)
+    assert {c["claimant"] for c in now["claimants"]} == {"us-intel", "kr-intel", "ua-intel"}
+
+    february = await get(client, ledger, f"{ESTIMATES}/{TROOPS}", as_of="2025-02")
+    assert february["estimate"] == {"low": 10000, "high": 12000, "best": None}
+    assert february["basis"] == [FALL_2024]
+    assert february["as_of"] == "2025-02"
+    assert february["spread"] == {"low": 10000, "high": 12000}
+    march = await get(client, ledger, f"{ESTIMATES}/{TROOPS}", as_of="2025-03")
+    assert march["estimate"] == now["estimate"]
+    before_any = await get(client, ledger, f"{ESTIMATES}/{TROOPS}", as_of="2023")
+    assert (before_any["estimate"], before_any["basis"], before_any["spread"]) == (None, [], None)
+    assert before_any["claimants"] == []
+    at_14 = await get(client, ledger, f"{ESTIMATES}/{TROOPS}", seq=14)
+    assert at_14["estimate"] == {"low": 10000, "high": 12000, "best": None}
+    assert (at_14["seq"], at_14["version"]) == (14, 1)
+
+
+async def test_casualty_spread(client: Client, ledger: Ledger) -> None:
+    view = await get(client, ledger, f"{ESTIMATES}/{CASUALTIES}")
+    assert view["spread"] == {"low": 1200, "high": 4000}
+    assert sorted((c["claimant"], c["low"], c["high"]) for c in view["claimants"]) == [
+        ("kr-jcs", 4000, 4000),
+        ("ua-zelenskyy", 4000, 4000),
+        ("us-gov", 1200, 1200),
+    ]
+    march = await get(client, ledger, f"{ESTIMATES}/{CASUALTIES}", as_of="2025-03")
+    assert march["spread"] == {"low": 4000, "high": 4000}
+
+
+async def test_deployment_status(client: Client, ledger: Ledger) -> None:
+    view = await get(client, ledger, f"{STATUSES}/{STATUS}")
+    assert view["status"] == "confirmed"
+    assert view["since"] == "2025-04-28"
+    assert sorted(view["by"]) == ["kp-cmc", "kp-kim-jong-un"]
+    assert [(h["status"], h["since"]) for h in view["history"]] == [
+        ("reported", "2024"),
+        ("confirmed", "2025-04-28"),
+    ]
+    earlier = await get(client, ledger, f"{STATUSES}/{STATUS}", as_of="2025-03")
+    assert (earlier["status"], earlier["since"]) == ("reported", "2024")
+    assert sorted(earlier["by"]) == ["kr-intel", "ua-intel", "us-intel"]
+    nothing = await get(client, ledger, f"{STATUSES}/{STATUS}", as_of="2023")
+    assert (nothing["status"], nothing["since"], nothing["history"]) == ("unreported", None, [])
+
+
+async def test_a_view_of_the_other_kind_is_a_404(client: Client, ledger: Ledger) -> None:
+    reader = ledger.auth("reader")
+    problem(await client.get(f"{STATUSES}/{TROOPS}", headers=reader), 404)
+    problem(await client.get(f"{ESTIMATES}/{STATUS}", headers=reader), 404)
+    unclaimed = await get(client, ledger, f"{ESTIMATES}/not-yet-claimed")
+    assert (unclaimed["estimate"], unclaimed["version"]) == (None, 10)
+
+
+async def test_timeline(client: Client, ledger: Ledger) -> None:
+    timeline = await get(client, ledger, f"/v1/subjects/{DEPLOYMENT}/timeline")
+    assert (timeline["subject"], timeline["seq"], timeline["version"]) == (DEPLOYMENT, 27, 10)
+    items = timeline["items"]
+    assert len(items) == 10
+    stated = [item["assertion"]["stated_at"] for item in items]
+    assert stated[:2] == ["2024", "2024"]
+    troops = [item for item in items if item["property"] == TROOPS]
+    assert [(t["before"], t["after"]) for t in troops] == [
+        (None, {"low": 10000, "high": 12000, "best": None}),
+        ({"low": 10000, "high": 12000, "best": None}, {"low": 13000, "high": 15000, "best": None}),
+    ]
+    statuses = [(i["before"], i["after"]) for i in items if i["property"] == STATUS]
+    assert statuses[0] == ("unreported", "reported")
+    assert statuses[-1][1] == "confirmed"
+    early = await get(client, ledger, f"/v1/subjects/{DEPLOYMENT}/timeline", as_of="2024")
+    assert len(early["items"]) == 2
+
+
+async def test_views_at_known_at_equal_views_at_seq(client: Client, ledger: Ledger) -> None:
+    events = await all_events(client, ledger)
+    for seq in (14, 15, 20, 27):
+        recorded_at = events[seq - 1]["recorded_at"]
+        if seq < len(events) and events[seq]["recorded_at"] == recorded_at:
+            continue  # appended in the same instant as the next one
+        for path in (f"{ESTIMATES}/{TROOPS}", f"{STATUSES}/{STATUS}"):
+            by_time = await get(client, ledger, path, known_at=recorded_at)
+            by_seq = await get(client, ledger, path, seq=seq)
+            assert by_time["known_at"] == recorded_at
+            assert {**by_time, "known_at": None} == by_seq
+
+
+@pytest.mark.parametrize(
+    ("params", "fields"),
+    [
+        ({"as_of": "last fall"}, {"as_of"}),
+        ({"known_at": "yesterday"}, {"known_at"}),
+        ({"seq": 999}, {"seq"}),
+        ({"seq": -1}, {"seq"}),
+        ({"seq": 3, "known_at": "2025-01-01T00:00:00Z"}, {"seq"}),
+        ({"as_of": "2025-13", "known_at": "soon"}, {"as_of", "known_at"}),
+    ],
+)
+async def test_bad_point_in_time_is_a_422(
+    client: Client, ledger: Ledger, params: dict[str, Any], fields: set[str]
+) -> None:
+    response = await client.get(
+        f"{ESTIMATES}/{TROOPS}", params=params, headers=ledger.auth("reader")
+    )
+    assert fields_of(response) == fields
+
+
+# ---- the log ----
+
+
+async def test_events_pages_with_after_and_limit(client: Client, ledger: Ledger) -> None:
+    first = await get(client, ledger, "/v1/events", limit=10)
+    assert [e["seq"] for e in first["items"]] == list(range(1, 11))
+    assert first["next"] == 10
+    second = await get(client, ledger, "/v1/events", after=first["next"], limit=10)
+    assert [e["seq"] for e in second["items"]] == list(range(11, 21))
+    last = await get(client, ledger, "/v1/events", after=20, limit=10)
+    assert [e["seq"] for e in last["items"]] == list(range(21, 28))
+    assert last["next"] is None
+    assert (await get(client, ledger, "/v1/events", after=27))["items"] == []
+    default = await get(client, ledger, "/v1/events")
+    assert len(default["items"]) == 27
+    assert default["next"] is None
+    event = default["items"][13]
+    assert set(event) == {
+        "seq",
+        "type",
+        "stream",
+        "version",
+        "recorded_at",
+        "actor",
+        "data",
+        "data_sha256",
+        "hash",
+    }
+    assert (event["type"], event["stream"], event["version"], event["actor"]) == (
+        "AssertionRecorded",
+        f"subject:{DEPLOYMENT}",
+        1,
+        "test",
+    )
+
+
+async def test_hash_chain_and_merkle_tree_verify_independently(
+    client: Client, ledger: Ledger
+) -> None:
+    events = await all_events(client, ledger)
+    check_chain(events)
+    leaves = [leaf_hash(e) for e in events]
+    head = await get(client, ledger, "/v1/log/head")
+    assert head["size"] == len(events)
+    assert head["root"] == merkle_root(leaves).hex()
+
+    for size in (1, 2, 7, 8, 13, 27):
+        root = merkle_root(leaves[:size])
+        for seq in range(1, size + 1):
+            proof = await get(client, ledger, "/v1/log/inclusion", seq=seq, size=size)
+            assert (proof["seq"], proof["size"]) == (seq, size)
+            assert proof["leaf_hash"] == leaves[seq - 1].hex()
+            path = [bytes.fromhex(p) for p in proof["path"]]
+            assert verify_inclusion(seq - 1, size, leaves[seq - 1], path, root), (seq, size)
+            if path:
+                wrong = [path[0][::-1], *path[1:]]
+                assert not verify_inclusion(seq - 1, size, leaves[seq - 1], wrong, root)
+
+    for old in (1, 2, 3, 4, 7, 8, 13, 26, 27):
+        for new in (old, 8, 16, 27):
+            if new < old:
+                continue
+            proof = await get(client, ledger, "/v1/log/consistency", **{"from": old, "to": new})
+            assert (proof["from"], proof["to"]) == (old, new)
+            path = [bytes.fromhex(p) for p in proof["path"]]
+            old_root, new_root = merkle_root(leaves[:old]), merkle_root(leaves[:new])
+            assert verify_consistency(old, new, old_root, new_root, path), (old, new)
+            if path and old != new:
+                assert not verify_consistency(old, new, new_root, old_root, path)
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "fields"),
+    [
+        ("/v1/log/inclusion", {"seq": 3, "size": 28}, {"size"}),
+        ("/v1/log/inclusion", {"seq": 9, "size": 8}, {"seq"}),
+        ("/v1/log/inclusion", {"seq": 0, "size": 8}, {"seq"}),
+        ("/v1/log/inclusion", {"size": 8}, {"seq"}),
+        ("/v1/log/consistency", {"from": 3, "to": 99}, {"to"}),
+        ("/v1/log/consistency", {"from": 9, "to": 8}, {"from"}),
+        ("/v1/log/consistency", {"from": "one", "to": 8}, {"from"}),
+    ],
+)
+async def test_proof_parameters_out_of_range(
+    client: Client, ledger: Ledger, path: str, params: dict[str, Any], fields: set[str]
+) -> None:
+    response = await client.get(path, params=params, headers=ledger.auth("reader"))
+    assert fields_of(response) == fields
+
+
+async def test_an_empty_log(tmp_path: Path) -> None:
+    ledger = make_ledger(tmp_path, seed=False)
+    async with serve(ledger) as client:
+        head = await get(client, ledger, "/v1/log/head")
+        assert head == {"size": 0, "root": hashlib.sha256(b"").hexdigest()}
+        assert (await client.get("/v1/health")).json() == {"status": "ok", "seq": 0}
+        assert await get(client, ledger, "/v1/events") == {"items": [], "next": None}
+
+
+@pytest.mark.parametrize("role", ["auditor", "admin"])
+async def test_audit(client: Client, ledger: Ledger, role: str) -> None:
+    response = await client.post("/v1/audit", headers=ledger.auth(role))
+    assert response.status_code == 200
+    report = response.json()
+    assert set(report) == {"ok", "events", "root", "first_bad_seq", "projections_match", "problems"}
+    head = await get(client, ledger, "/v1/log/head")
+    assert report == {
+        "ok": True,
+        "events": SEED_EVENTS,
+        "root": head["root"],
+        "first_bad_seq": None,
+        "projections_match": True,
+        "problems": [],
+    }
+
+
+async def test_unknown_paths_and_methods_are_problems(client: Client, ledger: Ledger) -> None:
+    problem(await client.get("/v1/nothing-here", headers=ledger.auth("reader")), 404)
+    problem(await client.delete("/v1/sources/ap", headers=ledger.auth("admin")), 405)
+
+
+async def test_health_needs_no_token(client: Client) -> None:
+    response = await client.get("/v1/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "seq": SEED_EVENTS}
+
+
+# ---- the same answers as the command line ----
+
+CLI_CASES: list[tuple[str, str, dict[str, str]]] = [
+    (DEPLOYMENT, TROOPS, {"as_of": "2025-02"}),
+    (DEPLOYMENT, TROOPS, {"as_of": "2025-03", "seq": "14"}),
+    (DEPLOYMENT, CASUALTIES, {"seq": "20"}),
+    (DEPLOYMENT, STATUS, {"as_of": "2025-04", "known_at": "KNOWN_AT"}),
+]
+
+
+async def test_point_in_time_answers_equal_the_cli(template: Ledger, tmp_path: Path) -> None:
+    ledger = copy_ledger(template, tmp_path)
+    async with serve(ledger) as client:
+        known_at = (await all_events(client, ledger))[22]["recorded_at"]
+    cases = [
+        (s, p, {k: known_at if v == "KNOWN_AT" else v for k, v in params.items()})
+        for s, p, params in CLI_CASES
+    ]
+    flags = {"as_of": "--as-of", "known_at": "--known-at", "seq": "--seq"}
+    runs = [
+        await asyncio.create_subprocess_exec(
+            str(ROOT / ".venv" / "bin" / "ledger"),
+            "state",
+            subject,
+            prop,
+            *[arg for k, v in params.items() for arg in (flags[k], v)],
+            "--db",
+            str(ledger.db),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for subject, prop, params in cases
+    ]
+    outputs = await asyncio.wait_for(asyncio.gather(*(r.communicate() for r in runs)), 30)
+    async with serve(ledger) as client:
+        for (subject, prop, params), run, (out, err) in zip(cases, runs, outputs, strict=True):
+            assert run.returncode == 0, err.decode()
+            kind = "statuses" if prop == STATUS else "estimates"
+            view = await get(client, ledger, f"/v1/subjects/{subject}/{kind}/{prop}", **params)
+            assert json.loads(out) == view, (subject, prop, params)

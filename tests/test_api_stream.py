@@ -1,0 +1,185 @@
+"""The live tail: Server-Sent Events in-process, and a real server that stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.app import end_streams
+from ledger.sqlite_store import SqliteStore
+from projections import all_projectors
+from tests import api_helpers
+from tests.api_helpers import (
+    ROOT,
+    SEED_EVENTS,
+    Client,
+    Ledger,
+    all_events,
+    assertion_body,
+    fields_of,
+    make_ledger,
+    read_stream,
+    serve,
+)
+
+# the fixtures every test here starts from
+template, ledger, client = api_helpers.template, api_helpers.ledger, api_helpers.client
+
+LEDGER = str(ROOT / ".venv" / "bin" / "ledger")
+
+
+async def test_stream_from_the_start(client: Client, ledger: Ledger) -> None:
+    stream = read_stream(client, "/v1/events/stream?after=0", ledger.auth("reader"), events=3)
+    assert stream.status == 200
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    assert stream.headers["cache-control"] == "no-cache"
+    assert [e["id"] for e in stream.events[:3]] == ["1", "2", "3"]
+    events = await all_events(client, ledger)
+    for message in stream.events[:3]:
+        event = events[int(message["id"]) - 1]
+        assert message["event"] == event["type"]
+        assert json.loads(message["data"]) == event
+
+
+async def test_stream_resumes_after_last_event_id(client: Client, ledger: Ledger) -> None:
+    headers = {**ledger.auth("reader"), "Last-Event-ID": str(SEED_EVENTS - 2)}
+    stream = read_stream(client, "/v1/events/stream", headers, events=2)
+    assert [e["id"] for e in stream.events] == [str(SEED_EVENTS - 1), str(SEED_EVENTS)]
+    # `after` wins over the header
+    stream = read_stream(client, f"/v1/events/stream?after={SEED_EVENTS - 1}", headers, events=1)
+    assert [e["id"] for e in stream.events] == [str(SEED_EVENTS)]
+
+    bad = read_stream(client, "/v1/events/stream", {**headers, "Last-Event-ID": "x"}, events=1)
+    assert bad.status == 422
+    assert fields_of(
+        await client.get("/v1/events/stream?after=-1", headers=ledger.auth("reader"))
+    ) == {"after"}
+
+
+async def test_stream_delivers_a_new_event(client: Client, ledger: Ledger) -> None:
+    path = f"/v1/events/stream?after={SEED_EVENTS}"
+    waiting = asyncio.create_task(
+        asyncio.to_thread(read_stream, client, path, ledger.auth("reader"), events=1)
+    )
+    await asyncio.sleep(0.05)
+    posted = await client.post(
+        "/v1/assertions", json=assertion_body(), headers=ledger.auth("writer")
+    )
+    assert posted.status_code == 201
+    stream = await asyncio.wait_for(waiting, 10)
+    assert stream.comments[0] == "connected"
+    assert [e["id"] for e in stream.events] == [str(posted.json()["seq"])]
+    data = json.loads(stream.events[0]["data"])
+    assert data["data"]["assertion_id"] == posted.json()["assertion_id"]
+    assert data["hash"] == posted.json()["hash"]
+
+
+async def test_an_idle_stream_sends_keep_alive_comments(ledger: Ledger) -> None:
+    async with serve(ledger, sse_heartbeat_seconds=0.05) as client:
+        path = f"/v1/events/stream?after={SEED_EVENTS}"
+        stream = read_stream(client, path, ledger.auth("reader"), events=0, comments=3)
+    assert stream.comments == ["connected", "keep-alive", "keep-alive"]
+    assert stream.events == [], "a comment is not a message"
+
+
+async def test_end_streams_closes_open_streams(client: Client, ledger: Ledger) -> None:
+    path = f"/v1/events/stream?after={SEED_EVENTS - 1}"
+    waiting = asyncio.create_task(
+        asyncio.to_thread(read_stream, client, path, ledger.auth("reader"), events=5)
+    )
+    await asyncio.sleep(0.2)
+    end_streams(client.app)
+    stream = await asyncio.wait_for(waiting, 5)
+    assert [e["id"] for e in stream.events] == [str(SEED_EVENTS)], "it ended, not timed out"
+
+
+# ---- a real server ----
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def ledger_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LEDGER, *args], capture_output=True, text=True, timeout=20, check=False)
+
+
+@pytest.mark.slow
+def test_real_server_streams_and_stops_cleanly(tmp_path: Path) -> None:
+    """`ledger serve` under uvicorn: an append reaches an open stream; SIGTERM exits 0
+    with the acknowledged append durable and the log verifying."""
+    db = make_ledger(tmp_path).db
+    created = ledger_cli("keys", "create", "--role", "writer", "--name", "e2e", "--db", str(db))
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    headers = {"Authorization": f"Bearer {token}"}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [LEDGER, "serve", "--db", str(db), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LEDGER_LOG_LEVEL": "WARNING"},
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert server.poll() is None, server.communicate()[1]
+            try:
+                if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server never answered"
+            time.sleep(0.05)
+
+        with (
+            httpx.Client(base_url=base, headers=headers, timeout=httpx.Timeout(5)) as http,
+            http.stream("GET", f"/v1/events/stream?after={SEED_EVENTS}") as stream,
+        ):
+            assert stream.status_code == 200
+            posted = http.post("/v1/assertions", json=assertion_body())
+            assert posted.status_code == 201
+            seq = posted.json()["seq"]
+            assert seq == SEED_EVENTS + 1
+            lines = stream.iter_lines()
+            first_id = next(line for line in lines if line.startswith("id:"))
+            assert first_id == f"id: {seq}"
+
+            # a stop with a stream still open: the stream ends, the process exits 0
+            server.send_signal(signal.SIGTERM)
+            try:
+                for _ in lines:
+                    pass
+            except httpx.ReadTimeout:
+                pytest.fail("the event stream stayed open through the shutdown")
+        _, err = server.communicate(timeout=10)
+        assert server.returncode == 0, err
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+
+    verified = ledger_cli("verify", "--db", str(db))
+    assert verified.returncode == 0, verified.stderr
+    store = SqliteStore(db, all_projectors())
+    try:
+        [event] = store.read(after=SEED_EVENTS)
+    finally:
+        store.close()
+    assert event.seq == seq
+    assert event.actor == "e2e"
+    assert event.hash == posted.json()["hash"]

@@ -1,0 +1,465 @@
+"""Appending over HTTP: sources, assertions, retractions, ranks, and how each can fail.
+
+Every failure is a problem document, and a failed request appends nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests import api_helpers
+from tests.api_helpers import (
+    DEPLOYMENT,
+    TROOPS,
+    Client,
+    Ledger,
+    all_events,
+    assertion_body,
+    fields_of,
+    log_size,
+    problem,
+    source_body,
+)
+
+# the fixtures every test here starts from
+template, ledger, client = api_helpers.template, api_helpers.ledger, api_helpers.client
+
+FALL_2024 = "ap-2025-04-28.troops-fall-2024"
+INCREMENT = "ap-2025-04-28.troops-additional-early-2025"
+RECORD_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+async def last_event(client: Client, ledger: Ledger) -> dict[str, Any]:
+    return (await all_events(client, ledger))[-1]
+
+
+# ---- sources ----
+
+
+async def test_register_source_then_again_then_differently(client: Client, ledger: Ledger) -> None:
+    writer = ledger.auth("writer")
+    size = await log_size(client, ledger)
+
+    created = await client.post("/v1/sources", json=source_body(), headers=writer)
+    assert created.status_code == 201
+    receipt = created.json()
+    assert set(receipt) == {"seq", "recorded_at", "hash"}
+    assert receipt["seq"] == size + 1
+    assert RECORD_TIME.match(receipt["recorded_at"])
+    event = await last_event(client, ledger)
+    assert (event["type"], event["stream"], event["version"]) == (
+        "SourceRegistered",
+        "source:gb-mod",
+        1,
+    )
+    assert event["hash"] == receipt["hash"]
+    assert event["actor"] == "writer"
+
+    again = await client.post("/v1/sources", json=source_body(), headers=writer)
+    assert again.status_code == 200
+    assert again.json() == {"status": "unchanged"}
+    other = await client.post(
+        "/v1/sources", json=source_body(name="Defence Intelligence"), headers=writer
+    )
+    assert "already registered" in problem(other, 409)["detail"]
+    assert await log_size(client, ledger) == size + 1
+
+    one = await client.get("/v1/sources/gb-mod", headers=ledger.auth("reader"))
+    assert one.status_code == 200
+    assert one.json()["name"] == "UK Ministry of Defence"
+    assert one.json()["registered_seq"] == size + 1
+
+
+async def test_patch_source_appends_source_updated(client: Client, ledger: Ledger) -> None:
+    reader = ledger.auth("reader")
+    before = await log_size(client, ledger)
+
+    changed = await client.patch(
+        "/v1/sources/ua-zelenskyy", json={"reliability": "D"}, headers=ledger.auth("writer")
+    )
+    assert changed.status_code == 200
+    assert changed.json()["seq"] == before + 1
+    event = await last_event(client, ledger)
+    assert event["type"] == "SourceUpdated"
+    assert event["data"] == {"id": "ua-zelenskyy", "reliability": "D"}
+
+    now = (await client.get("/v1/sources/ua-zelenskyy", headers=reader)).json()
+    assert now["reliability"] == "D"
+    assert now["version"] == 2
+    assert [v["reliability"] for v in now["history"]] == ["C", "D"]
+    then = await client.get("/v1/sources/ua-zelenskyy", params={"seq": before}, headers=reader)
+    assert then.json()["reliability"] == "C"
+    assert then.json()["version"] == 1
+
+    unknown = await client.patch(
+        "/v1/sources/nobody", json={"reliability": "D"}, headers=ledger.auth("writer")
+    )
+    problem(unknown, 404)
+    empty = await client.patch("/v1/sources/ap", json={}, headers=ledger.auth("writer"))
+    assert fields_of(empty) == {"body"}
+    bad = await client.patch(
+        "/v1/sources/ap", json={"reliability": "Z", "country": "usa"}, headers=ledger.auth("writer")
+    )
+    assert fields_of(bad) == {"reliability", "country"}
+    assert await log_size(client, ledger) == before + 1
+
+
+# ---- assertions ----
+
+
+async def test_record_assertion_returns_its_receipt(client: Client, ledger: Ledger) -> None:
+    size = await log_size(client, ledger)
+    response = await client.post(
+        "/v1/assertions", json=assertion_body(), headers=ledger.auth("writer")
+    )
+    assert response.status_code == 201
+    receipt = response.json()
+    assert set(receipt) == {"assertion_id", "seq", "recorded_at", "hash"}
+    assert UUID7.match(receipt["assertion_id"]), "the server names it with a UUIDv7"
+    assert receipt["seq"] == size + 1
+    assert RECORD_TIME.match(receipt["recorded_at"])
+    event = await last_event(client, ledger)
+    assert event["type"] == "AssertionRecorded"
+    assert event["stream"] == f"subject:{DEPLOYMENT}"
+    assert (event["seq"], event["recorded_at"], event["hash"]) == (
+        receipt["seq"],
+        receipt["recorded_at"],
+        receipt["hash"],
+    )
+    assert event["data"]["assertion_id"] == receipt["assertion_id"]
+
+    chosen = await client.post(
+        "/v1/assertions",
+        json=assertion_body(
+            assertion_id="gb-mod.2025-05-01", stated_at="2025-05-01T09:30:00+03:00"
+        ),
+        headers=ledger.auth("writer"),
+    )
+    assert chosen.status_code == 201
+    assert chosen.json()["assertion_id"] == "gb-mod.2025-05-01"
+    detail = await client.get("/v1/assertions/gb-mod.2025-05-01", headers=ledger.auth("reader"))
+    assert detail.json()["stated_at"] == "2025-05-01T09:30:00+03:00", "precision is echoed"
+
+
+async def test_a_taken_assertion_id_is_a_conflict(client: Client, ledger: Ledger) -> None:
+    size = await log_size(client, ledger)
+    taken = await client.post(
+        "/v1/assertions", json=assertion_body(assertion_id=FALL_2024), headers=ledger.auth("writer")
+    )
+    assert FALL_2024 in problem(taken, 409)["detail"]
+    assert await log_size(client, ledger) == size
+
+
+INVALID_ASSERTIONS: list[tuple[str, dict[str, Any], set[str]]] = [
+    ("unknown claimant", assertion_body(claimants=["nobody"]), {"claimants[0]"}),
+    ("unknown supersedes", assertion_body(supersedes="no-such-assertion"), {"supersedes"}),
+    ("unknown field", assertion_body(colour="red"), {"colour"}),
+    ("server-owned fields", assertion_body(seq=3, hash="00" * 32), {"seq", "hash"}),
+    ("status on a quantity", assertion_body(value={"status": "confirmed"}), {"value"}),
+    ("quantity on a status", assertion_body(property="deployment.status"), {"value"}),
+    ("statement time in words", assertion_body(stated_at="last fall"), {"stated_at"}),
+    (
+        "valid time backwards",
+        assertion_body(valid_from="2025-03", valid_to="2025-01"),
+        {"valid_from"},
+    ),
+    ("low above high", assertion_body(value={"low": 5, "high": 1}), {"value"}),
+    ("best outside", assertion_body(value={"low": 1, "high": 5, "best": 9}), {"value.best"}),
+    ("negative count", assertion_body(value={"low": -1, "high": 5}), {"value.low"}),
+    ("not a slug", assertion_body(subject="North Korea"), {"subject"}),
+    (
+        "missing fields",
+        {"subject": DEPLOYMENT},
+        {"property", "value", "claimants", "stated_at", "document", "quote"},
+    ),
+    (
+        "several bad fields",
+        assertion_body(
+            colour="red", stated_at="last fall", quote="", credibility=9, claimants=[], mode="sum"
+        ),
+        {"colour", "stated_at", "quote", "credibility", "claimants", "mode"},
+    ),
+    (
+        "several bad references",
+        assertion_body(
+            claimants=["nobody", "kr-intel", "ghost"],
+            value={"status": "denied"},
+            supersedes="no-such-assertion",
+        ),
+        {"claimants[0]", "claimants[2]", "value", "supersedes"},
+    ),
+    (
+        "bad nested fields",
+        assertion_body(document={"published_at": "yesterday", "url": "ftp://x"}),
+        {"document.publisher", "document.published_at", "document.url"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [pytest.param(body, fields, id=name) for name, body, fields in INVALID_ASSERTIONS],
+)
+async def test_an_invalid_assertion_names_every_bad_field(
+    client: Client, ledger: Ledger, body: dict[str, Any], fields: set[str]
+) -> None:
+    head = (await client.get("/v1/log/head", headers=ledger.auth("reader"))).json()
+    response = await client.post("/v1/assertions", json=body, headers=ledger.auth("writer"))
+    assert fields_of(response) == fields
+    assert (await client.get("/v1/log/head", headers=ledger.auth("reader"))).json() == head
+
+
+async def test_malformed_json_is_a_422_on_body(client: Client, ledger: Ledger) -> None:
+    headers = {**ledger.auth("writer"), "Content-Type": "application/json"}
+    response = await client.post("/v1/assertions", content=b'{"subject": ', headers=headers)
+    assert fields_of(response) == {"body"}
+    response = await client.post("/v1/assertions", content=b"[1, 2]", headers=headers)
+    assert fields_of(response) == {"body"}
+
+
+async def test_retract(client: Client, ledger: Ledger) -> None:
+    writer, reader = ledger.auth("writer"), ledger.auth("reader")
+    size = await log_size(client, ledger)
+    path = f"/v1/assertions/{INCREMENT}"
+
+    first = await client.post(f"{path}/retract", json={"reason": "entered twice"}, headers=writer)
+    assert first.status_code == 201
+    receipt = first.json()
+    assert set(receipt) == {"seq", "recorded_at", "hash"}
+    assert receipt["seq"] == size + 1
+    event = await last_event(client, ledger)
+    assert event["type"] == "AssertionRetracted"
+    assert event["stream"] == f"subject:{DEPLOYMENT}"
+
+    detail = (await client.get(path, headers=reader)).json()
+    assert detail["retracted"] == {
+        "seq": receipt["seq"],
+        "reason": "entered twice",
+        "recorded_at": receipt["recorded_at"],
+    }
+    before = (await client.get(path, params={"seq": size}, headers=reader)).json()
+    assert before["retracted"] is None
+    estimate = await client.get(f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}", headers=reader)
+    assert estimate.json()["estimate"] == {"low": 10000, "high": 12000, "best": None}
+
+    twice = await client.post(f"{path}/retract", json={"reason": "again"}, headers=writer)
+    assert "already retracted" in problem(twice, 409)["detail"]
+    unknown = await client.post(
+        "/v1/assertions/no-such-assertion/retract", json={"reason": "x"}, headers=writer
+    )
+    problem(unknown, 404)
+    no_reason = await client.post(f"/v1/assertions/{FALL_2024}/retract", json={}, headers=writer)
+    assert fields_of(no_reason) == {"reason"}
+    assert await log_size(client, ledger) == size + 1
+
+
+async def test_rank(client: Client, ledger: Ledger) -> None:
+    writer, reader = ledger.auth("writer"), ledger.auth("reader")
+    path = f"/v1/assertions/{FALL_2024}"
+    assert (await client.get(path, headers=reader)).json()["rank"] == {
+        "rank": "normal",
+        "reason": None,
+        "seq": None,
+    }
+    ranked = await client.post(
+        f"{path}/rank", json={"rank": "deprecated", "reason": "disinformation"}, headers=writer
+    )
+    assert ranked.status_code == 201
+    assert set(ranked.json()) == {"seq", "recorded_at", "hash"}
+    assert (await last_event(client, ledger))["type"] == "AssertionRanked"
+    assert (await client.get(path, headers=reader)).json()["rank"] == {
+        "rank": "deprecated",
+        "reason": "disinformation",
+        "seq": ranked.json()["seq"],
+    }
+    view = await client.get(f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}", headers=reader)
+    assert view.json()["estimate"] is None, "a deprecated baseline no longer counts"
+
+    size = await log_size(client, ledger)
+    bad = await client.post(f"{path}/rank", json={"rank": "best", "reason": ""}, headers=writer)
+    assert fields_of(bad) == {"rank", "reason"}
+    unknown = await client.post(
+        "/v1/assertions/no-such-assertion/rank",
+        json={"rank": "preferred", "reason": "x"},
+        headers=writer,
+    )
+    problem(unknown, 404)
+    assert await log_size(client, ledger) == size
+
+
+async def test_supersede_shows_in_the_detail(client: Client, ledger: Ledger) -> None:
+    writer, reader = ledger.auth("writer"), ledger.auth("reader")
+    correction = assertion_body(
+        assertion_id="correction",
+        supersedes=FALL_2024,
+        claimants=["us-intel"],
+        value={"low": 11000, "high": 12000},
+        stated_at="2025-01",
+    )
+    recorded = await client.post("/v1/assertions", json=correction, headers=writer)
+    assert recorded.status_code == 201
+    old = (await client.get(f"/v1/assertions/{FALL_2024}", headers=reader)).json()
+    assert old["superseded_by"] == "correction"
+    earlier = await client.get(
+        f"/v1/assertions/{FALL_2024}", params={"seq": recorded.json()["seq"] - 1}, headers=reader
+    )
+    assert earlier.json()["superseded_by"] is None
+    new = (await client.get("/v1/assertions/correction", headers=reader)).json()
+    assert new["supersedes"] == FALL_2024
+    assert new["recorded_seq"] == recorded.json()["seq"]
+    view = f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}"
+    before = await client.get(view, params={"as_of": "2024-12"}, headers=reader)
+    assert before.json()["basis"] == [FALL_2024], "a correction does not reach back"
+    after = await client.get(view, params={"as_of": "2025-02"}, headers=reader)
+    assert after.json()["basis"] == ["correction"]
+
+
+# ---- nothing appended by a failed request ----
+
+FAILING: list[tuple[str, str, str, Any, dict[str, str]]] = [
+    # (role, method, path, body, extra headers)
+    ("anonymous", "POST", "/v1/assertions", assertion_body(), {}),
+    ("reader", "POST", "/v1/assertions", assertion_body(), {}),
+    ("auditor", "POST", "/v1/sources", source_body(), {}),
+    ("revoked", "PATCH", "/v1/sources/ap", {"name": "AP"}, {}),
+    ("writer", "POST", "/v1/sources", source_body(id="ap"), {}),
+    ("writer", "POST", "/v1/assertions", assertion_body(assertion_id=FALL_2024), {}),
+    ("writer", "POST", "/v1/assertions", assertion_body(), {"If-Match": '"1"'}),
+    ("writer", "POST", "/v1/assertions", assertion_body(), {"If-Match": "soon"}),
+    ("writer", "POST", "/v1/assertions", assertion_body(stated_at="last fall"), {}),
+    ("writer", "POST", "/v1/assertions/nope/retract", {"reason": "x"}, {}),
+    ("writer", "POST", "/v1/assertions", {"quote": "x" * (1024 * 1024)}, {}),
+    ("writer", "PATCH", "/v1/sources/nope", {"name": "x"}, {}),
+    ("admin", "POST", "/v1/assertions", assertion_body(), {"Idempotency-Key": ""}),
+]
+
+
+@pytest.mark.parametrize(("role", "method", "path", "body", "extra"), FAILING)
+async def test_a_failed_request_appends_nothing(
+    client: Client,
+    ledger: Ledger,
+    role: str,
+    method: str,
+    path: str,
+    body: Any,
+    extra: dict[str, str],
+) -> None:
+    reader = ledger.auth("reader")
+    head = (await client.get("/v1/log/head", headers=reader)).json()
+    headers = {} if role == "anonymous" else ledger.auth(role)
+    response = await client.request(method, path, json=body, headers={**headers, **extra})
+    assert response.status_code >= 400
+    problem(response, response.status_code)
+    assert (await client.get("/v1/log/head", headers=reader)).json() == head
+
+
+# ---- Idempotency-Key ----
+
+
+async def test_idempotency_key_replays_the_first_answer(client: Client, ledger: Ledger) -> None:
+    headers = {**ledger.auth("writer"), "Idempotency-Key": "import-42"}
+    first = await client.post("/v1/assertions", json=assertion_body(), headers=headers)
+    assert first.status_code == 201
+    size = await log_size(client, ledger)
+
+    again = await client.post("/v1/assertions", json=assertion_body(), headers=headers)
+    assert again.status_code == first.status_code
+    assert again.content == first.content
+    assert await log_size(client, ledger) == size
+
+    other = await client.post("/v1/assertions", json=assertion_body(quote="other"), headers=headers)
+    assert fields_of(other) == {"Idempotency-Key"}
+    assert await log_size(client, ledger) == size
+
+    # the same key on another path is another request, so it is refused too
+    elsewhere = await client.post("/v1/sources", json=source_body(), headers=headers)
+    assert fields_of(elsewhere) == {"Idempotency-Key"}
+
+    for bad in ("", "x" * 256, "a\tb"):
+        refused = await client.post(
+            "/v1/assertions",
+            json=assertion_body(),
+            headers={**ledger.auth("writer"), "Idempotency-Key": bad},
+        )
+        assert fields_of(refused) == {"Idempotency-Key"}
+
+    source = {**ledger.auth("writer"), "Idempotency-Key": "source-1"}
+    created = await client.post("/v1/sources", json=source_body(), headers=source)
+    replay = await client.post("/v1/sources", json=source_body(), headers=source)
+    assert (created.status_code, replay.status_code) == (201, 201)
+    assert replay.content == created.content
+
+
+async def test_idempotency_key_survives_a_restart(ledger: Ledger) -> None:
+    from tests.api_helpers import serve
+
+    headers = {**ledger.auth("writer"), "Idempotency-Key": "k-1"}
+    async with serve(ledger) as client:
+        first = await client.post("/v1/assertions", json=assertion_body(), headers=headers)
+        assert first.status_code == 201
+        size = await log_size(client, ledger)
+    async with serve(ledger) as client:
+        again = await client.post("/v1/assertions", json=assertion_body(), headers=headers)
+        assert (again.status_code, again.content) == (201, first.content)
+        other = await client.post("/v1/assertions", json=assertion_body(quote="x"), headers=headers)
+        assert fields_of(other) == {"Idempotency-Key"}
+        assert await log_size(client, ledger) == size
+
+
+# ---- If-Match ----
+
+
+async def test_if_match_takes_the_version_from_a_view(client: Client, ledger: Ledger) -> None:
+    reader, writer = ledger.auth("reader"), ledger.auth("writer")
+    view = await client.get(f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}", headers=reader)
+    etag = view.headers["ETag"]
+    assert etag == f'"{view.json()["version"]}"'
+    status = await client.get(
+        f"/v1/subjects/{DEPLOYMENT}/statuses/deployment.status", headers=reader
+    )
+    timeline = await client.get(f"/v1/subjects/{DEPLOYMENT}/timeline", headers=reader)
+    assert status.headers["ETag"] == timeline.headers["ETag"] == etag
+
+    fresh = await client.post(
+        "/v1/assertions", json=assertion_body(), headers={**writer, "If-Match": etag}
+    )
+    assert fresh.status_code == 201
+    size = await log_size(client, ledger)
+    stale = await client.post(
+        "/v1/assertions", json=assertion_body(), headers={**writer, "If-Match": etag}
+    )
+    assert str(view.json()["version"]) in problem(stale, 412)["detail"]
+    assert await log_size(client, ledger) == size
+
+    moved = await client.get(f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}", headers=reader)
+    assert moved.headers["ETag"] == f'"{view.json()["version"] + 1}"'
+    new_subject = await client.post(
+        "/v1/assertions",
+        json=assertion_body(subject="new-subject"),
+        headers={**writer, "If-Match": 'W/"0"'},
+    )
+    assert new_subject.status_code == 201
+
+
+# ---- limits ----
+
+
+async def test_a_body_over_one_mib_is_a_413(client: Client, ledger: Ledger) -> None:
+    size = await log_size(client, ledger)
+    body = assertion_body(note="x" * (1024 * 1024))
+    response = await client.post("/v1/assertions", json=body, headers=ledger.auth("writer"))
+    assert "1048576" in problem(response, 413)["detail"]
+    assert await log_size(client, ledger) == size
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/assertions", "/v1/sources", "/v1/subjects"])
+async def test_limit_is_1_to_1000(client: Client, ledger: Ledger, path: str) -> None:
+    reader = ledger.auth("reader")
+    for bad in ("1001", "0", "many"):
+        response = await client.get(path, params={"limit": bad}, headers=reader)
+        assert fields_of(response) == {"limit"}
+    assert (await client.get(path, params={"limit": 1000}, headers=reader)).status_code == 200

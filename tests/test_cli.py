@@ -1,0 +1,133 @@
+"""The `ledger` command line, run as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "fixtures" / "seed.jsonl"
+S = "north-korea.russia-deployment"
+
+
+def ledger(*args: str, db: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", *args, "--db", str(db)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"ledger {args} failed ({result.returncode}): {result.stderr}")
+    return result
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Path:
+    db = tmp_path / "l.db"
+    out = ledger("import", str(SEED), db=db)
+    assert "27 events appended" in out.stdout
+    return db
+
+
+def test_import_then_events_and_verify(seeded: Path) -> None:
+    lines = ledger("events", db=seeded).stdout.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert [e["seq"] for e in events] == list(range(1, 28))
+    assert set(events[0]) == {
+        "seq", "type", "stream", "version", "recorded_at", "actor", "data", "data_sha256", "hash"
+    }
+    after = ledger("events", "--after", "25", db=seeded).stdout.splitlines()
+    assert [json.loads(x)["seq"] for x in after] == [26, 27]
+    report = json.loads(ledger("verify", db=seeded).stdout)
+    assert report["ok"] is True
+    assert report["events"] == 27
+
+
+def test_import_stops_at_the_first_bad_line(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    bad = tmp_path / "bad.jsonl"
+    good = SEED.read_text(encoding="utf-8").splitlines()
+    broken = json.loads(good[20])
+    broken["stated_at"] = "last fall"
+    rows = [*good[:20], json.dumps(broken), *good[21:]]
+    bad.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    result = ledger("import", str(bad), db=db, check=False)
+    assert result.returncode == 1
+    assert "line 21" in result.stderr
+    assert "stated_at" in result.stderr
+    events = ledger("events", db=db).stdout.splitlines()
+    assert len(events) == 20  # the lines before it, nothing from it on
+
+
+def test_import_names_an_unknown_claimant(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    bad = tmp_path / "bad.jsonl"
+    line = json.loads(SEED.read_text(encoding="utf-8").splitlines()[-1])
+    bad.write_text(json.dumps(line) + "\n", encoding="utf-8")
+    result = ledger("import", str(bad), db=db, check=False)
+    assert result.returncode == 1
+    assert "line 1: claimants[0]" in result.stderr
+    assert ledger("events", db=db).stdout == ""
+
+
+def test_state_prints_the_view(seeded: Path) -> None:
+    now = json.loads(ledger("state", S, "troops.deployed", db=seeded).stdout)
+    assert now["estimate"]["low"] == 13000
+    assert now["estimate"]["high"] == 15000
+    feb = json.loads(
+        ledger("state", S, "troops.deployed", "--as-of", "2025-02", db=seeded).stdout
+    )
+    assert (feb["estimate"]["low"], feb["estimate"]["high"]) == (10000, 12000)
+    assert feb["as_of"] == "2025-02"
+    status = json.loads(ledger("state", S, "deployment.status", db=seeded).stdout)
+    assert status["status"] == "confirmed"
+    assert status["since"] == "2025-04-28"
+    early = json.loads(ledger("state", S, "deployment.status", "--seq", "14", db=seeded).stdout)
+    assert early["seq"] == 14
+
+
+def test_state_refuses_a_vague_time(seeded: Path) -> None:
+    result = ledger("state", S, "troops.deployed", "--as-of", "last fall", db=seeded, check=False)
+    assert result.returncode == 2
+    assert "as_of" in result.stderr
+
+
+def test_keys_create_prints_the_token_last(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    out = ledger("keys", "create", "--role", "writer", "--name", "analyst", db=db).stdout
+    token = out.strip().splitlines()[-1]
+    assert token.startswith("ldg_")
+    assert len(token) > 40
+    listed = ledger("keys", "list", db=db).stdout
+    assert "analyst" in listed
+    assert token not in listed
+    ledger("keys", "revoke", "analyst", db=db)
+    again = ledger("keys", "revoke", "analyst", db=db, check=False)
+    assert again.returncode == 1
+
+
+def test_audit_passes_then_finds_a_tampered_payload(seeded: Path) -> None:
+    import sqlite3
+
+    assert json.loads(ledger("audit", db=seeded).stdout)["ok"] is True
+    conn = sqlite3.connect(seeded)
+    conn.execute("DROP TRIGGER payloads_no_update")
+    conn.execute("UPDATE payloads SET data = replace(data, '10000', '90000') WHERE seq = 14")
+    conn.commit()
+    conn.close()
+    result = ledger("audit", db=seeded, check=False)
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["first_bad_seq"] == 14
+    assert ledger("verify", db=seeded, check=False).returncode == 1
+
+
+def test_rebuild_keeps_the_views(seeded: Path) -> None:
+    before = ledger("state", S, "casualties.killed_or_wounded", db=seeded).stdout
+    ledger("rebuild", db=seeded)
+    assert ledger("state", S, "casualties.killed_or_wounded", db=seeded).stdout == before

@@ -1,0 +1,85 @@
+"""Schemathesis against the live OpenAPI schema, in process: no 5xx, every default check.
+
+Positive and negative cases for every operation, sent with an admin token; every default
+check runs on each answer (`not_a_server_error`, the status, content type, header and
+response-schema conformance checks, `negative_data_rejection`, `positive_data_acceptance`,
+`ignored_auth`, `unsupported_method`, ...). A few examples per operation keep the suite
+fast; `scripts/fuzz_api.py` runs the schemathesis CLI with many more against a real
+server (figures in docs/reliability.md).
+
+`positive_data_acceptance` also accepts a 422: a schema cannot say that a claimant must
+be registered, that `seq` must not exceed `size`, or that 2025-02-30 is no date, and the
+contract answers those with a 422 naming the field.
+
+The schema is loaded when the module is collected (schemathesis' lazy `from_fixture`
+reads `node._nodeid`, which pytest 9 no longer has), so the fuzzed ledger lives in a
+temporary directory made here and removed at exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.config import SchemathesisConfig
+from schemathesis.core.failures import FailureGroup
+
+from api.app import create_app
+from tests.api_helpers import make_ledger
+
+EXAMPLES = int(os.environ.get("LEDGER_FUZZ_EXAMPLES", "4"))
+
+CONFIG = SchemathesisConfig.from_dict(
+    {
+        "generation": {"mode": "all"},
+        "checks": {
+            "positive_data_acceptance": {
+                "expected-statuses": ["2xx", "401", "403", "404", "409", "422", "429"]
+            }
+        },
+    }
+)
+
+KNOWN: dict[tuple[str, str], str] = {
+    # schema bugs reported to the API owners; remove each entry once it is fixed
+    ("POST /v1/sources", "ST103"): "the 200 for an identical re-registration is undocumented",
+    ("PATCH /v1/sources/{source_id}", "ST108"): "the 200 `{status: unchanged}` body is "
+    "not the documented EventReceipt",
+}
+KNOWN_EVERYWHERE = {
+    "ST205": "OPTIONS on a path with a GET and a write handler answers an `Allow` header "
+    "that lists only the write method (litestar builds it per handler)",
+}
+
+
+def _known(operation: str | None, code: str) -> bool:
+    return code in KNOWN_EVERYWHERE or (str(operation), code) in KNOWN
+
+
+_DIR = Path(tempfile.mkdtemp(prefix="ledger-fuzz-"))
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)
+FUZZED = make_ledger(_DIR)
+APP = create_app(FUZZED.settings(sse_heartbeat_seconds=0.05))
+schema = schemathesis.openapi.from_asgi("/schema/openapi.json", APP, config=CONFIG)
+
+
+@schema.parametrize()
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=EXAMPLES <= 10,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
+def test_api_conforms(case: schemathesis.Case) -> None:
+    try:
+        case.call_and_validate(headers=FUZZED.auth("admin"))
+    except FailureGroup as group:
+        unknown = [f for f in group.exceptions if not _known(f.operation, type(f).code)]
+        if unknown:
+            raise

@@ -1,0 +1,322 @@
+"""The analyst's page, end to end: `ledger serve --demo` and a real headless Chromium.
+
+Skipped, with the reason, where no Chromium is on PATH or Playwright is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.browser import (
+    CHROMIUM,
+    CONTRAST_SCRIPT,
+    DEPLOYMENT,
+    NO_CHROMIUM,
+    STATUS,
+    TROOPS,
+    UNLABELLED_SCRIPT,
+    LiveServer,
+    StartingServer,
+    assertion_body,
+    chromium_context,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)]
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright for Python is not installed (pip install playwright)"
+)
+expect = sync_api.expect
+
+SCREENSHOT = Path("/tmp/ledger-page.png")
+LIVE_SUBJECT = "page-test.live"
+
+
+def span(low: str, high: str) -> str:
+    """A range as the page writes it: low, an en dash, high."""
+    return f"{low}\N{EN DASH}{high}"
+
+
+ESTIMATE = f'[data-property="{TROOPS}"] .estimate'
+STATUS_ROW = f'tr[data-property="{STATUS}"]'
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, StartingServer]]:
+    """Two servers, started together while the browser starts: `public` (public reads;
+    written to only on a subject of its own) and `private` (reads need a token)."""
+    started = {
+        name: StartingServer(tmp_path_factory.mktemp(f"page-{name}"), public_read=public)
+        for name, public in (("public", True), ("private", False))
+    }
+    yield started
+    for starting in started.values():
+        starting.stop()
+
+
+@pytest.fixture
+def server(servers: dict[str, StartingServer]) -> LiveServer:
+    return servers["public"].server()
+
+
+@pytest.fixture(scope="module")
+def browser(
+    servers: dict[str, StartingServer], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    with chromium_context(tmp_path_factory.mktemp("chromium-profile")) as context:
+        context.set_default_timeout(8000)
+        yield context
+
+
+class Watched:
+    """A page, with every request it made and every script error it met."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        page.on("request", lambda request: self.requests.append(request.url))
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on(
+            "console",
+            lambda message: self.errors.append(message.text) if message.type == "error" else None,
+        )
+
+    def check(self, base: str) -> None:
+        assert self.errors == []
+        outside = [url for url in self.requests if not url.startswith(base + "/")]
+        assert outside == [], "the page asked an outside host"
+
+
+@pytest.fixture
+def watched(browser: Any) -> Iterator[Watched]:
+    page = browser.new_page()
+    yield Watched(page)
+    page.close()
+
+
+def open_page(watched: Watched, server: LiveServer, query: str = "") -> Any:
+    page = watched.page
+    page.goto(f"{server.base}/{query}")
+    expect(page.locator(ESTIMATE)).to_be_visible()
+    return page
+
+
+def test_the_page_shows_the_seeds_answers(watched: Watched, server: LiveServer) -> None:
+    page = open_page(watched, server)
+    expect(page).to_have_title("OSINT ledger")
+    expect(page.locator(f'#subjects a[data-subject="{DEPLOYMENT}"]')).to_be_visible()
+    expect(page.locator(f'#subjects a[data-subject="{DEPLOYMENT}"]')).to_have_attribute(
+        "aria-current", "page"
+    )
+    expect(page.locator("#subject-heading")).to_have_text(DEPLOYMENT)
+
+    quantity = page.locator(f'[data-property="{TROOPS}"]')
+    expect(quantity.locator(".estimate")).to_have_text(span("13,000", "15,000"))
+    expect(quantity.locator(".spread")).to_have_text(span("10,000", "12,000"))
+    expect(quantity.locator(".basis li")).to_have_count(2)
+    expect(quantity.locator("table.claimants tbody tr")).to_have_count(3)
+    expect(quantity.locator("table.claimants")).to_contain_text("usually reliable")
+    # the chart: a band per step of the estimate and a mark per claimant's figure
+    expect(quantity.locator("figure.chart svg[role=img] rect.band")).to_have_count(2)
+    expect(quantity.locator("figure.chart svg g.point")).to_have_count(3)
+
+    status = page.locator(STATUS_ROW)
+    expect(status.locator(".status-value")).to_have_text("confirmed")
+    expect(status.locator(".since")).to_have_text("2025-04-28")
+    expect(status.locator(".by")).to_contain_text("Kim Jong Un")
+
+    entry = page.locator('[data-assertion="ap-2025-04-28.troops-fall-2024"]')
+    expect(entry.locator("blockquote")).to_contain_text("about 10,000-12,000 troops")
+    expect(entry.locator(".claimants-line")).to_contain_text(
+        "U.S. intelligence officials (us-intel; reliability B: usually reliable)"
+    )
+    expect(entry.locator(".document")).to_contain_text(
+        "“North Korea confirms it sent troops to Russia”, Associated Press, published 2025-04-28"
+    )
+    expect(entry.locator(".change")).to_have_text(
+        f"Estimate: no estimate → {span('10,000', '12,000')}"
+    )
+
+    page.screenshot(path=str(SCREENSHOT))
+    watched.check(server.base)
+
+
+def test_as_of_requeries_and_the_url_keeps_it(watched: Watched, server: LiveServer) -> None:
+    page = open_page(watched, server)
+    page.fill("#as-of", "2025-02")
+    page.press("#as-of", "Enter")
+    expect(page.locator(ESTIMATE)).to_have_text(span("10,000", "12,000"))
+    expect(page).to_have_url(re.compile(r"[?&]as_of=2025-02(&|$)"))
+    expect(page.locator(STATUS_ROW).locator(".status-value")).to_have_text("reported")
+    expect(page.locator("#notice")).to_contain_text("claims stated by 2025-02")
+
+    page.reload()
+    expect(page.locator("#as-of")).to_have_value("2025-02")
+    expect(page.locator(ESTIMATE)).to_have_text(span("10,000", "12,000"))
+
+    page.go_back()  # the view before the as-of: everything
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    expect(page.locator("#as-of")).to_have_value("")
+    watched.check(server.base)
+
+
+def test_a_time_the_ledger_cannot_read_is_named_and_the_view_stays(
+    watched: Watched, server: LiveServer
+) -> None:
+    page = open_page(watched, server)
+    page.fill("#as-of", "2025-13")
+    page.press("#as-of", "Enter")
+    expect(page.locator("#as-of-error")).to_contain_text("invalid time '2025-13'")
+    expect(page.locator("#as-of")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    assert "as_of" not in page.url
+    watched.errors.clear()  # the browser logs the 422 itself
+
+
+def test_the_ledger_as_it_knew_at_a_seq(watched: Watched, server: LiveServer) -> None:
+    head = server.get("/v1/log/head")["size"]
+    page = open_page(watched, server, f"?subject={DEPLOYMENT}&seq=14")
+    expect(page.locator("#seq-range")).to_have_attribute("max", str(head))
+    expect(page.locator("#seq")).to_have_value("14")
+    expect(page.locator(ESTIMATE)).to_have_text(span("10,000", "12,000"))
+    expect(page.locator(".entry")).to_have_count(1)
+
+    # by keyboard: the slider to its end follows the latest again, and the URL drops seq
+    page.focus("#seq-range")
+    page.keyboard.press("End")
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    expect(page).not_to_have_url(re.compile(r"seq="))
+
+    page.fill("#seq", "20")
+    page.press("#seq", "Enter")
+    expect(page).to_have_url(re.compile(r"[?&]seq=20(&|$)"))
+    page.reload()
+    expect(page.locator("#seq")).to_have_value("20")
+    expect(page.locator("#seq-range")).to_have_value("20")
+    watched.check(server.base)
+
+
+def test_the_page_is_accessible(watched: Watched, server: LiveServer) -> None:
+    page = open_page(watched, server)
+    assert page.evaluate(UNLABELLED_SCRIPT) == []
+    assert page.evaluate(CONTRAST_SCRIPT) == []
+    assert page.locator("h1").count() == 1
+    expect(page.locator("h3")).to_have_text(["Estimates", "Statuses", "Timeline"])
+    expect(page.locator("#notice")).to_have_attribute("aria-live", "polite")
+    expect(page.locator("table.statuses th[scope=col]").first).to_be_visible()
+
+    # the keyboard reaches the controls, and focus is visible
+    page.keyboard.press("Tab")
+    expect(page.locator(".skip-link")).to_be_focused()
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "as-of":
+            break
+    expect(page.locator("#as-of")).to_be_focused()
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("", "none")
+
+    # readable on a laptop: nothing wider than the window
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    watched.check(server.base)
+
+
+def test_new_events_show_without_a_reload(watched: Watched, server: LiveServer) -> None:
+    page = open_page(watched, server)
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    page.evaluate("window.__notReloaded = true")
+
+    # a new subject joins the list
+    first = server.post(
+        "/v1/assertions",
+        assertion_body(subject=LIVE_SUBJECT, value={"low": 100, "high": 200}, stated_at="2025-01"),
+    )
+    link = page.locator(f'#subjects a[data-subject="{LIVE_SUBJECT}"]')
+    expect(link).to_contain_text("1 assertion, 1 property")
+    link.click()
+    expect(page.locator("#subject-heading")).to_have_text(LIVE_SUBJECT)
+    expect(page.locator("#subject-heading")).to_be_focused()
+    expect(page.locator(ESTIMATE)).to_have_text(span("100", "200"))
+    expect(page).to_have_url(re.compile(rf"[?&]subject={re.escape(LIVE_SUBJECT)}(&|$)"))
+
+    # a new assertion on the subject in view: the estimate, timeline and chart follow
+    second = server.post("/v1/assertions", assertion_body(subject=LIVE_SUBJECT))
+    expect(page.locator(ESTIMATE)).to_have_text(span("14,000", "16,000"))
+    entry = page.locator(f'[data-assertion="{second["assertion_id"]}"]')
+    expect(entry.locator("blockquote")).to_have_text(
+        "Officials now put the number at about 15,000 troops."
+    )
+    expect(entry.locator(".mark-new")).to_be_visible()
+    expect(entry.locator(".document a")).to_have_attribute("href", "https://example.org/troops")
+    expect(page.locator("#notice")).to_contain_text("Updated: 1 new event")
+    expect(page.locator("figure.chart svg[role=img] rect.band")).to_have_count(2)
+
+    # a retraction: the view steps back, the entry stays, marked
+    server.post(f"/v1/assertions/{second['assertion_id']}/retract", {"reason": "test entry"})
+    expect(page.locator(ESTIMATE)).to_have_text(span("100", "200"))
+    expect(entry.locator(".mark-retracted")).to_contain_text("test entry")
+    expect(page.locator(f'[data-assertion="{first["assertion_id"]}"]')).to_be_visible()
+
+    assert page.evaluate("window.__notReloaded") is True
+    watched.check(server.base)
+
+
+def test_reads_with_a_token_typed_into_the_page(
+    watched: Watched, servers: dict[str, StartingServer]
+) -> None:
+    server = servers["private"].server()
+    assert httpx.get(f"{server.base}/v1/subjects").status_code == 401
+    page = watched.page
+    page.goto(server.base + "/")
+    expect(page.locator("#error")).to_contain_text("needs a token")
+    expect(page.locator("#token")).to_be_focused()
+
+    page.fill("#token", server.token)
+    page.press("#token", "Enter")
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    assert page.evaluate("sessionStorage.getItem('ledger.token')") == server.token
+    assert page.evaluate("localStorage.length") == 0
+    assert server.token not in page.url
+
+    # EventSource cannot send the header: the page streams through fetch() instead
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    receipt = server.post("/v1/assertions", assertion_body())
+    expect(page.locator(f'[data-assertion="{receipt["assertion_id"]}"]')).to_be_visible()
+    expect(page.locator(ESTIMATE)).to_have_text(span("14,000", "16,000"))
+
+    page.reload()  # the tab keeps the token
+    expect(page.locator(ESTIMATE)).to_have_text(span("14,000", "16,000"))
+    page.click("#token-box summary")
+    page.click("#token-forget")
+    expect(page.locator("#error")).to_contain_text("needs a token")
+    watched.errors.clear()  # the browser logs the 401s itself
+    watched.check(server.base)
+
+
+def test_without_a_stream_the_page_polls_for_events(
+    watched: Watched, servers: dict[str, StartingServer]
+) -> None:
+    server = servers["private"].server()
+    subject = "page-test.polled"
+    page = watched.page
+    page.route("**/v1/events/stream*", lambda route: route.abort())
+    page.add_init_script(f"sessionStorage.setItem('ledger.token', {json.dumps(server.token)})")
+    server.post(
+        "/v1/assertions",
+        assertion_body(subject=subject, value={"low": 100, "high": 200}, stated_at="2025-01"),
+    )
+    page.goto(f"{server.base}/?subject={subject}")
+    expect(page.locator(ESTIMATE)).to_have_text(span("100", "200"))
+    expect(page.locator("#live-state")).to_have_text("Live: checking for new events every 2 s")
+
+    server.post("/v1/assertions", assertion_body(subject=subject))
+    expect(page.locator(ESTIMATE)).to_have_text(span("14,000", "16,000"))
+    watched.errors.clear()  # the browser logs the aborted stream itself
+    watched.check(server.base)

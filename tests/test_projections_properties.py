@@ -1,0 +1,307 @@
+"""Properties over random command sequences.
+
+(a) The tables built one command at a time equal a rebuild from the log in one batch.
+(b) Every view at `seq=N` equals the view of a ledger that only ever had the first N events.
+(c) Every view at `as_of=T` equals the view of a ledger holding only what was stated by T.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.commands import (
+    AnyCommand,
+    RecordAssertion,
+    SourceChanges,
+    UpdateSource,
+)
+from ledger.sqlite_store import SqliteStore
+from ledger.times import cutoff, parse_time
+from projections import views
+from projections.facts import Fact, eligible, live_facts
+from projections.pit import PointInTime
+from projections.quantity import quantity_parts
+from projections.status import status_parts
+from tests.factories import (
+    at,
+    ledger,
+    plain,
+    quantity,
+    rank,
+    retract,
+    run_all,
+    run_in_one_unit,
+    source,
+    status,
+)
+from tests.test_projections import all_tables, rebuild_in, table_rows
+
+SOURCES = ("src-a", "src-b", "src-c")
+SUBJECTS = ("x", "y")
+PROPS = {"quantity": "q", "status": "st"}
+TIMES = (
+    "2024",
+    "2024-01",
+    "2024-06",
+    "2024-06-15",
+    "2024-06-15T10:00:00Z",
+    "2024-06-15T12:00:00+02:00",  # the same instant as the one above
+    "2024-06-15T09:00:00-03:00",
+    "2025",
+    "2025-01-01",
+)
+VALID = (
+    (None, None),
+    ("2024-01", "2024-05"),
+    ("2024-06", None),
+    (None, "2024-06"),
+    ("2024-06-16", "2024-12"),
+    ("2025-01", "2025-02"),
+)
+AS_OF = ("2023", "2024", "2024-05", "2024-06-15", "2024-06-15T10:00:00Z", "2024-12", "2025")
+QUANTITIES = ((10, 20, 15), (5, 5, None), (100, 150, 120), (0, 0, 0))
+STATUSES = ("reported", "confirmed", "denied")
+NO_RECORD_TIME = frozenset({"recorded_at"})
+FAST = settings(max_examples=40, deadline=None)
+
+record_op = st.tuples(
+    st.just("record"),
+    st.sampled_from(SUBJECTS),
+    st.sampled_from(("quantity", "status")),
+    st.integers(0, len(TIMES) - 1),
+    st.integers(0, len(VALID) - 1),
+    st.booleans(),
+    st.integers(0, 11),
+    st.sets(st.sampled_from(SOURCES), min_size=1, max_size=2),
+    st.none() | st.integers(0, 20),
+)
+retract_op = st.tuples(st.just("retract"), st.integers(0, 20))
+rank_op = st.tuples(
+    st.just("rank"), st.integers(0, 20), st.sampled_from(("preferred", "normal", "deprecated"))
+)
+update_op = st.tuples(st.just("update"), st.sampled_from(SOURCES), st.sampled_from("ACE"))
+ops_strategy = st.lists(
+    st.one_of(record_op, record_op, record_op, retract_op, rank_op, update_op), max_size=9
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    command: AnyCommand
+    about: str | None = None  # the assertion a record, retraction or rank is about
+
+
+def materialize(ops: list[tuple[Any, ...]]) -> list[Step]:
+    """Commands for `ops`: sources first, ids a0, a1, ..., targets among earlier records."""
+    steps = [Step(source(s)) for s in SOURCES]
+    recorded: list[tuple[str, str, str]] = []  # (id, subject, property)
+    for op in ops:
+        if op[0] == "record":
+            _, subject, kind, t, v, increment, value, claimants, pick = op
+            prop = PROPS[kind]
+            aid = f"a{len(recorded)}"
+            same = [r[0] for r in recorded if r[1:] == (subject, prop)]
+            supersedes = same[pick % len(same)] if same and pick is not None else None
+            common: dict[str, Any] = {
+                "stated_at": TIMES[t],
+                "subject": subject,
+                "prop": prop,
+                "claimants": tuple(sorted(claimants)),
+                "assertion_id": aid,
+                "supersedes": supersedes,
+            }
+            if kind == "quantity":
+                low, high, best = QUANTITIES[value % len(QUANTITIES)]
+                command: AnyCommand = quantity(
+                    low,
+                    high,
+                    best,
+                    mode="increment" if increment else "total",
+                    valid_from=VALID[v][0],
+                    valid_to=VALID[v][1],
+                    **common,
+                )
+            else:
+                command = status(STATUSES[value % 3], **common)
+            recorded.append((aid, subject, prop))
+            steps.append(Step(command, aid))
+        elif op[0] in ("retract", "rank") and recorded:
+            target = recorded[op[1] % len(recorded)][0]
+            command = retract(target) if op[0] == "retract" else rank(target, op[2])
+            steps.append(Step(command, target))
+        elif op[0] == "update":
+            steps.append(Step(UpdateSource(id=op[1], changes=SourceChanges(reliability=op[2]))))
+    return steps
+
+
+@contextmanager
+def ledgers(count: int) -> Iterator[list[SqliteStore]]:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        yield [stack.enter_context(ledger(Path(tmp) / f"{i}.db")) for i in range(count)]
+
+
+def snapshot(store: SqliteStore, pit: PointInTime) -> dict[str, Any]:
+    """Every view at `pit`, as builtins without record times (each ledger has its own)."""
+    conn = store.reader()
+    out: dict[str, Any] = {}
+    for subject in SUBJECTS:
+        out[f"{subject}/q"] = views.quantity_view(conn, subject, "q", pit)
+        out[f"{subject}/st"] = views.status_view(conn, subject, "st", pit)
+        out[f"{subject}/timeline"] = views.timeline(conn, subject, pit)
+    ids = [f"a{i}" for i in range(12)]
+    out["details"] = [views.assertion_detail(conn, aid, pit) for aid in ids]
+    out["assertions"] = views.list_assertions(conn, pit, limit=1000)
+    out["by-claimant"] = views.list_assertions(conn, pit, claimant="src-a", limit=1000)
+    out["subjects"] = views.list_subjects(conn, pit)
+    out["sources"] = views.list_sources(conn, pit)
+    return {k: plain(v, NO_RECORD_TIME) for k, v in out.items()}
+
+
+@FAST
+@given(ops=ops_strategy)
+def test_incremental_tables_equal_a_rebuild(ops: list[tuple[Any, ...]]) -> None:
+    with ledgers(1) as (store,), tempfile.TemporaryDirectory() as tmp:
+        run_in_one_unit(store, (s.command for s in materialize(ops)))
+        events = store.read(limit=10_000)
+        scratch = rebuild_in(Path(tmp) / "scratch.db", events)
+        try:
+            assert table_rows(scratch, all_tables()) == table_rows(store.reader(), all_tables())
+        finally:
+            scratch.close()
+
+
+@FAST
+@given(ops=ops_strategy)
+def test_a_view_at_seq_n_is_the_view_of_the_first_n_events(ops: list[tuple[Any, ...]]) -> None:
+    steps = materialize(ops)
+    with ledgers(2) as (whole, prefix):
+        run_in_one_unit(whole, (s.command for s in steps))
+        assert snapshot(prefix, at(prefix)) == snapshot(whole, at(whole, seq=0))
+        for step in steps:
+            if run_all(prefix, [step.command]):
+                head = at(prefix)
+                assert snapshot(prefix, head) == snapshot(whole, at(whole, seq=head.seq))
+
+
+def _stated_by(steps: list[Step], as_of: str) -> list[AnyCommand]:
+    """The commands of a ledger that only ever heard statements made by `as_of`."""
+    end = cutoff(as_of)
+    kept: set[str] = set()
+    out: list[AnyCommand] = []
+    for step in steps:
+        command = step.command
+        if isinstance(command, RecordAssertion):
+            if parse_time(command.stated_at).start > end:
+                continue
+            kept.add(command.assertion_id or "")
+            if command.supersedes is not None and command.supersedes not in kept:
+                command = _without_supersedes(command)
+        elif step.about is not None and step.about not in kept:
+            continue
+        out.append(command)
+    return out
+
+
+def _without_supersedes(command: RecordAssertion) -> RecordAssertion:
+    return msgspec.structs.replace(command, supersedes=None)
+
+
+def _view_values(snap: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for subject in SUBJECTS:
+        q, s = snap[f"{subject}/q"], snap[f"{subject}/st"]
+        out[f"{subject}/q"] = {k: q[k] for k in ("estimate", "basis", "spread", "claimants")}
+        out[f"{subject}/st"] = {k: s[k] for k in ("status", "since", "by", "basis", "history")}
+        out[f"{subject}/timeline"] = [
+            (i["assertion"]["assertion_id"], i["property"], i["before"], i["after"])
+            for i in snap[f"{subject}/timeline"]["items"]
+        ]
+    return out
+
+
+@FAST
+@given(ops=ops_strategy, as_of=st.sampled_from(AS_OF))
+def test_a_view_as_of_t_is_the_view_of_what_was_stated_by_t(
+    ops: list[tuple[Any, ...]], as_of: str
+) -> None:
+    steps = materialize(ops)
+    with ledgers(2) as (whole, early):
+        run_in_one_unit(whole, (s.command for s in steps))
+        run_in_one_unit(early, _stated_by(steps, as_of))
+        assert _view_values(snapshot(whole, at(whole, as_of))) == _view_values(
+            snapshot(early, at(early))
+        )
+
+
+def test_the_timeline_ends_where_the_view_is(tmp_path: Path) -> None:
+    """For any property whose last eligible assertion is live, its last `after` is the view."""
+    ops = [
+        ("record", "x", "quantity", 0, 1, False, 0, {"src-a"}, None),
+        ("record", "x", "quantity", 4, 4, True, 1, {"src-b"}, None),
+        ("record", "x", "quantity", 7, 0, False, 2, {"src-a"}, 0),
+        ("record", "x", "status", 2, 0, False, 1, {"src-c"}, None),
+        ("record", "x", "status", 5, 0, False, 2, {"src-a"}, None),
+    ]
+    with ledger(tmp_path / "l.db") as store:
+        run_in_one_unit(store, (s.command for s in materialize(ops)))
+        conn = store.reader()
+        items = views.timeline(conn, "x", at(store)).items
+        last = {i.property: i.after for i in items}
+        assert last["q"] == views.quantity_view(conn, "x", "q", at(store)).estimate
+        assert last["st"] == views.status_view(conn, "x", "st", at(store)).status
+
+
+def _live_by_definition(facts: list[Fact]) -> set[str]:
+    """The contract's recursive rule, evaluated naively."""
+    by_id = {f.assertion_id: f for f in facts}
+
+    def live(aid: str) -> bool:
+        return not any(live(f.assertion_id) for f in facts if f.supersedes == aid)
+
+    return {aid for aid in by_id if live(aid)}
+
+
+def _direct_value(prefix: list[Fact], kind: str) -> Any:
+    live = [f for f in prefix if f.assertion_id in _live_by_definition(prefix)]
+    if kind == "quantity":
+        return quantity_parts(live)[0]
+    return status_parts(live)[0]
+
+
+@FAST
+@given(ops=ops_strategy, as_of=st.sampled_from((None, *AS_OF)))
+def test_the_timeline_agrees_with_the_rules_applied_to_each_prefix(
+    ops: list[tuple[Any, ...]], as_of: str | None
+) -> None:
+    with ledgers(1) as (store,):
+        run_in_one_unit(store, (s.command for s in materialize(ops)))
+        conn = store.reader()
+        pit = at(store, as_of)
+        for subject in SUBJECTS:
+            facts = eligible(conn, subject, None, pit)
+            items = {i.assertion.assertion_id: i for i in views.timeline(conn, subject, pit).items}
+            for prop in PROPS.values():
+                mine = [f for f in facts if f.prop == prop]
+                assert {f.assertion_id for f in live_facts(mine)} == _live_by_definition(mine)
+            live_ids = {
+                f.assertion_id
+                for prop in PROPS.values()
+                for f in live_facts([g for g in facts if g.prop == prop])
+            }
+            assert list(items) == [f.assertion_id for f in facts if f.assertion_id in live_ids]
+            for n, fact in enumerate(facts):
+                if fact.assertion_id not in items:
+                    continue
+                prefix = [f for f in facts[: n + 1] if f.prop == fact.prop]
+                item = items[fact.assertion_id]
+                assert item.after == _direct_value(prefix, fact.kind)
+                assert item.before == _direct_value(prefix[:-1], fact.kind)

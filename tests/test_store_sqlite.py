@@ -1,0 +1,34 @@
+"""The SQLite backend against the store contract, plus what only it offers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ledger.sqlite_store import SqliteStore
+from ledger.writemodel import WriteModel
+from tests.store_contract import StoreContract, check_log, fill, new_events, read_all
+
+
+class TestSqliteStore(StoreContract):
+    def make_store(self, path: Path) -> SqliteStore:
+        return SqliteStore(path)
+
+
+def test_append_sync_from_a_plain_thread(store: SqliteStore) -> None:
+    first = store.append_sync("subject:a", new_events("subject:a", 2), "cli")
+    second = store.append_sync("subject:a", new_events("subject:a", 1), "cli", expected_version=2)
+    assert [(e.seq, e.version) for e in first + second] == [(1, 1), (2, 2), (3, 3)]
+    check_log(read_all(store))
+
+
+async def test_checkpoints_follow_every_commit(store: SqliteStore) -> None:
+    assert isinstance(store.projectors[0], WriteModel)
+    await fill(store, 9)
+    assert store.checkpoints() == {WriteModel.name: 9}
+
+
+async def test_every_thread_reads_committed_events(store: SqliteStore) -> None:
+    appended = await store.append("subject:a", new_events("subject:a", 3), "w")
+    from_threads = await asyncio.gather(*(asyncio.to_thread(store.read) for _ in range(4)))
+    assert all(events == appended for events in from_threads)
