@@ -58,7 +58,10 @@ def _struct_errors(raw: Any, cls: type[msgspec.Struct], path: str) -> list[Field
         value = raw[name]
         nested = spec.type if isinstance(spec.type, type) else None
         if nested is not None and issubclass(nested, msgspec.Struct):
-            errors.extend(_struct_errors(value, nested, here))
+            inner = _struct_errors(value, nested, here)
+            if not inner:  # well-formed on its own: its cross-field rules may still fail
+                inner = check_struct(msgspec.convert(value, nested, strict=True))
+            errors.extend(inner)
             continue
         try:
             msgspec.convert(value, spec.type, strict=True)

@@ -33,10 +33,13 @@ from api.app import create_app
 from tests.api_helpers import make_ledger
 
 EXAMPLES = int(os.environ.get("LEDGER_FUZZ_EXAMPLES", "4"))
+COVERAGE = os.environ.get("LEDGER_FUZZ_COVERAGE", "0") == "1"
+"""The coverage phase (its ~1000 boundary cases take ~20 s) runs in scripts/fuzz_api.py."""
 
 CONFIG = SchemathesisConfig.from_dict(
     {
         "generation": {"mode": "all"},
+        "phases": {"coverage": {"enabled": COVERAGE}},
         "checks": {
             "positive_data_acceptance": {
                 "expected-statuses": ["2xx", "401", "403", "404", "409", "422", "429"]
