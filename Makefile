@@ -35,6 +35,7 @@ unit: install
 test: lint types unit
 
 bench: install
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 clean:

@@ -13,6 +13,8 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import Authenticator, guard
 from api.middleware import AccessLog, RateLimit
@@ -24,11 +26,11 @@ from api.routes.reads import READ_HANDLERS
 from api.routes.writes import WRITE_HANDLERS
 from api.settings import Settings
 from api.tail import Tail
-from ledger import keys
 from ledger.sqlite_store import SqliteStore
 from projections import all_projectors
 
 API_VERSION = "1.0.0"
+SWAGGER_ASSETS = "/schema/assets"
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -44,7 +46,6 @@ def create_app(settings: Settings) -> Litestar:
                 synchronous=settings.synchronous,
             )
         )
-        await store.run(lambda txn: keys.ensure_schema(txn.connection))
         tail = Tail(asyncio.get_running_loop(), store.size())
         store.add_listener(tail.committed)
         app.state.store = store
@@ -59,13 +60,20 @@ def create_app(settings: Settings) -> Litestar:
         if handler.opt.get("need") != "none":
             await guard(connection, handler)
 
+    # the interactive schema page's scripts come from a Python package, not a CDN
+    swagger_assets = create_static_files_router(
+        path=SWAGGER_ASSETS,
+        directories=[swagger_ui_path],
+        opt={"need": "none"},
+        include_in_schema=False,
+    )
     behind_token = Router(
         path="/",
         route_handlers=[*WRITE_HANDLERS, *READ_HANDLERS, *LOG_HANDLERS],
         security=[{"bearer": []}],
     )
     app = Litestar(
-        route_handlers=[health, *PAGE_HANDLERS, behind_token],
+        route_handlers=[health, *PAGE_HANDLERS, swagger_assets, behind_token],
         lifespan=[lifespan],
         guards=[_guard],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -78,7 +86,16 @@ def create_app(settings: Settings) -> Litestar:
             title="OSINT ledger",
             version=API_VERSION,
             description="An append-only, verifiable ledger of sourced claims (contract v1).",
-            render_plugins=[SwaggerRenderPlugin(), SchemaJson()],
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+                    css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+                    standalone_preset_js_url=f"{SWAGGER_ASSETS}/swagger-ui-standalone-preset.js",
+                    path=["/", "/swagger"],
+                    favicon=f"<link rel='icon' href='{SWAGGER_ASSETS}/favicon-32x32.png'>",
+                ),
+                SchemaJson(),
+            ],
             components=Components(
                 security_schemes={
                     "bearer": SecurityScheme(

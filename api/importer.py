@@ -1,27 +1,47 @@
 """`ledger import`: append a JSON Lines file of sources, assertions, retractions and ranks.
 
-Lines are decoded and checked one by one and appended in chunks, each chunk one unit of
-work on the writer. At the first bad line the import stops: the lines before it are
-committed, and nothing from it or after it is appended.
+Lines are decoded and checked on the calling thread and appended in chunks, each chunk one
+unit of work on the writer: its commands are decided in a row against the write model
+(read in a few bulk queries, see :class:`ledger.writemodel.BatchWriteState`) and their
+events appended in one call, so a chunk costs a handful of statements, not several per
+line. While the writer appends one chunk the next is decoded (SQLite lets go of the GIL),
+with at most :data:`IN_FLIGHT` chunks queued.
+
+At the first bad line the import stops: the lines before it are committed, and nothing
+from it or after it is appended. A line the rules refuse is found on the writer; the
+chunk appends the lines before it and marks the import stopped, and every chunk queued
+after it then appends nothing, since the writer runs units in order.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 
-from ledger.commands import IMPORT_LINE_TYPES, ImportLine, SourceLine
+from ledger.commands import (
+    IMPORT_LINE_TYPES,
+    AssertionLine,
+    ImportLine,
+    RankLine,
+    RetractionLine,
+    SourceLine,
+)
+from ledger.domain import decide
 from ledger.errors import FieldError, InvalidInput, LedgerError
-from ledger.service import apply_command
+from ledger.events import NewEvent
 from ledger.sqlite_store import SqliteStore, SqliteTransaction
 from ledger.validation import convert_all
+from ledger.writemodel import BatchWriteState, stream_versions
 
 _decoder = msgspec.json.Decoder(ImportLine)
-CHUNK = 2000
+CHUNK = 5000
+IN_FLIGHT = 2
 
 
 @dataclass
@@ -76,86 +96,138 @@ def decode_line(raw: bytes, number: int) -> ImportLine:
     return line
 
 
+@dataclass
+class _Outcome:
+    """What one chunk did: the seqs it appended (if any) and the bad line it met."""
+
+    first: int | None = None
+    last: int | None = None
+    problem: ImportError_ | None = None
+
+
+class _Run:
+    """State shared by the units of one import; only the writer thread changes it."""
+
+    def __init__(self, actor: str) -> None:
+        self.actor = actor
+        self.stopped = False
+
+    def unit(self, lines: list[tuple[int, ImportLine]]) -> Callable[[SqliteTransaction], _Outcome]:
+        def work(txn: SqliteTransaction) -> _Outcome:
+            if self.stopped:
+                return _Outcome()
+            try:
+                return self._append(txn, lines)
+            except BaseException:
+                self.stopped = True
+                raise
+
+        return work
+
+    def _append(self, txn: SqliteTransaction, lines: list[tuple[int, ImportLine]]) -> _Outcome:
+        state = BatchWriteState(txn.connection)
+        state.prefetch(*_wanted(lines))
+        events: list[NewEvent] = []
+        problem: ImportError_ | None = None
+        for number, line in lines:
+            try:
+                decision = decide(line, state)
+            except InvalidInput as exc:
+                problem = ImportError_(number, exc.errors)
+            except LedgerError as exc:
+                name = "id" if isinstance(line, SourceLine) else "assertion_id"
+                problem = ImportError_(number, [FieldError(name, exc.detail)])
+            if problem is not None:
+                self.stopped = True
+                break
+            state.fold(decision.events)
+            events += decision.events
+        outcome = _Outcome(problem=problem)
+        if events:
+            versions = stream_versions(txn.connection, (e.stream for e in events))
+            appended = txn.append_many(events, self.actor, versions)
+            outcome.first, outcome.last = appended[0].seq, appended[-1].seq
+        return outcome
+
+
+def _wanted(
+    lines: list[tuple[int, ImportLine]],
+) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """The sources, assertions and properties the chunk's rules will ask about."""
+    sources: list[str] = []
+    assertions: list[str] = []
+    properties: list[tuple[str, str]] = []
+    for _, line in lines:
+        if isinstance(line, AssertionLine):
+            sources += line.claimants
+            properties.append((line.subject, line.property))
+            if line.assertion_id is not None:
+                assertions.append(line.assertion_id)
+            if line.supersedes is not None:
+                assertions.append(line.supersedes)
+        elif isinstance(line, RetractionLine | RankLine):
+            assertions.append(line.assertion_id)
+        else:
+            sources.append(line.id)
+    return sources, assertions, properties
+
+
 def import_file(
     store: SqliteStore,
     path: Path,
     actor: str,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    chunk_size: int = CHUNK,
 ) -> ImportResult:
     """Append every line of `path`; stop at the first bad one."""
     result = ImportResult()
     total = os.path.getsize(path)
-    done_bytes = 0
+    run = _Run(actor)
+    pending: deque[tuple[Future[_Outcome], int]] = deque()
+
+    def settle(keep: int) -> bool:
+        """Wait until at most `keep` chunks are in flight; False once one met a bad line."""
+        while len(pending) > keep:
+            future, done_bytes = pending.popleft()
+            outcome = future.result()
+            if outcome.last is not None and outcome.first is not None:
+                result.appended += outcome.last - outcome.first + 1
+                if result.first_seq is None:
+                    result.first_seq = outcome.first
+                result.last_seq = outcome.last
+            if outcome.problem is not None and result.error is None:
+                result.error = outcome.problem
+            if progress is not None:
+                progress(done_bytes, total)
+        return result.error is None
+
     chunk: list[tuple[int, ImportLine]] = []
-
-    def flush() -> ImportError_ | None:
-        pending = list(chunk)
-        chunk.clear()
-        while pending:
-            try:
-                seqs = store.run_sync(_unit(pending, actor))
-            except _BadLine as bad:
-                # the unit rolled back whole: append the lines before the bad one, then stop
-                if bad.index:
-                    seqs = store.run_sync(_unit(pending[: bad.index], actor))
-                    _count(result, seqs, bad.index)
-                return bad.problem
-            _count(result, seqs, len(pending))
-            pending = []
-        return None
-
-    with path.open("rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            done_bytes += len(raw)
-            result.lines = number
-            if not raw.strip():
-                continue
-            try:
-                chunk.append((number, decode_line(raw, number)))
-            except _BadLine as bad:
-                result.error = flush() or bad.problem
-                return result
-            if len(chunk) >= CHUNK:
-                result.error = flush()
-                if result.error is not None:
-                    return result
-                if progress is not None:
-                    progress(done_bytes, total)
-    result.error = flush()
-    if progress is not None:
+    done_bytes = 0
+    decode_error: ImportError_ | None = None
+    try:
+        with path.open("rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                done_bytes += len(raw)
+                result.lines = number
+                if not raw.strip():
+                    continue
+                try:
+                    chunk.append((number, decode_line(raw, number)))
+                except _BadLine as bad:
+                    decode_error = bad.problem
+                    break
+                if len(chunk) >= chunk_size:
+                    pending.append((store.submit(run.unit(chunk)), done_bytes))
+                    chunk = []
+                    if not settle(IN_FLIGHT - 1):
+                        break
+        if chunk and result.error is None:
+            pending.append((store.submit(run.unit(chunk)), done_bytes))
+    finally:
+        settle(0)
+    if result.error is None:
+        result.error = decode_error
+    if progress is not None and result.error is None:
         progress(total, total)
     return result
-
-
-def _count(result: ImportResult, seqs: tuple[int, int] | None, lines: int) -> None:
-    del lines
-    if seqs is None:
-        return
-    first, last = seqs
-    result.appended += last - first + 1
-    if result.first_seq is None:
-        result.first_seq = first
-    result.last_seq = last
-
-
-def _unit(
-    lines: list[tuple[int, ImportLine]], actor: str
-) -> Callable[[SqliteTransaction], tuple[int, int] | None]:
-    def work(txn: SqliteTransaction) -> tuple[int, int] | None:
-        first: int | None = None
-        last: int | None = None
-        for index, (number, line) in enumerate(lines):
-            try:
-                receipt = apply_command(txn, line, actor)
-            except InvalidInput as exc:
-                raise _BadLine(index, ImportError_(number, exc.errors)) from None
-            except LedgerError as exc:
-                name = "id" if isinstance(line, SourceLine) else "assertion_id"
-                problem = ImportError_(number, [FieldError(name, exc.detail)])
-                raise _BadLine(index, problem) from None
-            if receipt.events:
-                first = receipt.events[0].seq if first is None else first
-                last = receipt.events[-1].seq
-        return None if first is None or last is None else (first, last)
-
-    return work

@@ -64,8 +64,11 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class Health(msgspec.Struct, frozen=True):
+    """`status` is "ok", or "degraded" while appends are refused; `reason` says why."""
+
     status: str
     seq: int
+    reason: str | None = None
 
 
 class Head(msgspec.Struct, frozen=True):

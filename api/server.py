@@ -4,16 +4,36 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Literal
 
 import uvicorn
+from litestar import Litestar
 
-from api.app import create_app
+from api.app import create_app, end_streams
 from api.importer import import_file
 from api.settings import Settings
 from ledger import keys
 from ledger.sqlite_store import SqliteStore, connect
 from projections import all_projectors
+
+
+class _Server(uvicorn.Server):
+    """Stops promptly and cleanly on SIGTERM or SIGINT.
+
+    Open event streams are ended first, so the graceful shutdown does not wait on them,
+    and the writer drains every queued append before the process exits 0.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Litestar) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        end_streams(self._app)
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises a caught signal once stopped (exit -15); this stop was graceful
+        self._captured_signals.clear()
 
 
 def fixtures_dir() -> Path:
@@ -93,5 +113,5 @@ def serve(
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
-    uvicorn.Server(config).run()
+    _Server(config, app).run()
     return 0

@@ -48,6 +48,18 @@ def decode_payload(event_type: str, data: bytes) -> AnyPayload:
     return result
 
 
+class _Envelope(msgspec.Struct, frozen=True, gc=False):
+    """The seven envelope keys, declared in JCS (sorted) order so no sort runs per event."""
+
+    actor: str
+    data_sha256: str
+    recorded_at: str
+    seq: int
+    stream: str
+    type: str
+    version: int
+
+
 def envelope_bytes(
     seq: int,
     event_type: str,
@@ -58,16 +70,8 @@ def envelope_bytes(
     data_sha256: str,
 ) -> bytes:
     """Canonical bytes of an event: JCS of exactly the seven envelope keys."""
-    return _canonical.encode(
-        {
-            "seq": seq,
-            "type": event_type,
-            "stream": stream,
-            "version": version,
-            "recorded_at": recorded_at,
-            "actor": actor,
-            "data_sha256": data_sha256,
-        }
+    return _json.encode(
+        _Envelope(actor, data_sha256, recorded_at, seq, stream, event_type, version)
     )
 
 

@@ -66,8 +66,9 @@ def check_tail(conn: sqlite3.Connection, depth: int = TAIL_DEPTH) -> None:
     log is that short); each stored payload hashes to its `data_sha256` and decodes; each
     hash chains from the one before (the event just before the window is the anchor);
     each stored Merkle leaf is the leaf of its canonical bytes; the stored frontier at the
-    head equals the stored frontier before the window with those leaves appended; and no
-    event, payload or leaf is stored past the head.
+    head equals the stored frontier before the window with those leaves appended, and each
+    of its nodes is the hash of its two stored children; and no payload or leaf is stored
+    past the head.
     """
     if depth <= 0:
         return
@@ -117,7 +118,25 @@ def check_tail(conn: sqlite3.Connection, depth: int = TAIL_DEPTH) -> None:
         frontier.append(leaf)
     if frontier.hashes != _frontier(conn, head).hashes:
         raise TailProblem(head, "the stored Merkle frontier does not match the events")
+    _check_frontier_children(conn, head)
     _check_nothing_past(conn, head)
+
+
+def _check_frontier_children(conn: sqlite3.Connection, head: int) -> None:
+    """Each frontier node is the hash of its two stored children (one level down only)."""
+    ids = [(level, idx) for level, idx in merkle.frontier_nodes(head) if level > 0]
+    children = [(level - 1, 2 * idx + side) for level, idx in ids for side in (0, 1)]
+    nodes = _nodes(conn, ids + children)
+    for level, idx in ids:
+        left, right = nodes.get((level - 1, 2 * idx)), nodes.get((level - 1, 2 * idx + 1))
+        if (
+            left is None
+            or right is None
+            or nodes.get((level, idx)) != merkle.node_hash(left, right)
+        ):
+            raise TailProblem(
+                (idx << level) + 1, f"stored Merkle node {(level, idx)} is not its children's hash"
+            )
 
 
 def _check_nothing_past(conn: sqlite3.Connection, head: int) -> None:

@@ -15,21 +15,13 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from ledger.errors import Conflict, NotFound
+from ledger.schema import API_KEYS_SQL
 from ledger.times import format_record_time, now_us
 
 Role = Literal["reader", "writer", "auditor", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
 TOKEN_PREFIX = "ldg_"  # noqa: S105 - a visible prefix, not a secret
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    name TEXT PRIMARY KEY,
-    role TEXT NOT NULL,
-    token_sha256 TEXT NOT NULL UNIQUE,
-    created_at TEXT NOT NULL,
-    revoked_at TEXT
-)
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +37,7 @@ def _digest(token: str) -> str:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    conn.execute(_SCHEMA)
+    conn.execute(API_KEYS_SQL)
 
 
 def create_key(conn: sqlite3.Connection, role: Role, name: str | None = None) -> tuple[ApiKey, str]:

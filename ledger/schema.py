@@ -8,6 +8,16 @@ from ledger.migrations import Migration
 
 APPEND_ONLY_TABLES = ("events", "payloads", "merkle_nodes")
 
+API_KEYS_SQL = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+)
+"""
+
 
 def _log(db: sqlite_utils.Database) -> None:
     db.executescript(
@@ -111,8 +121,14 @@ def _no_replace(db: sqlite_utils.Database) -> None:
         )
 
 
+def _api_keys(db: sqlite_utils.Database) -> None:
+    """API keys: a SHA-256 of each token, never the token (see :mod:`ledger.keys`)."""
+    db.execute(API_KEYS_SQL)
+
+
 LOG_MIGRATIONS = [
     Migration("ledger-0001-log", _log),
     Migration("ledger-0002-write-model", _write_model),
     Migration("ledger-0003-no-replace", _no_replace),
+    Migration("ledger-0004-api-keys", _api_keys),
 ]

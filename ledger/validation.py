@@ -112,6 +112,8 @@ def decode_all(data: bytes, cls: type[T]) -> T:
     """Decode JSON bytes into `cls`, naming every bad field on failure."""
     try:
         raw = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
+    except RecursionError:
+        raise InvalidInput([FieldError("body", "Malformed JSON: nested too deeply")]) from None
+    except ValueError as exc:  # msgspec.DecodeError, or UnicodeDecodeError on bad UTF-8
         raise InvalidInput([FieldError("body", f"Malformed JSON: {exc}")]) from None
     return convert_all(raw, cls)

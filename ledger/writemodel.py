@@ -7,17 +7,25 @@ ledger itself, so the rules in :mod:`ledger.domain` never depend on the read sid
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgspec
 
 from ledger.domain import AssertionInfo, PropertyKind
 from ledger.events import (
     AssertionRecorded,
     AssertionRetracted,
     Event,
+    NewEvent,
     SourceRegistered,
     SourceUpdated,
 )
 from ledger.schema import LOG_MIGRATIONS
+
+_SOURCE_COLUMNS = ("name", "kind", "country", "reliability")
+_json = msgspec.json.Encoder()
+_IN_CHUNK = 400  # bound parameters per IN list, well under SQLite's limit
 
 
 class WriteModel:
@@ -35,36 +43,53 @@ class WriteModel:
             connection.execute(f"DELETE FROM {table}")
 
     def apply(self, connection: sqlite3.Connection, events: Sequence[Event]) -> None:
+        """Fold `events` with one statement per kind of write.
+
+        Rows are inserted before any update runs, so an event that updates a row
+        inserted earlier in the same batch finds it; updates keep their log order.
+        """
+        assertions: list[tuple[str, str, str]] = []
+        kinds: list[tuple[str, str, str]] = []
+        sources: list[tuple[Any, ...]] = []
+        updates: list[tuple[str, tuple[Any, ...]]] = []
         for event in events:
             data = event.data
             if isinstance(data, AssertionRecorded):
-                connection.execute(
-                    "INSERT INTO wm_assertions (assertion_id, subject, property) VALUES (?, ?, ?)",
-                    (data.assertion_id, data.subject, data.property),
-                )
-                connection.execute(
-                    "INSERT OR IGNORE INTO wm_properties (subject, property, kind) "
-                    "VALUES (?, ?, ?)",
-                    (data.subject, data.property, data.value.kind),
-                )
+                assertions.append((data.assertion_id, data.subject, data.property))
+                kinds.append((data.subject, data.property, data.value.kind))
             elif isinstance(data, AssertionRetracted):
-                connection.execute(
-                    "UPDATE wm_assertions SET retracted = 1 WHERE assertion_id = ?",
-                    (data.assertion_id,),
+                updates.append(
+                    (
+                        "UPDATE wm_assertions SET retracted = 1 WHERE assertion_id = ?",
+                        (data.assertion_id,),
+                    )
                 )
             elif isinstance(data, SourceRegistered):
-                connection.execute(
-                    "INSERT INTO wm_sources (id, name, kind, country, reliability) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (data.id, data.name, data.kind, data.country, data.reliability),
-                )
+                sources.append((data.id, data.name, data.kind, data.country, data.reliability))
             elif isinstance(data, SourceUpdated):
-                for column in ("name", "kind", "country", "reliability"):
+                for column in _SOURCE_COLUMNS:
                     value = getattr(data, column)
                     if value is not None:
-                        connection.execute(
-                            f"UPDATE wm_sources SET {column} = ? WHERE id = ?", (value, data.id)
+                        updates.append(
+                            (f"UPDATE wm_sources SET {column} = ? WHERE id = ?", (value, data.id))
                         )
+        if sources:
+            connection.executemany(
+                "INSERT INTO wm_sources (id, name, kind, country, reliability) "
+                "VALUES (?, ?, ?, ?, ?)",
+                sources,
+            )
+        if assertions:
+            connection.executemany(
+                "INSERT INTO wm_assertions (assertion_id, subject, property) VALUES (?, ?, ?)",
+                assertions,
+            )
+            connection.executemany(
+                "INSERT OR IGNORE INTO wm_properties (subject, property, kind) VALUES (?, ?, ?)",
+                kinds,
+            )
+        for sql, args in updates:
+            connection.execute(sql, args)
 
 
 class SqliteWriteState:
@@ -111,3 +136,135 @@ class SqliteWriteState:
             return None
         kind: PropertyKind = row[0]
         return kind
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+class BatchWriteState:
+    """The write state for many commands decided in a row, before any of them is appended.
+
+    Reads the write model in a few bulk queries (:meth:`prefetch`), answers from memory,
+    and folds in the events each decision makes (:meth:`fold`), so the next command sees
+    them exactly as it would after they were appended. Lives for one unit of work: what
+    it holds is only true inside the writer's transaction that read it.
+    """
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._conn = connection
+        self._one = SqliteWriteState(connection)
+        self._sources: dict[str, SourceRegistered | None] = {}
+        self._assertions: dict[str, AssertionInfo | None] = {}
+        self._kinds: dict[tuple[str, str], PropertyKind | None] = {}
+
+    def prefetch(
+        self,
+        source_ids: Iterable[str] = (),
+        assertion_ids: Iterable[str] = (),
+        properties: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Load these sources, assertions and (subject, property) kinds in bulk."""
+        conn = self._conn
+        wanted = [s for s in dict.fromkeys(source_ids) if s not in self._sources]
+        for part in _chunks(wanted):
+            self._sources.update(dict.fromkeys(part))
+            marks = ",".join("?" * len(part))
+            for row in conn.execute(
+                f"SELECT id, name, kind, country, reliability FROM wm_sources "
+                f"WHERE id IN ({marks})",
+                part,
+            ):
+                self._sources[row[0]] = SourceRegistered(
+                    id=row[0], name=row[1], kind=row[2], country=row[3], reliability=row[4]
+                )
+        ids = [a for a in dict.fromkeys(assertion_ids) if a not in self._assertions]
+        for part in _chunks(ids):
+            self._assertions.update(dict.fromkeys(part))
+            marks = ",".join("?" * len(part))
+            for aid, subject, prop, retracted in conn.execute(
+                f"SELECT assertion_id, subject, property, retracted FROM wm_assertions "
+                f"WHERE assertion_id IN ({marks})",
+                part,
+            ):
+                self._assertions[aid] = AssertionInfo(aid, subject, prop, bool(retracted))
+        pairs = [p for p in dict.fromkeys(properties) if p not in self._kinds]
+        for part in _chunks(pairs):
+            self._kinds.update(dict.fromkeys(part))
+            values = ",".join("(?, ?)" for _ in part)
+            for subject, prop, kind in conn.execute(
+                f"SELECT subject, property, kind FROM wm_properties "
+                f"WHERE (subject, property) IN (VALUES {values})",
+                [x for pair in part for x in pair],
+            ):
+                self._kinds[(subject, prop)] = kind
+
+    def source(self, source_id: str) -> SourceRegistered | None:
+        if source_id not in self._sources:
+            self._sources[source_id] = self._one.source(source_id)
+        return self._sources[source_id]
+
+    def missing_sources(self, source_ids: list[str]) -> list[str]:
+        unknown = [s for s in source_ids if s not in self._sources]
+        if unknown:
+            self.prefetch(source_ids=unknown)
+        return [s for s in source_ids if self._sources[s] is None]
+
+    def assertion(self, assertion_id: str) -> AssertionInfo | None:
+        if assertion_id not in self._assertions:
+            self._assertions[assertion_id] = self._one.assertion(assertion_id)
+        return self._assertions[assertion_id]
+
+    def property_kind(self, subject: str, prop: str) -> PropertyKind | None:
+        key = (subject, prop)
+        if key not in self._kinds:
+            self._kinds[key] = self._one.property_kind(subject, prop)
+        return self._kinds[key]
+
+    def fold(self, events: Iterable[NewEvent]) -> None:
+        """Take in events just decided, as :class:`WriteModel` will when they are appended."""
+        for new in events:
+            data = new.payload
+            if isinstance(data, AssertionRecorded):
+                self._assertions[data.assertion_id] = AssertionInfo(
+                    data.assertion_id, data.subject, data.property, False
+                )
+                key = (data.subject, data.property)
+                if self.property_kind(*key) is None:
+                    self._kinds[key] = data.value.kind
+            elif isinstance(data, AssertionRetracted):
+                info = self.assertion(data.assertion_id)
+                if info is not None:
+                    self._assertions[data.assertion_id] = AssertionInfo(
+                        info.assertion_id, info.subject, info.property, True
+                    )
+            elif isinstance(data, SourceRegistered):
+                self._sources[data.id] = data
+            elif isinstance(data, SourceUpdated):
+                current = self.source(data.id)
+                if current is not None:
+                    changes = {
+                        c: getattr(data, c)
+                        for c in _SOURCE_COLUMNS
+                        if getattr(data, c) is not None
+                    }
+                    self._sources[data.id] = SourceRegistered(
+                        id=current.id,
+                        name=changes.get("name", current.name),
+                        kind=changes.get("kind", current.kind),
+                        country=changes.get("country", current.country),
+                        reliability=changes.get("reliability", current.reliability),
+                    )
+
+
+def stream_versions(connection: sqlite3.Connection, streams: Iterable[str]) -> dict[str, int]:
+    """The current version of each of `streams` (0 for a new one), in a few bulk reads."""
+    wanted = list(dict.fromkeys(streams))
+    rows = connection.execute(
+        # one probe of UNIQUE (stream, version) per stream; a GROUP BY would read them all
+        "SELECT s.value, (SELECT max(e.version) FROM events e WHERE e.stream = s.value)"
+        " FROM json_each(?) s",
+        (_json.encode(wanted).decode(),),
+    )
+    return {stream: int(version or 0) for stream, version in rows}

@@ -65,12 +65,14 @@ def _end(text: str | None) -> int | None:
     return None if text is None else _bounds(text)[1]
 
 
-def _count_so_far(connection: sqlite3.Connection, subject: str) -> int:
-    row = connection.execute(
-        "SELECT assertions FROM proj_subject_counts WHERE subject = ? ORDER BY seq DESC LIMIT 1",
-        (subject,),
-    ).fetchone()
-    return 0 if row is None else int(row[0])
+def _counts_so_far(connection: sqlite3.Connection, subjects: list[str]) -> dict[str, int]:
+    """Each subject's latest assertion count, one index probe each, in one statement."""
+    rows = connection.execute(
+        "SELECT s.value, (SELECT c.assertions FROM proj_subject_counts c WHERE c.subject = s.value"
+        " ORDER BY c.seq DESC LIMIT 1) FROM json_each(?) s",
+        (_json.encode(subjects).decode(),),
+    )
+    return {subject: int(count or 0) for subject, count in rows}
 
 
 class AssertionsProjector:
@@ -92,7 +94,6 @@ class AssertionsProjector:
         properties: list[tuple[str, str, str, int]] = []
         retractions: list[tuple[int, str, str, str]] = []
         ranks: list[tuple[int, str, str, str]] = []
-        counts: dict[str, int] = {}
         count_rows: list[tuple[str, int, int]] = []
         for event in events:
             data = event.data
@@ -132,18 +133,17 @@ class AssertionsProjector:
                 )
                 claimants.extend((c, seq) for c in data.claimants)
                 properties.append((data.subject, data.property, value_kind, seq))
-                subject = data.subject
-                count = counts.get(subject)
-                if count is None:
-                    count = _count_so_far(connection, subject)
-                counts[subject] = count + 1
-                count_rows.append((subject, seq, count + 1))
+                count_rows.append((data.subject, seq, 0))
             elif isinstance(data, AssertionRetracted):
                 retractions.append((event.seq, data.reason, event.recorded_at, data.assertion_id))
             elif isinstance(data, AssertionRanked):
                 ranks.append((event.seq, data.rank, data.reason, data.assertion_id))
         # records first: a retraction or rank in the same batch names an assertion before it
         if recorded:
+            counts = _counts_so_far(connection, list({row[0]: None for row in count_rows}))
+            for i, (subject, seq, _) in enumerate(count_rows):
+                counts[subject] += 1
+                count_rows[i] = (subject, seq, counts[subject])
             connection.executemany(_INSERT_ASSERTION, recorded)
             connection.executemany(
                 "INSERT OR IGNORE INTO proj_claimants (claimant, recorded_seq) VALUES (?, ?)",

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from ledger import keys
+from ledger.sqlite_store import connect
 from tests.api_helpers import (
     CASUALTIES,
     DEPLOYMENT,
@@ -174,9 +176,6 @@ async def test_a_malformed_authorization_header_is_a_401(
 
 
 async def test_a_revoked_key_stops_working(tmp_path: Path) -> None:
-    from ledger import keys
-    from ledger.sqlite_store import connect
-
     ledger = make_ledger(tmp_path, seed=False)
     async with serve(ledger) as client:
         assert (await client.get("/v1/log/head", headers=ledger.auth("reader"))).status_code == 200

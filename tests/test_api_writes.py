@@ -21,6 +21,7 @@ from tests.api_helpers import (
     fields_of,
     log_size,
     problem,
+    serve,
     source_body,
 )
 
@@ -395,8 +396,6 @@ async def test_idempotency_key_replays_the_first_answer(client: Client, ledger: 
 
 
 async def test_idempotency_key_survives_a_restart(ledger: Ledger) -> None:
-    from tests.api_helpers import serve
-
     headers = {**ledger.auth("writer"), "Idempotency-Key": "k-1"}
     async with serve(ledger) as client:
         first = await client.post("/v1/assertions", json=assertion_body(), headers=headers)

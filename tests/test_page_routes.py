@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from litestar import Litestar
-from litestar.testing import TestClient
+from litestar.testing import AsyncTestClient, TestClient
 
 from api.app import create_app
 from api.routes.page import CONTENT_SECURITY_POLICY, PAGE_HANDLERS, STATIC_DIR
@@ -83,3 +83,15 @@ def test_nothing_is_loaded_from_an_outside_host() -> None:
     pattern = re.compile(r"""(?:src|href)\s*=\s*["'](?:https?:)?//|url\(\s*["']?(?:https?:)?//""")
     for path in STATIC_DIR.iterdir():
         assert not pattern.search(path.read_text()), path.name
+
+
+async def test_the_schema_page_loads_nothing_from_outside(tmp_path: Path) -> None:
+    """The interactive OpenAPI page is served whole by the app: no CDN, no outside host."""
+    async with AsyncTestClient(create_app(Settings(db=tmp_path / "l.db"))) as client:
+        page = await client.get("/schema")
+        assert page.status_code == 200
+        assert re.findall(r"https?://", page.text) == []
+        assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page.text)
+        assert assets
+        for asset in assets:
+            assert (await client.get(asset)).status_code == 200, asset

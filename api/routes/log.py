@@ -17,6 +17,7 @@ from api.openapi import GUARDED, errors_for
 from api.schemas import Consistency, EventPage, Head, Health, Inclusion
 from ledger.codec import encode_json
 from ledger.errors import FieldError, InvalidInput
+from ledger.health import health_report
 from ledger.replay import AuditReport, audit
 from projections import all_projectors
 
@@ -28,12 +29,13 @@ After = Annotated[int, QueryParameter(name="after", ge=0, description="start aft
 @get(
     "/v1/health",
     operation_id="health",
-    summary="Liveness and the log's size",
+    summary="Liveness, the log's size, and whether appends are refused (and why)",
     sync_to_thread=True,
     opt={"need": "none"},
 )
 def health(state: State) -> Health:
-    return Health("ok", store_of(state).size())
+    report = health_report(store_of(state))
+    return Health(report.status, report.seq, report.reason)
 
 
 @get(

@@ -1,0 +1,247 @@
+"""Storage faults: a full disk and a broken log found at start-up.
+
+A full disk is met on purpose with SQLite's `max_page_count` (`SqliteStore(max_pages=...)`
+or `set_max_pages`): the append that needs room is a 507 problem, nothing of it is
+stored, reads go on, and appends resume once there is room. A log whose tail does not
+verify when the store opens makes the store refuse every append (503, saying why) while
+reads go on, instead of chaining new events onto a broken one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger import merkle
+from ledger.errors import LedgerUnavailable, StorageFull
+from ledger.health import health_report
+from ledger.replay import audit
+from ledger.sqlite_store import SqliteStore, SqliteTransaction
+from ledger.verify import verify_log
+from projections import all_projectors
+from tests import api_helpers
+from tests.api_helpers import (
+    DEPLOYMENT,
+    SEED_EVENTS,
+    TROOPS,
+    Ledger,
+    assertion_body,
+    problem,
+)
+from tests.reliability import head, live, store_of, tamper
+from tests.store_contract import new_events
+
+template, ledger = api_helpers.template, api_helpers.ledger
+
+BIG = {"quote": "q" * 4000, "note": "n" * 4000}
+
+
+def _full_at_current_size(store: SqliteStore) -> int:
+    return store.set_max_pages(store.page_count())
+
+
+# ---- a full disk ----
+
+
+async def test_full_disk_is_507_reads_go_on_and_writing_resumes(ledger: Ledger) -> None:
+    writer, reader = ledger.auth("writer"), ledger.auth("reader")
+    async with live(ledger) as client:
+        store = store_of(client)
+        await asyncio.to_thread(_full_at_current_size, store)
+        for attempt in range(100):
+            answer = await client.post(
+                "/v1/assertions",
+                json=assertion_body(quote=f"{attempt:03d}" + BIG["quote"][3:], note=BIG["note"]),
+                headers=writer,
+            )
+            if answer.status_code != 201:
+                break
+        body = problem(answer, 507)
+        assert "full" in body["detail"]
+        full = await head(client, ledger)
+
+        keyed = {**writer, "Idempotency-Key": "while-full"}
+        refused = await client.post("/v1/assertions", json=assertion_body(**BIG), headers=keyed)
+        problem(refused, 507)
+        assert await head(client, ledger) == full  # nothing partial: no event, no key
+        view = await client.get(f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}", headers=reader)
+        assert view.status_code == 200
+        events = await client.get("/v1/events", params={"after": full["size"] - 1}, headers=reader)
+        assert [e["seq"] for e in events.json()["items"]] == [full["size"]]
+        health = await client.get("/v1/health")
+        assert health.status_code == 200
+        assert health_report(store).status == "degraded"
+
+        await asyncio.to_thread(store.set_max_pages, None)
+        resumed = await client.post("/v1/assertions", json=assertion_body(**BIG), headers=keyed)
+        assert resumed.status_code == 201, resumed.text
+        assert resumed.json()["seq"] == full["size"] + 1
+        assert health_report(store).status == "ok"
+        again = await client.post("/v1/assertions", json=assertion_body(**BIG), headers=keyed)
+        assert again.content == resumed.content
+        assert (await head(client, ledger))["size"] == full["size"] + 1
+
+        report = await asyncio.to_thread(audit, store, all_projectors)
+        assert report.ok, report.problems
+
+
+def test_a_full_batch_fails_only_the_unit_that_needed_room(tmp_path: Path) -> None:
+    """SQLITE_FULL makes SQLite roll back the whole transaction; the writer then runs the
+    batch's other units again, so only the unit that needed room fails."""
+    store = SqliteStore(tmp_path / "l.db", all_projectors())
+    try:
+        store.append_sync("subject:a", new_events("subject:a", 3), "t")
+        _full_at_current_size(store)
+        gate = threading.Event()
+        blocker = store.submit(lambda txn: gate.wait(10))
+        small = store.submit(lambda txn: txn.stream_version("subject:a"))
+        huge = store.submit(_append_huge)
+        after = store.submit(lambda txn: txn.stream_version("subject:a") + 100)
+        gate.set()
+        assert blocker.result(10) is True
+        assert small.result(10) == 3
+        with pytest.raises(StorageFull):
+            huge.result(10)
+        assert after.result(10) == 103
+        assert store.size() == 3
+
+        store.set_max_pages(None)
+        [event] = store.append_sync("subject:a", new_events("subject:a", 1, 9), "t")
+        assert (event.seq, event.version) == (4, 4)
+        assert verify_log(store.reader()).ok
+        assert store.storage_problem is None
+    finally:
+        store.close()
+
+
+def _append_huge(txn: SqliteTransaction) -> Any:
+    events = new_events("subject:a", 200, 1)
+    return txn.append("subject:a", events, "t")
+
+
+def test_max_pages_option_caps_the_file(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "l.db", max_pages=1)
+    try:
+        assert store.set_max_pages(1) == store.page_count()  # never below the file's size
+        with pytest.raises(StorageFull):
+            store.append_sync("subject:a", new_events("subject:a", 50), "t")
+        assert store.size() == 0
+    finally:
+        store.close()
+
+
+# ---- a broken log at start-up ----
+
+
+def _last(db: Path) -> int:
+    store = SqliteStore(db)
+    try:
+        return store.size()
+    finally:
+        store.close()
+
+
+def _frontier_node(size: int) -> merkle.NodeId:
+    return merkle.frontier_nodes(size)[0]
+
+
+Tamper = Callable[[int], list[str | tuple[str, tuple[Any, ...]]]]
+TAMPERS: dict[str, Tamper] = {
+    "last hash rewritten": lambda n: [
+        ("UPDATE events SET hash = ? WHERE seq = ?", ("ab" * 32, n)),
+    ],
+    "last envelope edited": lambda n: [
+        ("UPDATE events SET actor = 'mallory' WHERE seq = ?", (n,)),
+    ],
+    "last payload edited": lambda n: [
+        ("UPDATE payloads SET data = CAST(CAST(data AS TEXT) || ' ' AS BLOB) WHERE seq = ?", (n,)),
+    ],
+    "a frontier node rewritten": lambda n: [
+        (
+            "UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = ? AND idx = ?",
+            _frontier_node(n),
+        ),
+    ],
+    "last event cut off, its leaf kept": lambda n: [
+        ("DELETE FROM events WHERE seq = ?", (n,)),
+    ],
+    "a middle event missing": lambda n: [
+        ("DELETE FROM events WHERE seq = ?", (n - 3,)),
+        ("DELETE FROM payloads WHERE seq = ?", (n - 3,)),
+    ],
+}
+
+
+@pytest.mark.parametrize("how", sorted(TAMPERS))
+async def test_a_broken_tail_refuses_writes_with_503(ledger: Ledger, how: str) -> None:
+    tamper(ledger.db, TAMPERS[how](_last(ledger.db)))
+    writer, reader = ledger.auth("writer"), ledger.auth("reader")
+    async with live(ledger) as client:
+        store = store_of(client)
+        assert store.write_refusal is not None
+        size = store.size()
+        body = problem(
+            await client.post("/v1/assertions", json=assertion_body(), headers=writer), 503
+        )
+        assert body["detail"] == store.write_refusal
+        assert "seq" in body["detail"]
+        retract = await client.post(
+            "/v1/assertions/ap-2025-04-28.troops-fall-2024/retract",
+            json={"reason": "no"},
+            headers=writer,
+        )
+        problem(retract, 503)
+        assert store.size() == size  # nothing appended after the break
+
+        view = await client.get(f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}", headers=reader)
+        assert view.status_code == 200
+        assert (await client.get("/v1/events", headers=reader)).status_code == 200
+        health = await client.get("/v1/health")
+        assert health.status_code == 200
+        assert health.json()["status"] == "degraded"
+        assert health.json()["reason"] == store.write_refusal
+        assert health.json()["seq"] == size
+    assert not verify_log_of(ledger.db).ok  # the full check agrees
+
+
+def verify_log_of(db: Path) -> Any:
+    store = SqliteStore(db)
+    try:
+        return verify_log(store.reader())
+    finally:
+        store.close()
+
+
+async def test_an_intact_log_is_healthy(ledger: Ledger) -> None:
+    async with live(ledger) as client:
+        assert store_of(client).write_refusal is None
+        health = await client.get("/v1/health")
+        assert health.json()["status"] == "ok"
+        assert health.json()["seq"] == SEED_EVENTS
+
+
+def test_the_start_up_check_reads_only_the_tail(ledger: Ledger) -> None:
+    """An edit deeper than the checked tail is left to `ledger verify` (a full pass)."""
+    tamper(ledger.db, [("UPDATE events SET actor = 'mallory' WHERE seq = 2", ())])
+    shallow = SqliteStore(ledger.db, tail_check=10)
+    try:
+        assert shallow.write_refusal is None
+        report = verify_log(shallow.reader())
+        assert not report.ok
+        assert report.first_bad_seq == 2
+    finally:
+        shallow.close()
+    deep = SqliteStore(ledger.db)  # the default depth covers the whole seed
+    try:
+        assert deep.write_refusal is not None
+        assert "seq 2" in deep.write_refusal
+        with pytest.raises(LedgerUnavailable):
+            deep.append_sync("subject:x", new_events("subject:x", 1), "t")
+        assert deep.size() == SEED_EVENTS
+    finally:
+        deep.close()
