@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import msgspec
 
@@ -172,6 +173,20 @@ def _wanted(
     return sources, assertions, properties
 
 
+def _numbered_lines(fh: BinaryIO, block: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
+    """`(number, line)` from 1, without its newline, read a block at a time."""
+    number = 0
+    rest = b""
+    while data := fh.read(block):
+        lines = (rest + data).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            number += 1
+            yield number, line
+    if rest:
+        yield number + 1, rest
+
+
 def import_file(
     store: SqliteStore,
     path: Path,
@@ -207,8 +222,8 @@ def import_file(
     decode_error: ImportError_ | None = None
     try:
         with path.open("rb") as fh:
-            for number, raw in enumerate(fh, start=1):
-                done_bytes += len(raw)
+            for number, raw in _numbered_lines(fh):
+                done_bytes += len(raw) + 1
                 result.lines = number
                 if not raw.strip():
                     continue

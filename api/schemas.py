@@ -63,8 +63,8 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
     errors: list[FieldProblem] | None = None
 
 
-class Health(msgspec.Struct, frozen=True):
-    """`status` is "ok", or "degraded" while appends are refused; `reason` says why."""
+class Health(msgspec.Struct, frozen=True, omit_defaults=True):
+    """`status` is "ok", or "degraded" while appends are refused; `reason` (only then) says why."""
 
     status: str
     seq: int

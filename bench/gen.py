@@ -32,11 +32,45 @@ QUANTITIES = (
 )
 STATUSES = ("deployment.status", "ceasefire.status", "withdrawal.status", "training.status")
 PROPERTIES = QUANTITIES + STATUSES
-_WORDS = (
-    "officials said the figure was based on intercepted communications and satellite imagery "
-    "of the staging areas near the border while ministry spokesmen declined to confirm the "
-    "report citing operational security though independent analysts broadly agreed with it"
-).split()
+_WORDS = [
+    "officials",
+    "said",
+    "the",
+    "figure",
+    "was",
+    "based",
+    "on",
+    "intercepted",
+    "communications",
+    "and",
+    "satellite",
+    "imagery",
+    "of",
+    "the",
+    "staging",
+    "areas",
+    "near",
+    "the",
+    "border",
+    "while",
+    "ministry",
+    "spokesmen",
+    "declined",
+    "to",
+    "confirm",
+    "the",
+    "report",
+    "citing",
+    "operational",
+    "security",
+    "though",
+    "independent",
+    "analysts",
+    "broadly",
+    "agreed",
+    "with",
+    "it",
+]
 _PUBLISHERS = [f"Publisher {i}" for i in range(20)]
 _encode = msgspec.json.Encoder().encode
 
@@ -101,7 +135,7 @@ def lines(n: int, subjects: int = 1000, seed: int = 1) -> Iterator[dict[str, Any
         line["claimants"] = [source_id(c) for c in rng.sample(range(SOURCES), rng.randint(1, 3))]
         line["stated_at"] = _date(rng)
         if rng.random() < 0.4:
-            a, b = sorted((f"{rng.randint(2014, 2025)}-{rng.randint(1, 12):02d}" for _ in "ab"))
+            a, b = sorted(f"{rng.randint(2014, 2025)}-{rng.randint(1, 12):02d}" for _ in "ab")
             line["valid_from"], line["valid_to"] = a, b
         document: dict[str, Any] = {
             "publisher": rng.choice(_PUBLISHERS),

@@ -51,6 +51,7 @@ log = structlog.get_logger("ledger.store")
 _EVENT_COLUMNS = "e.seq, e.type, e.stream, e.version, e.recorded_at, e.actor, e.data_sha256, e.hash"
 _FULL = "the database is full: nothing was appended"
 _NO_PAGE_LIMIT = 4294967294  # SQLite clamps this to its own largest page count
+_MAX_INT = 2**63 - 1  # SQLite's largest INTEGER
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -504,6 +505,8 @@ class SqliteStore:
             yield row_to_event(row)
 
     def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        """At most `limit` events after seq `after` (any integers: clamped to SQLite's range)."""
+        after, limit = max(0, min(after, _MAX_INT)), max(0, min(limit, _MAX_INT))
         return list(self._events("WHERE e.seq > ? ORDER BY e.seq LIMIT ?", (after, limit)))
 
     def read_stream(self, stream: str) -> list[Event]:

@@ -25,7 +25,6 @@ from ledger.schema import LOG_MIGRATIONS
 
 _SOURCE_COLUMNS = ("name", "kind", "country", "reliability")
 _json = msgspec.json.Encoder()
-_IN_CHUNK = 400  # bound parameters per IN list, well under SQLite's limit
 
 
 class WriteModel:
@@ -138,9 +137,8 @@ class SqliteWriteState:
         return kind
 
 
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), _IN_CHUNK):
-        yield items[start : start + _IN_CHUNK]
+def _json_list(items: Iterable[Any]) -> str:
+    return _json.encode(list(items)).decode()
 
 
 class BatchWriteState:
@@ -165,38 +163,40 @@ class BatchWriteState:
         assertion_ids: Iterable[str] = (),
         properties: Iterable[tuple[str, str]] = (),
     ) -> None:
-        """Load these sources, assertions and (subject, property) kinds in bulk."""
+        """Load these sources, assertions and (subject, property) kinds in bulk.
+
+        Each list goes in as one JSON parameter and each item is one key probe, so a
+        chunk of thousands of commands costs three statements.
+        """
         conn = self._conn
         wanted = [s for s in dict.fromkeys(source_ids) if s not in self._sources]
-        for part in _chunks(wanted):
-            self._sources.update(dict.fromkeys(part))
-            marks = ",".join("?" * len(part))
+        if wanted:
+            self._sources.update(dict.fromkeys(wanted))
             for row in conn.execute(
-                f"SELECT id, name, kind, country, reliability FROM wm_sources "
-                f"WHERE id IN ({marks})",
-                part,
+                "SELECT id, name, kind, country, reliability FROM wm_sources"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (_json_list(wanted),),
             ):
                 self._sources[row[0]] = SourceRegistered(
                     id=row[0], name=row[1], kind=row[2], country=row[3], reliability=row[4]
                 )
         ids = [a for a in dict.fromkeys(assertion_ids) if a not in self._assertions]
-        for part in _chunks(ids):
-            self._assertions.update(dict.fromkeys(part))
-            marks = ",".join("?" * len(part))
+        if ids:
+            self._assertions.update(dict.fromkeys(ids))
             for aid, subject, prop, retracted in conn.execute(
-                f"SELECT assertion_id, subject, property, retracted FROM wm_assertions "
-                f"WHERE assertion_id IN ({marks})",
-                part,
+                "SELECT assertion_id, subject, property, retracted FROM wm_assertions"
+                " WHERE assertion_id IN (SELECT value FROM json_each(?))",
+                (_json_list(ids),),
             ):
                 self._assertions[aid] = AssertionInfo(aid, subject, prop, bool(retracted))
         pairs = [p for p in dict.fromkeys(properties) if p not in self._kinds]
-        for part in _chunks(pairs):
-            self._kinds.update(dict.fromkeys(part))
-            values = ",".join("(?, ?)" for _ in part)
+        if pairs:
+            self._kinds.update(dict.fromkeys(pairs))
             for subject, prop, kind in conn.execute(
-                f"SELECT subject, property, kind FROM wm_properties "
-                f"WHERE (subject, property) IN (VALUES {values})",
-                [x for pair in part for x in pair],
+                "SELECT w.subject, w.property, w.kind FROM json_each(?) j"
+                " JOIN wm_properties w ON w.subject = json_extract(j.value, '$[0]')"
+                " AND w.property = json_extract(j.value, '$[1]')",
+                (_json_list(pairs),),
             ):
                 self._kinds[(subject, prop)] = kind
 
@@ -206,9 +206,8 @@ class BatchWriteState:
         return self._sources[source_id]
 
     def missing_sources(self, source_ids: list[str]) -> list[str]:
-        unknown = [s for s in source_ids if s not in self._sources]
-        if unknown:
-            self.prefetch(source_ids=unknown)
+        if any(s not in self._sources for s in source_ids):
+            self.prefetch(source_ids=source_ids)
         return [s for s in source_ids if self._sources[s] is None]
 
     def assertion(self, assertion_id: str) -> AssertionInfo | None:
@@ -244,27 +243,25 @@ class BatchWriteState:
             elif isinstance(data, SourceUpdated):
                 current = self.source(data.id)
                 if current is not None:
-                    changes = {
-                        c: getattr(data, c)
-                        for c in _SOURCE_COLUMNS
-                        if getattr(data, c) is not None
-                    }
                     self._sources[data.id] = SourceRegistered(
                         id=current.id,
-                        name=changes.get("name", current.name),
-                        kind=changes.get("kind", current.kind),
-                        country=changes.get("country", current.country),
-                        reliability=changes.get("reliability", current.reliability),
+                        name=data.name if data.name is not None else current.name,
+                        kind=data.kind if data.kind is not None else current.kind,
+                        country=data.country if data.country is not None else current.country,
+                        reliability=(
+                            data.reliability
+                            if data.reliability is not None
+                            else current.reliability
+                        ),
                     )
 
 
 def stream_versions(connection: sqlite3.Connection, streams: Iterable[str]) -> dict[str, int]:
-    """The current version of each of `streams` (0 for a new one), in a few bulk reads."""
-    wanted = list(dict.fromkeys(streams))
+    """The current version of each of `streams` (0 for a new one), in one statement."""
     rows = connection.execute(
         # one probe of UNIQUE (stream, version) per stream; a GROUP BY would read them all
         "SELECT s.value, (SELECT max(e.version) FROM events e WHERE e.stream = s.value)"
         " FROM json_each(?) s",
-        (_json.encode(wanted).decode(),),
+        (_json_list(dict.fromkeys(streams)),),
     )
     return {stream: int(version or 0) for stream, version in rows}

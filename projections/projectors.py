@@ -28,6 +28,7 @@ from ledger.times import parse_time
 from projections.schema import (
     ASSERTION_MIGRATIONS,
     ASSERTION_TABLES,
+    DEFERRED_INDEXES,
     SOURCE_MIGRATIONS,
     SOURCE_TABLES,
 )
@@ -80,6 +81,7 @@ class AssertionsProjector:
 
     name = "projections.assertions"
     tables: tuple[str, ...] = ASSERTION_TABLES
+    deferred_indexes: tuple[str, ...] = DEFERRED_INDEXES
 
     def migrate(self, connection: sqlite3.Connection) -> None:
         migrate(connection, ASSERTION_MIGRATIONS)

@@ -32,6 +32,14 @@ ASSERTION_TABLES = (
     "proj_subject_counts",
 )
 
+DEFERRED_INDEXES = (
+    "proj_assertions_view",
+    "proj_assertions_property",
+    "proj_assertions_supersedes",
+    "proj_ranks_assertion",
+)
+"""Indexes only the views read (never a projector's `apply`), so a replay builds them last."""
+
 _SOURCES = (
     """
     CREATE TABLE IF NOT EXISTS proj_source_versions (

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -64,29 +65,53 @@ def create_token(db: Path, role: str, name: str) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+class ServerFailed(RuntimeError):
+    """The server did not come up; carries the end of its log."""
+
+
 @dataclass
 class Server:
     process: subprocess.Popen[bytes]
     base: str
     log: TextIO
+    log_path: Path
 
     @classmethod
-    def start(cls, db: Path, log_path: Path) -> Server:
-        port = free_port()
-        log = log_path.open("a")
-        process = subprocess.Popen(
-            [LEDGER, "serve", "--db", str(db), "--port", str(port)],
-            stdout=log,
-            stderr=log,
-            env={**os.environ, "LEDGER_LOG_LEVEL": "WARNING"},
-        )
-        return cls(process, f"http://127.0.0.1:{port}", log)
+    def start(cls, db: Path, log_path: Path, attempts: int = 5, level: str = "WARNING") -> Server:
+        """Start `ledger serve` on a free port and wait for /v1/health.
 
-    def wait_healthy(self, timeout: float = 30) -> dict[str, Any]:
+        Another process can take the port between our probe and the server's bind; only
+        that failure is retried, on a new port.
+        """
+        for _ in range(attempts):
+            port = free_port()
+            log = log_path.open("a")
+            mark = log.tell()
+            process = subprocess.Popen(
+                [LEDGER, "serve", "--db", str(db), "--port", str(port)],
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "LEDGER_LOG_LEVEL": level},
+            )
+            server = cls(process, f"http://127.0.0.1:{port}", log, log_path)
+            try:
+                server.wait_healthy()
+            except ServerFailed as failed:
+                server.log.close()
+                if "address already in use" not in log_path.read_text()[mark:].lower():
+                    raise
+                del failed
+                continue
+            return server
+        raise ServerFailed("no free port after several attempts")
+
+    def wait_healthy(self, timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode}")
+                self.log.flush()
+                tail = self.log_path.read_text()[-3000:]
+                raise ServerFailed(f"the server exited with {self.process.returncode}:\n{tail}")
             try:
                 answer = httpx.get(f"{self.base}/v1/health", timeout=1)
                 if answer.status_code == 200:
@@ -95,7 +120,8 @@ class Server:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError("the server never answered /v1/health")
+                self.process.kill()
+                raise ServerFailed("the server never answered /v1/health")
             time.sleep(0.02)
 
     def kill(self) -> None:
@@ -319,7 +345,6 @@ def run(
     figures = Figures()
     server = Server.start(db, log_path)
     try:
-        server.wait_healthy()
         answer = httpx.post(
             f"{server.base}/v1/sources",
             json=SOURCE,
@@ -333,7 +358,6 @@ def run(
             seen = asyncio.run(burst(server, token, clients, kill_after, rng, f"r{number}"))
             started = time.perf_counter()
             server = Server.start(db, log_path)
-            server.wait_healthy()
             restart = time.perf_counter() - started
             counts = asyncio.run(check_after_restart(server, token, seen))
             figures.rounds = number
@@ -360,24 +384,25 @@ def run(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--check-every", type=int, default=1, help="verify/audit every N rounds")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--dir", type=Path, default=None, help="keep the ledger here")
+    parser.add_argument("--dir", type=Path, default=None, help="where the ledger goes (kept)")
     args = parser.parse_args()
     started = time.perf_counter()
-    if args.dir is not None:
-        args.dir.mkdir(parents=True, exist_ok=True)
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="ledger-crash-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
         figures = run(
-            args.dir, args.rounds, args.clients, check_every=args.check_every, seed=args.seed
+            directory, args.rounds, args.clients, check_every=args.check_every, seed=args.seed
         )
-    else:
-        with tempfile.TemporaryDirectory(prefix="ledger-crash-") as tmp:
-            figures = run(
-                Path(tmp), args.rounds, args.clients, check_every=args.check_every, seed=args.seed
-            )
+    except Exception:
+        sys.stderr.write(f"FAILED; the ledger and server.log are kept in {directory}\n")
+        raise
+    if args.dir is None:
+        shutil.rmtree(directory, ignore_errors=True)
     summary = figures.summary()
     summary["wall_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(summary, indent=2))

@@ -46,7 +46,6 @@ STATUS = "deployment.status"
 _TOKEN_LINE = re.compile(r"admin token \(shown once\): (\S+)")
 
 
-
 @functools.cache
 def page_wired() -> bool:
     """True once `create_app` serves the page at `/` itself."""

@@ -24,23 +24,26 @@ from ledger.sqlite_store import SqliteStore
 from tests.api_helpers import Ledger
 
 
+class LiveClient(httpx.AsyncClient):
+    """An httpx client of one in-process app, which it keeps at hand."""
+
+    def __init__(self, app: Litestar) -> None:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        super().__init__(transport=transport, base_url="http://testserver", timeout=30)
+        self.app = app
+
+
 @asynccontextmanager
-async def live(ledger: Ledger, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+async def live(ledger: Ledger, **settings: Any) -> AsyncIterator[LiveClient]:
     """A client of the app on `ledger`, started and stopped around the block."""
     app = create_app(ledger.settings(**settings))
-    async with app.lifespan():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://testserver", timeout=30
-        ) as client:
-            client.app = app  # type: ignore[attr-defined]
-            yield client
+    async with app.lifespan(), LiveClient(app) as client:
+        yield client
 
 
-def store_of(client: httpx.AsyncClient) -> SqliteStore:
+def store_of(client: LiveClient) -> SqliteStore:
     """The store the app behind `client` opened."""
-    app: Litestar = client.app  # type: ignore[attr-defined]
-    store: SqliteStore = app.state.store
+    store: SqliteStore = client.app.state.store
     return store
 
 

@@ -40,7 +40,15 @@ def test_import_then_events_and_verify(seeded: Path) -> None:
     events = [json.loads(line) for line in lines]
     assert [e["seq"] for e in events] == list(range(1, 28))
     assert set(events[0]) == {
-        "seq", "type", "stream", "version", "recorded_at", "actor", "data", "data_sha256", "hash"
+        "seq",
+        "type",
+        "stream",
+        "version",
+        "recorded_at",
+        "actor",
+        "data",
+        "data_sha256",
+        "hash",
     }
     after = ledger("events", "--after", "25", db=seeded).stdout.splitlines()
     assert [json.loads(x)["seq"] for x in after] == [26, 27]
@@ -80,9 +88,7 @@ def test_state_prints_the_view(seeded: Path) -> None:
     now = json.loads(ledger("state", S, "troops.deployed", db=seeded).stdout)
     assert now["estimate"]["low"] == 13000
     assert now["estimate"]["high"] == 15000
-    feb = json.loads(
-        ledger("state", S, "troops.deployed", "--as-of", "2025-02", db=seeded).stdout
-    )
+    feb = json.loads(ledger("state", S, "troops.deployed", "--as-of", "2025-02", db=seeded).stdout)
     assert (feb["estimate"]["low"], feb["estimate"]["high"]) == (10000, 12000)
     assert feb["as_of"] == "2025-02"
     status = json.loads(ledger("state", S, "deployment.status", db=seeded).stdout)

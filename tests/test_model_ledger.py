@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -100,7 +101,7 @@ class Model:
         """The event as the model expects it; its canonical bytes go into the log."""
         seq = len(self.log) + 1
         self.versions[stream] = self.versions.get(stream, 0) + 1
-        envelope = {
+        envelope: dict[str, Any] = {
             "seq": seq,
             "type": etype,
             "stream": stream,
@@ -149,7 +150,7 @@ class Model:
             adds = [
                 c
                 for c in live
-                if c.mode == "increment" and first_day(c.stated) >= first_day(base.stated)
+                if c.mode == "increment" and first_day(c.stated) > first_day(base.stated)
             ]
             parts = [base, *adds]
             bests = [p.best for p in parts]
@@ -163,7 +164,7 @@ class Model:
         for claim in totals:
             for claimant in claim.claimants:
                 latest[claimant] = claim
-        claimants = [
+        claimants: list[dict[str, Any]] = [
             {
                 "claimant": name,
                 "low": c.low,
@@ -421,7 +422,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 LedgerMachine.TestCase.settings = settings(
-    max_examples=25,
+    max_examples=int(os.environ.get("LEDGER_MODEL_EXAMPLES", "25")),
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
