@@ -24,7 +24,7 @@ from bench.common import (
     rss_mb,
     run_child,
     say,
-    server,
+    servers,
 )
 from bench.ledgers import adopt, ensure_ledger, import_into
 from ledger import merkle
@@ -367,17 +367,15 @@ def bench_audit(work: Path, n: int) -> list[Result]:
 # ---- target 7: memory of `ledger serve` ----
 
 
-def _serve_rss(work: Path, db: Path, requests: int) -> tuple[float, float]:
-    port = free_port()
-    args = ledger_args("serve", "--db", str(db), "--port", str(port), "--public-read")
-    base = f"http://127.0.0.1:{port}"
+def _reads(db: Path, port: int, requests: int) -> None:
+    """`requests` GETs of views, timelines, listings, event pages and a few proofs."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     pairs = conn.execute("SELECT subject, property FROM proj_properties").fetchall()
     head = int(conn.execute("SELECT max(seq) FROM events").fetchone()[0])
     conn.close()
     rng = random.Random(7)
-    with server(args, f"{base}/v1/health", work / f"serve-{port}.log") as proc:
-        client = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    client = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
         for i in range(requests):
             subject, prop = rng.choice(pairs)
             kind = "statuses" if prop in gen.STATUSES else "estimates"
@@ -395,15 +393,31 @@ def _serve_rss(work: Path, db: Path, requests: int) -> tuple[float, float]:
             response.read()
             if response.status != 200:
                 raise RuntimeError(f"GET {path}: {response.status}")
+    finally:
         client.close()
-        return rss_mb(proc.pid)
+
+
+def _serve_rss(work: Path, dbs: list[Path], requests: int) -> list[tuple[float, float]]:
+    """`(VmRSS, VmHWM)` of a `ledger serve` on each of `dbs` after `requests` reads."""
+    ports = [free_port() for _ in dbs]
+    specs = [
+        (
+            ledger_args("serve", "--db", str(db), "--port", str(port), "--public-read"),
+            f"http://127.0.0.1:{port}/v1/health",
+            work / f"serve-{port}.log",
+        )
+        for db, port in zip(dbs, ports, strict=True)
+    ]
+    with servers(specs) as procs:
+        for db, port in zip(dbs, ports, strict=True):
+            _reads(db, port, requests)
+        return [rss_mb(proc.pid) for proc in procs]
 
 
 def bench_memory(work: Path, n: int, small: int, requests: int) -> list[Result]:
     big_db, small_db = ensure_ledger(work, n), ensure_ledger(work, small)
     say(f"memory: `ledger serve` after {requests:,} reads")
-    _, s_hwm = _serve_rss(work, small_db, requests)
-    rss, hwm = _serve_rss(work, big_db, requests)
+    (_, s_hwm), (rss, hwm) = _serve_rss(work, [small_db, big_db], requests)
     events = event_count(big_db)
     return [
         Result(

@@ -26,8 +26,13 @@ EVENT_TYPES = (
 )
 
 
-class Payload(msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=False):
-    """Base of every event payload; absent optional fields are not written."""
+class Payload(
+    msgspec.Struct, frozen=True, omit_defaults=True, forbid_unknown_fields=False, gc=False
+):
+    """Base of every event payload; absent optional fields are not written.
+
+    Frozen and acyclic, so the garbage collector need not track them (`gc=False`).
+    """
 
 
 class Value(Payload, frozen=True):
@@ -126,7 +131,7 @@ class NewEvent(msgspec.Struct, frozen=True):
         return TYPE_OF[type(self.payload)]
 
 
-class Event(msgspec.Struct, frozen=True):
+class Event(msgspec.Struct, frozen=True, gc=False):
     """An appended event, as the log holds it.
 
     `data` is the decoded payload, or None where the payload was erased; the envelope and

@@ -23,7 +23,6 @@ ROLES: tuple[str, ...] = get_args(Role)
 TOKEN_PREFIX = "ldg_"  # noqa: S105 - a visible prefix, not a secret
 
 
-
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     name: str

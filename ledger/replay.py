@@ -289,8 +289,11 @@ def compare_table(live: sqlite3.Connection, replay: sqlite3.Connection, table: s
     if sorted(columns) != sorted(replay_columns):
         return [f"{table}: live columns {columns} differ from replayed {replay_columns}"]
     position = 0
+    none: list[tuple[Any, ...]] = []
+    have_batch: list[tuple[Any, ...]]
+    want_batch: list[tuple[Any, ...]]
     for have_batch, want_batch in zip_longest(
-        _batches(live, table, columns), _batches(replay, table, columns), fillvalue=[]
+        _batches(live, table, columns), _batches(replay, table, columns), fillvalue=none
     ):
         if have_batch == want_batch:  # the usual case, compared in C a batch at a time
             position += len(have_batch)

@@ -100,17 +100,23 @@ def row_to_event(row: Sequence[Any]) -> Event:
 def fetch_nodes(
     conn: sqlite3.Connection, ids: Sequence[merkle.NodeId]
 ) -> dict[merkle.NodeId, bytes]:
-    """Read Merkle nodes in one query; a missing node is a :class:`LedgerError`."""
+    """Read Merkle nodes by primary key, one query per tree level (O(log n) probes).
+
+    A missing node is a :class:`LedgerError`.
+    """
+    by_level: dict[int, list[int]] = {}
+    for level, idx in ids:
+        by_level.setdefault(level, []).append(idx)
     found: dict[merkle.NodeId, bytes] = {}
-    for start in range(0, len(ids), 400):
-        part = ids[start : start + 400]
-        values = ",".join("(?, ?)" for _ in part)
-        args = [n for node in part for n in node]
-        for level, idx, h in conn.execute(
-            f"SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) IN (VALUES {values})",
-            args,
-        ):
-            found[(level, idx)] = h
+    for level, wanted in by_level.items():
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for idx, h in conn.execute(
+                f"SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx IN ({marks})",
+                (level, *part),
+            ):
+                found[(level, idx)] = h
     if len(found) != len(set(ids)):
         missing = sorted(set(ids) - found.keys())
         raise LedgerError(f"Merkle nodes missing from the store: {missing[:5]}")
@@ -238,8 +244,10 @@ class SqliteTransaction:
         conn.executemany("INSERT INTO payloads (seq, data) VALUES (?, ?)", payload_rows)
         conn.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", node_rows)
         tip.seq, tip.hash, tip.recorded_us = seq, prev, recorded_us
-        for projector in self._store.projectors:
-            projector.apply(conn, out)
+        # the write model now, so later units of this batch decide on it; the read side
+        # once for the whole batch, just before it commits
+        self._store.projectors[0].apply(conn, out)
+        self._store._unprojected.extend(out)
         return out
 
 
@@ -276,6 +284,7 @@ class SqliteStore:
         """Why appends are refused (the stored log failed its start-up check), or None."""
         self.storage_problem: str | None = None
         """Set while the last append that needed room found the database full."""
+        self._unprojected: list[Event] = []  # appended in this batch, read side not yet
         self._listeners: list[Callable[[int], None]] = []
         self._conn = connect(self.path, synchronous, cache_mib=64)
         migrate(self._conn, LOG_MIGRATIONS)
@@ -371,8 +380,10 @@ class SqliteStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             txn = SqliteTransaction(self, conn)
+            self._unprojected = []
             for job in batch:
                 saved = self._tip.copy()
+                mark = len(self._unprojected)
                 conn.execute("SAVEPOINT unit")
                 try:
                     result = job.work(txn)
@@ -385,11 +396,16 @@ class SqliteStore:
                     conn.execute("ROLLBACK TO unit")
                     conn.execute("RELEASE unit")
                     self._tip = saved
+                    del self._unprojected[mark:]
                     self._note_storage(exc)
                     outcomes.append((job, None, _failure(exc)))
                 else:
                     conn.execute("RELEASE unit")
                     outcomes.append((job, result, None))
+            if self._unprojected:
+                for projector in self.projectors[1:]:
+                    projector.apply(conn, self._unprojected)
+                self._unprojected = []
             if self._tip.seq > start_seq:
                 conn.executemany(
                     "INSERT INTO checkpoints (name, seq) VALUES (?, ?) "
@@ -397,7 +413,7 @@ class SqliteStore:
                     [(p.name, self._tip.seq) for p in self.projectors],
                 )
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # a failed commit or read-side fold fails the whole batch
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._tip = start_tip

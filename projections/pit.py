@@ -47,7 +47,8 @@ def stream_version(conn: sqlite3.Connection, stream: str, seq: int) -> int:
     """The version of `stream` once the log held `seq` events (0 before its first).
 
     Versions and seqs grow together within a stream, so walking the stream's versions
-    downwards stops at the answer: one probe at the head, whatever the log's length.
+    downwards stops at the answer: one probe at the head, a walk over the stream's later
+    events for an older `seq` (fine for sources, whose streams are short).
     """
     row = conn.execute(
         "SELECT version FROM events WHERE stream = ? AND seq <= ? ORDER BY version DESC LIMIT 1",
@@ -56,8 +57,32 @@ def stream_version(conn: sqlite3.Connection, stream: str, seq: int) -> int:
     return 0 if row is None else int(row[0])
 
 
+_SUBJECT_VERSION = """
+SELECT coalesce(
+    (SELECT e.version - 1 FROM events e
+     WHERE e.stream = :stream AND e.seq > :seq AND e.version > coalesce(
+         (SELECT c.assertions FROM proj_subject_counts c
+          WHERE c.subject = :subject AND c.seq <= :seq ORDER BY c.seq DESC LIMIT 1), 0)
+     ORDER BY e.version LIMIT 1),
+    last.version)
+FROM events last WHERE last.stream = :stream ORDER BY last.version DESC LIMIT 1
+"""
+
+
 def subject_version(conn: sqlite3.Connection, subject: str, seq: int) -> int:
-    return stream_version(conn, f"subject:{subject}", seq)
+    """The version of the subject's stream once the log held `seq` events, in a few probes.
+
+    Every assertion on the subject is an event of its stream, so its assertion count at
+    `seq` (one probe of `proj_subject_counts`) is a lower bound of the version. The
+    stream's versions above it that are still at or before `seq` are its retractions and
+    rankings, few, so the first version after that bound recorded after `seq` is one past
+    the answer (none: the stream's last version is). The cost stays flat however long
+    the subject's history, where walking the versions down from the head would not.
+    """
+    row = conn.execute(
+        _SUBJECT_VERSION, {"stream": f"subject:{subject}", "subject": subject, "seq": seq}
+    ).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def _time(name: str, text: str | None, errors: list[FieldError]) -> tuple[str | None, int | None]:
