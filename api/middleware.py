@@ -63,19 +63,36 @@ class AccessLog:
 
 
 class RateLimit:
-    """A fixed one-minute window per API key (by digest) or, without one, per client address."""
+    """A fixed one-minute window per API key (by digest) or, without one, per client address.
+
+    Requests refused with 401 also count against their address, so inventing a new token
+    for every request does not escape the limit.
+    """
 
     def __init__(self, app: Any, per_minute: int) -> None:
         self.app = app
         self.per_minute = per_minute
         self._windows: dict[str, tuple[int, int]] = {}
 
+    @staticmethod
+    def _address(scope: Scope) -> str:
+        client = scope.get("client") or ("?", 0)
+        return f"a:{client[0]}"
+
     def _client(self, scope: Scope) -> str:
         auth = _header(scope, b"authorization")
         if auth is not None:
             return "k:" + hashlib.sha256(auth).hexdigest()
-        client = scope.get("client") or ("?", 0)
-        return f"a:{client[0]}"
+        return self._address(scope)
+
+    def _spent(self, who: str, window: int) -> int:
+        start, count = self._windows.get(who, (window, 0))
+        return count if start == window else 0
+
+    def _count(self, who: str, window: int) -> None:
+        if len(self._windows) > 100_000:
+            self._windows.clear()
+        self._windows[who] = (window, self._spent(who, window) + 1)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or self.per_minute <= 0 or scope.get("path") == "/v1/health":
@@ -84,28 +101,32 @@ class RateLimit:
         now = time.time()
         window = int(now // 60)
         who = self._client(scope)
-        start, count = self._windows.get(who, (window, 0))
-        if start != window:
-            start, count = window, 0
-        if count >= self.per_minute:
-            retry = max(1, math.ceil((window + 1) * 60 - now))
-            body = msgspec.json.encode(
-                Problem(429, "Too many requests", f"over {self.per_minute} requests a minute")
-            )
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 429,
-                    "headers": [
-                        (b"content-type", b"application/problem+json"),
-                        (b"retry-after", str(retry).encode()),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+        failures = "f:" + self._address(scope)
+        if max(self._spent(who, window), self._spent(failures, window)) >= self.per_minute:
+            await self._refuse(send, max(1, math.ceil((window + 1) * 60 - now)))
             return
-        if len(self._windows) > 100_000:
-            self._windows.clear()
-        self._windows[who] = (start, count + 1)
-        await self.app(scope, receive, send)
+        self._count(who, window)
+
+        async def send_counting_refusals(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                self._count(failures, window)
+            await send(message)
+
+        await self.app(scope, receive, send_counting_refusals)
+
+    async def _refuse(self, send: Any, retry_after: int) -> None:
+        body = msgspec.json.encode(
+            Problem(429, "Too many requests", f"over {self.per_minute} requests a minute")
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"retry-after", str(retry_after).encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from tests import api_helpers
 from tests.api_helpers import (
@@ -298,11 +297,6 @@ async def test_floods_meet_the_rate_limit(ledger: Ledger) -> None:
         assert len(events.json()["items"]) == per_minute  # only the admitted ones appended
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api/middleware.py keys the limit by the Authorization header's digest, so each "
-    "made-up token gets a window of its own (report: limit failed auth per client address)",
-)
 async def test_rotating_made_up_tokens_still_meet_the_limit(ledger: Ledger) -> None:
     per_minute = 5
     async with live(ledger, rate_limit_per_minute=per_minute) as client:

@@ -360,6 +360,7 @@ def test_rebuild_of_an_empty_log(store: SqliteStore) -> None:
 async def test_rebuild_while_appending(live: SqliteStore) -> None:
     appends = [live.append("subject:b", new_events("subject:b", 1, i), "w") for i in range(50)]
     rebuilt, *_ = await asyncio.gather(asyncio.to_thread(rebuild, live), *appends)
+    assert isinstance(rebuilt, int)
     assert SIZE <= rebuilt <= SIZE + 50
     report = audit(live, factory)
     assert report.ok, report.problems
