@@ -26,10 +26,12 @@ from api.routes.reads import READ_HANDLERS
 from api.routes.writes import WRITE_HANDLERS
 from api.settings import Settings
 from api.tail import Tail
+from ledger.errors import FieldError, InvalidInput
 from ledger.sqlite_store import SqliteStore
 from projections import all_projectors
 
 API_VERSION = "1.0.0"
+QUERY_NAMES = "query_names"
 SWAGGER_ASSETS = "/schema/assets"
 
 
@@ -59,6 +61,9 @@ def create_app(settings: Settings) -> Litestar:
     async def _guard(connection: Any, handler: Any) -> None:
         if handler.opt.get("need") != "none":
             await guard(connection, handler)
+        allowed = handler.opt.get(QUERY_NAMES)
+        if allowed is not None and (unknown := connection.query_params.keys() - allowed):
+            raise InvalidInput([FieldError(name, "unknown query parameter") for name in unknown])
 
     # the interactive schema page's scripts come from a Python package, not a CDN
     swagger_assets = create_static_files_router(
@@ -112,9 +117,19 @@ def create_app(settings: Settings) -> Litestar:
         ),
         debug=False,
     )
+    _note_query_names(app)
     app.state.settings = settings
     app.state.auth = Authenticator(app.state, settings.public_read, settings.auth_cache_seconds)
     return app
+
+
+def _note_query_names(app: Litestar) -> None:
+    """Record on each handler the query parameters it takes, so others are refused."""
+    for route in app.routes:
+        for handler, kwargs_model in getattr(route, "route_handler_map", {}).values():
+            if handler.include_in_schema:  # the page and its assets may carry cache-busters
+                names = {p.field_alias for p in kwargs_model.expected_query_params}
+                handler.opt[QUERY_NAMES] = frozenset(names)
 
 
 def end_streams(app: Litestar) -> None:
