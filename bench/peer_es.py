@@ -25,7 +25,7 @@ class Claims(Aggregate):  # type: ignore[misc,unused-ignore]
         self.low = 0
         self.high = 0
 
-    @event("Recorded")  # type: ignore[misc,unused-ignore]
+    @event("Recorded")  # type: ignore[misc,untyped-decorator,unused-ignore]
     def record(self, claim: dict[str, Any]) -> None:
         self.count += 1
         value = claim.get("value") or {}
