@@ -76,10 +76,13 @@ def decode_line(raw: bytes, number: int) -> ImportLine:
     """One line as a command, or :class:`_BadLine` naming every bad field."""
     try:
         line: ImportLine = _decoder.decode(raw)
-    except msgspec.DecodeError:
+    except (ValueError, RecursionError):  # DecodeError, bad UTF-8, nesting too deep
         try:
             obj = msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
+        except RecursionError:
+            problem = ImportError_(number, [FieldError("line", "not JSON: nested too deeply")])
+            raise _BadLine(0, problem) from None
+        except ValueError as exc:  # msgspec.DecodeError, or UnicodeDecodeError on bad UTF-8
             problem = ImportError_(number, [FieldError("line", f"not JSON: {exc}")])
             raise _BadLine(0, problem) from None
         if not isinstance(obj, dict) or obj.get("record") not in IMPORT_LINE_TYPES:

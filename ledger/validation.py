@@ -16,6 +16,7 @@ from ledger.errors import FieldError, InvalidInput
 from ledger.times import TIME_PATTERN, TimeFormatError, parse_time
 
 T = TypeVar("T", bound=msgspec.Struct)
+MAX_ERRORS = 50  # fields named in one answer at most
 
 
 def _field_path(path: str, name: str) -> str:
@@ -101,6 +102,9 @@ def convert_all(raw: Any, cls: type[T]) -> T:
         obj = msgspec.convert(raw, cls, strict=True)
     except msgspec.ValidationError as exc:
         errors = _struct_errors(raw, cls, "") or [_msgspec_error(exc, "")]
+        if len(errors) > MAX_ERRORS:  # a hostile body must not buy a huge answer
+            more = len(errors) - MAX_ERRORS
+            errors = [*errors[:MAX_ERRORS], FieldError("body", f"and {more} more problems")]
         raise InvalidInput(errors) from None
     problems = check_struct(obj)
     if problems:

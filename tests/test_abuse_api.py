@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from tests import api_helpers
 from tests.api_helpers import (
@@ -309,3 +310,15 @@ async def test_rotating_made_up_tokens_still_meet_the_limit(ledger: Ledger) -> N
             for i in range(3 * per_minute)
         ]
         assert 429 in codes
+
+
+def test_many_unknown_fields_get_a_bounded_answer() -> None:
+    from ledger.commands import RegisterSource
+    from ledger.errors import InvalidInput
+    from ledger.validation import MAX_ERRORS, convert_all
+
+    body = {"id": "x", "name": "X", "kind": "military"} | {f"f{i}": i for i in range(10_000)}
+    with pytest.raises(InvalidInput) as caught:
+        convert_all(body, RegisterSource)
+    assert len(caught.value.errors) == MAX_ERRORS + 1
+    assert caught.value.errors[-1].message == f"and {10_000 - MAX_ERRORS} more problems"

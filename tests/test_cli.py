@@ -137,3 +137,25 @@ def test_rebuild_keeps_the_views(seeded: Path) -> None:
     before = ledger("state", S, "casualties.killed_or_wounded", db=seeded).stdout
     ledger("rebuild", db=seeded)
     assert ledger("state", S, "casualties.killed_or_wounded", db=seeded).stdout == before
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b'{"record":"source","id":"y","name":"\xff\xfe","kind":"military"}\n', "utf-8"),
+        (b"[" * 200_000 + b"\n", "nested too deeply"),
+        (b'{"record":"sauce","id":"y"}\n', "record: must be one of"),
+    ],
+    ids=["invalid-utf8", "deep-nesting", "unknown-record"],
+)
+def test_import_names_a_malformed_line(tmp_path: Path, content: bytes, why: str) -> None:
+    db = tmp_path / "l.db"
+    bad = tmp_path / "bad.jsonl"
+    first = b'{"record":"source","id":"x","name":"X","kind":"military"}\n'
+    bad.write_bytes(first + content)
+    result = ledger("import", str(bad), db=db, check=False)
+    assert result.returncode == 1
+    assert "line 2" in result.stderr
+    assert why in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(ledger("events", db=db).stdout.splitlines()) == 1

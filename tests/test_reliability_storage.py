@@ -75,13 +75,18 @@ async def test_full_disk_is_507_reads_go_on_and_writing_resumes(ledger: Ledger) 
         assert [e["seq"] for e in events.json()["items"]] == [full["size"]]
         health = await client.get("/v1/health")
         assert health.status_code == 200
-        assert health_report(store).status == "degraded"
+        assert health.json() == {
+            "status": "degraded",
+            "seq": full["size"],
+            "reason": store.storage_problem,
+        }
 
         await asyncio.to_thread(store.set_max_pages, None)
         resumed = await client.post("/v1/assertions", json=assertion_body(**BIG), headers=keyed)
         assert resumed.status_code == 201, resumed.text
         assert resumed.json()["seq"] == full["size"] + 1
         assert health_report(store).status == "ok"
+        assert (await client.get("/v1/health")).json()["status"] == "ok"
         again = await client.post("/v1/assertions", json=assertion_body(**BIG), headers=keyed)
         assert again.content == resumed.content
         assert (await head(client, ledger))["size"] == full["size"] + 1
