@@ -31,7 +31,8 @@ class ApiKey:
     revoked_at: str | None
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """The SHA-256 (hex) a token is stored and looked up by."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -49,7 +50,7 @@ def create_key(conn: sqlite3.Connection, role: Role, name: str | None = None) ->
         with conn:
             conn.execute(
                 "INSERT INTO api_keys (name, role, token_sha256, created_at) VALUES (?, ?, ?, ?)",
-                (name, role, _digest(token), created),
+                (name, role, token_digest(token), created),
             )
     except sqlite3.IntegrityError:
         raise Conflict(f"a key named {name!r} already exists") from None
@@ -80,7 +81,7 @@ def revoke_key(conn: sqlite3.Connection, name: str) -> ApiKey:
 
 def authenticate(conn: sqlite3.Connection, token: str) -> ApiKey | None:
     """The live key whose token this is, or None."""
-    digest = _digest(token)
+    digest = token_digest(token)
     row = conn.execute(
         "SELECT name, role, created_at, revoked_at, token_sha256 FROM api_keys "
         "WHERE token_sha256 = ?",

@@ -7,8 +7,9 @@ from itertools import groupby
 from typing import Any
 
 from ledger.errors import FieldError, InvalidInput
+from ledger.sqlite_store import stream_version_at
 from projections.details import check_limit
-from projections.pit import PointInTime, stream_version, subject_version
+from projections.pit import PointInTime, subject_version
 from projections.rows import SourcePage, SourceVersion, SourceView, SubjectPage, SubjectRow
 
 _SOURCE_COLUMNS = "id, seq, recorded_at, name, kind, country, reliability"
@@ -107,4 +108,4 @@ def list_sources(
 
 
 def source_version(conn: sqlite3.Connection, source_id: str, seq: int) -> int:
-    return stream_version(conn, f"source:{source_id}", seq)
+    return stream_version_at(conn, f"source:{source_id}", seq)

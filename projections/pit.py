@@ -11,8 +11,8 @@ import sqlite3
 import msgspec
 
 from ledger.errors import FieldError, InvalidInput
-from ledger.sqlite_store import log_size
-from ledger.times import MAX_US, TimeFormatError, format_record_time, parse_time
+from ledger.sqlite_store import log_size, seq_at
+from ledger.times import MAX_US, TimeFormatError, parse_time
 
 
 class PointInTime(msgspec.Struct, frozen=True):
@@ -32,29 +32,6 @@ class PointInTime(msgspec.Struct, frozen=True):
     def stated_cutoff(self) -> int:
         """The statement-time cutoff as a number, `MAX_US` when there is none."""
         return MAX_US if self.as_of_end is None else self.as_of_end
-
-
-def seq_recorded_by(conn: sqlite3.Connection, recorded_us: int) -> int:
-    """The last seq recorded at or before `recorded_us` (one index probe)."""
-    row = conn.execute(
-        "SELECT seq FROM events WHERE recorded_at <= ? ORDER BY recorded_at DESC, seq DESC LIMIT 1",
-        (format_record_time(recorded_us),),
-    ).fetchone()
-    return 0 if row is None else int(row[0])
-
-
-def stream_version(conn: sqlite3.Connection, stream: str, seq: int) -> int:
-    """The version of `stream` once the log held `seq` events (0 before its first).
-
-    Versions and seqs grow together within a stream, so walking the stream's versions
-    downwards stops at the answer: one probe at the head, a walk over the stream's later
-    events for an older `seq` (fine for sources, whose streams are short).
-    """
-    row = conn.execute(
-        "SELECT version FROM events WHERE stream = ? AND seq <= ? ORDER BY version DESC LIMIT 1",
-        (stream, seq),
-    ).fetchone()
-    return 0 if row is None else int(row[0])
 
 
 _SUBJECT_VERSION = """
@@ -116,7 +93,7 @@ def resolve(
     if errors:
         raise InvalidInput(errors)
     if known_end is not None:
-        seq = seq_recorded_by(conn, known_end)
+        seq = seq_at(conn, known_end)
     elif seq is None:
         seq = head
     return PointInTime(as_of=as_of_text, as_of_end=as_of_end, known_at=known_text, seq=seq)
