@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar, Request, Router
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -17,6 +17,7 @@ from litestar.static_files import create_static_files_router
 from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import Authenticator, guard
+from api.deps import BODY, checked_body
 from api.middleware import AccessLog, RateLimit
 from api.openapi import SchemaJson
 from api.problems import EXCEPTION_HANDLERS
@@ -58,12 +59,22 @@ def create_app(settings: Settings) -> Litestar:
             tail.close()
             await asyncio.to_thread(store.close)
 
-    async def _guard(connection: Any, handler: Any) -> None:
-        if handler.opt.get("need") != "none":
-            await guard(connection, handler)
-        allowed = handler.opt.get(QUERY_NAMES)
-        if allowed is not None and (unknown := connection.query_params.keys() - allowed):
+    async def _gate(request: Request[Any, Any, Any]) -> None:
+        """Role, query names and (for writes) the body, before litestar parses anything.
+
+        One app-level hook rather than a litestar guard, which copies the route handler
+        on every call.
+        """
+        handler = request.route_handler
+        opt = handler.opt
+        if opt.get("need") != "none":
+            await guard(request, handler)
+        allowed = opt.get(QUERY_NAMES)
+        if allowed is not None and (unknown := request.query_params.keys() - allowed):
             raise InvalidInput([FieldError(name, "unknown query parameter") for name in unknown])
+        body = opt.get(BODY)
+        if body is not None:
+            await checked_body(request, body)
 
     # the interactive schema page's scripts come from a Python package, not a CDN
     swagger_assets = create_static_files_router(
@@ -80,7 +91,7 @@ def create_app(settings: Settings) -> Litestar:
     app = Litestar(
         route_handlers=[health, *PAGE_HANDLERS, swagger_assets, behind_token],
         lifespan=[lifespan],
-        guards=[_guard],
+        before_request=_gate,
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         middleware=[

@@ -34,6 +34,9 @@ class Authenticator:
         self.public_read = public_read
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, keys.ApiKey | None]] = {}
+        # one lookup per token in flight: when a hit expires under load, the many requests
+        # that find it stale together wait for the same lookup instead of each starting one
+        self._pending: dict[str, asyncio.Future[keys.ApiKey | None]] = {}
 
     def _lookup(self, token: str) -> keys.ApiKey | None:
         store = self._state.store
@@ -45,11 +48,36 @@ class Authenticator:
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:
             return hit[1]
-        key = await asyncio.to_thread(self._lookup, token)
+        task = self._pending.get(digest)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(digest, token, now))
+            task.add_done_callback(_retrieved)
+            self._pending[digest] = task
+        # shielded: a caller that goes away does not cancel the lookup the others wait for
+        return await asyncio.shield(task)
+
+    async def _fetch(self, digest: str, token: str, now: float) -> keys.ApiKey | None:
+        try:
+            key = await asyncio.to_thread(self._lookup, token)
+        finally:
+            del self._pending[digest]
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (now + self.cache_seconds, key)
         return key
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a lookup's failure seen even if every caller that waited on it went away."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _authorization(scope: Any) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return bytes(value).decode("latin-1")
+    return None
 
 
 def _unauthorized(detail: str) -> NotAuthorizedException:
@@ -60,7 +88,7 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
     """Let the request through if its key's role grants what the handler needs."""
     need: Need = handler.opt.get("need", "read")
     auth: Authenticator = connection.app.state.auth
-    header = connection.headers.get("authorization")
+    header = _authorization(connection.scope)
     if header is None:
         if need == "read" and auth.public_read:
             connection.state.actor = ANONYMOUS
@@ -74,5 +102,6 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
         raise _unauthorized("unknown or revoked token")
     if need not in GRANTS.get(key.role, frozenset()):
         raise PermissionDeniedException(detail=f"the {key.role} role may not {need}")
-    connection.state.actor = key.name
-    connection.state.role = key.role
+    state = connection.scope.setdefault("state", {})  # what `connection.state` reads
+    state["actor"] = key.name
+    state["role"] = key.role

@@ -133,6 +133,10 @@ async def run_write(
     )
 
 
+BODY = "body"
+"""The handler option naming the struct a write's body must decode into."""
+
+
 async def checked_body(request: Request[Any, Any, Any], cls: type[Any]) -> Any:
     """Decode the body naming every bad field (runs before litestar's own decode)."""
     return decode_all(await request.body(), cls)

@@ -11,6 +11,14 @@ At the first bad line the import stops: the lines before it are committed, and n
 from it or after it is appended. A line the rules refuse is found on the writer; the
 chunk appends the lines before it and marks the import stopped, and every chunk queued
 after it then appends nothing, since the writer runs units in order.
+
+The read-side projections are folded once at the end rather than chunk by chunk
+(:class:`_DeferredViews`): while the import runs, the chunks commit the log and the write
+model only, and the views' checkpoints stay where they were; before `import_file`
+returns, one unit folds the whole backlog in large batches (building the view-only
+indexes once, if the backlog is longer than what was there) and moves the checkpoints.
+Should the process die before that, the projectors catch up when the ledger is next
+opened (:func:`ledger.replay.catch_up_on_open`).
 """
 
 from __future__ import annotations
@@ -36,13 +44,17 @@ from ledger.commands import (
 from ledger.domain import decide
 from ledger.errors import FieldError, InvalidInput, LedgerError
 from ledger.events import NewEvent
-from ledger.sqlite_store import SqliteStore, SqliteTransaction
+from ledger.replay import catch_up, checkpoint_of
+from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size
+from ledger.store import Projector
 from ledger.validation import convert_all
 from ledger.writemodel import BatchWriteState, stream_versions
 
 _decoder = msgspec.json.Decoder(ImportLine)
 CHUNK = 5000
 IN_FLIGHT = 2
+CATCH_UP_CHUNK = 5000
+"""Events a step of the views' fold at the end decodes at once (it bounds peak memory)."""
 
 
 @dataclass
@@ -154,6 +166,46 @@ class _Run:
         return outcome
 
 
+class _DeferredViews:
+    """Take the read-side projectors off the store's commits for an import, then fold
+    what the import appended into them in one unit and put them back.
+
+    Both steps run as units on the writer, in order with every other unit. Events that
+    other callers append meanwhile are folded by the same catch-up: it folds everything
+    committed after each projector's checkpoint (the write model's checkpoint is the
+    committed end of the log), and a batch that commits later folds its own events once
+    the projectors are back.
+    """
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.taken: list[Projector] = []
+
+    def __enter__(self) -> _DeferredViews:
+        def take(txn: SqliteTransaction) -> None:
+            del txn
+            self.taken = self.store.projectors[1:]
+            del self.store.projectors[1:]
+
+        self.store.run_sync(take)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.taken:
+            return
+
+        def give_back(txn: SqliteTransaction) -> None:
+            conn = txn.connection
+            write_model = self.store.projectors[0].name
+            committed = checkpoint_of(conn, write_model)
+            end = log_size(conn) if committed is None else committed
+            catch_up(conn, self.taken, until=end, chunk=CATCH_UP_CHUNK)
+            self.store.projectors.extend(self.taken)
+            self.taken = []
+
+        self.store.run_sync(give_back)
+
+
 def _wanted(
     lines: list[tuple[int, ImportLine]],
 ) -> tuple[list[str], list[str], list[tuple[str, str]]]:
@@ -223,27 +275,28 @@ def import_file(
     chunk: list[tuple[int, ImportLine]] = []
     done_bytes = 0
     decode_error: ImportError_ | None = None
-    try:
-        with path.open("rb") as fh:
-            for number, raw in _numbered_lines(fh):
-                done_bytes += len(raw) + 1
-                result.lines = number
-                if not raw.strip():
-                    continue
-                try:
-                    chunk.append((number, decode_line(raw, number)))
-                except _BadLine as bad:
-                    decode_error = bad.problem
-                    break
-                if len(chunk) >= chunk_size:
-                    pending.append((store.submit(run.unit(chunk)), done_bytes))
-                    chunk = []
-                    if not settle(IN_FLIGHT - 1):
+    with _DeferredViews(store):
+        try:
+            with path.open("rb") as fh:
+                for number, raw in _numbered_lines(fh):
+                    done_bytes += len(raw) + 1
+                    result.lines = number
+                    if not raw.strip():
+                        continue
+                    try:
+                        chunk.append((number, decode_line(raw, number)))
+                    except _BadLine as bad:
+                        decode_error = bad.problem
                         break
-        if chunk and result.error is None:
-            pending.append((store.submit(run.unit(chunk)), done_bytes))
-    finally:
-        settle(0)
+                    if len(chunk) >= chunk_size:
+                        pending.append((store.submit(run.unit(chunk)), done_bytes))
+                        chunk = []
+                        if not settle(IN_FLIGHT - 1):
+                            break
+            if chunk and result.error is None:
+                pending.append((store.submit(run.unit(chunk)), done_bytes))
+        finally:
+            settle(0)
     if result.error is None:
         result.error = decode_error
     if progress is not None and result.error is None:

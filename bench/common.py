@@ -146,6 +146,15 @@ def ledger_args(*args: str) -> list[str]:
     return [PYTHON, "-m", "api.cli", *args]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux's /proc; 0.0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

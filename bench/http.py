@@ -8,7 +8,16 @@ import msgspec
 
 from api.importer import import_file
 from bench import gen
-from bench.common import PYTHON, Result, free_port, ledger_args, remove_db, say, servers
+from bench.common import (
+    PYTHON,
+    Result,
+    cpu_seconds,
+    free_port,
+    ledger_args,
+    remove_db,
+    say,
+    servers,
+)
 from bench.load import Load, have_wrk, run_load
 from ledger import keys
 from ledger.sqlite_store import SqliteStore, connect
@@ -63,17 +72,21 @@ def bench_http(work: Path, seconds: float, tool: str = "auto") -> list[Result]:
         (bare_args, f"http://127.0.0.1:{bare_port}/v1/health", work / "bare.log"),
         (ledger_cmd, f"http://127.0.0.1:{ledger_port}/v1/health", work / "serve-http.log"),
     ]
-    with servers(specs):
+    cpu = {"bare": 0.0, "ledger": 0.0}  # CPU seconds each server spent in the measured runs
+
+    def measured(name: str, pid: int, port: int) -> Load:
+        before = cpu_seconds(pid)
+        load = run_load(port, "/v1/assertions", bodies, headers, CONNECTIONS, seconds, used)
+        cpu[name] += cpu_seconds(pid) - before
+        return load
+
+    with servers(specs) as (bare_proc, ledger_proc):
         warm = min(1.0, seconds / 2)
         run_load(bare_port, "/v1/assertions", bodies, headers, CONNECTIONS, warm, used)
         run_load(ledger_port, "/v1/assertions", bodies, headers, CONNECTIONS, warm, used)
         for _ in range(2):
-            bare_runs.append(
-                run_load(bare_port, "/v1/assertions", bodies, headers, CONNECTIONS, seconds, used)
-            )
-            ledger_runs.append(
-                run_load(ledger_port, "/v1/assertions", bodies, headers, CONNECTIONS, seconds, used)
-            )
+            bare_runs.append(measured("bare", bare_proc.pid, bare_port))
+            ledger_runs.append(measured("ledger", ledger_proc.pid, ledger_port))
     bare = sum(r.rps for r in bare_runs) / len(bare_runs)
     ours = sum(r.rps for r in ledger_runs) / len(ledger_runs)
     p99 = max(r.p99_ms for r in ledger_runs)
@@ -87,6 +100,14 @@ def bench_http(work: Path, seconds: float, tool: str = "auto") -> list[Result]:
     ]
     if bad:
         notes.append(f"{bad} answers were not 201 or failed")
+    if cpu["bare"] > 0 and cpu["ledger"] > 0:
+        per_bare = cpu["bare"] / sum(r.requests for r in bare_runs) * 1e6
+        per_ours = cpu["ledger"] / sum(r.requests for r in ledger_runs) * 1e6
+        notes.append(
+            f"server CPU per request: ledger {per_ours:,.0f} us, bare {per_bare:,.0f} us "
+            f"({per_ours / per_bare:.1f}x); both servers are one process bound to one core "
+            "by the GIL"
+        )
     return [
         Result(
             "1",

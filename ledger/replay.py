@@ -12,17 +12,23 @@ import, so callers hand them in as a factory.
 
 from __future__ import annotations
 
+import importlib
+import os
 import sqlite3
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, suppress
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import structlog
 
 from ledger.errors import LedgerError
-from ledger.events import Event
+from ledger.events import PAYLOAD_TYPES, Event
 from ledger.migrations import migrate
 from ledger.schema import LOG_MIGRATIONS
 from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size, row_to_event
@@ -30,9 +36,13 @@ from ledger.store import Projector
 from ledger.verify import Progress, read_snapshot, verify_log
 from ledger.writemodel import WriteModel
 
-REPLAY_CHUNK = 10_000
+log = structlog.get_logger("ledger.replay")
+
+REPLAY_CHUNK = 20_000
 SCRATCH_CACHE_MIB = 64
 """Page cache of the audit's scratch database: its hot index pages stay in memory."""
+
+Fold = Callable[[Sequence[Event]], None]
 
 ProjectorFactory = Callable[[], Sequence[Projector]]
 """Makes fresh, unmigrated projectors: the read side's, e.g. `projections.all_projectors`."""
@@ -40,8 +50,9 @@ ProjectorFactory = Callable[[], Sequence[Projector]]
 _EVENTS_SQL = (
     "SELECT e.seq, e.type, e.stream, e.version, e.recorded_at, e.actor, e.data_sha256, e.hash,"
     " p.data FROM events e LEFT JOIN payloads p ON p.seq = e.seq"
-    " WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
+    " WHERE e.seq > ? AND e.seq <= ? ORDER BY e.seq LIMIT ?"
 )
+_MAX_SEQ = 2**63 - 1
 _CHECKPOINT_SQL = (
     "INSERT INTO checkpoints (name, seq) VALUES (?, ?) "
     "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq"
@@ -59,19 +70,46 @@ class AuditReport(msgspec.Struct, frozen=True):
     problems: list[str]
 
 
-def read_chunks(conn: sqlite3.Connection, chunk: int = REPLAY_CHUNK) -> Iterator[list[Event]]:
-    """Every event of the log on `conn`, in seq order, `chunk` at a time.
+def read_chunks(
+    conn: sqlite3.Connection,
+    chunk: int = REPLAY_CHUNK,
+    *,
+    after: int = 0,
+    until: int = _MAX_SEQ,
+) -> Iterator[list[Event]]:
+    """The events of the log on `conn` after seq `after` up to `until`, `chunk` at a time.
 
     A payload that does not decode raises :class:`LedgerError` naming its seq.
     """
-    after = 0
-    while rows := conn.execute(_EVENTS_SQL, (after, chunk)).fetchall():
+    while rows := conn.execute(_EVENTS_SQL, (after, until, chunk)).fetchall():
         try:
-            events = [row_to_event(row) for row in rows]
+            events = _events(rows)
         except (KeyError, msgspec.DecodeError):
             events = [_decoded(row) for row in rows]
         yield events
         after = events[-1].seq
+
+
+_decoders = {name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()}
+
+
+def _events(rows: list[Any]) -> list[Event]:
+    """:func:`row_to_event` of each row, inlined: a replay decodes millions of them."""
+    decoders = _decoders
+    return [
+        Event(
+            seq,
+            etype,
+            stream,
+            version,
+            recorded_at,
+            actor,
+            None if data is None else decoders[etype].decode(data),
+            dsha,
+            h,
+        )
+        for seq, etype, stream, version, recorded_at, actor, dsha, h, data in rows
+    ]
 
 
 def _decoded(row: Sequence[Any]) -> Event:
@@ -103,6 +141,28 @@ def deferred_indexes(connection: sqlite3.Connection, projectors: Sequence[Projec
     return [sql for _, sql in rows]
 
 
+def replay_folds(connection: sqlite3.Connection, projectors: Sequence[Projector]) -> list[Fold]:
+    """One fold per projector for a long replay into `connection`, in their order.
+
+    A projector may offer `replayer(connection)`: a fold that gives the same rows as
+    `apply` batch after batch, but may keep state between batches (running counts,
+    keys already written) because nothing else writes its tables while the replay runs.
+    Any other projector (the write model among them) folds with its `apply`.
+    """
+    folds: list[Fold] = []
+    for projector in projectors:
+        make = getattr(projector, "replayer", None)
+        folds.append(make(connection) if make is not None else _applier(projector, connection))
+    return folds
+
+
+def _applier(projector: Projector, connection: sqlite3.Connection) -> Fold:
+    def fold(events: Sequence[Event]) -> None:
+        projector.apply(connection, events)
+
+    return fold
+
+
 def rebuild(
     store: SqliteStore,
     projectors: Sequence[Projector] | None = None,
@@ -128,10 +188,11 @@ def rebuild(
         indexes = deferred_indexes(conn, chosen)
         for projector in chosen:
             projector.reset(conn)
+        folds = replay_folds(conn, chosen)
         seq = 0
         for events in read_chunks(conn, chunk):
-            for projector in chosen:
-                projector.apply(conn, events)
+            for fold in folds:
+                fold(events)
             seq = events[-1].seq
             if progress is not None:
                 progress(seq, total)
@@ -143,6 +204,81 @@ def rebuild(
     return store.run_sync(work)
 
 
+def checkpoint_of(connection: sqlite3.Connection, name: str) -> int | None:
+    """The seq the projector `name` has folded the log to, as its checkpoint says."""
+    row = connection.execute("SELECT seq FROM checkpoints WHERE name = ?", (name,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def catch_up(
+    connection: sqlite3.Connection,
+    projectors: Sequence[Projector],
+    *,
+    until: int | None = None,
+    progress: Progress | None = None,
+    chunk: int = REPLAY_CHUNK,
+) -> int:
+    """Fold into each projector the events after its checkpoint, up to `until`.
+
+    `until` is the log's end unless given. Runs in the caller's write transaction on
+    `connection` (never BEGIN or COMMIT here) and moves each checkpoint to `until`, so a
+    projector left behind by a deferred import or a crash is current again. When the
+    backlog is longer than what is folded already, the view-only indexes are dropped
+    and built again at the end, as a rebuild does. Returns the number of events folded.
+    """
+    end = log_size(connection) if until is None else until
+    marks = {p.name: checkpoint_of(connection, p.name) or 0 for p in projectors}
+    behind = [p for p in projectors if marks[p.name] < end]
+    if not behind:
+        return 0
+    start = min(marks[p.name] for p in behind)
+    indexes = deferred_indexes(connection, behind) if end - start > start else []
+    folds = list(zip(behind, replay_folds(connection, behind), strict=True))
+    for events in read_chunks(connection, chunk, after=start, until=end):
+        for projector, fold in folds:
+            mark = marks[projector.name]
+            if events[0].seq > mark:
+                fold(events)
+            elif events[-1].seq > mark:
+                fold([e for e in events if e.seq > mark])
+        if progress is not None:
+            progress(events[-1].seq - start, end - start)
+    for sql in indexes:
+        connection.execute(sql)
+    connection.executemany(_CHECKPOINT_SQL, [(p.name, end) for p in behind])
+    return end - start
+
+
+def catch_up_on_open(connection: sqlite3.Connection, projector: Projector) -> int:
+    """:func:`catch_up` for one projector, in a write transaction of its own.
+
+    For a projector's `migrate`, which a store runs on opening: a ledger whose import
+    stopped before its projections were folded (a crash, a kill) answers from current
+    tables again. Does nothing where the log's tables do not exist.
+    """
+    has_log = connection.execute(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+        "('events', 'payloads', 'checkpoints')"
+    ).fetchone()[0]
+    if has_log != 3 or connection.in_transaction:
+        return 0
+    if (checkpoint_of(connection, projector.name) or 0) >= log_size(connection):
+        return 0
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        done = catch_up(connection, [projector])
+    except (LedgerError, sqlite3.Error) as exc:  # a broken log: the store still opens
+        connection.execute("ROLLBACK")
+        log.error("catch_up_failed", projector=projector.name, error=str(exc))
+        return 0
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
+    log.info("caught_up", projector=projector.name, events=done)
+    return done
+
+
 def fresh_projectors(projector_factory: ProjectorFactory) -> list[Projector]:
     """The factory's projectors, with a fresh write model first unless it made one."""
     made = list(projector_factory())
@@ -151,14 +287,277 @@ def fresh_projectors(projector_factory: ProjectorFactory) -> list[Projector]:
     return made
 
 
-def _scratch(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), isolation_level=None)
+def _scratch_pragmas(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode = MEMORY")
     conn.execute("PRAGMA synchronous = OFF")
     conn.execute(f"PRAGMA cache_size = -{SCRATCH_CACHE_MIB * 1024}")
     conn.execute("PRAGMA recursive_triggers = ON")
+
+
+def _scratch(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    _scratch_pragmas(conn)
     migrate(conn, LOG_MIGRATIONS)  # the write model's tables come with the log's
     return conn
+
+
+_REPLAY_ALIAS = "ledger_audit_replay"
+
+
+@contextmanager
+def _scratch_replay(
+    live_conn: sqlite3.Connection,
+    projectors: Sequence[Projector],
+    alias_name: str = _REPLAY_ALIAS,
+) -> Iterator[tuple[sqlite3.Connection, str | None]]:
+    """A scratch database with the projectors' empty tables, and its name on `live_conn`.
+
+    The scratch database is attached to `live_conn` (when it holds no transaction, so
+    that it can be detached again once the caller's snapshot is over) so that the
+    comparison runs as SQL on one connection; the name is None when it could not be.
+    """
+    with tempfile.TemporaryDirectory(prefix="ledger-audit-") as tmp:
+        path = Path(tmp) / "replay.db"
+        scratch = _scratch(path)
+        alias: str | None = None
+        try:
+            for projector in projectors:
+                projector.migrate(scratch)
+            # the comparison reads every table by primary key: no other index needed
+            deferred_indexes(scratch, projectors)
+            if not live_conn.in_transaction:
+                try:
+                    live_conn.execute(f"ATTACH DATABASE ? AS {alias_name}", (str(path),))
+                    alias = alias_name
+                except sqlite3.Error:
+                    alias = None
+            yield scratch, alias
+        finally:
+            if alias is not None:
+                with suppress(sqlite3.Error):  # the snapshot is always over by now
+                    live_conn.execute(f"DETACH DATABASE {alias}")
+            scratch.close()
+
+
+def _limits(
+    live_conn: sqlite3.Connection, projectors: Sequence[Projector], total: int
+) -> list[int]:
+    """How far to replay each projector: to its checkpoint, or the log's end if it has none.
+
+    An import folds the views at its end, so while one runs (or after one died) they lag
+    the log without being wrong; the replay stops where they stand.
+    """
+    marks = [checkpoint_of(live_conn, p.name) for p in projectors]
+    return [total if mark is None else min(total, mark) for mark in marks]
+
+
+def _fold_log(
+    live_conn: sqlite3.Connection,
+    scratch: sqlite3.Connection,
+    projectors: Sequence[Projector],
+    limits: Sequence[int],
+    total: int,
+    progress: Progress | None,
+    chunk: int,
+) -> list[str]:
+    """Replay the log of `live_conn` (in the caller's snapshot) into the scratch tables.
+
+    Empty, or the one problem that stopped it: a payload that does not decode.
+    """
+    scratch.execute("BEGIN")
+    folds = list(zip(limits, replay_folds(scratch, projectors), strict=True))
+    try:
+        for events in read_chunks(live_conn, chunk, until=total):
+            for limit, fold in folds:
+                if events[-1].seq <= limit:
+                    fold(events)
+                elif events[0].seq <= limit:
+                    fold([e for e in events if e.seq <= limit])
+            if progress is not None:
+                progress(events[-1].seq, total)
+    except LedgerError as exc:
+        scratch.execute("ROLLBACK")
+        return [f"projections not compared: the log cannot be replayed: {exc}"]
+    scratch.execute("COMMIT")
+    return []
+
+
+def _compare_all(
+    live_conn: sqlite3.Connection,
+    scratch: sqlite3.Connection,
+    alias: str | None,
+    projectors: Sequence[Projector],
+) -> list[str]:
+    problems: list[str] = []
+    for projector in projectors:
+        for table in projector.tables:
+            if alias is not None and same_table(live_conn, alias, table):
+                continue
+            problems += compare_table(live_conn, scratch, table)
+    return problems
+
+
+def _replay_into(
+    live_conn: sqlite3.Connection,
+    scratch: sqlite3.Connection,
+    alias: str | None,
+    projectors: Sequence[Projector],
+    progress: Progress | None,
+    chunk: int,
+) -> list[str]:
+    """Replay the log of `live_conn` (in the caller's snapshot) and compare every table."""
+    total = log_size(live_conn)
+    limits = _limits(live_conn, projectors, total)
+    problems = _fold_log(live_conn, scratch, projectors, limits, total, progress, chunk)
+    return problems or _compare_all(live_conn, scratch, alias, projectors)
+
+
+PARALLEL_AUDIT_FROM = 100_000
+"""Logs at least this long are replayed by :func:`audit` in a second process, while the
+first verifies: the two passes take about the same time and each needs a core."""
+
+
+def _replay_file(
+    db_file: str,
+    scratch_file: str,
+    projector_factory: ProjectorFactory,
+    limits: Sequence[int],
+    total: int,
+    chunk: int,
+) -> list[str]:
+    """:func:`_fold_log` in a child process: from the ledger file into the scratch file,
+    for every projector of the factory but the write model (which the parent replays).
+
+    The log is append-only, so its first `total` events read the same in any snapshot
+    that holds them; the checkpoints (`limits`) come from the parent's snapshot.
+    """
+    projectors = _split(fresh_projectors(projector_factory))[1]
+    live = sqlite3.connect(db_file, isolation_level=None)
+    scratch = sqlite3.connect(scratch_file, isolation_level=None)
+    try:
+        live.execute("PRAGMA query_only = ON")
+        _scratch_pragmas(scratch)
+        with read_snapshot(live):
+            if log_size(live) < total:
+                raise LedgerError(f"{db_file}: the log is shorter than the {total} events audited")
+            return _fold_log(live, scratch, projectors, limits, total, None, chunk)
+    finally:
+        scratch.close()
+        live.close()
+
+
+def _split(projectors: Sequence[Projector]) -> tuple[list[Projector], list[Projector]]:
+    """The write model, and every other projector."""
+    own: list[Projector] = [p for p in projectors if type(p) is WriteModel]
+    return own, [p for p in projectors if type(p) is not WriteModel]
+
+
+def _db_file(conn: sqlite3.Connection) -> str | None:
+    """The file of the connection's main database; None for one in memory."""
+    for _, name, file in conn.execute("PRAGMA database_list").fetchall():
+        if name == "main":
+            return str(file) or None
+    return None  # pragma: no cover - every connection has a main database
+
+
+class _ReplayProcess:
+    """:func:`_replay_file` running in a child Python, started with `python -c`.
+
+    Not `multiprocessing`: that would import the caller's main module again in the child.
+    The job and its result pass through files next to the scratch database.
+    """
+
+    def __init__(self, scratch_file: str, job: bytes) -> None:
+        folder = Path(scratch_file).parent
+        self.job, self.result, self.errors = (
+            folder / "replay-job.json",
+            folder / "replay-result.json",
+            folder / "replay-errors.txt",
+        )
+        self.job.write_bytes(job)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        with self.errors.open("wb") as errors:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _CHILD_CODE, str(self.job), str(self.result)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                env=env,
+            )
+
+    def outcome(self) -> list[str]:
+        """The replay's problems, once the child is done; raises if it failed."""
+        code = self.process.wait()
+        if code != 0 or not self.result.exists():
+            tail = self.errors.read_text(errors="replace")[-2000:]
+            raise LedgerError(f"the audit's replay process failed (exit {code}): {tail}")
+        return msgspec.json.decode(self.result.read_bytes(), type=list[str])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+_CHILD_CODE = (
+    "import sys; from ledger.replay import child_main; child_main(sys.argv[1], sys.argv[2])"
+)
+
+
+class _Job(msgspec.Struct, frozen=True):
+    db_file: str
+    scratch_file: str
+    factory: str  # "module:qualified.name"
+    limits: list[int]
+    total: int
+    chunk: int
+
+
+def _named(factory: ProjectorFactory) -> str | None:
+    """`module:name` of a factory the child can import as the very same object."""
+    module, name = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
+    if not module or "<" in name:
+        return None
+    try:
+        found = _resolve(f"{module}:{name}")
+    except ImportError:
+        return None
+    return f"{module}:{name}" if found is factory else None
+
+
+def _resolve(ref: str) -> Any:
+    module, _, name = ref.partition(":")
+    found: Any = importlib.import_module(module)
+    for part in name.split("."):
+        found = getattr(found, part, None)
+    return found
+
+
+def child_main(job_file: str, result_file: str) -> None:
+    """The child's side of :class:`_ReplayProcess`: run the job, write the result."""
+    job = msgspec.json.decode(Path(job_file).read_bytes(), type=_Job)
+    problems = _replay_file(
+        job.db_file, job.scratch_file, _resolve(job.factory), job.limits, job.total, job.chunk
+    )
+    Path(result_file).write_bytes(msgspec.json.encode(problems))
+
+
+def _start_replay(
+    live_conn: sqlite3.Connection,
+    scratch: sqlite3.Connection,
+    projector_factory: ProjectorFactory,
+    limits: Sequence[int],
+    total: int,
+) -> _ReplayProcess | None:
+    """Start :func:`_replay_file` in a child process, or None where one cannot run it."""
+    db_file, scratch_file = _db_file(live_conn), _db_file(scratch)
+    if db_file is None or scratch_file is None:
+        return None
+    factory = _named(projector_factory)
+    if factory is None:
+        return None  # e.g. a lambda: replay in this process
+    job = _Job(db_file, scratch_file, factory, list(limits), total, REPLAY_CHUNK)
+    return _ReplayProcess(scratch_file, msgspec.json.encode(job))
 
 
 def audit_projections(
@@ -175,48 +574,64 @@ def audit_projections(
     that differs, naming the table and its first differing row; empty when all agree.
     """
     projectors = fresh_projectors(projector_factory)
-    with tempfile.TemporaryDirectory(prefix="ledger-audit-") as tmp:
-        scratch = _scratch(Path(tmp) / "replay.db")
-        try:
-            for projector in projectors:
-                projector.migrate(scratch)
-            # the comparison reads every table in primary-key order: no other index needed
-            deferred_indexes(scratch, projectors)
-            with read_snapshot(live_conn):
-                total = log_size(live_conn)
-                scratch.execute("BEGIN")
-                try:
-                    for events in read_chunks(live_conn, chunk):
-                        for projector in projectors:
-                            projector.apply(scratch, events)
-                        if progress is not None:
-                            progress(events[-1].seq, total)
-                except LedgerError as exc:
-                    return [f"projections not compared: the log cannot be replayed: {exc}"]
-                scratch.execute("COMMIT")
-                return [
-                    problem
-                    for projector in projectors
-                    for table in projector.tables
-                    for problem in compare_table(live_conn, scratch, table)
-                ]
-        finally:
-            scratch.close()
+    with _scratch_replay(live_conn, projectors) as (scratch, alias), read_snapshot(live_conn):
+        return _replay_into(live_conn, scratch, alias, projectors, progress, chunk)
 
 
 def audit(
     source: SqliteStore | sqlite3.Connection,
     projector_factory: ProjectorFactory,
     progress: Progress | None = None,
+    *,
+    parallel_from: int = PARALLEL_AUDIT_FROM,
 ) -> AuditReport:
     """Verify the log and replay every projection from nothing, in one read snapshot.
 
     `progress(done, total)` runs over both passes: the verification, then the replay.
+    From `parallel_from` events on (and when the ledger is a file and the factory can be
+    pickled) the replay runs in a child process while this one verifies; the tables are
+    compared here, in this snapshot, once both are done.
     """
     conn = source.reader() if isinstance(source, SqliteStore) else source
-    with read_snapshot(conn):
-        report = verify_log(conn, _phase(progress, 0))
-        differences = audit_projections(conn, projector_factory, _phase(progress, 1))
+    projectors = fresh_projectors(projector_factory)
+    own, rest = _split(projectors)
+    with ExitStack() as stack:
+        scratch, alias = stack.enter_context(_scratch_replay(conn, projectors))
+        # the write model's replay, done here while a child replays the rest
+        here, here_alias = stack.enter_context(_scratch_replay(conn, own, _REPLAY_ALIAS + "_wm"))
+        stack.enter_context(read_snapshot(conn))
+        total = log_size(conn)
+        child = None
+        if total >= parallel_from and rest:
+            child = _start_replay(
+                conn, scratch, projector_factory, _limits(conn, rest, total), total
+            )
+        try:
+            report = verify_log(conn, _phase(progress, 0))
+            replayed = _phase(progress, 1)
+            if child is None:
+                limits = _limits(conn, projectors, total)
+                differences = _fold_log(
+                    conn, scratch, projectors, limits, total, replayed, REPLAY_CHUNK
+                )
+                if not differences:
+                    differences = _compare_all(conn, scratch, alias, projectors)
+            else:
+                limits = _limits(conn, own, total)
+                differences = _fold_log(conn, here, own, limits, total, None, REPLAY_CHUNK)
+                # nothing on this connection touches the child's database until it is done
+                replay_problems = child.outcome()
+                if replayed is not None:
+                    replayed(total, total)
+                if replay_problems:  # the same log: the same undecodable payload
+                    differences = replay_problems
+                if not differences:
+                    differences = _compare_all(conn, here, here_alias, own) + _compare_all(
+                        conn, scratch, alias, rest
+                    )
+        finally:
+            if child is not None:
+                child.stop()
     return AuditReport(
         ok=report.ok and not differences,
         events=report.events,
@@ -273,6 +688,32 @@ def _has_row(
 
 def _count(conn: sqlite3.Connection, table: str) -> int:
     return int(conn.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0])
+
+
+def same_table(live: sqlite3.Connection, alias: str, table: str) -> bool:
+    """Whether `table` holds the same rows on `live` as in the database attached as `alias`.
+
+    One SQL pass in SQLite: equal row counts, and every live row found by primary key
+    in the other with every column equal. False (not proven equal) also when the table
+    has no primary key or its columns differ; :func:`compare_table` then says how.
+    """
+    columns, width = _layout(live, table)
+    info = live.execute(f"PRAGMA {alias}.table_info({_quote(table)})").fetchall()
+    if not width or sorted(columns) != sorted(row[1] for row in info):
+        return False
+    name = _quote(table)
+    counts = live.execute(
+        f"SELECT (SELECT count(*) FROM main.{name}), (SELECT count(*) FROM {alias}.{name})"
+    ).fetchone()
+    if counts[0] != counts[1]:
+        return False
+    keys = " AND ".join(f"b.{_quote(c)} = a.{_quote(c)}" for c in columns[:width])
+    rest = "".join(f" AND b.{_quote(c)} IS a.{_quote(c)}" for c in columns[width:])
+    missing = live.execute(
+        f"SELECT 1 FROM main.{name} a WHERE NOT EXISTS"
+        f" (SELECT 1 FROM {alias}.{name} b WHERE {keys}{rest}) LIMIT 1"
+    ).fetchone()
+    return missing is None
 
 
 def compare_table(live: sqlite3.Connection, replay: sqlite3.Connection, table: str) -> list[str]:

@@ -18,7 +18,6 @@ from ledger.domain import decide
 from ledger.errors import ConcurrencyConflict, FieldError, InvalidInput
 from ledger.events import Event
 from ledger.sqlite_store import SqliteStore, SqliteTransaction
-from ledger.writemodel import SqliteWriteState
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +61,7 @@ def apply_command(
     expected_version: int | None = None,
 ) -> Receipt:
     """Decide and append `command` inside `txn`."""
-    decision = decide(command, SqliteWriteState(txn.connection))
+    decision = decide(command, txn.write_state())
     if expected_version is not None:
         actual = txn.stream_version(decision.stream)
         if actual != expected_version:
@@ -97,12 +96,12 @@ def command_unit(
 
     def work(txn: SqliteTransaction) -> Reply:
         if idempotency is not None:
-            earlier = _remembered(txn.connection, actor, idempotency)
+            earlier = _remembered(txn.sql, actor, idempotency)
             if earlier is not None:
                 return earlier
         reply = render(apply_command(txn, command, actor, expected_version))
         if idempotency is not None:
-            txn.connection.execute(
+            txn.sql.execute(
                 "INSERT INTO idempotency (actor, key, request_sha256, status, body) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (actor, idempotency.key, sha256_hex(idempotency.request), reply.status, reply.body),

@@ -1,9 +1,14 @@
 """The SQLite event store: one writer thread with group commit, readers on their own connections.
 
 Every write runs on the writer thread, which takes every unit of work waiting in its queue
-and commits them in one transaction (each inside its own savepoint, so one failing unit
-does not sink the others). A unit's future resolves only after COMMIT returns, with
-`synchronous=FULL` by default, so an acknowledged append survives a crash. Readers use a
+(waiting a moment for more when recent batches were fuller) and commits them in one
+transaction. A unit decides against the writer's cache of the write model and appends to
+rows held in memory, so it usually runs no statement at all; the batch's rows go to the
+tables with one statement per table just before the read side is folded and the
+transaction commits, and a unit that fails is undone by dropping its rows (see
+:meth:`SqliteStore._try_batch`). A unit's caller hears only after COMMIT returns, with
+`synchronous=FULL` by default, so an acknowledged append survives a crash; coroutines
+waiting on one event loop are answered with one wake-up per batch. Readers use a
 connection per thread; no SQLite call needs to run on an event loop.
 
 Before the writer takes any work, :func:`ledger.health.check_tail` checks the end of the
@@ -15,10 +20,12 @@ disk (or `max_pages`) fails only the appends that need room, as :class:`StorageF
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -42,7 +49,7 @@ from ledger.migrations import migrate
 from ledger.schema import LOG_MIGRATIONS
 from ledger.store import ConsistencyProof, InclusionProof, LogHead, Projector
 from ledger.times import TimeFormatError, format_record_time, now_us, parse_record_time
-from ledger.writemodel import WriteModel
+from ledger.writemodel import SqliteWriteState, WriteCache, WriteModel
 
 T = TypeVar("T")
 Synchronous = Literal["FULL", "NORMAL"]
@@ -52,6 +59,8 @@ _EVENT_COLUMNS = "e.seq, e.type, e.stream, e.version, e.recorded_at, e.actor, e.
 _FULL = "the database is full: nothing was appended"
 _NO_PAGE_LIMIT = 4294967294  # SQLite clamps this to its own largest page count
 _MAX_INT = 2**63 - 1  # SQLite's largest INTEGER
+LINGER_NAP = 0.0002  # seconds the writer waits for more units when batches have been fuller
+LINGER_NAPS = 3
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -159,9 +168,78 @@ class _Tip:
 
 
 @dataclass(slots=True)
+class _Pending:
+    """Rows appended in the open transaction and not yet written, in log order.
+
+    The writer writes them with one statement per table, just before the read side is
+    folded and the transaction commits (or when a unit asks for the raw connection), so
+    a unit of work costs no statement of its own in the usual case; a unit that fails is
+    undone by cutting these lists back.
+    """
+
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    payloads: list[tuple[int, bytes]] = field(default_factory=list)
+    nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
+    appended: list[Event] = field(default_factory=list)
+
+    def mark(self) -> tuple[int, int, int, int]:
+        return len(self.events), len(self.payloads), len(self.nodes), len(self.appended)
+
+    def cut(self, mark: tuple[int, int, int, int]) -> None:
+        del self.events[mark[0] :], self.payloads[mark[1] :], self.nodes[mark[2] :]
+        del self.appended[mark[3] :]
+
+
+@dataclass(slots=True)
 class _Job:
+    """A unit of work and who waits for it: a thread (`future`) or a coroutine (`waiter`)."""
+
     work: Callable[[SqliteTransaction], Any]
-    future: Future[Any] = field(default_factory=Future)
+    future: Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[Any] | None = None
+
+    def start(self) -> bool:
+        """Whether to run it: False if its caller gave up before it started."""
+        if self.waiter is not None:
+            return not self.waiter.cancelled()  # a stale read only runs a unit nobody hears
+        assert self.future is not None
+        return self.future.set_running_or_notify_cancel()
+
+
+def _answer(waiter: asyncio.Future[Any], result: Any, problem: BaseException | None) -> None:
+    if waiter.cancelled():
+        return
+    if problem is None:
+        waiter.set_result(result)
+    else:
+        waiter.set_exception(problem)
+
+
+def _answer_all(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Runs on the waiters' event loop: one wake-up for a whole batch."""
+    for waiter, result, problem in answers:
+        _answer(waiter, result, problem)
+
+
+def _settle(outcomes: Sequence[tuple[_Job, Any, BaseException | None]]) -> None:
+    """Hand each job's result or error to whoever waits for it.
+
+    Coroutine waiters get theirs with one call into each event loop for the whole batch,
+    not one cross-thread wake-up per unit.
+    """
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
+    for job, result, problem in outcomes:
+        if job.waiter is not None and job.loop is not None:
+            by_loop.setdefault(job.loop, []).append((job.waiter, result, problem))
+        elif job.future is not None:
+            if problem is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(problem)
+    for loop, answers in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is left to answer
+            loop.call_soon_threadsafe(_answer_all, answers)
 
 
 class SqliteTransaction:
@@ -169,13 +247,32 @@ class SqliteTransaction:
 
     def __init__(self, store: SqliteStore, connection: sqlite3.Connection) -> None:
         self._store = store
-        self.connection = connection
+        self._conn = connection
+        self.raw = False  # the unit had the connection: whatever it wrote, the cache lacks
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The writer's connection, to read or write anything at all.
+
+        Every row appended so far is written first, so the connection sees the whole
+        transaction. Using it makes the writer forget its cache of the write model after
+        this unit, since what was written through it is unknown; :attr:`sql` does not.
+        """
+        self.raw = True
+        self._store._flush()
+        return self._conn
+
+    @property
+    def sql(self) -> sqlite3.Connection:
+        """The connection, for statements that never write the log or the write model."""
+        return self._conn
+
+    def write_state(self) -> SqliteWriteState:
+        """The write model as this transaction sees it, answered from the writer's cache."""
+        return SqliteWriteState(self._conn, self._store._cache)
 
     def stream_version(self, stream: str) -> int:
-        row = self.connection.execute(
-            "SELECT max(version) FROM events WHERE stream = ?", (stream,)
-        ).fetchone()
-        return int(row[0] or 0)
+        return self._store._cache.version(self._conn, stream)
 
     def append(
         self,
@@ -203,15 +300,14 @@ class SqliteTransaction:
             return []
         if self._store.write_refusal is not None:
             raise LedgerUnavailable(self._store.write_refusal)
-        tip = self._store._tip
+        store = self._store
+        tip = store._tip
         versions = dict(versions or {})
-        conn = self.connection
         recorded_us = max(now_us(), tip.recorded_us)
         recorded_at = format_record_time(recorded_us)
         out: list[Event] = []
-        event_rows: list[tuple[Any, ...]] = []
-        payload_rows: list[tuple[int, bytes]] = []
-        node_rows: list[tuple[int, int, bytes]] = []
+        pending = store._pending
+        event_rows, payload_rows, node_rows = pending.events, pending.payloads, pending.nodes
         seq, prev = tip.seq, tip.hash
         for new in events:
             stream = new.stream
@@ -230,18 +326,12 @@ class SqliteTransaction:
             event_rows.append((seq, etype, stream, version, recorded_at, actor, dsha, h))
             payload_rows.append((seq, data))
             out.append(Event(seq, etype, stream, version, recorded_at, actor, new.payload, dsha, h))
-        conn.executemany(
-            "INSERT INTO events (seq, type, stream, version, recorded_at, actor, data_sha256, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            event_rows,
-        )
-        conn.executemany("INSERT INTO payloads (seq, data) VALUES (?, ?)", payload_rows)
-        conn.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", node_rows)
         tip.seq, tip.hash, tip.recorded_us = seq, prev, recorded_us
-        # the write model now, so later units of this batch decide on it; the read side
-        # once for the whole batch, just before it commits
-        self._store.projectors[0].apply(conn, out)
-        self._store._unprojected.extend(out)
+        # later units of this batch decide on the cache; the rows, the write model's
+        # tables and the read side are written once for the whole batch
+        store._cache.appended(out, self._conn)
+        pending.appended.extend(out)
+        store._unprojected.extend(out)
         return out
 
 
@@ -279,6 +369,8 @@ class SqliteStore:
         self.storage_problem: str | None = None
         """Set while the last append that needed room found the database full."""
         self._unprojected: list[Event] = []  # appended in this batch, read side not yet
+        self._cache = WriteCache()  # the write model as last committed, plus this batch
+        self._pending = _Pending()
         self._listeners: list[Callable[[int], None]] = []
         self._conn = connect(self.path, synchronous, cache_mib=64)
         migrate(self._conn, LOG_MIGRATIONS)
@@ -337,65 +429,115 @@ class SqliteStore:
             lambda txn: int(txn.connection.execute("PRAGMA page_count").fetchone()[0])
         )
 
+    def _take(self, batch: list[_Job]) -> bool:
+        """Add whatever is queued to `batch`; False once the store is closing."""
+        while len(batch) < self.max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return True
+            if nxt is None:
+                self._queue.put(None)
+                return False
+            batch.append(nxt)
+        return True
+
     def _run(self) -> None:
+        recent = 1.0  # how many units the last batches held (a moving average)
         while True:
             job = self._queue.get()
             if job is None:
                 return
             batch = [job]
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
+            open_ = self._take(batch)
+            # Callers that were just answered are about to send their next unit: when the
+            # last batches were fuller than this one, wait a moment for them, so a commit
+            # carries more units (at most `linger` seconds, in a few short naps).
+            naps = 0
+            while open_ and len(batch) < recent - 0.5 and naps < LINGER_NAPS:
+                time.sleep(LINGER_NAP)
+                naps += 1
+                open_ = self._take(batch)
+            recent = 0.8 * recent + 0.2 * len(batch)
             self._commit_batch(batch)
 
-    def _commit_batch(self, batch: list[_Job]) -> None:
-        pending = [job for job in batch if job.future.set_running_or_notify_cancel()]
+    def _commit_batch(self, batch: list[_Job], started: bool = False) -> None:
+        pending = batch
+        if not started:
+            pending = [job for job in batch if job.start()]
         while pending:
             pending = self._try_batch(pending)
+
+    def _flush(self) -> None:
+        """Write the rows appended in this transaction and fold them into the write model."""
+        pending, conn = self._pending, self._conn
+        if pending.events:
+            conn.executemany(
+                "INSERT INTO events (seq, type, stream, version, recorded_at, actor, "
+                "data_sha256, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                pending.events,
+            )
+            conn.executemany("INSERT INTO payloads (seq, data) VALUES (?, ?)", pending.payloads)
+            conn.executemany(
+                "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", pending.nodes
+            )
+            self.projectors[0].apply(conn, pending.appended)
+        self._pending = _Pending()
 
     def _try_batch(self, batch: list[_Job]) -> list[_Job]:
         """Run `batch` in one transaction; returns the units to run again, if any.
 
-        Each unit runs in its own savepoint, so one that fails is undone alone. But on
-        some errors (SQLITE_FULL among them) SQLite rolls back the whole transaction by
-        itself: then the unit that met the error fails and every other unit of the batch,
-        undone with it though none was acknowledged, is run again in a new transaction.
+        A unit that fails having appended only to the pending rows (the usual case: a rule
+        refused it) fails alone: its rows are cut off. One that fails after writing
+        through the raw connection, or an error on which SQLite rolls back the whole
+        transaction by itself, rolls the transaction back: that unit fails and every other
+        unit of the batch, undone with it though none was acknowledged, is run again in a
+        new transaction. If writing the pending rows, folding the read side or the commit
+        fails (a full disk, say), each unit runs again in a transaction of its own, so only
+        the ones at fault fail. No savepoint per unit: each costs two statements, and
+        undoing part of a transaction is rare.
         """
         conn = self._conn
+        cache = self._cache
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         start_tip = self._tip.copy()
         start_seq = start_tip.seq
+        self._pending = _Pending()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            txn = SqliteTransaction(self, conn)
             self._unprojected = []
+            txn = SqliteTransaction(self, conn)
             for job in batch:
+                txn.raw = False
                 saved = self._tip.copy()
-                mark = len(self._unprojected)
-                conn.execute("SAVEPOINT unit")
+                mark = cache.mark()
+                pending_mark = self._pending.mark()
+                unprojected = len(self._unprojected)
+                changes = conn.total_changes
                 try:
                     result = job.work(txn)
-                except BaseException as exc:  # the unit fails alone
-                    if not conn.in_transaction:  # SQLite undid the whole transaction
-                        self._tip = start_tip
-                        self._note_storage(exc)
-                        job.future.set_exception(_failure(exc))
-                        return [other for other in batch if other is not job]
-                    conn.execute("ROLLBACK TO unit")
-                    conn.execute("RELEASE unit")
-                    self._tip = saved
-                    del self._unprojected[mark:]
+                except BaseException as exc:  # the unit fails alone if it wrote nothing
                     self._note_storage(exc)
-                    outcomes.append((job, None, _failure(exc)))
-                else:
-                    conn.execute("RELEASE unit")
-                    outcomes.append((job, result, None))
+                    if conn.in_transaction and conn.total_changes == changes:
+                        self._tip = saved
+                        cache.undo(mark)
+                        self._pending.cut(pending_mark)
+                        del self._unprojected[unprojected:]
+                        if txn.raw:
+                            cache.clear()
+                        outcomes.append((job, None, _failure(exc)))
+                        continue
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    self._tip = start_tip
+                    cache.clear()
+                    self._pending = _Pending()
+                    _settle([(job, None, _failure(exc))])
+                    return [other for other in batch if other is not job]
+                if txn.raw:
+                    cache.clear()
+                outcomes.append((job, result, None))
+            self._flush()
             if self._unprojected:
                 for projector in self.projectors[1:]:
                     projector.apply(conn, self._unprojected)
@@ -407,28 +549,30 @@ class SqliteStore:
                     [(p.name, self._tip.seq) for p in self.projectors],
                 )
             conn.execute("COMMIT")
-        except Exception as exc:  # a failed commit or read-side fold fails the whole batch
+            cache.committed()
+        except Exception as exc:  # writing the rows, a fold or the commit failed
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._tip = start_tip
+            cache.clear()
+            self._pending = _Pending()
             self._note_storage(exc)
+            if len(batch) > 1:  # find the unit(s) at fault: each again in its own transaction
+                log.warning("batch_split", error=str(exc), units=len(batch))
+                for job in batch:
+                    self._commit_batch([job], started=True)
+                return []
             error: BaseException = (
                 StorageFull(_FULL)
                 if _is_full(exc)
                 else LedgerUnavailable(f"the write failed and was rolled back: {exc}")
             )
             log.error("batch_rolled_back", error=str(exc), units=len(batch))
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(error)
+            _settle([(job, None, error) for job in batch])
             return []
         if self._tip.seq > start_seq:
             self.storage_problem = None
-        for job, result, problem in outcomes:
-            if problem is None:
-                job.future.set_result(result)
-            else:
-                job.future.set_exception(problem)
+        _settle(outcomes)
         if self._tip.seq > start_seq:
             for listener in list(self._listeners):
                 listener(self._tip.seq)
@@ -452,15 +596,24 @@ class SqliteStore:
         """
         if self._closed:
             raise LedgerUnavailable("the store is closed")
-        job = _Job(work)
-        self._queue.put(job)
-        return job.future
+        future: Future[T] = Future()
+        self._queue.put(_Job(work, future))
+        return future
 
     def run_sync(self, work: Callable[[SqliteTransaction], T]) -> T:
         return self.submit(work).result()
 
     async def run(self, work: Callable[[SqliteTransaction], T]) -> T:
-        return await asyncio.wrap_future(self.submit(work))
+        """Run `work` on the writer; resolves after its commit (see :meth:`submit`).
+
+        Cancelling the caller before the writer takes the unit means it never runs.
+        """
+        if self._closed:
+            raise LedgerUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
+        self._queue.put(_Job(work, None, loop, waiter))
+        return await waiter
 
     async def append(
         self,

@@ -61,7 +61,10 @@ class Projector(Protocol):
 class Transaction(Protocol):
     """What a unit of work running in the writer sees."""
 
-    connection: Any
+    @property
+    def connection(self) -> Any:
+        """The backend's connection, for work beyond appending (schema steps, bulk reads)."""
+        ...
 
     def append(
         self,

@@ -19,6 +19,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 from typing import Final, Literal
 
 __all__ = [
@@ -144,6 +145,7 @@ def _no_such_day(y: int, m: int, d: int) -> str:
     return f"{y:04d}-{m:02d} has no day {d:02d}"
 
 
+@lru_cache(maxsize=8192)
 def parse_time(text: str) -> TimeValue:
     """Parse a statement/valid time; raise TimeFormatError for anything else.
 

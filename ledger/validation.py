@@ -7,6 +7,7 @@ decode and only on failure walks the fields one by one to collect each error.
 
 from __future__ import annotations
 
+import functools
 import typing
 from typing import Any, TypeVar
 
@@ -112,8 +113,26 @@ def convert_all(raw: Any, cls: type[T]) -> T:
     return obj
 
 
+@functools.lru_cache(maxsize=64)
+def _typed(cls: type[Any]) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(cls)
+
+
 def decode_all(data: bytes, cls: type[T]) -> T:
-    """Decode JSON bytes into `cls`, naming every bad field on failure."""
+    """Decode JSON bytes into `cls`, naming every bad field on failure.
+
+    A good body is decoded straight into `cls` in one pass; only a bad one is decoded
+    again, into plain values, to name every field that is wrong.
+    """
+    try:
+        obj: T = _typed(cls).decode(data)
+    except (msgspec.DecodeError, RecursionError, ValueError):
+        pass  # named below
+    else:
+        problems = check_struct(obj)
+        if problems:
+            raise InvalidInput(problems)
+        return obj
     try:
         raw = msgspec.json.decode(data)
     except RecursionError:

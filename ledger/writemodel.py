@@ -91,13 +91,121 @@ class WriteModel:
             connection.execute(sql, args)
 
 
+_MISSING: Any = object()
+
+
+class WriteCache:
+    """What the writer remembers of the write model between units of work.
+
+    Sources, the kind of each (subject, property) and the version of each stream, read
+    from the tables on a miss and kept up to date by every append, so deciding a command
+    usually needs no statement at all; and the assertions recorded or retracted in the
+    open transaction, whose rows the store writes only just before it commits. Only the
+    writer thread touches it. Every change made inside the open transaction is
+    journaled: :meth:`undo` takes the cache back to a :meth:`mark` when the work after
+    it is rolled back. Code that writes the tables
+    by other means must call :meth:`clear` (the store does, after any unit that used
+    the raw connection).
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self.sources: dict[str, SourceRegistered | None] = {}
+        self.kinds: dict[tuple[str, str], PropertyKind | None] = {}
+        self.versions: dict[str, int] = {}
+        # assertions looked up or recorded in this transaction, and retractions in it; only
+        # for the transaction's life, as the store writes the tables once before its commit
+        self.assertions: dict[str, AssertionInfo | None] = {}
+        self.retracted: dict[str, bool] = {}
+        self._journal: list[tuple[dict[Any, Any], Any, Any]] = []
+
+    def clear(self) -> None:
+        self.sources.clear()
+        self.kinds.clear()
+        self.versions.clear()
+        self.assertions.clear()
+        self.retracted.clear()
+        self._journal.clear()
+
+    def mark(self) -> int:
+        return len(self._journal)
+
+    def undo(self, mark: int = 0) -> None:
+        """Restore every entry changed since `mark`, newest first."""
+        while len(self._journal) > mark:
+            table, key, old = self._journal.pop()
+            if old is _MISSING:
+                table.pop(key, None)
+            else:
+                table[key] = old
+
+    def committed(self) -> None:
+        """The transaction committed: its changes stay and the journal starts afresh."""
+        self._journal.clear()
+        self.assertions.clear()
+        self.retracted.clear()
+        if max(len(self.sources), len(self.kinds), len(self.versions)) > self.limit:
+            self.clear()
+
+    def _set(self, table: dict[Any, Any], key: Any, value: Any) -> None:
+        self._journal.append((table, key, table.get(key, _MISSING)))
+        table[key] = value
+
+    def version(self, connection: sqlite3.Connection, stream: str) -> int:
+        version = self.versions.get(stream)
+        if version is None:
+            row = connection.execute(
+                "SELECT max(version) FROM events WHERE stream = ?", (stream,)
+            ).fetchone()
+            version = self.versions[stream] = int(row[0] or 0)
+        return version
+
+    def appended(self, events: Sequence[Event], connection: sqlite3.Connection) -> None:
+        """Take in events just appended (and folded into the tables by :class:`WriteModel`)."""
+        for event in events:
+            self._set(self.versions, event.stream, event.version)
+            data = event.data
+            if isinstance(data, AssertionRecorded):
+                key = (data.subject, data.property)
+                if self.kinds.get(key) is None:
+                    self._set(self.kinds, key, data.value.kind)
+                info = AssertionInfo(data.assertion_id, data.subject, data.property, False)
+                self._set(self.assertions, data.assertion_id, info)
+            elif isinstance(data, AssertionRetracted):
+                self._set(self.retracted, data.assertion_id, True)
+            elif isinstance(data, SourceRegistered):
+                self._set(self.sources, data.id, data)
+            elif isinstance(data, SourceUpdated):
+                if data.id not in self.sources:  # not pending, so the table has it as it is
+                    self.sources[data.id] = SqliteWriteState(connection).source(data.id)
+                current = self.sources[data.id]
+                if current is not None:
+                    self._set(self.sources, data.id, updated(current, data))
+
+
+def updated(source: SourceRegistered, change: SourceUpdated) -> SourceRegistered:
+    """`source` with the fields `change` sets."""
+    return SourceRegistered(
+        id=source.id,
+        name=change.name if change.name is not None else source.name,
+        kind=change.kind if change.kind is not None else source.kind,
+        country=change.country if change.country is not None else source.country,
+        reliability=(change.reliability if change.reliability is not None else source.reliability),
+    )
+
+
 class SqliteWriteState:
-    """:class:`ledger.domain.WriteState` read from the write model on one connection."""
+    """:class:`ledger.domain.WriteState` read from the write model on one connection.
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    With a :class:`WriteCache` (the writer's), sources and property kinds come from it
+    and only misses are read.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, cache: WriteCache | None = None) -> None:
         self._conn = connection
+        self._cache = cache
 
-    def source(self, source_id: str) -> SourceRegistered | None:
+    def _read_source(self, source_id: str) -> SourceRegistered | None:
         row = self._conn.execute(
             "SELECT id, name, kind, country, reliability FROM wm_sources WHERE id = ?",
             (source_id,),
@@ -108,17 +216,37 @@ class SqliteWriteState:
             id=row[0], name=row[1], kind=row[2], country=row[3], reliability=row[4]
         )
 
+    def source(self, source_id: str) -> SourceRegistered | None:
+        cache = self._cache
+        if cache is None:
+            return self._read_source(source_id)
+        if source_id not in cache.sources:
+            cache.sources[source_id] = self._read_source(source_id)
+        return cache.sources[source_id]
+
     def missing_sources(self, source_ids: list[str]) -> list[str]:
+        cache = self._cache
+        if cache is None:
+            found = self._found_sources(source_ids)
+            return [s for s in source_ids if s not in found]
+        known = cache.sources
+        unknown = [s for s in source_ids if s not in known]
+        if unknown:  # the cache has every source appended in this transaction
+            found = self._found_sources(unknown)
+            for s in unknown:
+                known[s] = self._read_source(s) if s in found else None
+        return [s for s in source_ids if known[s] is None]
+
+    def _found_sources(self, source_ids: list[str]) -> set[str]:
         marks = ",".join("?" * len(source_ids))
-        found = {
+        return {
             r[0]
             for r in self._conn.execute(
                 f"SELECT id FROM wm_sources WHERE id IN ({marks})", source_ids
             )
         }
-        return [s for s in source_ids if s not in found]
 
-    def assertion(self, assertion_id: str) -> AssertionInfo | None:
+    def _read_assertion(self, assertion_id: str) -> AssertionInfo | None:
         row = self._conn.execute(
             "SELECT subject, property, retracted FROM wm_assertions WHERE assertion_id = ?",
             (assertion_id,),
@@ -127,7 +255,18 @@ class SqliteWriteState:
             return None
         return AssertionInfo(assertion_id, row[0], row[1], bool(row[2]))
 
-    def property_kind(self, subject: str, prop: str) -> PropertyKind | None:
+    def assertion(self, assertion_id: str) -> AssertionInfo | None:
+        cache = self._cache
+        if cache is None:
+            return self._read_assertion(assertion_id)
+        if assertion_id not in cache.assertions:
+            cache.assertions[assertion_id] = self._read_assertion(assertion_id)
+        info = cache.assertions[assertion_id]
+        if info is not None and not info.retracted and assertion_id in cache.retracted:
+            return AssertionInfo(info.assertion_id, info.subject, info.property, True)
+        return info
+
+    def _read_kind(self, subject: str, prop: str) -> PropertyKind | None:
         row = self._conn.execute(
             "SELECT kind FROM wm_properties WHERE subject = ? AND property = ?", (subject, prop)
         ).fetchone()
@@ -135,6 +274,15 @@ class SqliteWriteState:
             return None
         kind: PropertyKind = row[0]
         return kind
+
+    def property_kind(self, subject: str, prop: str) -> PropertyKind | None:
+        cache = self._cache
+        if cache is None:
+            return self._read_kind(subject, prop)
+        key = (subject, prop)
+        if key not in cache.kinds:
+            cache.kinds[key] = self._read_kind(subject, prop)
+        return cache.kinds[key]
 
 
 def _json_list(items: Iterable[Any]) -> str:
@@ -243,17 +391,7 @@ class BatchWriteState:
             elif isinstance(data, SourceUpdated):
                 current = self.source(data.id)
                 if current is not None:
-                    self._sources[data.id] = SourceRegistered(
-                        id=current.id,
-                        name=data.name if data.name is not None else current.name,
-                        kind=data.kind if data.kind is not None else current.kind,
-                        country=data.country if data.country is not None else current.country,
-                        reliability=(
-                            data.reliability
-                            if data.reliability is not None
-                            else current.reliability
-                        ),
-                    )
+                    self._sources[data.id] = updated(current, data)
 
 
 def stream_versions(connection: sqlite3.Connection, streams: Iterable[str]) -> dict[str, int]:

@@ -8,7 +8,7 @@ is exactly as current as the log. `apply` batches each kind of write into one
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -23,6 +23,7 @@ from ledger.events import (
     SourceUpdated,
 )
 from ledger.migrations import migrate
+from ledger.replay import catch_up_on_open
 from ledger.store import Projector
 from ledger.times import parse_time
 from projections.schema import (
@@ -58,14 +59,6 @@ def _bounds(text: str) -> tuple[int, int]:
     return value.start, value.end
 
 
-def _start(text: str | None) -> int | None:
-    return None if text is None else _bounds(text)[0]
-
-
-def _end(text: str | None) -> int | None:
-    return None if text is None else _bounds(text)[1]
-
-
 def _counts_so_far(connection: sqlite3.Connection, subjects: list[str]) -> dict[str, int]:
     """Each subject's latest assertion count, one index probe each, in one statement."""
     rows = connection.execute(
@@ -74,6 +67,126 @@ def _counts_so_far(connection: sqlite3.Connection, subjects: list[str]) -> dict[
         (_json.encode(subjects).decode(),),
     )
     return {subject: int(count or 0) for subject, count in rows}
+
+
+class _Rows:
+    """The rows a batch of events adds to the assertion tables, one list per statement."""
+
+    __slots__ = ("claimants", "counted", "properties", "ranks", "recorded", "retractions")
+
+    def __init__(self) -> None:
+        self.recorded: list[tuple[Any, ...]] = []
+        self.claimants: list[tuple[str, int]] = []
+        self.properties: list[tuple[str, str, str, int]] = []
+        self.retractions: list[tuple[int, str, str, str]] = []
+        self.ranks: list[tuple[int, str, str, str]] = []
+        self.counted: list[tuple[str, int]] = []  # (subject, seq) of each record, in order
+
+
+_claimant_json: dict[tuple[str, ...], str] = {}
+
+
+def _claimants_text(claimants: tuple[str, ...]) -> str:
+    """The claimants as JSON; the same few lists recur, so each is encoded once."""
+    if type(claimants) is not tuple:  # built by hand, not decoded: maybe a list
+        return _json.encode(claimants).decode()
+    text = _claimant_json.get(claimants)
+    if text is None:
+        text = _json.encode(claimants).decode()
+        if len(_claimant_json) < 65_536:
+            _claimant_json[claimants] = text
+    return text
+
+
+def _collect(events: Sequence[Event]) -> _Rows:
+    rows = _Rows()
+    recorded, claimants, properties = rows.recorded, rows.claimants, rows.properties
+    counted = rows.counted
+    encode, bounds = _json.encode, _bounds
+    for event in events:
+        data = event.data
+        if isinstance(data, AssertionRecorded):
+            seq = event.seq
+            value = data.value
+            value_kind = "status" if value.status is not None else "quantity"
+            stated_start, stated_end = bounds(data.stated_at)
+            valid_from, valid_to = data.valid_from, data.valid_to
+            recorded.append(
+                (
+                    seq,
+                    data.assertion_id,
+                    data.subject,
+                    data.property,
+                    value_kind,
+                    event.recorded_at,
+                    value.low,
+                    value.high,
+                    value.best,
+                    value.status,
+                    data.mode,
+                    data.qualifier,
+                    _claimants_text(data.claimants),
+                    data.stated_at,
+                    stated_start,
+                    stated_end,
+                    valid_from,
+                    None if valid_from is None else bounds(valid_from)[0],
+                    valid_to,
+                    None if valid_to is None else bounds(valid_to)[1],
+                    encode(data.document).decode(),
+                    data.quote,
+                    data.credibility,
+                    data.supersedes,
+                    data.note,
+                )
+            )
+            claimants.extend((c, seq) for c in data.claimants)
+            properties.append((data.subject, data.property, value_kind, seq))
+            counted.append((data.subject, seq))
+        elif isinstance(data, AssertionRetracted):
+            rows.retractions.append((event.seq, data.reason, event.recorded_at, data.assertion_id))
+        elif isinstance(data, AssertionRanked):
+            rows.ranks.append((event.seq, data.rank, data.reason, data.assertion_id))
+    return rows
+
+
+_INSERT_CLAIMANT = "INSERT OR IGNORE INTO proj_claimants (claimant, recorded_seq) VALUES (?, ?)"
+_INSERT_PROPERTY = (
+    "INSERT OR IGNORE INTO proj_properties (subject, property, kind, first_seq) VALUES (?, ?, ?, ?)"
+)
+_INSERT_COUNT = "INSERT INTO proj_subject_counts (subject, seq, assertions) VALUES (?, ?, ?)"
+
+
+def _property_order(row: tuple[str, str, str, int]) -> tuple[str, str, int]:
+    return row[0], row[1], row[3]
+
+
+def _write(
+    connection: sqlite3.Connection,
+    rows: _Rows,
+    counts: dict[str, int],
+    properties: list[tuple[str, str, str, int]],
+) -> None:
+    """Write a batch's rows; `counts` holds each recorded subject's count before it."""
+    count_rows: list[tuple[str, int, int]] = []
+    for subject, seq in rows.counted:
+        counts[subject] += 1
+        count_rows.append((subject, seq, counts[subject]))
+    # records first: a retraction or rank in the same batch names an assertion before it.
+    # The keyed rows go in key order (the rows are the same in any order, and the first of
+    # a (subject, property) stays first): neighbours share B-tree pages.
+    if rows.recorded:
+        connection.executemany(_INSERT_ASSERTION, rows.recorded)
+        connection.executemany(_INSERT_CLAIMANT, sorted(rows.claimants))
+        if properties:
+            properties.sort(key=_property_order)
+            connection.executemany(_INSERT_PROPERTY, properties)
+        count_rows.sort()
+        connection.executemany(_INSERT_COUNT, count_rows)
+    if rows.retractions:
+        connection.executemany(_RETRACT, rows.retractions)
+    if rows.ranks:
+        connection.executemany(_RANK, rows.ranks)
 
 
 class AssertionsProjector:
@@ -85,85 +198,43 @@ class AssertionsProjector:
 
     def migrate(self, connection: sqlite3.Connection) -> None:
         migrate(connection, ASSERTION_MIGRATIONS)
+        catch_up_on_open(connection, self)
 
     def reset(self, connection: sqlite3.Connection) -> None:
         for table in self.tables:
             connection.execute(f"DELETE FROM {table}")
 
     def apply(self, connection: sqlite3.Connection, events: Sequence[Event]) -> None:
-        recorded: list[tuple[Any, ...]] = []
-        claimants: list[tuple[str, int]] = []
-        properties: list[tuple[str, str, str, int]] = []
-        retractions: list[tuple[int, str, str, str]] = []
-        ranks: list[tuple[int, str, str, str]] = []
-        count_rows: list[tuple[str, int, int]] = []
-        for event in events:
-            data = event.data
-            if isinstance(data, AssertionRecorded):
-                seq = event.seq
-                value = data.value
-                value_kind = "status" if value.status is not None else "quantity"
-                stated_start, stated_end = _bounds(data.stated_at)
-                recorded.append(
-                    (
-                        seq,
-                        data.assertion_id,
-                        data.subject,
-                        data.property,
-                        value_kind,
-                        event.recorded_at,
-                        value.low,
-                        value.high,
-                        value.best,
-                        value.status,
-                        data.mode,
-                        data.qualifier,
-                        _json.encode(data.claimants).decode(),
-                        data.stated_at,
-                        stated_start,
-                        stated_end,
-                        data.valid_from,
-                        _start(data.valid_from),
-                        data.valid_to,
-                        _end(data.valid_to),
-                        _json.encode(data.document).decode(),
-                        data.quote,
-                        data.credibility,
-                        data.supersedes,
-                        data.note,
-                    )
-                )
-                claimants.extend((c, seq) for c in data.claimants)
-                properties.append((data.subject, data.property, value_kind, seq))
-                count_rows.append((data.subject, seq, 0))
-            elif isinstance(data, AssertionRetracted):
-                retractions.append((event.seq, data.reason, event.recorded_at, data.assertion_id))
-            elif isinstance(data, AssertionRanked):
-                ranks.append((event.seq, data.rank, data.reason, data.assertion_id))
-        # records first: a retraction or rank in the same batch names an assertion before it
-        if recorded:
-            counts = _counts_so_far(connection, list({row[0]: None for row in count_rows}))
-            for i, (subject, seq, _) in enumerate(count_rows):
-                counts[subject] += 1
-                count_rows[i] = (subject, seq, counts[subject])
-            connection.executemany(_INSERT_ASSERTION, recorded)
-            connection.executemany(
-                "INSERT OR IGNORE INTO proj_claimants (claimant, recorded_seq) VALUES (?, ?)",
-                claimants,
-            )
-            connection.executemany(
-                "INSERT OR IGNORE INTO proj_properties (subject, property, kind, first_seq) "
-                "VALUES (?, ?, ?, ?)",
-                properties,
-            )
-            connection.executemany(
-                "INSERT INTO proj_subject_counts (subject, seq, assertions) VALUES (?, ?, ?)",
-                count_rows,
-            )
-        if retractions:
-            connection.executemany(_RETRACT, retractions)
-        if ranks:
-            connection.executemany(_RANK, ranks)
+        rows = _collect(events)
+        counts: dict[str, int] = {}
+        if rows.counted:
+            counts = _counts_so_far(connection, list(dict.fromkeys(s for s, _ in rows.counted)))
+        _write(connection, rows, counts, rows.properties)
+
+    def replayer(self, connection: sqlite3.Connection) -> Callable[[Sequence[Event]], None]:
+        """A fold for a long replay in which nothing else writes these tables.
+
+        Folds exactly as :meth:`apply` does, batch after batch, but keeps each subject's
+        running count and the properties already written in memory, so a batch reads
+        nothing back and writes each (subject, property) once.
+        """
+        counts: dict[str, int] = {}
+        seen: set[tuple[str, str]] = set()
+
+        def fold(events: Sequence[Event]) -> None:
+            rows = _collect(events)
+            new = [s for s in dict.fromkeys(s for s, _ in rows.counted) if s not in counts]
+            if new:
+                counts.update(_counts_so_far(connection, new))
+            properties = []
+            for row in rows.properties:
+                key = (row[0], row[1])
+                if key not in seen:
+                    seen.add(key)
+                    properties.append(row)
+            _write(connection, rows, counts, properties)
+
+        return fold
 
 
 class SourcesProjector:
@@ -174,6 +245,7 @@ class SourcesProjector:
 
     def migrate(self, connection: sqlite3.Connection) -> None:
         migrate(connection, SOURCE_MIGRATIONS)
+        catch_up_on_open(connection, self)
 
     def reset(self, connection: sqlite3.Connection) -> None:
         for table in self.tables:

@@ -292,8 +292,8 @@ class StoreContract:
             [3, 4],
             [5, 6],
         ]
-        if self.group_commit:
-            assert seen[0] is seen[1] is seen[2]
+        if self.group_commit:  # it failed inside the transaction of a unit that committed
+            assert seen[0] is seen[1]
         events = read_all(store)
         assert [e.stream for e in events] == ["subject:base", "subject:block"] + [
             "subject:one"

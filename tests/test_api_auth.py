@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from api.auth import Authenticator
 from ledger import keys
 from ledger.sqlite_store import connect
 from tests.api_helpers import (
@@ -208,3 +211,80 @@ async def test_rate_limit(tmp_path: Path) -> None:
             assert other.status_code == 200, "each key has its own budget"
             return
         pytest.fail("the minute turned over on every try")
+
+
+class _KeyTable:
+    """Stands in for the key lookup: counts calls, holds each one until told to go on."""
+
+    def __init__(self, fail_first: bool = False) -> None:
+        self.calls = 0
+        self.fail_first = fail_first
+        self.release = threading.Event()
+
+    def __call__(self, token: str) -> keys.ApiKey | None:
+        self.calls += 1
+        self.release.wait(5)
+        if self.fail_first and self.calls == 1:
+            raise RuntimeError("the key table could not be read")
+        return (
+            keys.ApiKey("reader", "reader", "2026-01-01T00:00:00Z", None)
+            if token == "good"
+            else None
+        )
+
+
+async def _in_flight(auth: Authenticator, table: _KeyTable, token: str, n: int) -> list[Any]:
+    callers = [asyncio.ensure_future(auth.principal(token)) for _ in range(n)]
+    await asyncio.sleep(0.05)  # every caller has found the lookup in flight
+    table.release.set()
+    return await asyncio.gather(*callers, return_exceptions=True)
+
+
+async def test_concurrent_misses_share_one_key_lookup() -> None:
+    """Requests that miss the cache together wait for one lookup, not one each."""
+    auth = Authenticator(None, public_read=False, cache_seconds=60)
+    table = _KeyTable()
+    auth._lookup = table  # type: ignore[method-assign]
+    found = await _in_flight(auth, table, "good", 12)
+    assert table.calls == 1
+    assert all(isinstance(k, keys.ApiKey) and k.name == "reader" for k in found)
+    assert (await auth.principal("good")) == found[0]
+    assert table.calls == 1, "then served from the cache"
+    table.release.clear()
+    assert await _in_flight(auth, table, "bad", 3) == [None] * 3
+    assert table.calls == 2
+
+
+async def test_a_failed_key_lookup_fails_its_waiters_and_is_tried_again() -> None:
+    auth = Authenticator(None, public_read=False, cache_seconds=60)
+    table = _KeyTable(fail_first=True)
+    auth._lookup = table  # type: ignore[method-assign]
+    first = await _in_flight(auth, table, "good", 4)
+    assert table.calls == 1
+    assert all(isinstance(r, RuntimeError) for r in first)
+    again = await auth.principal("good")
+    assert again is not None
+    assert table.calls == 2
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_lookup() -> None:
+    auth = Authenticator(None, public_read=False, cache_seconds=60)
+    table = _KeyTable()
+    auth._lookup = table  # type: ignore[method-assign]
+    leaver = asyncio.ensure_future(auth.principal("good"))
+    stayer = asyncio.ensure_future(auth.principal("good"))
+    await asyncio.sleep(0.05)
+    leaver.cancel()
+    table.release.set()
+    assert (await stayer) is not None
+    assert leaver.cancelled()
+    assert table.calls == 1
+
+
+async def test_every_response_carries_a_request_id(tmp_path: Path) -> None:
+    ledger = make_ledger(tmp_path, seed=False)
+    async with serve(ledger) as client:
+        ids = [(await client.get("/v1/health")).headers["X-Request-ID"] for _ in range(3)]
+        assert len(set(ids)) == 3
+        mine = await client.get("/v1/health", headers={"X-Request-ID": "trace-42"})
+        assert mine.headers["X-Request-ID"] == "trace-42"

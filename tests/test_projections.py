@@ -73,23 +73,29 @@ def test_reads_see_the_write_that_just_returned(tmp_path: Path) -> None:
             assert view.seq == receipt.events[0].seq
 
 
+def run_revised_history(store: SqliteStore, *more: Any) -> None:
+    """The seed, then a retraction, a ranking, a superseding value and any `more` commands."""
+    run(store, *seed_commands())
+    run(
+        store,
+        retract("ap-2025-04-28.casualties-us-gov"),
+        rank("ap-2025-04-28.casualties-kr-jcs", "preferred"),
+        quantity(
+            1,
+            2,
+            stated_at="2025-05",
+            subject=DEPLOYMENT,
+            prop="troops.deployed",
+            claimants=("ap",),
+            supersedes="ap-2025-04-28.troops-fall-2024",
+        ),
+        *more,
+    )
+
+
 def test_a_rebuild_from_the_log_equals_the_incremental_tables(tmp_path: Path) -> None:
     with ledger(tmp_path / "l.db") as store:
-        run(store, *seed_commands())
-        run(
-            store,
-            retract("ap-2025-04-28.casualties-us-gov"),
-            rank("ap-2025-04-28.casualties-kr-jcs", "preferred"),
-            quantity(
-                1,
-                2,
-                stated_at="2025-05",
-                subject=DEPLOYMENT,
-                prop="troops.deployed",
-                claimants=("ap",),
-                supersedes="ap-2025-04-28.troops-fall-2024",
-            ),
-        )
+        run_revised_history(store)
         live = table_rows(store.reader(), all_tables())
         events = store.read(limit=10_000)
         scratch = rebuild_in(tmp_path / "scratch.db", events)

@@ -9,9 +9,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 
 from api.deps import (
+    BODY,
     IdempotencyKey,
     IfMatch,
-    checked_body,
     render_assertion,
     render_event,
     run_write,
@@ -54,33 +54,12 @@ def _update_reply(receipt: Receipt) -> Reply:
     return Reply(200, reply.body)
 
 
-async def _check_record(request: Request[Any, Any, Any]) -> None:
-    await checked_body(request, RecordAssertion)
-
-
-async def _check_source(request: Request[Any, Any, Any]) -> None:
-    await checked_body(request, RegisterSource)
-
-
-async def _check_changes(request: Request[Any, Any, Any]) -> None:
-    await checked_body(request, SourceChanges)
-
-
-async def _check_retract(request: Request[Any, Any, Any]) -> None:
-    await checked_body(request, RetractBody)
-
-
-async def _check_rank(request: Request[Any, Any, Any]) -> None:
-    await checked_body(request, RankBody)
-
-
 @post(
     "/v1/sources",
     operation_id="registerSource",
     summary="Register a source",
     description="201 when new; the identical body again: 200; other details for a known id: 409.",
-    opt=_WRITE,
-    before_request=_check_source,
+    opt={**_WRITE, BODY: RegisterSource},
     responses={
         **errors_for(*WRITES, 409),
         200: ResponseSpec(
@@ -103,8 +82,7 @@ async def register_source(
     "/v1/sources/{source_id:str}",
     operation_id="updateSource",
     summary="Change a source's name, kind, country or reliability (appends SourceUpdated)",
-    opt=_WRITE,
-    before_request=_check_changes,
+    opt={**_WRITE, BODY: SourceChanges},
     responses=errors_for(*WRITES, 404),
     status_code=200,
 )
@@ -123,8 +101,7 @@ async def update_source(
     operation_id="recordAssertion",
     summary="Record a sourced assertion",
     description='`If-Match: "<version>"` makes it conditional on the subject stream version.',
-    opt=_WRITE,
-    before_request=_check_record,
+    opt={**_WRITE, BODY: RecordAssertion},
     responses=errors_for(*WRITES, 409, 412),
     status_code=201,
 )
@@ -145,8 +122,7 @@ async def record_assertion(
     "/v1/assertions/{assertion_id:str}/retract",
     operation_id="retractAssertion",
     summary="Retract an assertion whose record was a mistake",
-    opt=_WRITE,
-    before_request=_check_retract,
+    opt={**_WRITE, BODY: RetractBody},
     responses=errors_for(*WRITES, 404, 409),
     status_code=201,
 )
@@ -164,8 +140,7 @@ async def retract_assertion(
     "/v1/assertions/{assertion_id:str}/rank",
     operation_id="rankAssertion",
     summary="Rank an assertion preferred, normal or deprecated",
-    opt=_WRITE,
-    before_request=_check_rank,
+    opt={**_WRITE, BODY: RankBody},
     responses=errors_for(*WRITES, 404),
     status_code=201,
 )
