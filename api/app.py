@@ -27,6 +27,7 @@ from api.routes.reads import READ_HANDLERS
 from api.routes.writes import WRITE_HANDLERS
 from api.settings import Settings
 from api.tail import Tail
+from api.writer import LocalWriter, ProcessWriter, Writer
 from ledger.errors import FieldError, InvalidInput
 from ledger.sqlite_store import SqliteStore
 from projections import all_projectors
@@ -51,12 +52,22 @@ def create_app(settings: Settings) -> Litestar:
         )
         tail = Tail(asyncio.get_running_loop(), store.size())
         store.add_listener(tail.committed)
+        writer: Writer = LocalWriter(store)
+        if settings.writer_process:
+            writer = ProcessWriter(store, settings.synchronous)
+            try:
+                await writer.start()
+            except BaseException:
+                await asyncio.to_thread(store.close)
+                raise
         app.state.store = store
         app.state.tail = tail
+        app.state.writer = writer
         try:
             yield
         finally:
             tail.close()
+            await writer.close()
             await asyncio.to_thread(store.close)
 
     async def _gate(request: Request[Any, Any, Any]) -> None:
@@ -70,7 +81,11 @@ def create_app(settings: Settings) -> Litestar:
         if opt.get("need") != "none":
             await guard(request, handler)
         allowed = opt.get(QUERY_NAMES)
-        if allowed is not None and (unknown := request.query_params.keys() - allowed):
+        if (
+            allowed is not None
+            and request.scope["query_string"]  # none to check: no parsing (every write)
+            and (unknown := request.query_params.keys() - allowed)
+        ):
             raise InvalidInput([FieldError(name, "unknown query parameter") for name in unknown])
         body = opt.get(BODY)
         if body is not None:

@@ -190,6 +190,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         demo=args.demo,
         synchronous=args.synchronous,
         rate_limit=args.rate_limit,
+        writer_process=args.writer == "process",
     )
 
 
@@ -261,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_nonneg,
         default=0,
         help="requests per minute per key or client (0: off)",
+    )
+    p.add_argument(
+        "--writer",
+        choices=["process", "thread"],
+        default="process",
+        help="run appends in a child process (default: uses a second core) or on a "
+        "thread of the server process",
     )
     p.set_defaults(fn=cmd_serve)
     return parser

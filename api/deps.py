@@ -10,9 +10,10 @@ from litestar.datastructures import State
 from litestar.params import HeaderParameter, QueryParameter
 
 from api.schemas import AssertionReceipt, EventReceipt
+from api.writer import Writer
 from ledger.commands import AnyCommand
 from ledger.errors import FieldError, InvalidInput
-from ledger.service import Idempotency, Receipt, Reply, execute
+from ledger.service import Idempotency, Receipt, Reply
 from ledger.sqlite_store import SqliteStore
 from ledger.times import TIME_PATTERN
 from ledger.validation import decode_all
@@ -123,8 +124,8 @@ async def run_write(
     if_match: str | None = None,
 ) -> Reply:
     body = await request.body()
-    return await execute(
-        store_of(request.app.state),
+    writer: Writer = request.app.state.writer
+    return await writer.execute(
         command,
         request.state.actor,
         render,
@@ -135,8 +136,17 @@ async def run_write(
 
 BODY = "body"
 """The handler option naming the struct a write's body must decode into."""
+CHECKED = "checked_body"
+"""Where in the request's state `checked_body` leaves the decoded body for the handler."""
 
 
 async def checked_body(request: Request[Any, Any, Any], cls: type[Any]) -> Any:
-    """Decode the body naming every bad field (runs before litestar's own decode)."""
-    return decode_all(await request.body(), cls)
+    """Decode the body naming every bad field, and keep it for the handler.
+
+    Runs in the app's `before_request` gate; the write handlers' request class
+    (`api.routes.writes.WriteRequest`) answers `data` with it, so litestar does not
+    decode and validate the body a second time.
+    """
+    checked = decode_all(await request.body(), cls)
+    request.scope.setdefault("state", {})[CHECKED] = checked
+    return checked

@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 import structlog
+from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from api.schemas import Problem
 
@@ -44,6 +45,7 @@ class AccessLog:
             return
         request_id = (_header(scope, b"x-request-id") or b"").decode("latin-1")[:64]
         request_id = request_id or f"{self._prefix}-{next(self._ids):x}"
+        echoed = (b"x-request-id", request_id.encode("latin-1"))
         started = time.perf_counter()
         status = 500
 
@@ -51,17 +53,19 @@ class AccessLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode("latin-1")))
-                message = {**message, "headers": headers}
+                message = {**message, "headers": [*message.get("headers", ()), echoed]}
             await send(message)
 
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        # the request's task starts from a copy of the server's context; clearing still
+        # guards against anything bound there
+        clear_contextvars()
+        bind_contextvars(request_id=request_id)
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            log.info(
+            # `log.bind()` is what `log.info` resolves on each call, minus the proxy's
+            # failed attribute lookup (~2 us); once configured to cache, it is one object
+            log.bind().info(
                 "request",
                 method=scope.get("method"),
                 path=scope.get("path"),

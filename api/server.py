@@ -13,6 +13,7 @@ from litestar import Litestar
 from api.app import create_app, end_streams
 from api.importer import import_file
 from api.settings import Settings
+from api.writer import quiet_collector
 from ledger import keys
 from ledger.sqlite_store import SqliteStore, connect
 from projections import all_projectors
@@ -90,6 +91,7 @@ def serve(
     demo: bool,
     synchronous: str,
     rate_limit: int,
+    writer_process: bool = True,
 ) -> int:
     mode: Literal["FULL", "NORMAL"] = "NORMAL" if synchronous == "NORMAL" else "FULL"
     if demo:
@@ -100,6 +102,7 @@ def serve(
         public_read=public_read,
         synchronous=mode,
         rate_limit_per_minute=rate_limit,
+        writer_process=writer_process,
     )
     app = create_app(settings)
     config = uvicorn.Config(
@@ -113,5 +116,6 @@ def serve(
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
+    quiet_collector()
     _Server(config, app).run()
     return 0

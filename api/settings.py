@@ -16,3 +16,4 @@ class Settings:
     rate_limit_per_minute: int = 0  # 0: off
     sse_heartbeat_seconds: float = 15.0
     auth_cache_seconds: float = 1.0
+    writer_process: bool = False  # appends in a child process (api.writer) instead of a thread

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -146,13 +147,33 @@ def ledger_args(*args: str) -> list[str]:
     return [PYTHON, "-m", "api.cli", *args]
 
 
+def family(pid: int) -> list[int]:
+    """`pid` and its children, grandchildren and so on (Linux's /proc; just `pid` elsewhere)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU a process has used so far (Linux's /proc; 0.0 where there is none)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU a process and its children have used so far, live ones only
+    (Linux's /proc; 0.0 where there is none). `ledger serve` has a writer child."""
+    total = 0.0
+    for member in family(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def free_port() -> int:
@@ -211,12 +232,15 @@ def server(args: Sequence[str], health: str, log: Path) -> Iterator[subprocess.P
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
-    """`(VmRSS, VmHWM)` of a live process, in MiB."""
+    """`(VmRSS, VmHWM)` of a live process and its children together, in MiB (the peaks
+    are summed, so the second figure is an upper bound of the family's peak)."""
     values = {"VmRSS": 0.0, "VmHWM": 0.0}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in values:
-            values[key] = float(rest.split()[0]) / 1024
+    for member in family(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                key, _, rest = line.partition(":")
+                if key in values:
+                    values[key] += float(rest.split()[0]) / 1024
     return values["VmRSS"], values["VmHWM"]
 
 

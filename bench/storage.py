@@ -315,7 +315,7 @@ def bench_proofs(work: Path, n: int, small: int, count: int) -> list[Result]:
         say(f"proofs: time budget spent after {len(b_inc):,} proofs on the large ledger")
     probed = _probe_times(big_db, count, 3)
     proposed = (
-        f"with one key probe per node (the fetch_nodes change proposed): "
+        f"the node reads alone, one key probe per node (as fetch_nodes does): "
         f"p50 {percentile(probed, 0.5):.3f} ms, p99 {percentile(probed, 0.99):.3f} ms a proof"
     )
     results = []

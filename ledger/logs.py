@@ -4,10 +4,32 @@ from __future__ import annotations
 
 import logging
 import sys
+from json import JSONEncoder
+from typing import Any
 
 import structlog
 
 _configured = False
+
+
+class _JsonDumps:
+    """`json.dumps(obj, **kw)`, with the encoder built once rather than for every line.
+
+    `JSONRenderer` always passes `default=`, and `json.dumps` builds a new `JSONEncoder`
+    whenever it is given any option; the text is the same.
+    """
+
+    __slots__ = ("_encode", "_kw")
+
+    def __init__(self) -> None:
+        self._kw: dict[str, Any] | None = None
+        self._encode = JSONEncoder().encode
+
+    def __call__(self, obj: Any, **kw: Any) -> str:
+        if kw != self._kw:
+            self._encode = JSONEncoder(**kw).encode
+            self._kw = kw
+        return self._encode(obj)
 
 
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
@@ -19,7 +41,7 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     if json is None:
         json = not sys.stderr.isatty()
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(_JsonDumps()) if json else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
         processors=[

@@ -377,6 +377,7 @@ class SqliteStore:
         for projector in self.projectors:
             projector.migrate(self._conn)
         self._tip = self._load_tip(tail_check)
+        self._data_version = self._version()
         if max_pages is not None:
             self._set_max_pages(self._conn, max_pages)
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
@@ -408,6 +409,25 @@ class SqliteStore:
         except (TypeError, ValueError, TimeFormatError) as exc:
             self._refuse(f"the last event (seq {size}) is malformed: {exc}")
         return _Tip(size, ZERO_HASH, 0, merkle.MerkleFrontier.empty())
+
+    def _version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _follow_others(self) -> None:
+        """Inside the write lock: if another connection committed since this writer last
+        looked (another process appending to the same file, or a CLI command), read the
+        tip again and forget the cached write model, so nothing is chained onto a stale
+        tip. One cheap pragma per batch; SQLite bumps it only for other connections."""
+        version = self._version()
+        if version == self._data_version:
+            return
+        self._data_version = version
+        self._cache.clear()
+        row = self._conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        seq, digest = row.fetchone() or (0, ZERO_HASH.hex())
+        if (seq, digest) != (self._tip.seq, self._tip.hash.hex()):
+            log.info("tip_moved", path=str(self.path), seq=seq, was=self._tip.seq)
+            self._tip = self._load_tip(0)
 
     @staticmethod
     def _set_max_pages(conn: sqlite3.Connection, pages: int | None) -> int:
@@ -501,10 +521,12 @@ class SqliteStore:
         cache = self._cache
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         start_tip = self._tip.copy()
-        start_seq = start_tip.seq
         self._pending = _Pending()
         try:
             conn.execute("BEGIN IMMEDIATE")
+            self._follow_others()
+            start_tip = self._tip.copy()
+            start_seq = start_tip.seq
             self._unprojected = []
             txn = SqliteTransaction(self, conn)
             for job in batch:
@@ -574,8 +596,7 @@ class SqliteStore:
             self.storage_problem = None
         _settle(outcomes)
         if self._tip.seq > start_seq:
-            for listener in list(self._listeners):
-                listener(self._tip.seq)
+            self.announce(self._tip.seq)
         return []
 
     def _note_storage(self, exc: BaseException) -> None:
@@ -587,6 +608,11 @@ class SqliteStore:
     def add_listener(self, listener: Callable[[int], None]) -> None:
         """Call `listener(seq)` on the writer thread after each commit that appended."""
         self._listeners.append(listener)
+
+    def announce(self, size: int) -> None:
+        """Tell the listeners the log now holds `size` events, appended by another writer."""
+        for listener in list(self._listeners):
+            listener(size)
 
     def submit(self, work: Callable[[SqliteTransaction], T]) -> Future[T]:
         """Queue `work` for the writer; the future resolves after its commit.

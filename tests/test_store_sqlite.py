@@ -32,3 +32,30 @@ async def test_every_thread_reads_committed_events(store: SqliteStore) -> None:
     appended = await store.append("subject:a", new_events("subject:a", 3), "w")
     from_threads = await asyncio.gather(*(asyncio.to_thread(store.read) for _ in range(4)))
     assert all(events == appended for events in from_threads)
+
+
+def test_two_stores_on_one_file_chain_onto_each_other(tmp_path: Path) -> None:
+    """A second writer on the same file (another process, say) is noticed at the next
+    batch: the tip is read again, so neither chains onto a stale hash."""
+    path = tmp_path / "shared.db"
+    first, second = SqliteStore(path), SqliteStore(path)
+    try:
+        first.append_sync("subject:a", new_events("subject:a", 2), "one")
+        second.append_sync("subject:a", new_events("subject:a", 1), "two", expected_version=2)
+        first.append_sync("subject:b", new_events("subject:b", 3), "one")
+        second.append_sync("subject:a", new_events("subject:a", 1), "two", expected_version=3)
+        events = read_all(first)
+        assert [(e.seq, e.stream, e.version) for e in events] == [
+            (1, "subject:a", 1),
+            (2, "subject:a", 2),
+            (3, "subject:a", 3),
+            (4, "subject:b", 1),
+            (5, "subject:b", 2),
+            (6, "subject:b", 3),
+            (7, "subject:a", 4),
+        ]
+        check_log(events)
+        assert first.root(7) == second.root(7)
+    finally:
+        first.close()
+        second.close()

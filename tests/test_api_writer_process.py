@@ -1,0 +1,178 @@
+"""Appends through a writer child process (`ledger serve`'s default, `api.writer`).
+
+Every test of test_api_writes runs here again with the app's appends in a child process,
+so each answer (201, 200, 409, 412, 422 naming the fields, 404, idempotent replays) must
+come back through the socket exactly as the in-process writer gives it. The tests below
+add what only the process can do wrong: the tail hearing of commits, the child's death,
+and draining at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from api.writer import ProcessWriter, _error_frame, _error_of
+from ledger.errors import (
+    ConcurrencyConflict,
+    Conflict,
+    FieldError,
+    InvalidInput,
+    LedgerError,
+    NotFound,
+    StorageFull,
+)
+from tests import api_helpers
+from tests.api_helpers import (
+    DEPLOYMENT,
+    Client,
+    Ledger,
+    assertion_body,
+    log_size,
+    problem,
+    serve,
+)
+from tests.test_api_writes import *  # noqa: F403 - the whole write suite, run again here
+
+template, ledger = api_helpers.template, api_helpers.ledger
+
+
+@pytest.fixture  # type: ignore[no-redef]
+async def client(ledger: Ledger) -> AsyncIterator[Client]:
+    async with serve(ledger, writer_process=True) as started:
+        yield started
+
+
+def _writer(client: Client) -> ProcessWriter:
+    writer = client.app.state.writer
+    assert isinstance(writer, ProcessWriter)
+    return writer
+
+
+async def test_the_appends_really_run_in_another_process(client: Client, ledger: Ledger) -> None:
+    writer = _writer(client)
+    assert writer._process is not None
+    assert writer._process.pid != os.getpid()
+    assert writer._process.returncode is None
+    before = await log_size(client, ledger)
+    answer = await client.post(
+        "/v1/assertions", json=assertion_body(), headers=ledger.auth("writer")
+    )
+    assert answer.status_code == 201, answer.text
+    # read back on the server's own connection: the child committed before answering
+    assert await log_size(client, ledger) == before + 1
+    assert answer.json()["seq"] == before + 1
+
+
+async def test_concurrent_appends_each_get_their_own_answer(client: Client, ledger: Ledger) -> None:
+    writer = ledger.auth("writer")
+    bodies = [assertion_body(value={"low": i, "high": i + 10}) for i in range(40)]
+    answers = await asyncio.gather(
+        *(client.post("/v1/assertions", json=body, headers=writer) for body in bodies)
+    )
+    assert all(a.status_code == 201 for a in answers), [a.text for a in answers]
+    seqs = sorted(a.json()["seq"] for a in answers)
+    assert seqs == list(range(seqs[0], seqs[0] + 40))
+    ids = {a.json()["assertion_id"] for a in answers}
+    assert len(ids) == 40
+    for answer, body in zip(answers, bodies, strict=True):
+        detail = await client.get(
+            f"/v1/assertions/{answer.json()['assertion_id']}", headers=ledger.auth("reader")
+        )
+        assert detail.json()["value"]["low"] == body["value"]["low"]
+
+
+async def eventually(check: Any, seconds: float = 10.0) -> None:
+    """Wait until `check()` holds (the app runs on the test client's own loop)."""
+    for _ in range(int(seconds / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("never happened")
+
+
+async def test_the_tail_hears_of_commits_in_the_child(client: Client, ledger: Ledger) -> None:
+    size = await log_size(client, ledger)
+    tail = client.app.state.tail
+    assert tail.latest == size
+    writer = ledger.auth("writer")
+    answer = await client.post("/v1/assertions", json=assertion_body(), headers=writer)
+    assert answer.status_code == 201
+    await eventually(lambda: tail.latest == size + 1)
+
+
+async def test_a_dead_writer_refuses_writes_and_health_says_why(
+    client: Client, ledger: Ledger
+) -> None:
+    writer = _writer(client)
+    assert writer._process is not None
+    os.kill(writer._process.pid, signal.SIGKILL)
+    await eventually(lambda: writer._dead is not None)  # noticed when the socket closes
+    size = await log_size(client, ledger)
+    answer = await client.post(
+        "/v1/assertions", json=assertion_body(), headers=ledger.auth("writer")
+    )
+    assert "writer process stopped" in problem(answer, 503)["detail"]
+    health = (await client.get("/v1/health")).json()
+    assert health["status"] == "degraded"
+    assert "writer process stopped" in health["reason"]
+    # reads go on
+    assert await log_size(client, ledger) == size
+    view = await client.get(
+        f"/v1/subjects/{DEPLOYMENT}/estimates/troops.deployed", headers=ledger.auth("reader")
+    )
+    assert view.status_code == 200
+
+
+async def test_shutdown_lets_the_child_finish_and_exit_cleanly(ledger: Ledger) -> None:
+    async with serve(ledger, writer_process=True) as client:
+        writer = _writer(client)
+        size = await log_size(client, ledger)
+        posts = [
+            client.post("/v1/assertions", json=assertion_body(), headers=ledger.auth("writer"))
+            for _ in range(10)
+        ]
+        answers = await asyncio.gather(*posts)
+        assert [a.status_code for a in answers] == [201] * 10
+    assert writer._process is not None
+    assert writer._process.returncode == 0
+    async with serve(ledger) as client:  # in-process again: everything acknowledged is there
+        assert await log_size(client, ledger) == size + 10
+        report = await client.post("/v1/audit", headers=ledger.auth("auditor"))
+        assert report.status_code == 200, report.text
+        assert report.json()["ok"] is True
+        assert report.json()["projections_match"] is True
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        InvalidInput([FieldError("value.low", "must be <= high"), FieldError("x", "y")]),
+        ConcurrencyConflict("subject:s", 3, 4),
+        NotFound("no such assertion"),
+        Conflict("taken"),
+        StorageFull("full"),
+    ],
+)
+def test_ledger_errors_cross_the_socket_with_their_fields(error: LedgerError) -> None:
+    back = _error_of(_error_frame(error))
+    assert type(back) is type(error)
+    assert back.detail == error.detail
+    assert vars(back) == vars(error)
+
+
+def test_other_errors_come_back_as_their_text() -> None:
+    class Odd(NotFound):
+        pass
+
+    back = _error_of(_error_frame(Odd("gone")))
+    assert type(back) is NotFound  # the nearest class the API maps to a status
+    assert back.detail == "gone"
+    other: Any = _error_of(_error_frame(KeyError("boom")))
+    assert isinstance(other, RuntimeError)
+    assert "KeyError" in str(other)
