@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--writer",
         choices=["process", "thread"],
-        default="process",
+        default="thread" if sys.platform == "win32" else "process",
         help="run appends in a child process (default: uses a second core) or on a "
         "thread of the server process",
     )
