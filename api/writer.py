@@ -90,22 +90,10 @@ class LocalWriter:
         self.store = store
 
     async def execute(
-        self,
-        command: AnyCommand,
-        actor: str,
-        render: Render,
-        *,
-        expected_version: int | None = None,
-        idempotency: Idempotency | None = None,
+        self, command: AnyCommand, actor: str, render: Render, **options: Any
     ) -> Reply:
-        return await execute(
-            self.store,
-            command,
-            actor,
-            render,
-            expected_version=expected_version,
-            idempotency=idempotency,
-        )
+        """:func:`ledger.service.execute` on this store (options as :class:`Writer`'s)."""
+        return await execute(self.store, command, actor, render, **options)
 
     async def close(self) -> None:
         return None
