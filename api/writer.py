@@ -10,14 +10,15 @@ database itself, on its own connections.
 The child (`python -m api.writer`) reads commands from a socket, runs them through the
 same :func:`ledger.service.command_unit` with group commit, and answers each only after
 its COMMIT, so an acknowledged append is as durable as in-process. It drains and exits
-when the server closes the socket, including when the server dies. If the child dies,
-every waiting and later write is refused with :class:`LedgerUnavailable` (and
+when the server closes the socket, including when the server dies; it ignores SIGINT and
+SIGTERM, which a signal to the server's whole process group would otherwise bring. If the
+child dies, every waiting and later write is refused with :class:`LedgerUnavailable` (and
 `/v1/health` says why) until the server is restarted.
 
 Frames on the socket are a 4-byte big-endian length and a msgpack array:
 - request: `[id, command type, command, actor, render, expected version, key,
   key body]`;
-- reply: `[id, status, body, replayed, error, storage problem]` (error: the
+- reply: `[id, status, body, replayed, error, storage problem, write refusal]` (error: the
   exception as `[class, fields...]`, or nil);
 - commit notice: `[0, log size, storage problem or nil]`, after each commit that appended.
 """
@@ -32,6 +33,7 @@ import importlib
 import os
 import pickle
 import queue
+import signal
 import socket
 import struct
 import sys
@@ -64,6 +66,7 @@ _FROM_BODY: dict[str, msgspec.msgpack.Decoder[Any]] = {
     cls.__name__: msgspec.msgpack.Decoder(cls) for cls in (RecordAssertion, RegisterSource)
 }
 _ROOT = str(Path(__file__).resolve().parent.parent)  # where `api` was imported from
+CLOSE_SECONDS = 30.0  # how long a stopping server waits for the child to drain
 _STOPPED = "the writer process stopped; restart `ledger serve`"
 
 
@@ -196,6 +199,7 @@ class ProcessWriter:
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._outbox: list[bytes] = []
         self._flush_due = False
+        self._eof_sent = False
         self._dead: str | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._socket: socket.socket | None = None
@@ -209,6 +213,7 @@ class ProcessWriter:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         args = [
             sys.executable,
+            "-P",  # not the working directory first on the path: a stray api.py there
             "-m",
             "api.writer",
             "--db",
@@ -219,8 +224,9 @@ class ProcessWriter:
             self._synchronous,
         ]
         path = os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))
-        # its own session: a Ctrl-C or a signal to the server's group stops the server,
-        # which then closes the socket; the child finishes what it holds and exits
+        # its own session, and it ignores SIGINT and SIGTERM: a Ctrl-C or a signal to the
+        # server's group stops the server, which then closes the socket; the child
+        # finishes what it holds and exits
         self._process = await asyncio.create_subprocess_exec(
             *args,
             pass_fds=(theirs.fileno(),),
@@ -234,6 +240,7 @@ class ProcessWriter:
         self._transport = self._stream.transport  # type: ignore[assignment]
         ready = await reader.read(1)  # one byte once the child's store is open
         if ready != b"+":
+            self._stream.close()
             code = await self._process.wait()
             raise LedgerUnavailable(f"the writer process did not start (exit {code})")
         self._reader_task = asyncio.ensure_future(self._read(reader))
@@ -273,8 +280,11 @@ class ProcessWriter:
     def _flush(self) -> None:
         self._flush_due = False
         frames, self._outbox = self._outbox, []
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.write(b"".join(frames))
+        if not frames or self._transport is None or self._transport.is_closing():
+            return
+        if self._eof_sent:  # sent after the close began: refused when the reader ends
+            return
+        self._transport.write(b"".join(frames))
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         buffer = bytearray()
@@ -283,6 +293,8 @@ class ProcessWriter:
                 buffer += chunk
                 for message in _frames(buffer):
                     self._received(message)
+        except Exception as exc:  # the child went away mid-stream: say why, then refuse
+            log.error("writer_socket_failed", error=repr(exc))
         finally:
             self._stopped()
 
@@ -295,8 +307,10 @@ class ProcessWriter:
         waiter = self._waiting.pop(ident, None)
         if waiter is None or waiter.done():
             return
-        _, status, body, replayed, error, problem = message
+        _, status, body, replayed, error, problem, refusal = message
         self.store.storage_problem = problem
+        if refusal is not None:  # the child refuses appends (health says why)
+            self.store.write_refusal = refusal
         if error is not None:
             waiter.set_exception(_error_of(error))
         else:
@@ -316,11 +330,18 @@ class ProcessWriter:
         self._dead = self._dead or "the server is stopping"
         if self._transport is not None:
             self._flush()
+            self._eof_sent = True
             if self._transport.can_write_eof():
                 self._transport.write_eof()
         if self._reader_task is not None:
-            with contextlib.suppress(Exception):
-                await self._reader_task
+            try:
+                await asyncio.wait_for(asyncio.shield(self._reader_task), CLOSE_SECONDS)
+            except TimeoutError:
+                log.error("writer_process_stuck", seconds=CLOSE_SECONDS)
+                if self._process is not None and self._process.returncode is None:
+                    self._process.kill()
+                with contextlib.suppress(Exception):
+                    await self._reader_task
         if self._transport is not None:
             self._transport.close()
         if self._process is not None:
@@ -351,12 +372,15 @@ class _Child:
             self._fail(ident, problem)
             return
         reply = future.result()
-        frame = [ident, reply.status, reply.body, reply.replayed, None, self.store.storage_problem]
+        frame = [ident, reply.status, reply.body, reply.replayed, None, *self._health()]
         self.outbox.put(_framed(frame))
 
     def _fail(self, ident: int, problem: BaseException) -> None:
-        frame = [ident, 0, b"", False, _error_frame(problem), self.store.storage_problem]
+        frame = [ident, 0, b"", False, _error_frame(problem), *self._health()]
         self.outbox.put(_framed(frame))
+
+    def _health(self) -> list[str | None]:
+        return [self.store.storage_problem, self.store.write_refusal]
 
     def _start(self, message: list[Any]) -> None:
         ident, kind, raw, actor, render_name, expected, key, key_body = message
@@ -433,6 +457,10 @@ def child_main(argv: list[str] | None = None) -> int:
     from projections import all_projectors
 
     configure_logging()
+    # the server stops this process by closing the socket, after its own requests are
+    # answered; a signal to the whole group (systemd, `kill -- -PGID`) must not cut that short
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sock = socket.socket(fileno=args.fd)
     store = SqliteStore(args.db, all_projectors(), synchronous=args.synchronous)
     quiet_collector()

@@ -415,19 +415,26 @@ class SqliteStore:
 
     def _follow_others(self) -> None:
         """Inside the write lock: if another connection committed since this writer last
-        looked (another process appending to the same file, or a CLI command), read the
-        tip again and forget the cached write model, so nothing is chained onto a stale
-        tip. One cheap pragma per batch; SQLite bumps it only for other connections."""
+        looked (another process appending to the same file, `ledger import` while serving,
+        a CLI command), read the tip again, forget the cached write model and fold into
+        this store's projectors whatever they have not folded (the other writer may run
+        without them, as an import does), so nothing is chained onto a stale tip and no
+        checkpoint this writer moves skips an event. One cheap pragma per batch; SQLite
+        bumps it only for other connections. The version is recorded only once all of
+        that worked (a rollback forgets it too), so a failure here is retried."""
         version = self._version()
         if version == self._data_version:
             return
-        self._data_version = version
+        from ledger.replay import catch_up  # replay builds on this module
+
         self._cache.clear()
         row = self._conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
         seq, digest = row.fetchone() or (0, ZERO_HASH.hex())
         if (seq, digest) != (self._tip.seq, self._tip.hash.hex()):
             log.info("tip_moved", path=str(self.path), seq=seq, was=self._tip.seq)
             self._tip = self._load_tip(0)
+        catch_up(self._conn, self.projectors, until=self._tip.seq)
+        self._data_version = version
 
     @staticmethod
     def _set_max_pages(conn: sqlite3.Connection, pages: int | None) -> int:
@@ -552,6 +559,7 @@ class SqliteStore:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     self._tip = start_tip
+                    self._data_version = -1  # what _follow_others did is undone too
                     cache.clear()
                     self._pending = _Pending()
                     _settle([(job, None, _failure(exc))])
@@ -576,6 +584,7 @@ class SqliteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             self._tip = start_tip
+            self._data_version = -1
             cache.clear()
             self._pending = _Pending()
             self._note_storage(exc)

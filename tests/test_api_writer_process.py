@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from api.deps import render_event
 from api.writer import ProcessWriter, _error_frame, _error_of
+from ledger.commands import RegisterSource
 from ledger.errors import (
     ConcurrencyConflict,
     Conflict,
@@ -27,6 +29,8 @@ from ledger.errors import (
     NotFound,
     StorageFull,
 )
+from ledger.sqlite_store import SqliteStore
+from projections import all_projectors
 from tests import api_helpers
 from tests.api_helpers import (
     DEPLOYMENT,
@@ -176,3 +180,58 @@ def test_other_errors_come_back_as_their_text() -> None:
     other: Any = _error_of(_error_frame(KeyError("boom")))
     assert isinstance(other, RuntimeError)
     assert "KeyError" in str(other)
+
+
+async def test_a_signal_to_the_group_does_not_stop_the_child(
+    client: Client, ledger: Ledger
+) -> None:
+    """systemd or `kill -- -PGID` signals every process of the service: the child keeps
+    going and stops only when the server closes the socket."""
+    writer = _writer(client)
+    assert writer._process is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        os.kill(writer._process.pid, sig)
+    await asyncio.sleep(0.3)
+    assert writer._process.returncode is None
+    answer = await client.post(
+        "/v1/assertions", json=assertion_body(), headers=ledger.auth("writer")
+    )
+    assert answer.status_code == 201, answer.text
+
+
+async def test_a_stray_module_in_the_working_directory_is_not_run(
+    ledger: Ledger, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    (stray / "api.py").write_text("raise SystemExit(3)\n")
+    monkeypatch.chdir(stray)
+    async with serve(ledger, writer_process=True) as client:
+        answer = await client.post(
+            "/v1/assertions", json=assertion_body(), headers=ledger.auth("writer")
+        )
+        assert answer.status_code == 201, answer.text
+
+
+async def test_closing_in_the_same_turn_as_a_request(tmp_path: Any) -> None:
+    """A command sent in the loop turn the writer closes in: it is still written before
+    the end of the stream (and answered), and nothing is written after it."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    store = SqliteStore(tmp_path / "l.db", all_projectors())
+    try:
+        writer = ProcessWriter(store)
+        await writer.start()
+        source = RegisterSource(id="a-source", name="A", kind="media")
+        sent = asyncio.ensure_future(writer.execute(source, "test", render_event))
+        await asyncio.sleep(0)  # the command is queued for this turn's write
+        await writer.close()
+        assert (await sent).status == 201
+        await asyncio.sleep(0.05)
+        assert errors == []
+        assert writer._process is not None
+        assert writer._process.returncode == 0
+    finally:
+        loop.set_exception_handler(None)
+        store.close()

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
+from typing import Any
 
-from ledger.sqlite_store import SqliteStore
+import pytest
+
+from api.importer import import_file
+from ledger.commands import RegisterSource
+from ledger.errors import LedgerUnavailable
+from ledger.replay import audit_projections
+from ledger.service import execute_sync
+from ledger.sqlite_store import SqliteStore, connect, log_size
 from ledger.writemodel import WriteModel
+from projections import all_projectors
+from tests.api_helpers import SEED, SEED_EVENTS
 from tests.store_contract import StoreContract, check_log, fill, new_events, read_all
 
 
@@ -59,3 +70,58 @@ def test_two_stores_on_one_file_chain_onto_each_other(tmp_path: Path) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_a_failed_follow_is_tried_again(tmp_path: Path) -> None:
+    """Reading the moved tip fails once (a disk error, say): that batch fails, and the next
+    one looks again instead of chaining onto the stale tip."""
+    path = tmp_path / "shared.db"
+    first, second = SqliteStore(path), SqliteStore(path)
+    try:
+        first.append_sync("subject:a", new_events("subject:a", 2), "one")
+        real = second._load_tip
+        failures: list[int] = []
+
+        def flaky(depth: int) -> Any:
+            if not failures:
+                failures.append(depth)
+                raise sqlite3.OperationalError("disk I/O error")
+            return real(depth)
+
+        second._load_tip = flaky  # type: ignore[method-assign,assignment]
+        with pytest.raises(LedgerUnavailable, match="disk I/O error"):
+            second.append_sync("subject:b", new_events("subject:b", 1), "two")
+        appended = second.append_sync("subject:b", new_events("subject:b", 1), "two")
+        assert [e.seq for e in appended] == [3]
+        check_log(read_all(first))
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_import_beside_another_writer_leaves_every_projection_whole(tmp_path: Path) -> None:
+    """`ledger import` folds its read side at the end; another writer (the serving child)
+    appending meanwhile folds what the import left unfolded before it moves checkpoints."""
+    path = tmp_path / "shared.db"
+    importer, other = SqliteStore(path, all_projectors()), SqliteStore(path, all_projectors())
+    interleaved: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        if not interleaved:
+            source = RegisterSource(id="zz-src", name="Z", kind="media")
+            execute_sync(other, source, "other")
+        interleaved.append(done)
+
+    try:
+        result = import_file(importer, SEED, "test", progress, chunk_size=5)
+        assert result.error is None
+        assert len(interleaved) > 1
+    finally:
+        importer.close()
+        other.close()
+    conn = connect(path)
+    try:
+        assert audit_projections(conn, all_projectors) == []
+        assert log_size(conn) == SEED_EVENTS + 1
+    finally:
+        conn.close()
