@@ -529,8 +529,10 @@ class SqliteStore:
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         start_tip = self._tip.copy()
         self._pending = _Pending()
+        begun = False
         try:
             conn.execute("BEGIN IMMEDIATE")
+            begun = True
             self._follow_others()
             start_tip = self._tip.copy()
             start_seq = start_tip.seq
@@ -588,6 +590,12 @@ class SqliteStore:
             cache.clear()
             self._pending = _Pending()
             self._note_storage(exc)
+            if not begun:  # no unit is at fault (another writer held the lock past the
+                # busy timeout, say): the whole batch fails once rather than once a unit
+                log.error("begin_failed", error=str(exc), units=len(batch))
+                problem = LedgerUnavailable(f"the write could not start: {exc}")
+                _settle([(job, None, problem) for job in batch])
+                return []
             if len(batch) > 1:  # find the unit(s) at fault: each again in its own transaction
                 log.warning("batch_split", error=str(exc), units=len(batch))
                 for job in batch:

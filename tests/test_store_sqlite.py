@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from ledger.commands import RegisterSource
 from ledger.errors import LedgerUnavailable
 from ledger.replay import audit_projections
 from ledger.service import execute_sync
-from ledger.sqlite_store import SqliteStore, connect, log_size
+from ledger.sqlite_store import SqliteStore, _Job, connect, log_size
 from ledger.writemodel import WriteModel
 from projections import all_projectors
 from tests.api_helpers import SEED, SEED_EVENTS
@@ -125,3 +126,57 @@ def test_an_import_beside_another_writer_leaves_every_projection_whole(tmp_path:
         assert log_size(conn) == SEED_EVENTS + 1
     finally:
         conn.close()
+
+
+class _CountingConnection:
+    """The writer's connection, counting the transactions it tries to begin."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.begins = 0
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql.startswith("BEGIN"):
+            self.begins += 1
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def test_a_write_lock_held_elsewhere_fails_the_batch_once(tmp_path: Path) -> None:
+    """Another connection holds the write lock past the busy timeout: the batch's units
+    all fail with one wait, not one wait each (a split would retry BEGIN per unit)."""
+    path = tmp_path / "locked.db"
+    store = SqliteStore(path)
+    other = connect(path)
+    try:
+        store.run_sync(lambda txn: txn.sql.execute("PRAGMA busy_timeout = 50"))
+        counting = _CountingConnection(store._conn)
+
+        def unit(i: int) -> Any:
+            stream = f"subject:{i}"
+            return lambda txn: txn.append(stream, new_events(stream, 1), "w")
+
+        jobs = [_Job(unit(i)) for i in range(5)]
+        for job in jobs:
+            job.future = Future()
+        other.execute("BEGIN IMMEDIATE")
+        # the writer thread is idle (nothing queued), so the batch can run here
+        store._conn = counting  # type: ignore[assignment]
+        try:
+            store._commit_batch(jobs)
+        finally:
+            store._conn = counting._conn
+            other.execute("ROLLBACK")
+        assert counting.begins == 1
+        for job in jobs:
+            assert job.future is not None
+            with pytest.raises(LedgerUnavailable, match="could not start"):
+                job.future.result(timeout=5)
+        # and the store writes again once the lock is free
+        appended = store.append_sync("subject:a", new_events("subject:a", 1), "w")
+        assert [e.seq for e in appended] == [1]
+    finally:
+        other.close()
+        store.close()
