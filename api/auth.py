@@ -16,6 +16,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
+from api.middleware import header
 from ledger import keys
 
 Need = Literal["read", "write", "audit", "admin"]
@@ -73,13 +74,6 @@ def _retrieved(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-def _authorization(scope: Any) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return bytes(value).decode("latin-1")
-    return None
-
-
 def _unauthorized(detail: str) -> NotAuthorizedException:
     return NotAuthorizedException(detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
@@ -88,13 +82,14 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
     """Let the request through if its key's role grants what the handler needs."""
     need: Need = handler.opt.get("need", "read")
     auth: Authenticator = connection.app.state.auth
-    header = _authorization(connection.scope)
-    if header is None:
+    raw = header(connection.scope, b"authorization")
+    authorization = None if raw is None else raw.decode("latin-1")
+    if authorization is None:
         if need == "read" and auth.public_read:
             connection.state.actor = ANONYMOUS
             return
         raise _unauthorized("send Authorization: Bearer <token>")
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _unauthorized("the Authorization header must be 'Bearer <token>'")
     key = await auth.principal(token.strip())

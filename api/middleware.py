@@ -7,6 +7,7 @@ import itertools
 import math
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -19,7 +20,8 @@ log = structlog.get_logger("api.access")
 Scope = dict[str, Any]
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
+def header(scope: Mapping[str, Any], name: bytes) -> bytes | None:
+    """The first value of header `name` (lower-case bytes) as sent, or None."""
     for key, value in scope.get("headers", []):
         if key == name:
             return bytes(value)
@@ -43,7 +45,7 @@ class AccessLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = (_header(scope, b"x-request-id") or b"").decode("latin-1")[:64]
+        request_id = (header(scope, b"x-request-id") or b"").decode("latin-1")[:64]
         request_id = request_id or f"{self._prefix}-{next(self._ids):x}"
         echoed = (b"x-request-id", request_id.encode("latin-1"))
         started = time.perf_counter()
@@ -92,7 +94,7 @@ class RateLimit:
         return f"a:{client[0]}"
 
     def _client(self, scope: Scope) -> str:
-        auth = _header(scope, b"authorization")
+        auth = header(scope, b"authorization")
         if auth is not None:
             return "k:" + hashlib.sha256(auth).hexdigest()
         return self._address(scope)

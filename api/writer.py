@@ -202,7 +202,6 @@ class ProcessWriter:
         self._eof_sent = False
         self._dead: str | None = None
         self._process: asyncio.subprocess.Process | None = None
-        self._socket: socket.socket | None = None
         self._stream: asyncio.StreamWriter | None = None  # held: collecting it closes it
         self._transport: asyncio.Transport | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -234,7 +233,6 @@ class ProcessWriter:
             start_new_session=True,
         )
         theirs.close()
-        self._socket = ours
         self._loop = asyncio.get_running_loop()
         reader, self._stream = await asyncio.open_unix_connection(sock=ours)
         self._transport = self._stream.transport  # type: ignore[assignment]

@@ -20,7 +20,7 @@ ZERO_HASH = bytes(32)
 
 _canonical = msgspec.json.Encoder(order="sorted")
 _json = msgspec.json.Encoder()
-_payload_decoders: dict[str, msgspec.json.Decoder[Any]] = {
+PAYLOAD_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()
 }
 
@@ -44,7 +44,7 @@ def encode_payload(payload: AnyPayload) -> bytes:
 
 
 def decode_payload(event_type: str, data: bytes) -> AnyPayload:
-    result: AnyPayload = _payload_decoders[event_type].decode(data)
+    result: AnyPayload = PAYLOAD_DECODERS[event_type].decode(data)
     return result
 
 

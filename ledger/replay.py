@@ -27,8 +27,9 @@ from typing import Any
 import msgspec
 import structlog
 
+from ledger.codec import PAYLOAD_DECODERS
 from ledger.errors import LedgerError
-from ledger.events import PAYLOAD_TYPES, Event
+from ledger.events import Event
 from ledger.migrations import migrate
 from ledger.schema import LOG_MIGRATIONS
 from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size, row_to_event
@@ -90,12 +91,9 @@ def read_chunks(
         after = events[-1].seq
 
 
-_decoders = {name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()}
-
-
 def _events(rows: list[Any]) -> list[Event]:
     """:func:`row_to_event` of each row, inlined: a replay decodes millions of them."""
-    decoders = _decoders
+    decoders = PAYLOAD_DECODERS
     return [
         Event(
             seq,

@@ -7,8 +7,8 @@ ledger itself, so the rules in :mod:`ledger.domain` never depend on the read sid
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -91,6 +91,8 @@ class WriteModel:
             connection.execute(sql, args)
 
 
+K = TypeVar("K")
+V = TypeVar("V")
 _MISSING: Any = object()
 
 
@@ -205,46 +207,36 @@ class SqliteWriteState:
         self._conn = connection
         self._cache = cache
 
-    def _read_source(self, source_id: str) -> SourceRegistered | None:
-        row = self._conn.execute(
-            "SELECT id, name, kind, country, reliability FROM wm_sources WHERE id = ?",
-            (source_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        return SourceRegistered(
-            id=row[0], name=row[1], kind=row[2], country=row[3], reliability=row[4]
+    def _read_sources(self, source_ids: list[str]) -> dict[str, SourceRegistered]:
+        marks = ",".join("?" * len(source_ids))
+        rows = self._conn.execute(
+            f"SELECT id, name, kind, country, reliability FROM wm_sources WHERE id IN ({marks})",
+            source_ids,
         )
+        return {
+            r[0]: SourceRegistered(id=r[0], name=r[1], kind=r[2], country=r[3], reliability=r[4])
+            for r in rows
+        }
+
+    def _read_source(self, source_id: str) -> SourceRegistered | None:
+        return self._read_sources([source_id]).get(source_id)
 
     def source(self, source_id: str) -> SourceRegistered | None:
         cache = self._cache
-        if cache is None:
-            return self._read_source(source_id)
-        if source_id not in cache.sources:
-            cache.sources[source_id] = self._read_source(source_id)
-        return cache.sources[source_id]
+        return _through(None if cache is None else cache.sources, source_id, self._read_source)
 
     def missing_sources(self, source_ids: list[str]) -> list[str]:
         cache = self._cache
         if cache is None:
-            found = self._found_sources(source_ids)
+            found = self._read_sources(source_ids)
             return [s for s in source_ids if s not in found]
         known = cache.sources
         unknown = [s for s in source_ids if s not in known]
         if unknown:  # the cache has every source appended in this transaction
-            found = self._found_sources(unknown)
+            found = self._read_sources(unknown)
             for s in unknown:
-                known[s] = self._read_source(s) if s in found else None
+                known[s] = found.get(s)
         return [s for s in source_ids if known[s] is None]
-
-    def _found_sources(self, source_ids: list[str]) -> set[str]:
-        marks = ",".join("?" * len(source_ids))
-        return {
-            r[0]
-            for r in self._conn.execute(
-                f"SELECT id FROM wm_sources WHERE id IN ({marks})", source_ids
-            )
-        }
 
     def _read_assertion(self, assertion_id: str) -> AssertionInfo | None:
         row = self._conn.execute(
@@ -257,18 +249,15 @@ class SqliteWriteState:
 
     def assertion(self, assertion_id: str) -> AssertionInfo | None:
         cache = self._cache
-        if cache is None:
-            return self._read_assertion(assertion_id)
-        if assertion_id not in cache.assertions:
-            cache.assertions[assertion_id] = self._read_assertion(assertion_id)
-        info = cache.assertions[assertion_id]
-        if info is not None and not info.retracted and assertion_id in cache.retracted:
-            return AssertionInfo(info.assertion_id, info.subject, info.property, True)
-        return info
+        table = None if cache is None else cache.assertions
+        info = _through(table, assertion_id, self._read_assertion)
+        if info is None or info.retracted or cache is None or assertion_id not in cache.retracted:
+            return info
+        return AssertionInfo(info.assertion_id, info.subject, info.property, True)
 
-    def _read_kind(self, subject: str, prop: str) -> PropertyKind | None:
+    def _read_kind(self, key: tuple[str, str]) -> PropertyKind | None:
         row = self._conn.execute(
-            "SELECT kind FROM wm_properties WHERE subject = ? AND property = ?", (subject, prop)
+            "SELECT kind FROM wm_properties WHERE subject = ? AND property = ?", key
         ).fetchone()
         if row is None:
             return None
@@ -277,12 +266,16 @@ class SqliteWriteState:
 
     def property_kind(self, subject: str, prop: str) -> PropertyKind | None:
         cache = self._cache
-        if cache is None:
-            return self._read_kind(subject, prop)
-        key = (subject, prop)
-        if key not in cache.kinds:
-            cache.kinds[key] = self._read_kind(subject, prop)
-        return cache.kinds[key]
+        return _through(None if cache is None else cache.kinds, (subject, prop), self._read_kind)
+
+
+def _through(table: dict[K, V] | None, key: K, read: Callable[[K], V]) -> V:
+    """`read(key)`, remembered in `table` when there is one (the writer's cache)."""
+    if table is None:
+        return read(key)
+    if key not in table:
+        table[key] = read(key)
+    return table[key]
 
 
 def _json_list(items: Iterable[Any]) -> str:
