@@ -1,4 +1,5 @@
-"""`ledger serve`: the app under uvicorn (uvloop + httptools), one process."""
+"""`ledger serve`: the app under uvicorn (uvloop + httptools), one server process, with
+its appends in a writer child process (`api.writer`) unless told to use a thread."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ class _Server(uvicorn.Server):
     """Stops promptly and cleanly on SIGTERM or SIGINT.
 
     Open event streams are ended first, so the graceful shutdown does not wait on them,
-    and the writer drains every queued append before the process exits 0.
+    and the writer (thread or child process) drains every queued append before the process
+    exits 0.
     """
 
     def __init__(self, config: uvicorn.Config, app: Litestar) -> None:
