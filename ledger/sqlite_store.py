@@ -61,6 +61,7 @@ _NO_PAGE_LIMIT = 4294967294  # SQLite clamps this to its own largest page count
 _MAX_INT = 2**63 - 1  # SQLite's largest INTEGER
 LINGER_NAP = 0.0002  # seconds the writer waits for more units when batches have been fuller
 LINGER_NAPS = 3
+CHECKPOINT_PAUSE = 0.005  # seconds between two background checkpoints
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -347,13 +348,15 @@ class SqliteStore:
         max_batch: int = 1024,
         max_pages: int | None = None,
         tail_check: int = TAIL_DEPTH,
+        background_checkpoints: bool = True,
     ) -> None:
         """Open (creating and migrating if need be) and start the writer.
 
         `max_pages` caps the database file at that many pages (SQLite's
         `max_page_count`), so a full disk can be met on purpose; :meth:`set_max_pages`
         moves the cap. `tail_check` is how many of the last events the start-up check
-        reads (0: none).
+        reads (0: none). `background_checkpoints` copies committed WAL frames into the
+        database file from a thread of its own (see :meth:`_checkpoints`).
         """
         self.path = Path(path)
         self.synchronous = synchronous
@@ -382,6 +385,13 @@ class SqliteStore:
             self._set_max_pages(self._conn, max_pages)
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
+        self._appended = threading.Event()  # set after each commit that appended
+        self._checkpointer: threading.Thread | None = None
+        if background_checkpoints:
+            self._checkpointer = threading.Thread(
+                target=self._checkpoints, name="ledger-checkpointer", daemon=True
+            )
+            self._checkpointer.start()
 
     # ---- the writer ----
 
@@ -613,6 +623,7 @@ class SqliteStore:
             self.storage_problem = None
         _settle(outcomes)
         if self._tip.seq > start_seq:
+            self._appended.set()
             self.announce(self._tip.seq)
         return []
 
@@ -621,6 +632,33 @@ class SqliteStore:
             if self.storage_problem is None:
                 log.error("storage_full", path=str(self.path))
             self.storage_problem = "the database was full at the last append that needed room"
+
+    def _checkpoints(self) -> None:
+        """Copy committed WAL frames into the database file, off the writer's path.
+
+        SQLite's own checkpoint runs inside the COMMIT that takes the WAL past 1,000
+        pages, and holds that batch (and every caller in it) for the time it takes to
+        copy them all. This thread runs a PASSIVE checkpoint (it never waits for a lock
+        and never blocks the writer or a reader) at most every `CHECKPOINT_PAUSE`
+        seconds while appends go on, so the writer's own checkpoint finds the frames
+        already copied; the WAL still starts over once a checkpoint has copied all of it.
+        """
+        conn: sqlite3.Connection | None = None
+        try:
+            while self._appended.wait():
+                if self._closed:
+                    return
+                self._appended.clear()
+                if conn is None:
+                    conn = connect(self.path, self.synchronous, cache_mib=1)
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # the writer's own checkpoint still runs
+                    log.warning("background_checkpoint_failed", error=str(exc))
+                time.sleep(CHECKPOINT_PAUSE)
+        finally:
+            if conn is not None:
+                conn.close()
 
     def add_listener(self, listener: Callable[[int], None]) -> None:
         """Call `listener(seq)` on the writer thread after each commit that appended."""
@@ -683,6 +721,9 @@ class SqliteStore:
         self._closed = True
         self._queue.put(None)
         self._thread.join()
+        if self._checkpointer is not None:
+            self._appended.set()
+            self._checkpointer.join()
         self._conn.close()
         with self._readers_lock:
             for conn in self._readers:

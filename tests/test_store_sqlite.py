@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,34 @@ def test_a_write_lock_held_elsewhere_fails_the_batch_once(tmp_path: Path) -> Non
     finally:
         other.close()
         store.close()
+
+
+def _file_size_after_appends(path: Path, background: bool) -> tuple[int, int]:
+    """The database file's size before and after some appends that stay in the WAL
+    (far fewer pages than SQLite's own checkpoint waits for), polled for up to 10 s."""
+    store = SqliteStore(path, background_checkpoints=background)
+    thread = store._checkpointer
+    assert (thread is not None) == background
+    try:
+        before = path.stat().st_size
+        for i in range(40):
+            store.append_sync(f"subject:{i}", new_events(f"subject:{i}", 3, i), "w")
+        deadline = time.monotonic() + (10 if background else 0.5)
+        while path.stat().st_size == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return before, path.stat().st_size
+    finally:
+        store.close()
+        assert thread is None or not thread.is_alive()
+
+
+def test_committed_pages_reach_the_database_file_off_the_writers_path(tmp_path: Path) -> None:
+    """The checkpointer thread copies committed WAL pages into the database file while
+    appends go on, so the writer's own checkpoint (inside a COMMIT) finds little to do;
+    without it the pages wait in the WAL. Closing the store stops the thread."""
+    before, after = _file_size_after_appends(tmp_path / "off.db", background=False)
+    assert after == before
+    before, after = _file_size_after_appends(tmp_path / "on.db", background=True)
+    assert after > before
+    check_log(read_all(reopened := SqliteStore(tmp_path / "on.db")))
+    reopened.close()
