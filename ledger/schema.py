@@ -126,9 +126,16 @@ def _api_keys(db: sqlite_utils.Database) -> None:
     db.execute(API_KEYS_SQL)
 
 
+def _no_recorded_at_index(db: sqlite_utils.Database) -> None:
+    """`seq_at` bisects over seq instead (record times never go back): one B-tree fewer
+    to write on every append."""
+    db.execute("DROP INDEX IF EXISTS events_recorded_at")
+
+
 LOG_MIGRATIONS = [
     Migration("ledger-0001-log", _log),
     Migration("ledger-0002-write-model", _write_model),
     Migration("ledger-0003-no-replace", _no_replace),
     Migration("ledger-0004-api-keys", _api_keys),
+    Migration("ledger-0005-no-recorded-at-index", _no_recorded_at_index),
 ]

@@ -136,13 +136,36 @@ def stream_version_at(conn: sqlite3.Connection, stream: str, seq: int) -> int:
     return int(row[0]) if row else 0
 
 
+# The last seq whose recorded_at is at or before :t, by bisection over seq: record times
+# never go back along the log and seqs run 1..n without a gap, so ~log2(n) primary-key
+# probes answer it, in one statement, and no index on recorded_at is kept up per append.
+# Each row keeps lo a seq recorded by :t (0: none), hi one past any candidate and ok
+# whether the seq halfway between them was recorded by :t.
+_SEQ_AT = """
+WITH RECURSIVE bisect(lo, hi, ok) AS (
+    SELECT 0, n + 1, coalesce((SELECT recorded_at FROM events WHERE seq = (n + 1) / 2) <= :t, 0)
+    FROM (SELECT coalesce(max(seq), 0) AS n FROM events)
+    UNION ALL
+    SELECT
+        iif(ok, (lo + hi) / 2, lo),
+        iif(ok, hi, (lo + hi) / 2),
+        coalesce(
+            (
+                SELECT recorded_at FROM events
+                WHERE seq = (iif(ok, (lo + hi) / 2, lo) + iif(ok, hi, (lo + hi) / 2)) / 2
+            ) <= :t,
+            0
+        )
+    FROM bisect WHERE hi - lo > 1
+)
+SELECT lo FROM bisect WHERE hi - lo <= 1
+"""
+
+
 def seq_at(conn: sqlite3.Connection, recorded_us: int) -> int:
     """The last seq recorded at or before `recorded_us` (record times never go back)."""
-    row = conn.execute(
-        "SELECT seq FROM events WHERE recorded_at <= ? ORDER BY recorded_at DESC, seq DESC LIMIT 1",
-        (format_record_time(recorded_us),),
-    ).fetchone()
-    return int(row[0]) if row else 0
+    row = conn.execute(_SEQ_AT, {"t": format_record_time(recorded_us)}).fetchone()
+    return int(row[0] or 0) if row else 0
 
 
 def log_size(conn: sqlite3.Connection) -> int:
@@ -765,15 +788,7 @@ class SqliteStore:
 
     def seq_at(self, recorded_us: int) -> int:
         """The last seq recorded at or before `recorded_us` (record times never go back)."""
-        row = (
-            self.reader()
-            .execute(
-                "SELECT max(seq) FROM events WHERE recorded_at <= ?",
-                (format_record_time(recorded_us),),
-            )
-            .fetchone()
-        )
-        return int(row[0] or 0)
+        return seq_at(self.reader(), recorded_us)
 
     def _fetch(self, ids: Sequence[merkle.NodeId]) -> Mapping[merkle.NodeId, bytes]:
         return fetch_nodes(self.reader(), ids)

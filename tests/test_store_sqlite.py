@@ -17,6 +17,7 @@ from ledger.errors import LedgerUnavailable
 from ledger.replay import audit_projections
 from ledger.service import execute_sync
 from ledger.sqlite_store import SqliteStore, _Job, connect, log_size
+from ledger.times import parse_record_time
 from ledger.writemodel import WriteModel
 from projections import all_projectors
 from tests.api_helpers import SEED, SEED_EVENTS
@@ -212,3 +213,23 @@ def test_committed_pages_reach_the_database_file_off_the_writers_path(tmp_path: 
     assert after > before
     check_log(read_all(reopened := SqliteStore(tmp_path / "on.db")))
     reopened.close()
+
+
+def test_seq_at_bisects_record_times_without_an_index(store: SqliteStore) -> None:
+    """`seq_at` answers from the log's order (record times never go back): the last seq
+    recorded at or before a time, for times on, between, before and after the records,
+    with several events sharing one time; and no index on recorded_at is kept."""
+    for i in range(7):
+        store.append_sync(f"subject:{i % 3}", new_events(f"subject:{i % 3}", 1 + i % 3, i), "w")
+    events = read_all(store)
+    times = [parse_record_time(e.recorded_at) for e in events]
+    assert len(set(times)) < len(times)  # appends of several events share their time
+    probes = {0, times[0] - 1, times[-1] + 1, *times, *(t + 1 for t in times)}
+    for moment in sorted(probes):
+        recorded = [e.seq for e, t in zip(events, times, strict=True) if t <= moment]
+        expected = max(recorded, default=0)
+        assert store.seq_at(moment) == expected, moment
+    indexes = store.reader().execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+    )
+    assert "events_recorded_at" not in {name for (name,) in indexes}
