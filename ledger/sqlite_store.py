@@ -223,6 +223,13 @@ class _Job:
     loop: asyncio.AbstractEventLoop | None = None
     waiter: asyncio.Future[Any] | None = None
 
+    def answered(self) -> bool:
+        """Whether its caller already has an answer (or gave up)."""
+        if self.waiter is not None:
+            return self.waiter.done()
+        assert self.future is not None
+        return self.future.done()
+
     def start(self) -> bool:
         """Whether to run it: False if its caller gave up before it started."""
         if self.waiter is not None:
@@ -232,7 +239,7 @@ class _Job:
 
 
 def _answer(waiter: asyncio.Future[Any], result: Any, problem: BaseException | None) -> None:
-    if waiter.cancelled():
+    if waiter.done():  # cancelled, or answered already
         return
     if problem is None:
         waiter.set_result(result)
@@ -256,7 +263,7 @@ def _settle(outcomes: Sequence[tuple[_Job, Any, BaseException | None]]) -> None:
     for job, result, problem in outcomes:
         if job.waiter is not None and job.loop is not None:
             by_loop.setdefault(job.loop, []).append((job.waiter, result, problem))
-        elif job.future is not None:
+        elif job.future is not None and not job.future.done():
             if problem is None:
                 job.future.set_result(result)
             else:
@@ -519,7 +526,25 @@ class SqliteStore:
                 naps += 1
                 open_ = self._take(batch)
             recent = 0.8 * recent + 0.2 * len(batch)
-            self._commit_batch(batch)
+            try:
+                self._commit_batch(batch)
+            except Exception as exc:  # a fault in the writer itself: nobody waits forever
+                self._crashed(batch, exc)
+
+    def _crashed(self, batch: list[_Job], exc: Exception) -> None:
+        """The writer failed outside any unit: roll back, answer the batch's callers
+        that have no answer yet, and refuse appends from now on, since what the writer
+        holds in memory (the tip, the cache) can no longer be trusted."""
+        log.exception("writer_failed", units=len(batch))
+        with contextlib.suppress(Exception):
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        self._cache.clear()
+        self._pending = _Pending()
+        self._unprojected = []
+        self._refuse(f"the writer failed ({type(exc).__name__}: {exc}), restart the server")
+        problem = LedgerUnavailable(f"the write failed: {exc}")
+        _settle([(job, None, problem) for job in batch if not job.answered()])
 
     def _commit_batch(self, batch: list[_Job], started: bool = False) -> None:
         pending = batch

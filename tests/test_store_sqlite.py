@@ -233,3 +233,29 @@ def test_seq_at_bisects_record_times_without_an_index(store: SqliteStore) -> Non
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
     )
     assert "events_recorded_at" not in {name for (name,) in indexes}
+
+
+def test_a_fault_in_the_writer_answers_its_callers_and_refuses_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the writer itself (outside any unit of work) must not leave callers
+    waiting forever: the batch's callers hear it, later appends are refused with the
+    reason (the writer's tip and cache can no longer be trusted), reads go on."""
+    store = SqliteStore(tmp_path / "l.db")
+    try:
+        store.append_sync("subject:a", new_events("subject:a", 2), "w")
+
+        def broken(self: SqliteStore, batch: Any) -> Any:
+            raise TypeError("a bug")
+
+        monkeypatch.setattr(SqliteStore, "_try_batch", broken)
+        with pytest.raises(LedgerUnavailable, match="the write failed: a bug"):
+            store.append_sync("subject:a", new_events("subject:a", 1), "w")
+        monkeypatch.undo()
+        with pytest.raises(LedgerUnavailable, match=r"refused: the writer failed \(TypeError"):
+            store.append_sync("subject:a", new_events("subject:a", 1), "w")
+        assert store.write_refusal is not None
+        check_log(read_all(store))
+        assert store.size() == 2
+    finally:
+        store.close()
