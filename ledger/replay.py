@@ -34,12 +34,16 @@ from ledger.migrations import migrate
 from ledger.schema import LOG_MIGRATIONS
 from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size, row_to_event
 from ledger.store import Projector
-from ledger.verify import Progress, read_snapshot, verify_log
+from ledger.verify import UNDECODED, Progress, VerifyReport, read_snapshot, verify_log
 from ledger.writemodel import WriteModel
 
 log = structlog.get_logger("ledger.replay")
 
 REPLAY_CHUNK = 20_000
+REBUILD_CACHE_MIB = 256
+"""Page cache of the writer's connection while a rebuild runs (then set back): the pages
+the replay writes again and again (keyed tables, their indexes) are spilled to the WAL
+less often."""
 SCRATCH_CACHE_MIB = 64
 """Page cache of the audit's scratch database: its hot index pages stay in memory."""
 
@@ -154,6 +158,36 @@ def replay_folds(connection: sqlite3.Connection, projectors: Sequence[Projector]
     return folds
 
 
+def split_tables(projector: Projector) -> tuple[str, ...]:
+    """The tables the projector's replayer can fold apart from its others.
+
+    A projector may list them in an optional `split_tables` attribute, when its
+    `replayer(connection, tables)` folds either those tables alone or all the others.
+    The audit folds them in its own process while the child folds the rest.
+    """
+    if getattr(projector, "replayer", None) is None:
+        return ()
+    return tuple(getattr(projector, "split_tables", ()))
+
+
+def _part_folds(
+    connection: sqlite3.Connection, projectors: Sequence[Projector], split: bool
+) -> list[Fold]:
+    """One fold per projector: of its split tables (`split`) or of all its other tables.
+
+    With `split`, only projectors that have split tables are expected.
+    """
+    folds: list[Fold] = []
+    for projector in projectors:
+        apart = split_tables(projector)
+        if not apart:
+            folds.extend(replay_folds(connection, [projector]))
+            continue
+        tables = apart if split else tuple(t for t in projector.tables if t not in apart)
+        folds.append(projector.replayer(connection, tables))  # type: ignore[attr-defined]
+    return folds
+
+
 def _applier(projector: Projector, connection: sqlite3.Connection) -> Fold:
     def fold(events: Sequence[Event]) -> None:
         projector.apply(connection, events)
@@ -182,6 +216,14 @@ def rebuild(
 
     def work(txn: SqliteTransaction) -> int:
         conn = txn.connection
+        cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+        conn.execute(f"PRAGMA cache_size = -{REBUILD_CACHE_MIB * 1024}")
+        try:
+            return replay(conn)
+        finally:
+            conn.execute(f"PRAGMA cache_size = {int(cache)}")
+
+    def replay(conn: sqlite3.Connection) -> int:
         total = log_size(conn)
         indexes = deferred_indexes(conn, chosen)
         for projector in chosen:
@@ -357,13 +399,22 @@ def _fold_log(
     total: int,
     progress: Progress | None,
     chunk: int,
+    *,
+    split: bool | None = None,
 ) -> list[str]:
     """Replay the log of `live_conn` (in the caller's snapshot) into the scratch tables.
 
-    Empty, or the one problem that stopped it: a payload that does not decode.
+    Every table of the projectors, or (`split` not None) their split tables or the rest,
+    as :func:`_part_folds`. Empty, or the one problem that stopped it: a payload that
+    does not decode.
     """
     scratch.execute("BEGIN")
-    folds = list(zip(limits, replay_folds(scratch, projectors), strict=True))
+    made = (
+        replay_folds(scratch, projectors)
+        if split is None
+        else _part_folds(scratch, projectors, split)
+    )
+    folds = list(zip(limits, made, strict=True))
     try:
         for events in read_chunks(live_conn, chunk, until=total):
             for limit, fold in folds:
@@ -375,9 +426,69 @@ def _fold_log(
                 progress(events[-1].seq, total)
     except LedgerError as exc:
         scratch.execute("ROLLBACK")
-        return [f"projections not compared: the log cannot be replayed: {exc}"]
+        return [_unreplayable(exc)]
     scratch.execute("COMMIT")
     return []
+
+
+def _unreplayable(exc: LedgerError) -> str:
+    return f"projections not compared: the log cannot be replayed: {exc}"
+
+
+class _VerifiedFold:
+    """Folds the log into scratch tables from the chunks :func:`verify_log` has checked.
+
+    The payloads the verification decoded are folded as they are; any other is decoded
+    as :func:`read_chunks` would, so a payload that does not decode stops the fold with
+    the same problem. Every event up to `total` is decoded, whatever the limits.
+    """
+
+    def __init__(
+        self, scratch: sqlite3.Connection, folds: Sequence[Fold], limits: Sequence[int], total: int
+    ) -> None:
+        self.scratch = scratch
+        self.folds = list(zip(limits, folds, strict=True))
+        self.total = total
+        self.problem: str | None = None
+        scratch.execute("BEGIN")
+
+    def __call__(self, rows: list[Any], payloads: list[Any]) -> None:
+        if self.problem is not None or not rows or rows[0][0] > self.total:
+            return
+        try:
+            events = _verified_events(rows, payloads, self.total)
+        except LedgerError as exc:
+            self.problem = _unreplayable(exc)
+            return
+        first, last = events[0].seq, events[-1].seq
+        for limit, fold in self.folds:
+            if last <= limit:
+                fold(events)
+            elif first <= limit:
+                fold([e for e in events if e.seq <= limit])
+
+    def finish(self) -> list[str]:
+        """Commit the fold: empty, or the problem that stopped it (then rolled back)."""
+        if self.problem is not None:
+            self.scratch.execute("ROLLBACK")
+            return [self.problem]
+        self.scratch.execute("COMMIT")
+        return []
+
+
+def _verified_events(rows: list[Any], payloads: list[Any], until: int) -> list[Event]:
+    """The rows up to seq `until` as events, with the payloads the verification decoded."""
+    events: list[Event] = []
+    add = events.append
+    for row, payload in zip(rows, payloads, strict=True):
+        seq, etype, stream, version, recorded_at, actor, dsha, h, _ = row
+        if seq > until:
+            break
+        if payload is UNDECODED:
+            add(_decoded(row))  # raises as the replay would, or decodes a non-bytes payload
+        else:
+            add(Event(seq, etype, stream, version, recorded_at, actor, payload, dsha, h))
+    return events
 
 
 def _compare_all(
@@ -389,10 +500,31 @@ def _compare_all(
     problems: list[str] = []
     for projector in projectors:
         for table in projector.tables:
-            if alias is not None and same_table(live_conn, alias, table):
-                continue
-            problems += compare_table(live_conn, scratch, table)
+            problems += _compare_one(live_conn, scratch, alias, table)
     return problems
+
+
+def _held_equal(live_conn: sqlite3.Connection, holder: Any, table: str) -> bool:
+    """Whether `table` holds exactly the rows `holder` keeps in memory.
+
+    True when the live table has the holder's columns and the holder's query of it
+    (`holder.check(table)`: each key group's row count and values, in key order) returns
+    what the held rows give. False may also mean that only a comparison in SQL can
+    tell: the caller then writes the rows out and compares them as any other table,
+    which also describes the difference.
+    """
+    if _layout(live_conn, table)[0] != list(holder.columns(table)):
+        return False
+    sql, expected = holder.check(table)
+    return bool(live_conn.execute(sql).fetchall() == expected)
+
+
+def _compare_one(
+    live_conn: sqlite3.Connection, scratch: sqlite3.Connection, alias: str | None, table: str
+) -> list[str]:
+    if alias is not None and same_table(live_conn, alias, table):
+        return []
+    return compare_table(live_conn, scratch, table)
 
 
 def _replay_into(
@@ -424,7 +556,8 @@ def _replay_file(
     chunk: int,
 ) -> list[str]:
     """:func:`_fold_log` in a child process: from the ledger file into the scratch file,
-    for every projector of the factory but the write model (which the parent replays).
+    for every projector of the factory but the write model, and but their split tables
+    (the parent replays those).
 
     The log is append-only, so its first `total` events read the same in any snapshot
     that holds them; the checkpoints (`limits`) come from the parent's snapshot.
@@ -438,7 +571,7 @@ def _replay_file(
         with read_snapshot(live):
             if log_size(live) < total:
                 raise LedgerError(f"{db_file}: the log is shorter than the {total} events audited")
-            return _fold_log(live, scratch, projectors, limits, total, None, chunk)
+            return _fold_log(live, scratch, projectors, limits, total, None, chunk, split=False)
     finally:
         scratch.close()
         live.close()
@@ -587,16 +720,22 @@ def audit(
 
     `progress(done, total)` runs over both passes: the verification, then the replay.
     From `parallel_from` events on (and when the ledger is a file and the factory can be
-    pickled) the replay runs in a child process while this one verifies; the tables are
-    compared here, in this snapshot, once both are done.
+    imported by name) the replay runs in a child process while this one verifies and, in
+    the same pass over the log, folds the write model and the projectors' split tables
+    (:func:`split_tables`); the tables are compared here, in this snapshot, once both
+    are done.
     """
     conn = source.reader() if isinstance(source, SqliteStore) else source
     projectors = fresh_projectors(projector_factory)
     own, rest = _split(projectors)
+    halves = [p for p in rest if split_tables(p)]
     with ExitStack() as stack:
         scratch, alias = stack.enter_context(_scratch_replay(conn, projectors))
-        # the write model's replay, done here while a child replays the rest
-        here, here_alias = stack.enter_context(_scratch_replay(conn, own, _REPLAY_ALIAS + "_wm"))
+        # the write model's replay and the split tables', done here while a child
+        # replays the rest
+        here, here_alias = stack.enter_context(
+            _scratch_replay(conn, [*own, *halves], _REPLAY_ALIAS + "_wm")
+        )
         stack.enter_context(read_snapshot(conn))
         total = log_size(conn)
         child = None
@@ -605,28 +744,26 @@ def audit(
                 conn, scratch, projector_factory, _limits(conn, rest, total), total
             )
         try:
-            report = verify_log(conn, _phase(progress, 0))
-            replayed = _phase(progress, 1)
             if child is None:
+                report = verify_log(conn, _phase(progress, 0))
                 limits = _limits(conn, projectors, total)
                 differences = _fold_log(
-                    conn, scratch, projectors, limits, total, replayed, REPLAY_CHUNK
+                    conn, scratch, projectors, limits, total, _phase(progress, 1), REPLAY_CHUNK
                 )
                 if not differences:
                     differences = _compare_all(conn, scratch, alias, projectors)
             else:
-                limits = _limits(conn, own, total)
-                differences = _fold_log(conn, here, own, limits, total, None, REPLAY_CHUNK)
-                # nothing on this connection touches the child's database until it is done
-                replay_problems = child.outcome()
-                if replayed is not None:
-                    replayed(total, total)
-                if replay_problems:  # the same log: the same undecodable payload
-                    differences = replay_problems
-                if not differences:
-                    differences = _compare_all(conn, here, here_alias, own) + _compare_all(
-                        conn, scratch, alias, rest
-                    )
+                report, differences = _audit_beside(
+                    conn,
+                    (here, here_alias),
+                    (scratch, alias),
+                    own,
+                    halves,
+                    rest,
+                    total,
+                    child,
+                    progress,
+                )
         finally:
             if child is not None:
                 child.stop()
@@ -638,6 +775,69 @@ def audit(
         projections_match=not differences,
         problems=[*report.problems, *differences],
     )
+
+
+def _audit_beside(
+    conn: sqlite3.Connection,
+    here: tuple[sqlite3.Connection, str | None],
+    there: tuple[sqlite3.Connection, str | None],
+    own: Sequence[Projector],
+    halves: Sequence[Projector],
+    rest: Sequence[Projector],
+    total: int,
+    child: _ReplayProcess,
+    progress: Progress | None,
+) -> tuple[VerifyReport, list[str]]:
+    """This process's side of an audit while `child` replays `rest` but their split tables.
+
+    Verifies the log and, from the same chunks, folds the write model (`own`) and the
+    split tables of `halves` into `here`; compares those while the child runs, then the
+    child's tables in `there`. Problems come in the projectors' and tables' order.
+    """
+    here_conn, here_alias = here
+    holders: dict[str, Any] = {}  # table -> the fold that holds its rows in memory
+    folds = replay_folds(here_conn, own)
+    for projector in halves:
+        make = getattr(projector, "split_holder", None)
+        if make is None:
+            folds += _part_folds(here_conn, [projector], True)
+            continue
+        holder = make()
+        holders.update(dict.fromkeys(split_tables(projector), holder))
+        folds.append(holder)
+    folder = _VerifiedFold(here_conn, folds, _limits(conn, [*own, *halves], total), total)
+    report = verify_log(conn, _phase(progress, 0), consume=folder)
+    differences = folder.finish()
+    found: dict[str, list[str]] = {}
+    if not differences:
+        # the held tables first: any that differs is written to the scratch database
+        # before this connection reads it (and holds a read lock on it to the end)
+        for table, holder in holders.items():
+            if _held_equal(conn, holder, table):
+                found[table] = []
+            else:
+                here_conn.execute("BEGIN")
+                holder.write(here_conn, table)
+                here_conn.execute("COMMIT")
+        mine = [t for p in own for t in p.tables] + [t for p in halves for t in split_tables(p)]
+        for table in mine:
+            if table not in found:
+                found[table] = _compare_one(conn, here_conn, here_alias, table)
+    # nothing on this connection touches the child's database until it is done
+    replay_problems = child.outcome()
+    replayed = _phase(progress, 1)
+    if replayed is not None:
+        replayed(total, total)
+    if replay_problems:  # the same log: the same undecodable payload
+        return report, replay_problems
+    if differences:
+        return report, differences
+    there_conn, there_alias = there
+    for projector in [*own, *rest]:
+        for table in projector.tables:
+            if table not in found:
+                found[table] = _compare_one(conn, there_conn, there_alias, table)
+    return report, [line for p in [*own, *rest] for t in p.tables for line in found[t]]
 
 
 def _phase(progress: Progress | None, index: int) -> Progress | None:
@@ -660,7 +860,9 @@ def _quote(name: str) -> str:
 
 def _layout(conn: sqlite3.Connection, table: str) -> tuple[list[str], int]:
     """The table's columns, primary key first (in key order) then by name; the key's width."""
-    info = conn.execute(f"PRAGMA table_info({_quote(table)})").fetchall()
+    # `main.`: unqualified, the pragma reads every attached database's schema, and would
+    # hold a read lock on the audit's child's database for the rest of the snapshot
+    info = conn.execute(f"PRAGMA main.table_info({_quote(table)})").fetchall()
     key = [row[1] for row in sorted((r for r in info if r[5]), key=lambda r: r[5])]
     return key + sorted(row[1] for row in info if not row[5]), len(key)
 

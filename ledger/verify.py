@@ -27,6 +27,15 @@ from ledger.events import PAYLOAD_TYPES
 Progress = Callable[[int, int], None]
 """Called as `progress(done, total)` after each chunk."""
 
+UNDECODED: Any = object()
+"""In the payloads handed to a :data:`ChunkConsumer`: a payload the verification did not
+decode (one that fails to, or is not stored as bytes)."""
+
+ChunkConsumer = Callable[[list[Any], list[Any]], None]
+"""Called as `consume(rows, payloads)` after each chunk is checked: the rows as
+`_EVENT_SQL` reads them and, for each, its payload decoded, None where it was erased, or
+:data:`UNDECODED`. Lets a caller fold the log in the same pass that verifies it."""
+
 CHUNK = 10_000
 MAX_PROBLEMS = 100
 """Problems (and notes) listed in a report; more are counted in one last line."""
@@ -270,11 +279,16 @@ class _Verifier:
         self.count = 0
         self.erased = 0
 
-    def chunk(self, rows: list[Any]) -> None:
-        """Check consecutive rows (`_EVENT_SQL`), then the Merkle nodes they complete."""
+    def chunk(self, rows: list[Any], payloads: list[Any] | None = None) -> None:
+        """Check consecutive rows (`_EVENT_SQL`), then the Merkle nodes they complete.
+
+        Each decoded payload (None if erased, :data:`UNDECODED` if not decoded) is added
+        to `payloads` when given.
+        """
         findings = self.findings
         leaves: list[bytes | None] = []
         add_leaf = leaves.append
+        keep = payloads.append if payloads is not None else None
         expected, prev = self.expected, self.prev
         leaf_hash = merkle.leaf_hash
         decoders = _decoders
@@ -288,18 +302,22 @@ class _Verifier:
                     leaves += [None] * (seq - expected)
                 prev = None  # the link into `seq` cannot be checked
             expected = seq + 1
+            payload = UNDECODED
             if type(data) is bytes:
                 if sha256(data).hexdigest() != dsha:
                     findings.bad(seq, "payload does not hash to its data_sha256")
                 try:
-                    decoders[etype].decode(data)
+                    payload = decoders[etype].decode(data)
                 except (KeyError, msgspec.DecodeError) as exc:
                     findings.bad(seq, f"payload does not decode as {etype!r}: {exc}")
             elif data is None:
+                payload = None
                 self.erased += 1
                 findings.note(f"seq {seq}: payload erased; its data_sha256 still commits to it")
             else:
                 findings.bad(seq, f"payload stored as {type(data).__name__}, not bytes")
+            if keep is not None:
+                keep(payload)
             try:
                 canonical = envelope_bytes(seq, etype, stream, version, recorded_at, actor, dsha)
             except (TypeError, ValueError, msgspec.EncodeError) as exc:
@@ -335,6 +353,7 @@ def verify_log(
     progress: Progress | None = None,
     *,
     chunk: int = CHUNK,
+    consume: ChunkConsumer | None = None,
 ) -> VerifyReport:
     """Check the whole stored log on `conn` and report what is wrong, if anything.
 
@@ -345,6 +364,7 @@ def verify_log(
     one recomputed from the canonical bytes, that no node is missing or extra, and that
     the stored root equals the recomputed one. Reads run in one snapshot, in chunks of
     `chunk` events and one range query per tree level, never one query per event.
+    `consume`, when given, is handed each chunk once checked (see :data:`ChunkConsumer`).
     """
     findings = _Findings()
     with read_snapshot(conn):
@@ -352,7 +372,12 @@ def verify_log(
         verifier = _Verifier(conn, findings)
         after = 0
         while rows := conn.execute(_EVENT_SQL, (after, chunk)).fetchall():
-            verifier.chunk(rows)
+            if consume is None:
+                verifier.chunk(rows)
+            else:
+                payloads: list[Any] = []
+                verifier.chunk(rows, payloads)
+                consume(rows, payloads)
             after = int(rows[-1][0])
             if progress is not None:
                 progress(after, total)

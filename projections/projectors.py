@@ -7,9 +7,11 @@ is exactly as current as the log. `apply` batches each kind of write into one
 
 from __future__ import annotations
 
+import math
 import sqlite3
-from collections.abc import Callable, Sequence
-from functools import lru_cache
+from array import array
+from collections.abc import Callable, Collection, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -53,10 +55,21 @@ _RANK = (
 )
 
 
-@lru_cache(maxsize=4096)
+_period_bounds: dict[str, tuple[int, int]] = {}
+_PERIODS_KEPT = 16_384
+
+
 def _bounds(text: str) -> tuple[int, int]:
-    value = parse_time(text)
-    return value.start, value.end
+    """The time's first and last microsecond. Years, months and days recur (a log of a
+    million assertions states ~5,000 distinct ones), so their bounds are kept; instants
+    rarely do, and are parsed each time."""
+    found = _period_bounds.get(text)
+    if found is None:
+        value = parse_time(text)
+        found = (value.start, value.end)
+        if len(text) <= 10 and len(_period_bounds) < _PERIODS_KEPT:
+            _period_bounds[text] = found
+    return found
 
 
 def _counts_so_far(connection: sqlite3.Connection, subjects: list[str]) -> dict[str, int]:
@@ -83,66 +96,65 @@ class _Rows:
         self.counted: list[tuple[str, int]] = []  # (subject, seq) of each record, in order
 
 
-_claimant_json: dict[tuple[str, ...], str] = {}
+_NULL = math.nan
+"""Bound in place of None: SQLite stores a NaN bound as a double as NULL. Python's sqlite3
+looks for an adapter for every None it binds (~0.8 us each), and an assertion row holds
+five to eight of them; NaN is bound directly. No column of these rows holds a float."""
 
 
-def _claimants_text(claimants: tuple[str, ...]) -> str:
-    """The claimants as JSON; the same few lists recur, so each is encoded once."""
-    if type(claimants) is not tuple:  # built by hand, not decoded: maybe a list
-        return _json.encode(claimants).decode()
-    text = _claimant_json.get(claimants)
-    if text is None:
-        text = _json.encode(claimants).decode()
-        if len(_claimant_json) < 65_536:
-            _claimant_json[claimants] = text
-    return text
-
-
-def _collect(events: Sequence[Event]) -> _Rows:
+def _collect(events: Sequence[Event], claimants: bool = True) -> _Rows:
+    """The rows `events` add; without the claimants' when `claimants` is false."""
     rows = _Rows()
-    recorded, claimants, properties = rows.recorded, rows.claimants, rows.properties
-    counted = rows.counted
-    encode, bounds = _json.encode, _bounds
+    add_recorded, add_claimant = rows.recorded.append, rows.claimants.append
+    add_property, add_counted = rows.properties.append, rows.counted.append
+    encode, bounds, null = _json.encode, _bounds, _NULL
     for event in events:
         data = event.data
         if isinstance(data, AssertionRecorded):
             seq = event.seq
             value = data.value
-            value_kind = "status" if value.status is not None else "quantity"
+            status = value.status
+            value_kind = "quantity" if status is None else "status"
             stated_start, stated_end = bounds(data.stated_at)
             valid_from, valid_to = data.valid_from, data.valid_to
-            recorded.append(
+            low, high, best = value.low, value.high, value.best
+            mode, credibility = data.mode, data.credibility
+            supersedes, note = data.supersedes, data.note
+            subject, prop = data.subject, data.property
+            add_recorded(
                 (
                     seq,
                     data.assertion_id,
-                    data.subject,
-                    data.property,
+                    subject,
+                    prop,
                     value_kind,
                     event.recorded_at,
-                    value.low,
-                    value.high,
-                    value.best,
-                    value.status,
-                    data.mode,
+                    null if low is None else low,
+                    null if high is None else high,
+                    null if best is None else best,
+                    null if status is None else status,
+                    null if mode is None else mode,
                     data.qualifier,
-                    _claimants_text(data.claimants),
+                    encode(data.claimants).decode(),
                     data.stated_at,
                     stated_start,
                     stated_end,
-                    valid_from,
-                    None if valid_from is None else bounds(valid_from)[0],
-                    valid_to,
-                    None if valid_to is None else bounds(valid_to)[1],
+                    null if valid_from is None else valid_from,
+                    null if valid_from is None else bounds(valid_from)[0],
+                    null if valid_to is None else valid_to,
+                    null if valid_to is None else bounds(valid_to)[1],
                     encode(data.document).decode(),
                     data.quote,
-                    data.credibility,
-                    data.supersedes,
-                    data.note,
+                    null if credibility is None else credibility,
+                    null if supersedes is None else supersedes,
+                    null if note is None else note,
                 )
             )
-            claimants.extend((c, seq) for c in data.claimants)
-            properties.append((data.subject, data.property, value_kind, seq))
-            counted.append((data.subject, seq))
+            if claimants:
+                for claimant in data.claimants:
+                    add_claimant((claimant, seq))
+            add_property((subject, prop, value_kind, seq))
+            add_counted((subject, seq))
         elif isinstance(data, AssertionRetracted):
             rows.retractions.append((event.seq, data.reason, event.recorded_at, data.assertion_id))
         elif isinstance(data, AssertionRanked):
@@ -157,6 +169,9 @@ _INSERT_PROPERTY = (
 _INSERT_COUNT = "INSERT INTO proj_subject_counts (subject, seq, assertions) VALUES (?, ?, ?)"
 
 
+_first = itemgetter(0)
+
+
 def _property_order(row: tuple[str, str, str, int]) -> tuple[str, str, int]:
     return row[0], row[1], row[3]
 
@@ -164,29 +179,145 @@ def _property_order(row: tuple[str, str, str, int]) -> tuple[str, str, int]:
 def _write(
     connection: sqlite3.Connection,
     rows: _Rows,
-    counts: dict[str, int],
+    counts: dict[str, int] | None,
     properties: list[tuple[str, str, str, int]],
 ) -> None:
-    """Write a batch's rows; `counts` holds each recorded subject's count before it."""
-    count_rows: list[tuple[str, int, int]] = []
-    for subject, seq in rows.counted:
-        counts[subject] += 1
-        count_rows.append((subject, seq, counts[subject]))
+    """Write a batch's rows; `counts` holds each recorded subject's count before it
+    (None: the subject counts are not written)."""
+    count_rows = [] if counts is None else _count_rows(rows.counted, counts)
     # records first: a retraction or rank in the same batch names an assertion before it.
     # The keyed rows go in key order (the rows are the same in any order, and the first of
-    # a (subject, property) stays first): neighbours share B-tree pages.
+    # a (subject, property) stays first): neighbours share B-tree pages. The claimant and
+    # count rows were made in seq order, so a stable sort on their first column alone puts
+    # them in key order, and compares strings instead of tuples.
     if rows.recorded:
         connection.executemany(_INSERT_ASSERTION, rows.recorded)
-        connection.executemany(_INSERT_CLAIMANT, sorted(rows.claimants))
+        if rows.claimants:
+            connection.executemany(_INSERT_CLAIMANT, sorted(rows.claimants, key=_first))
         if properties:
             properties.sort(key=_property_order)
             connection.executemany(_INSERT_PROPERTY, properties)
-        count_rows.sort()
-        connection.executemany(_INSERT_COUNT, count_rows)
+        if count_rows:
+            connection.executemany(_INSERT_COUNT, count_rows)
     if rows.retractions:
         connection.executemany(_RETRACT, rows.retractions)
     if rows.ranks:
         connection.executemany(_RANK, rows.ranks)
+
+
+def _count_rows(
+    counted: list[tuple[str, int]], counts: dict[str, int]
+) -> list[tuple[str, int, int]]:
+    """The `proj_subject_counts` rows of the records `counted`, in key order; `counts`
+    holds each subject's count before them, and is moved on past them."""
+    count_rows: list[tuple[str, int, int]] = []
+    for subject, seq in counted:
+        counts[subject] += 1
+        count_rows.append((subject, seq, counts[subject]))
+    count_rows.sort(key=_first)
+    return count_rows
+
+
+_HELD_COLUMNS = {
+    "proj_claimants": ("claimant", "recorded_seq"),
+    "proj_subject_counts": ("subject", "seq", "assertions"),
+}
+_HELD_INSERTS = {"proj_claimants": _INSERT_CLAIMANT, "proj_subject_counts": _INSERT_COUNT}
+
+
+class HeldRows:
+    """A fold of a replay from seq 1 into :attr:`AssertionsProjector.split_tables` that
+    keeps their rows in memory instead of writing them: the seqs of each claimant's and
+    each subject's records, in order (a subject's count is the position in its list).
+
+    The rows are exactly those :meth:`AssertionsProjector.apply` writes from empty tables;
+    an audit compares them with the live tables without a scratch copy, and writes them
+    (:meth:`write`) only to describe a difference.
+    """
+
+    tables: tuple[str, ...] = tuple(_HELD_COLUMNS)
+
+    def __init__(self) -> None:
+        self.claimants: dict[str, array[int]] = {}
+        self.subjects: dict[str, array[int]] = {}
+
+    def __call__(self, events: Sequence[Event]) -> None:
+        claimants, subjects = self.claimants, self.subjects
+        for event in events:
+            data = event.data
+            if isinstance(data, AssertionRecorded):
+                seq = event.seq
+                seqs = subjects.get(data.subject)
+                if seqs is None:
+                    seqs = subjects[data.subject] = array("q")
+                seqs.append(seq)
+                for claimant in data.claimants:
+                    seqs = claimants.get(claimant)
+                    if seqs is None:
+                        seqs = claimants[claimant] = array("q")
+                    if not seqs or seqs[-1] != seq:  # a claimant named twice: one row
+                        seqs.append(seq)
+
+    def columns(self, table: str) -> tuple[str, ...]:
+        """The table's columns, primary key first, in the order :meth:`rows` gives them."""
+        return _HELD_COLUMNS[table]
+
+    def rows(self, table: str) -> Iterator[tuple[str, int] | tuple[str, int, int]]:
+        """The table's rows in primary-key order (keys sort as SQLite's BINARY collation)."""
+        if table == "proj_claimants":
+            for claimant in sorted(self.claimants):
+                for seq in self.claimants[claimant]:
+                    yield claimant, seq
+        elif table == "proj_subject_counts":
+            for subject in sorted(self.subjects):
+                for count, seq in enumerate(self.subjects[subject], 1):
+                    yield subject, seq, count
+        else:
+            raise KeyError(table)
+
+    def check(self, table: str) -> tuple[str, list[tuple[Any, ...]]]:
+        """A query of the live table (`main`) and what it returns if the table holds
+        exactly :meth:`rows`: per key group in key order, its row count and its other
+        columns' values listed in key order."""
+        if table == "proj_claimants":
+            held = self.claimants
+            sql = (
+                "SELECT claimant, count(*), group_concat(recorded_seq) FROM main.proj_claimants"
+                " GROUP BY claimant ORDER BY claimant"
+            )
+            return sql, [(c, len(held[c]), ",".join(map(str, held[c]))) for c in sorted(held)]
+        if table == "proj_subject_counts":
+            held = self.subjects
+            sql = (
+                "SELECT subject, count(*), group_concat(seq || ':' || assertions)"
+                " FROM main.proj_subject_counts GROUP BY subject ORDER BY subject"
+            )
+            return sql, [
+                (s, len(held[s]), ",".join(f"{q}:{n}" for n, q in enumerate(held[s], 1)))
+                for s in sorted(held)
+            ]
+        raise KeyError(table)
+
+    def write(self, connection: sqlite3.Connection, table: str) -> None:
+        """Insert the table's rows on `connection` (in the caller's transaction)."""
+        connection.executemany(_HELD_INSERTS[table], self.rows(table))
+
+
+def _split_fold(connection: sqlite3.Connection) -> Callable[[Sequence[Event]], None]:
+    """A replayer of :attr:`AssertionsProjector.split_tables` alone, writing their rows."""
+    counts: dict[str, int] = {}
+
+    def fold(events: Sequence[Event]) -> None:
+        rows = _collect(events)
+        new = [s for s in dict.fromkeys(s for s, _ in rows.counted) if s not in counts]
+        if new:
+            counts.update(_counts_so_far(connection, new))
+        if rows.claimants:
+            connection.executemany(_INSERT_CLAIMANT, sorted(rows.claimants, key=_first))
+        if rows.counted:
+            connection.executemany(_INSERT_COUNT, _count_rows(rows.counted, counts))
+
+    return fold
 
 
 class AssertionsProjector:
@@ -195,6 +326,9 @@ class AssertionsProjector:
     name = "projections.assertions"
     tables: tuple[str, ...] = ASSERTION_TABLES
     deferred_indexes: tuple[str, ...] = DEFERRED_INDEXES
+    split_tables: tuple[str, ...] = HeldRows.tables
+    """Tables :meth:`replayer` can fold apart from the others, in another process, and
+    :meth:`split_holder` in memory."""
 
     def migrate(self, connection: sqlite3.Connection) -> None:
         migrate(connection, ASSERTION_MIGRATIONS)
@@ -211,21 +345,33 @@ class AssertionsProjector:
             counts = _counts_so_far(connection, list(dict.fromkeys(s for s, _ in rows.counted)))
         _write(connection, rows, counts, rows.properties)
 
-    def replayer(self, connection: sqlite3.Connection) -> Callable[[Sequence[Event]], None]:
+    def replayer(
+        self, connection: sqlite3.Connection, tables: Collection[str] | None = None
+    ) -> Callable[[Sequence[Event]], None]:
         """A fold for a long replay in which nothing else writes these tables.
 
         Folds exactly as :meth:`apply` does, batch after batch, but keeps each subject's
         running count and the properties already written in memory, so a batch reads
         nothing back and writes each (subject, property) once.
+
+        With `tables`, only those are folded: :attr:`split_tables`, or every other table.
         """
-        counts: dict[str, int] = {}
+        wanted = set(self.tables if tables is None else tables)
+        split = set(self.split_tables)
+        if wanted == split:
+            return _split_fold(connection)
+        if wanted not in (set(self.tables), set(self.tables) - split):
+            raise ValueError(f"cannot fold {sorted(wanted)} apart from the other tables")
+        whole = wanted == set(self.tables)
+        counts: dict[str, int] | None = {} if whole else None
         seen: set[tuple[str, str]] = set()
 
         def fold(events: Sequence[Event]) -> None:
-            rows = _collect(events)
-            new = [s for s in dict.fromkeys(s for s, _ in rows.counted) if s not in counts]
-            if new:
-                counts.update(_counts_so_far(connection, new))
+            rows = _collect(events, whole)
+            if counts is not None:
+                new = [s for s in dict.fromkeys(s for s, _ in rows.counted) if s not in counts]
+                if new:
+                    counts.update(_counts_so_far(connection, new))
             properties = []
             for row in rows.properties:
                 key = (row[0], row[1])
@@ -235,6 +381,11 @@ class AssertionsProjector:
             _write(connection, rows, counts, properties)
 
         return fold
+
+    def split_holder(self) -> HeldRows:
+        """A fold of :attr:`split_tables` from an empty start that holds their rows in
+        memory (see :class:`HeldRows`)."""
+        return HeldRows()
 
 
 class SourcesProjector:
