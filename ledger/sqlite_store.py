@@ -61,7 +61,7 @@ _NO_PAGE_LIMIT = 4294967294  # SQLite clamps this to its own largest page count
 _MAX_INT = 2**63 - 1  # SQLite's largest INTEGER
 LINGER_NAP = 0.0002  # seconds the writer waits for more units when batches have been fuller
 LINGER_NAPS = 3
-CHECKPOINT_PAUSE = 0.005  # seconds between two background checkpoints
+CHECKPOINT_PAUSE = 0.05  # seconds between two background checkpoints
 
 
 def _is_full(exc: BaseException) -> bool:
