@@ -688,8 +688,9 @@ class SqliteStore:
         pages, and holds that batch (and every caller in it) for the time it takes to
         copy them all. This thread runs a PASSIVE checkpoint (it never waits for a lock
         and never blocks the writer or a reader) at most every `CHECKPOINT_PAUSE`
-        seconds while appends go on, so the writer's own checkpoint finds the frames
+        seconds while appends go on, so the writer's own checkpoint finds most frames
         already copied; the WAL still starts over once a checkpoint has copied all of it.
+        More often costs CPU: a page that several commits changed is copied each time.
         """
         conn: sqlite3.Connection | None = None
         try:
