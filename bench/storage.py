@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import shutil
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -122,13 +123,30 @@ def bench_import(work: Path, n: int) -> list[Result]:
 # ---- target 3: rebuild ----
 
 
+def _scratch_copy(db: Path, scratch: Path) -> None:
+    """A copy of `db` to rebuild: an interrupted rebuild must not leave the shared ledger,
+    which later scenarios reuse, with its read side half built."""
+    remove_db(scratch)
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    shutil.copyfile(db, scratch)
+
+
 def bench_rebuild(work: Path, n: int) -> list[Result]:
     db = ensure_ledger(work, n)
     events = event_count(db)
     say(f"rebuild: raw scan and decode of {events:,} events (A)")
     scans = [scan_and_decode(db)]
-    say("rebuild: `ledger rebuild` (B)")
-    run = run_child(ledger_args("rebuild", "--db", str(db)))
+    scratch = work / "rebuild-scratch.db"
+    _scratch_copy(db, scratch)
+    say("rebuild: `ledger rebuild` of a copy (B)")
+    try:
+        run = run_child(ledger_args("rebuild", "--db", str(scratch)))
+    finally:
+        remove_db(scratch)
     if run.returncode != 0:
         raise RuntimeError(f"ledger rebuild failed: {run.stderr[-2000:]}")
     say("rebuild: raw scan and decode (A)")

@@ -47,6 +47,25 @@ class WriteModel:
         Rows are inserted before any update runs, so an event that updates a row
         inserted earlier in the same batch finds it; updates keep their log order.
         """
+        self._fold(connection, events, None)
+
+    def replayer(self, connection: sqlite3.Connection) -> Callable[[Sequence[Event]], None]:
+        """A fold for a long replay in which nothing else writes these tables: as
+        :meth:`apply`, but each (subject, property) is offered to `wm_properties` once
+        (its first claim fixes its kind), not once per assertion."""
+        seen: set[tuple[str, str]] = set()
+
+        def fold(events: Sequence[Event]) -> None:
+            self._fold(connection, events, seen)
+
+        return fold
+
+    def _fold(
+        self,
+        connection: sqlite3.Connection,
+        events: Sequence[Event],
+        seen: set[tuple[str, str]] | None,
+    ) -> None:
         assertions: list[tuple[str, str, str]] = []
         kinds: list[tuple[str, str, str]] = []
         sources: list[tuple[Any, ...]] = []
@@ -55,7 +74,11 @@ class WriteModel:
             data = event.data
             if isinstance(data, AssertionRecorded):
                 assertions.append((data.assertion_id, data.subject, data.property))
-                kinds.append((data.subject, data.property, data.value.kind))
+                key = (data.subject, data.property)
+                if seen is None or key not in seen:
+                    kinds.append((data.subject, data.property, data.value.kind))
+                    if seen is not None:
+                        seen.add(key)
             elif isinstance(data, AssertionRetracted):
                 updates.append(
                     (
@@ -83,6 +106,7 @@ class WriteModel:
                 "INSERT INTO wm_assertions (assertion_id, subject, property) VALUES (?, ?, ?)",
                 assertions,
             )
+        if kinds:
             connection.executemany(
                 "INSERT OR IGNORE INTO wm_properties (subject, property, kind) VALUES (?, ?, ?)",
                 kinds,
