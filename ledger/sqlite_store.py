@@ -413,9 +413,9 @@ class SqliteStore:
         self._data_version = self._version()
         if max_pages is not None:
             self._set_max_pages(self._conn, max_pages)
+        self._appended = threading.Event()  # set after each commit that appended
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
-        self._appended = threading.Event()  # set after each commit that appended
         self._checkpointer: threading.Thread | None = None
         if background_checkpoints:
             self._checkpointer = threading.Thread(
