@@ -20,25 +20,15 @@ from ledger.sqlite_store import SqliteStore
 from ledger.verify import UNDECODED, verify_log
 from projections import all_projectors
 from projections.projectors import AssertionsProjector, HeldRows
-from tests.factories import ledger, quantity, rank
-from tests.test_projections import all_tables, run_revised_history, table_rows
+from tests.factories import ledger
+from tests.test_projections import all_tables, table_rows
+from tests.test_replay_folds import busy_ledger
 
 SPLIT = AssertionsProjector.split_tables
 
 
 def _busy(store: SqliteStore) -> None:
-    run_revised_history(
-        store,
-        quantity(
-            3,
-            4,
-            stated_at="2025-06-01T10:00:00Z",
-            subject="other-subject",
-            prop="troops.deployed",
-            claimants=("ap", "kr-intel"),
-        ),
-        rank("ap-2025-04-28.casualties-kr-jcs", "deprecated"),
-    )
+    busy_ledger(store, stated_at="2025-06-01T10:00:00Z", claimants=("ap", "kr-intel"))
 
 
 def _events(store: SqliteStore) -> list[Event]:

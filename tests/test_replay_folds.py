@@ -37,16 +37,19 @@ from tests.test_projections import all_tables, rebuild_in, run_revised_history, 
 WRITE_MODEL_TABLES = WriteModel.tables
 
 
-def _busy_ledger(store: SqliteStore) -> None:
+def busy_ledger(
+    store: SqliteStore, stated_at: str = "2025-06", claimants: tuple[str, ...] = ("ap",)
+) -> None:
+    """The seed's revised history, another subject's claim and a deprecation."""
     run_revised_history(
         store,
         quantity(
             3,
             4,
-            stated_at="2025-06",
+            stated_at=stated_at,
             subject="other-subject",
             prop="troops.deployed",
-            claimants=("ap",),
+            claimants=claimants,
         ),
         rank("ap-2025-04-28.casualties-kr-jcs", "deprecated"),
     )
@@ -55,7 +58,7 @@ def _busy_ledger(store: SqliteStore) -> None:
 @pytest.mark.parametrize("chunk", [1, 3, 7, 10_000])
 def test_replay_folds_give_the_rows_apply_gives(tmp_path: Path, chunk: int) -> None:
     with ledger(tmp_path / "l.db") as store:
-        _busy_ledger(store)
+        busy_ledger(store)
         events = store.read(limit=10_000)
         live = table_rows(store.reader(), all_tables() + WRITE_MODEL_TABLES)
     scratch = rebuild_in(tmp_path / "apply.db", events)
@@ -78,7 +81,7 @@ def test_replay_folds_give_the_rows_apply_gives(tmp_path: Path, chunk: int) -> N
 
 def test_rebuild_equals_the_incremental_tables(tmp_path: Path) -> None:
     with ledger(tmp_path / "l.db") as store:
-        _busy_ledger(store)
+        busy_ledger(store)
         live = table_rows(store.reader(), all_tables() + WRITE_MODEL_TABLES)
         assert rebuild(store, chunk=4) == store.size()
         assert table_rows(store.reader(), all_tables() + WRITE_MODEL_TABLES) == live
@@ -112,7 +115,7 @@ def test_views_behind_the_log_catch_up_when_the_ledger_opens(tmp_path: Path) -> 
 
 def test_catch_up_folds_only_what_each_projector_lacks(tmp_path: Path) -> None:
     with ledger(tmp_path / "l.db") as store:
-        _busy_ledger(store)
+        busy_ledger(store)
         live = table_rows(store.reader(), all_tables())
         size = store.size()
 
@@ -183,7 +186,7 @@ def test_an_import_into_a_large_ledger_keeps_its_view_indexes(tmp_path: Path) ->
 def test_the_audit_compares_in_sql_and_still_names_a_difference(tmp_path: Path) -> None:
     path = tmp_path / "l.db"
     with ledger(path) as store:
-        _busy_ledger(store)
+        busy_ledger(store)
         assert audit(store, all_projectors).ok
     conn = sqlite3.connect(path, isolation_level=None)
     edited = conn.execute(
@@ -239,7 +242,7 @@ def test_the_audit_replays_each_projector_to_its_checkpoint(tmp_path: Path) -> N
 def test_the_audit_can_replay_in_a_second_process(tmp_path: Path) -> None:
     path = tmp_path / "l.db"
     with ledger(path) as store:
-        _busy_ledger(store)
+        busy_ledger(store)
         calls: list[tuple[int, int]] = []
         size = store.size()
         report = audit(store, all_projectors, lambda d, t: calls.append((d, t)), parallel_from=0)
@@ -263,7 +266,7 @@ def test_the_audit_can_replay_in_a_second_process(tmp_path: Path) -> None:
 def test_a_parallel_audit_names_a_payload_that_does_not_decode(tmp_path: Path) -> None:
     path = tmp_path / "l.db"
     with ledger(path) as store:
-        _busy_ledger(store)
+        busy_ledger(store)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("DROP TRIGGER payloads_no_update")
     conn.execute("UPDATE payloads SET data = x'7b7d' WHERE seq = 3")
