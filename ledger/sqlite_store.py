@@ -693,17 +693,24 @@ class SqliteStore:
         More often costs CPU: a page that several commits changed is copied each time.
         """
         conn: sqlite3.Connection | None = None
+        failing: str | None = None  # the error last logged, so a full disk logs it once
         try:
             while self._appended.wait():
                 if self._closed:
                     return
                 self._appended.clear()
-                if conn is None:
-                    conn = connect(self.path, self.synchronous, cache_mib=1)
                 try:
+                    if conn is None:
+                        conn = connect(self.path, self.synchronous, cache_mib=1)
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error as exc:  # the writer's own checkpoint still runs
-                    log.warning("background_checkpoint_failed", error=str(exc))
+                    if str(exc) != failing:
+                        failing = str(exc)
+                        log.warning("background_checkpoint_failed", error=failing)
+                else:
+                    if failing is not None:
+                        failing = None
+                        log.info("background_checkpoint_recovered")
                 time.sleep(CHECKPOINT_PAUSE)
         finally:
             if conn is not None:

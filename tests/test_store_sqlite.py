@@ -259,3 +259,72 @@ def test_a_fault_in_the_writer_answers_its_callers_and_refuses_appends(
         assert store.size() == 2
     finally:
         store.close()
+
+
+class _Recorder:
+    """Stands in for the store's logger: keeps (level, event) of every line."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str]] = []
+
+    def __getattr__(self, level: str) -> Any:
+        return lambda event, **_: self.lines.append((level, event))
+
+
+def test_a_failing_background_checkpoint_is_logged_once_until_it_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint that keeps failing (a full disk, say) does not log a line every 50 ms:
+    once when it starts failing, once when it works again; appends go on meanwhile."""
+    from ledger import sqlite_store
+
+    real_connect = sqlite_store.connect
+    broken = [True]
+    attempts: list[bool] = []
+
+    class Flaky:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self._conn = conn
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            if "wal_checkpoint" in sql:
+                attempts.append(broken[0])
+                if broken[0]:
+                    raise sqlite3.OperationalError("disk I/O error")
+            return self._conn.execute(sql, *args)
+
+        def close(self) -> None:
+            self._conn.close()
+
+    def connect(path: Any, synchronous: Any = "FULL", cache_mib: int = 8) -> Any:
+        conn = real_connect(path, synchronous, cache_mib)
+        return Flaky(conn) if cache_mib == 1 else conn  # the checkpointer's connection
+
+    recorder = _Recorder()
+    monkeypatch.setattr(sqlite_store, "connect", connect)
+    monkeypatch.setattr(sqlite_store, "log", recorder)
+    store = SqliteStore(tmp_path / "l.db")
+    try:
+
+        def appends_until(tries: int) -> None:
+            deadline = time.monotonic() + 10
+            i = len(attempts)
+            while len(attempts) < tries and time.monotonic() < deadline:
+                store.append_sync(f"subject:{i}", new_events(f"subject:{i}", 1, i), "w")
+                i += 1
+                time.sleep(0.02)
+            assert len(attempts) >= tries
+
+        appends_until(4)
+        broken[0] = False
+        appends_until(len(attempts) + 2)
+        assert attempts[:4] == [True] * 4
+        assert attempts[-1] is False
+        checkpoints = [line for line in recorder.lines if "checkpoint" in line[1]]
+        assert checkpoints == [
+            ("warning", "background_checkpoint_failed"),
+            ("info", "background_checkpoint_recovered"),
+        ]
+        check_log(read_all(store))
+    finally:
+        store.close()
