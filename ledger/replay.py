@@ -417,11 +417,7 @@ def _fold_log(
     folds = list(zip(limits, made, strict=True))
     try:
         for events in read_chunks(live_conn, chunk, until=total):
-            for limit, fold in folds:
-                if events[-1].seq <= limit:
-                    fold(events)
-                elif events[0].seq <= limit:
-                    fold([e for e in events if e.seq <= limit])
+            _fold_up_to(folds, events)
             if progress is not None:
                 progress(events[-1].seq, total)
     except LedgerError as exc:
@@ -429,6 +425,16 @@ def _fold_log(
         return [_unreplayable(exc)]
     scratch.execute("COMMIT")
     return []
+
+
+def _fold_up_to(folds: Sequence[tuple[int, Fold]], events: Sequence[Event]) -> None:
+    """Hand each fold the events of the chunk at or before its limit (its checkpoint)."""
+    first, last = events[0].seq, events[-1].seq
+    for limit, fold in folds:
+        if last <= limit:
+            fold(events)
+        elif first <= limit:
+            fold([e for e in events if e.seq <= limit])
 
 
 def _unreplayable(exc: LedgerError) -> str:
@@ -460,12 +466,7 @@ class _VerifiedFold:
         except LedgerError as exc:
             self.problem = _unreplayable(exc)
             return
-        first, last = events[0].seq, events[-1].seq
-        for limit, fold in self.folds:
-            if last <= limit:
-                fold(events)
-            elif first <= limit:
-                fold([e for e in events if e.seq <= limit])
+        _fold_up_to(self.folds, events)
 
     def finish(self) -> list[str]:
         """Commit the fold: empty, or the problem that stopped it (then rolled back)."""

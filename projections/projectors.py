@@ -82,6 +82,16 @@ def _counts_so_far(connection: sqlite3.Connection, subjects: list[str]) -> dict[
     return {subject: int(count or 0) for subject, count in rows}
 
 
+def _count_from_table(
+    connection: sqlite3.Connection, counts: dict[str, int], counted: list[tuple[str, int]]
+) -> None:
+    """Add to a replay's running `counts` the subjects of `counted` it has not met yet,
+    with their counts as the table holds them."""
+    new = [s for s in dict.fromkeys(s for s, _ in counted) if s not in counts]
+    if new:
+        counts.update(_counts_so_far(connection, new))
+
+
 class _Rows:
     """The rows a batch of events adds to the assertion tables, one list per statement."""
 
@@ -309,9 +319,7 @@ def _split_fold(connection: sqlite3.Connection) -> Callable[[Sequence[Event]], N
 
     def fold(events: Sequence[Event]) -> None:
         rows = _collect(events)
-        new = [s for s in dict.fromkeys(s for s, _ in rows.counted) if s not in counts]
-        if new:
-            counts.update(_counts_so_far(connection, new))
+        _count_from_table(connection, counts, rows.counted)
         if rows.claimants:
             connection.executemany(_INSERT_CLAIMANT, sorted(rows.claimants, key=_first))
         if rows.counted:
@@ -369,9 +377,7 @@ class AssertionsProjector:
         def fold(events: Sequence[Event]) -> None:
             rows = _collect(events, whole)
             if counts is not None:
-                new = [s for s in dict.fromkeys(s for s, _ in rows.counted) if s not in counts]
-                if new:
-                    counts.update(_counts_so_far(connection, new))
+                _count_from_table(connection, counts, rows.counted)
             properties = []
             for row in rows.properties:
                 key = (row[0], row[1])
