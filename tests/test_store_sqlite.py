@@ -16,7 +16,14 @@ from ledger.commands import RegisterSource
 from ledger.errors import LedgerUnavailable
 from ledger.replay import audit_projections
 from ledger.service import execute_sync
-from ledger.sqlite_store import SqliteStore, _Job, connect, log_size
+from ledger.sqlite_store import (
+    WRITER_AUTOCHECKPOINT,
+    SqliteStore,
+    SqliteTransaction,
+    _Job,
+    connect,
+    log_size,
+)
 from ledger.times import parse_record_time
 from ledger.writemodel import WriteModel
 from projections import all_projectors
@@ -213,6 +220,37 @@ def test_committed_pages_reach_the_database_file_off_the_writers_path(tmp_path: 
     assert after > before
     check_log(read_all(reopened := SqliteStore(tmp_path / "on.db")))
     reopened.close()
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_the_wal_starts_over_under_continuous_commits(tmp_path: Path, background: bool) -> None:
+    """With the checkpointer thread the writer's own checkpoint waits for
+    `WRITER_AUTOCHECKPOINT` pages of WAL (SQLite's 1,000 without it), and it still lets
+    the WAL start over: commits of ~100 pages each, 2.5 times that many pages in all,
+    never take the WAL much past the threshold."""
+    store = SqliteStore(tmp_path / "wal.db", background_checkpoints=background)
+    wal = Path(f"{store.path}-wal")
+    threshold = WRITER_AUTOCHECKPOINT if background else 1000
+
+    def pragma(txn: SqliteTransaction, name: str) -> int:
+        return int(txn.sql.execute(f"PRAGMA {name}").fetchone()[0])
+
+    try:
+        assert store.run_sync(lambda txn: pragma(txn, "wal_autocheckpoint")) == threshold
+        page = store.run_sync(lambda txn: pragma(txn, "page_size"))
+        store.run_sync(lambda txn: txn.sql.execute("CREATE TABLE filler (b BLOB)"))
+        largest, written = 0, 0
+        while written < 2.5 * threshold:
+            store.run_sync(
+                lambda txn: txn.sql.executemany(
+                    "INSERT INTO filler VALUES (zeroblob(?))", [(page - 100,)] * 100
+                )
+            )
+            written += 100
+            largest = max(largest, wal.stat().st_size // (page + 24))
+        assert threshold <= largest <= threshold + 300
+    finally:
+        store.close()
 
 
 def test_seq_at_bisects_record_times_without_an_index(store: SqliteStore) -> None:
