@@ -226,8 +226,9 @@ def test_committed_pages_reach_the_database_file_off_the_writers_path(tmp_path: 
 def test_the_wal_starts_over_under_continuous_commits(tmp_path: Path, background: bool) -> None:
     """With the checkpointer thread the writer's own checkpoint waits for
     `WRITER_AUTOCHECKPOINT` pages of WAL (SQLite's 1,000 without it), and it still lets
-    the WAL start over: commits of ~100 pages each, 2.5 times that many pages in all,
-    never take the WAL much past the threshold."""
+    the WAL start over: commits of ~100 pages each, four times that many pages in all,
+    never take the WAL much past the threshold (a few commits past it, when the writer
+    meets the checkpointer thread at work and starts over one commit later)."""
     store = SqliteStore(tmp_path / "wal.db", background_checkpoints=background)
     wal = Path(f"{store.path}-wal")
     threshold = WRITER_AUTOCHECKPOINT if background else 1000
@@ -240,7 +241,7 @@ def test_the_wal_starts_over_under_continuous_commits(tmp_path: Path, background
         page = store.run_sync(lambda txn: pragma(txn, "page_size"))
         store.run_sync(lambda txn: txn.sql.execute("CREATE TABLE filler (b BLOB)"))
         largest, written = 0, 0
-        while written < 2.5 * threshold:
+        while written < 4 * threshold:
             store.run_sync(
                 lambda txn: txn.sql.executemany(
                     "INSERT INTO filler VALUES (zeroblob(?))", [(page - 100,)] * 100
@@ -248,7 +249,7 @@ def test_the_wal_starts_over_under_continuous_commits(tmp_path: Path, background
             )
             written += 100
             largest = max(largest, wal.stat().st_size // (page + 24))
-        assert threshold <= largest <= threshold + 300
+        assert threshold <= largest <= threshold + 500
     finally:
         store.close()
 
