@@ -16,6 +16,7 @@ import msgspec
 
 GENERATOR_VERSION = 1
 SOURCES = 40
+SUBJECTS = 1000
 QUANTITIES = (
     "troops.deployed",
     "troops.rotated",
@@ -97,7 +98,7 @@ def _date(rng: random.Random) -> str:
     return f"{y}-{m:02d}-{d:02d}T{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:00Z"
 
 
-def lines(n: int, subjects: int = 1000, seed: int = 1) -> Iterator[dict[str, Any]]:
+def lines(n: int, subjects: int = SUBJECTS, seed: int = 1) -> Iterator[dict[str, Any]]:
     """The records of a file with `n` assertions (plus sources, retractions and ranks)."""
     rng = random.Random(seed)
     for i in range(SOURCES):
@@ -174,7 +175,7 @@ def lines(n: int, subjects: int = 1000, seed: int = 1) -> Iterator[dict[str, Any
             }
 
 
-def write(path: Path, n: int, subjects: int = 1000, seed: int = 1) -> int:
+def write(path: Path, n: int, subjects: int = SUBJECTS, seed: int = 1) -> int:
     """Write the file; returns its number of lines."""
     count = 0
     buf: list[bytes] = []
@@ -190,7 +191,7 @@ def write(path: Path, n: int, subjects: int = 1000, seed: int = 1) -> int:
     return count
 
 
-def ensure(directory: Path, n: int, subjects: int = 1000, seed: int = 1) -> Path:
+def ensure(directory: Path, n: int, subjects: int = SUBJECTS, seed: int = 1) -> Path:
     """The file for `(n, subjects, seed)` in `directory`, written once and reused."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"gen-v{GENERATOR_VERSION}-{n}-{subjects}-{seed}.jsonl"

@@ -42,6 +42,10 @@ def test_every_scenario_runs_at_tiny_sizes(tmp_path: Path) -> None:
             assert result.value > 0, result
     http = next(r for r in results if r.target == "1" and r.baseline is not None)
     assert not any("not 201" in note for note in http.notes), http.notes
+    views = [r for r in results if r.target == "4"]
+    deep = next(r for r in views if "same history per property" in r.name)
+    assert deep.baseline_name.endswith("over 400 subjects"), deep  # 1,000 x 120 / 300
+    assert "assertions per (subject, property)" in deep.notes[0]
     audit = next(r for r in results if "audit" in r.name)
     assert not audit.notes, audit.notes  # the audit of the imported ledger passed
     saved = json.loads(out.read_text())
