@@ -31,6 +31,14 @@ def open_store(db: str, *, synchronous: str = "FULL") -> SqliteStore:
     return SqliteStore(db, projectors=all_projectors(), synchronous=mode)
 
 
+def existing_store(db: str) -> SqliteStore:
+    """The store at `db`, which must already exist: a mistyped path is an error here, not a
+    new empty ledger that verifies."""
+    if not Path(db).is_file():
+        _fail(f"{db}: no ledger there (`ledger init --db {db}` creates one)", 2)
+    return open_store(db)
+
+
 def _print_json(obj: object) -> None:
     sys.stdout.write(_json.encode(obj).decode() + "\n")
 
@@ -72,7 +80,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    store = open_store(args.db)
+    store = existing_store(args.db)
     try:
         after, left = args.after, args.limit
         while left is None or left > 0:
@@ -92,7 +100,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from ledger.verify import verify_log
 
-    store = open_store(args.db)
+    store = existing_store(args.db)
     bar = Progress("verifying", max(store.size(), 1))
     try:
         report = verify_log(store.reader(), bar)
@@ -109,7 +117,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from ledger.replay import rebuild
 
-    store = open_store(args.db)
+    store = existing_store(args.db)
     bar = Progress("rebuilding", max(store.size(), 1))
     try:
         rebuild(store, store.projectors, bar)
@@ -124,7 +132,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from ledger.replay import audit
 
-    store = open_store(args.db)
+    store = existing_store(args.db)
     bar = Progress("auditing", max(store.size(), 1))
     try:
         report = audit(store, all_projectors, bar)
@@ -147,7 +155,7 @@ def cmd_state(args: argparse.Namespace) -> int:
     from projections.pit import resolve
     from projections.views import property_view
 
-    store = open_store(args.db)
+    store = existing_store(args.db)
     try:
         conn = store.reader()
         at = resolve(conn, args.as_of, args.known_at, args.seq)

@@ -67,6 +67,7 @@ IfMatch = Annotated[
 ]
 
 _json = msgspec.json.Encoder()
+MAX_VERSION = 2**63 - 1  # SQLite's largest integer: no stream version can be above it
 
 
 def store_of(state: State) -> SqliteStore:
@@ -89,7 +90,10 @@ def parse_if_match(header: str | None) -> int | None:
     text = text.strip('"')
     if not text.isascii() or not text.isdigit():
         raise InvalidInput([FieldError("If-Match", 'expected "<version>", e.g. "3"')])
-    return int(text)
+    version = int(text)
+    if version > MAX_VERSION:
+        raise InvalidInput([FieldError("If-Match", f"a version is at most {MAX_VERSION}")])
+    return version
 
 
 def idempotency_of(

@@ -228,10 +228,16 @@ def _wanted(
     return sources, assertions, properties
 
 
+BOM = b"\xef\xbb\xbf"
+
+
 def _numbered_lines(fh: BinaryIO, block: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
     """`(number, line)` from 1, without its newline, read a block at a time."""
     number = 0
     rest = b""
+    first = fh.read(len(BOM))
+    if first != BOM:  # a UTF-8 byte order mark, as some editors write, is not part of line 1
+        rest = first
     while data := fh.read(block):
         lines = (rest + data).split(b"\n")
         rest = lines.pop()

@@ -162,10 +162,11 @@ class RecordAssertion(Command, frozen=True):
             errors.append(FieldError("claimants", "a claimant is named twice"))
         for name in ("stated_at", "valid_from", "valid_to"):
             errors += _time_problem(name, getattr(self, name))
+        unparsed = {e.field for e in errors}
         if (
             self.valid_from is not None
             and self.valid_to is not None
-            and not errors
+            and not unparsed & {"valid_from", "valid_to"}
             and parse_time(self.valid_from).start > parse_time(self.valid_to).end
         ):
             errors.append(FieldError("valid_from", "valid_from must not be after valid_to"))

@@ -7,6 +7,7 @@ decode and only on failure walks the fields one by one to collect each error.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import typing
 from typing import Any, TypeVar
@@ -97,12 +98,49 @@ def check_struct(obj: msgspec.Struct) -> list[FieldError]:
     return result
 
 
+def _top(field: str) -> str:
+    """The top-level field an error names (`value` for `value.low`, `claimants[2]`)."""
+    return field.split(".", 1)[0].split("[", 1)[0]
+
+
+def _rules_beside(
+    raw: Any, cls: type[msgspec.Struct], errors: list[FieldError]
+) -> list[FieldError]:
+    """The cross-field rules of a body with bad fields, judged on the rest of it.
+
+    Struct constructors do not validate, so the struct is built from each field's converted
+    value, or its raw value where that does not convert. A rule that names a field already
+    named adds nothing, and neither do the rules when a required field is missing or a rule
+    cannot run on a bad value: then only the field errors are reported, as before.
+    """
+    if not isinstance(raw, dict) or getattr(cls, "problems", None) is None:
+        return []
+    named = {_top(e.field) for e in errors}
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    values: dict[str, Any] = {}
+    for field, spec in zip(info.fields, msgspec.structs.fields(cls), strict=True):
+        if field.encode_name not in raw:
+            continue
+        # a value that does not convert stays raw: a rule reading it names it (dropped
+        # below) or cannot run
+        values[field.name] = raw[field.encode_name]
+        with contextlib.suppress(msgspec.ValidationError):
+            values[field.name] = msgspec.convert(values[field.name], spec.type, strict=True)
+    try:
+        found = check_struct(cls(**values))
+    except (TypeError, AttributeError, ValueError):  # a missing field, a value of a wrong type
+        return []
+    return [e for e in found if _top(e.field) not in named]
+
+
 def convert_all(raw: Any, cls: type[T]) -> T:
     """Convert decoded JSON into `cls`, raising :class:`InvalidInput` naming every bad field."""
     try:
         obj = msgspec.convert(raw, cls, strict=True)
     except msgspec.ValidationError as exc:
         errors = _struct_errors(raw, cls, "") or [_msgspec_error(exc, "")]
+        errors += _rules_beside(raw, cls, errors)
         if len(errors) > MAX_ERRORS:  # a hostile body must not buy a huge answer
             more = len(errors) - MAX_ERRORS
             errors = [*errors[:MAX_ERRORS], FieldError("body", f"and {more} more problems")]

@@ -198,6 +198,21 @@ INVALID_ASSERTIONS: list[tuple[str, dict[str, Any], set[str]]] = [
         assertion_body(document={"published_at": "yesterday", "url": "ftp://x"}),
         {"document.publisher", "document.published_at", "document.url"},
     ),
+    (
+        "a bad field beside a broken rule",
+        assertion_body(quote="", valid_from="2026", valid_to="2025", claimants=["a", "a"]),
+        {"quote", "valid_from", "claimants"},
+    ),
+    (
+        "a broken rule beside a bad time",
+        assertion_body(stated_at="last fall", valid_from="2026", valid_to="2025", seq=7),
+        {"stated_at", "valid_from", "seq"},
+    ),
+    (
+        "two broken rules",
+        assertion_body(value={"low": 5, "high": 1}, valid_from="2026", valid_to="2025"),
+        {"value", "valid_from"},
+    ),
 ]
 
 
@@ -442,6 +457,21 @@ async def test_if_match_takes_the_version_from_a_view(client: Client, ledger: Le
         headers={**writer, "If-Match": 'W/"0"'},
     )
     assert new_subject.status_code == 201
+
+
+async def test_if_match_beyond_any_version_is_a_422(client: Client, ledger: Ledger) -> None:
+    writer = ledger.auth("writer")
+    size = await log_size(client, ledger)
+    largest = await client.post(
+        "/v1/assertions", json=assertion_body(), headers={**writer, "If-Match": f'"{2**63 - 1}"'}
+    )
+    assert str(2**63 - 1) in problem(largest, 412)["detail"]
+    for version in (2**63, 2**64, 10**40):
+        beyond = await client.post(
+            "/v1/assertions", json=assertion_body(), headers={**writer, "If-Match": f'"{version}"'}
+        )
+        assert fields_of(beyond) == {"If-Match"}, beyond.text
+    assert await log_size(client, ledger) == size
 
 
 # ---- limits ----

@@ -159,3 +159,35 @@ def test_import_names_a_malformed_line(tmp_path: Path, content: bytes, why: str)
     assert why in result.stderr
     assert "Traceback" not in result.stderr
     assert len(ledger("events", db=db).stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "command", [["verify"], ["audit"], ["events"], ["rebuild"], ["state", S, "troops.deployed"]]
+)
+def test_a_missing_ledger_is_an_error_not_a_new_one(tmp_path: Path, command: list[str]) -> None:
+    db = tmp_path / "mistyped.db"
+    result = ledger(*command, db=db, check=False)
+    assert result.returncode == 2, result
+    assert f"{db}: no ledger there" in result.stderr
+    assert "ledger init" in result.stderr
+    assert result.stdout == ""
+    assert not list(tmp_path.iterdir())  # nothing was created
+
+
+def test_init_then_verify_an_empty_ledger(tmp_path: Path) -> None:
+    db = tmp_path / "new.db"
+    assert "0 events" in ledger("init", db=db).stdout
+    assert json.loads(ledger("verify", db=db).stdout)["ok"] is True
+
+
+def test_import_skips_a_byte_order_mark(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    marked = tmp_path / "marked.jsonl"
+    marked.write_bytes(b"\xef\xbb\xbf" + SEED.read_bytes())
+    assert "27 events appended" in ledger("import", str(marked), db=db).stdout
+    # only at the very start: a mark inside the file is still a bad line
+    inside = tmp_path / "inside.jsonl"
+    inside.write_bytes(SEED.read_bytes() + b"\xef\xbb\xbf" + SEED.read_bytes().splitlines()[0])
+    result = ledger("import", str(inside), db=tmp_path / "m.db", check=False)
+    assert result.returncode == 1
+    assert f"line {len(SEED.read_bytes().splitlines()) + 1}" in result.stderr
