@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from api.app import end_streams
-from ledger.sqlite_store import SqliteStore
+from ledger import keys
+from ledger.sqlite_store import SqliteStore, connect
 from projections import all_projectors
 from tests import api_helpers
 from tests.api_helpers import (
@@ -54,9 +55,12 @@ async def test_stream_resumes_after_last_event_id(client: Client, ledger: Ledger
     headers = {**ledger.auth("reader"), "Last-Event-ID": str(SEED_EVENTS - 2)}
     stream = read_stream(client, "/v1/events/stream", headers, events=2)
     assert [e["id"] for e in stream.events] == [str(SEED_EVENTS - 1), str(SEED_EVENTS)]
-    # `after` wins over the header
+    # with both, the later one: `after` here
     stream = read_stream(client, f"/v1/events/stream?after={SEED_EVENTS - 1}", headers, events=1)
     assert [e["id"] for e in stream.events] == [str(SEED_EVENTS)]
+    # and the header here, as when an EventSource opened at `?after=` reconnects
+    stream = read_stream(client, "/v1/events/stream?after=5", headers, events=2)
+    assert [e["id"] for e in stream.events] == [str(SEED_EVENTS - 1), str(SEED_EVENTS)]
 
     bad = read_stream(client, "/v1/events/stream", {**headers, "Last-Event-ID": "x"}, events=1)
     assert bad.status == 422
@@ -81,6 +85,35 @@ async def test_stream_delivers_a_new_event(client: Client, ledger: Ledger) -> No
     data = json.loads(stream.events[0]["data"])
     assert data["data"]["assertion_id"] == posted.json()["assertion_id"]
     assert data["hash"] == posted.json()["hash"]
+
+
+async def test_a_stream_ends_once_its_key_is_revoked(client: Client, ledger: Ledger) -> None:
+    conn = connect(ledger.db)
+    try:
+        token = keys.create_key(conn, "reader", "short-lived")[1]
+    finally:
+        conn.close()
+    headers = {"Authorization": f"Bearer {token}"}
+    path = f"/v1/events/stream?after={SEED_EVENTS - 1}"
+    waiting = asyncio.create_task(
+        asyncio.to_thread(read_stream, client, path, headers, events=3, seconds=10)
+    )
+    await asyncio.sleep(0.2)  # connected, and sent the last seed event
+    conn = connect(ledger.db)
+    try:
+        keys.revoke_key(conn, "short-lived")
+    finally:
+        conn.close()
+    posted = await client.post(
+        "/v1/assertions", json=assertion_body(), headers=ledger.auth("writer")
+    )
+    assert posted.status_code == 201
+    # it returns with one event of the three asked for: the stream ended (a stream still
+    # open would make read_stream time out after 10 s)
+    stream = await asyncio.wait_for(waiting, 15)
+    assert [e["id"] for e in stream.events] == [str(SEED_EVENTS)], "nothing after revoking"
+    again = await client.get("/v1/events/stream", headers=headers)
+    assert again.status_code == 401
 
 
 async def test_an_idle_stream_sends_keep_alive_comments(ledger: Ledger) -> None:

@@ -12,7 +12,9 @@ from litestar.datastructures import State
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from api.auth import GRANTS, Authenticator
 from api.deps import Limit, store_of
+from api.middleware import header
 from api.openapi import GUARDED, errors_for
 from api.schemas import Consistency, EventPage, Head, Health, Inclusion
 from ledger.codec import encode_json
@@ -57,14 +59,27 @@ def list_events(state: State, after: After = 0, limit: Limit = 100) -> EventPage
 
 
 def _start_of(after: int | None, last_event_id: str | None) -> int:
-    if after is not None:
-        return after
+    """The later of `after` and Last-Event-ID: an EventSource reconnects to the same URL
+    with the id it saw last, and must not be sent again what it already has."""
+    start = after or 0
     if last_event_id is None:
-        return 0
+        return start
     text = last_event_id.strip()
     if not text.isascii() or not text.isdigit():
         raise InvalidInput([FieldError("Last-Event-ID", "must be a seq (a whole number)")])
-    return int(text)
+    return max(start, int(text))
+
+
+async def _still_allowed(request: Request[Any, Any, Any]) -> bool:
+    """Whether the key that opened a stream may still read: a key revoked while its stream
+    is open gets nothing more once the auth cache lets go of it."""
+    raw = header(request.scope, b"authorization")
+    if raw is None:  # let in as a public read
+        return True
+    _, _, token = raw.decode("latin-1").partition(" ")
+    auth: Authenticator = request.app.state.auth
+    key = await auth.principal(token.strip())
+    return key is not None and "read" in GRANTS.get(key.role, frozenset())
 
 
 @get(
@@ -87,7 +102,7 @@ async def stream_events(
         HeaderParameter(
             name="Last-Event-ID",
             pattern=r"^\s*[0-9]+\s*$",
-            description="resume after this seq (if no `after`)",
+            description="resume after this seq (with `after` too: the later of the two)",
         ),
     ] = None,
 ) -> ServerSentEvent:
@@ -101,6 +116,8 @@ async def stream_events(
         yield ServerSentEventMessage(comment="connected", retry=2000, data=None)
         while True:
             batch = await asyncio.to_thread(store.read, position, 500)
+            if not await _still_allowed(request):
+                return
             for event in batch:
                 yield ServerSentEventMessage(
                     data=encode_json(event).decode(), event=event.type, id=str(event.seq)
