@@ -68,19 +68,22 @@ def load_demo(db: str) -> str:
     return token
 
 
-def demo_banner(host: str, port: int, token: str) -> str:
+def demo_banner(host: str, port: int, token: str, public_read: bool) -> str:
     base = f"http://{host}:{port}"
     subject = "north-korea.russia-deployment"
+    auth = f"-H 'Authorization: Bearer {token}'"
+    read = "" if public_read else f" {auth}"
+    reads = "public reads on" if public_read else "reads need a token too: --public-read opens them"
     return f"""
-OSINT ledger demo on {base}  (public reads on)
+OSINT ledger demo on {base}  ({reads})
 the page: {base}/   the API docs: {base}/schema
 admin token (shown once): {token}
 
 Try:
-  curl -s '{base}/v1/subjects/{subject}/estimates/troops.deployed'
-  curl -s '{base}/v1/subjects/{subject}/estimates/troops.deployed?as_of=2025-02'
-  curl -s '{base}/v1/subjects/{subject}/statuses/deployment.status'
-Write with:  -H 'Authorization: Bearer {token}'
+  curl -s{read} '{base}/v1/subjects/{subject}/estimates/troops.deployed'
+  curl -s{read} '{base}/v1/subjects/{subject}/estimates/troops.deployed?as_of=2025-02'
+  curl -s{read} '{base}/v1/subjects/{subject}/statuses/deployment.status'
+Write with:  {auth}
 """
 
 
@@ -98,7 +101,9 @@ def serve(
     mode: Literal["FULL", "NORMAL"] = "NORMAL" if synchronous == "NORMAL" else "FULL"
     if demo:
         token = load_demo(db)
-        print(demo_banner(host, port, token), flush=True)
+        print(demo_banner(host, port, token, public_read), flush=True)
+    else:  # a path that cannot hold a ledger is a one-line error here, not a startup trace
+        SqliteStore(db, all_projectors(), background_checkpoints=False).close()
     settings = Settings(
         db=Path(db),
         public_read=public_read,

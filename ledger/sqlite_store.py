@@ -59,6 +59,7 @@ _EVENT_COLUMNS = "e.seq, e.type, e.stream, e.version, e.recorded_at, e.actor, e.
 _FULL = "the database is full: nothing was appended"
 _NO_PAGE_LIMIT = 4294967294  # SQLite clamps this to its own largest page count
 _MAX_INT = 2**63 - 1  # SQLite's largest INTEGER
+BUSY_TIMEOUT_MS = 10000  # how long a connection waits for another's lock
 LINGER_NAP = 0.0002  # seconds the writer waits for more units when batches have been fuller
 LINGER_NAPS = 3
 CHECKPOINT_PAUSE = 0.05  # seconds between two background checkpoints
@@ -84,7 +85,7 @@ def connect(
 ) -> sqlite3.Connection:
     """A connection with the ledger's pragmas: WAL, durable commits, triggers that recurse."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA recursive_triggers = ON")
@@ -406,10 +407,16 @@ class SqliteStore:
         self._cache = WriteCache()  # the write model as last committed, plus this batch
         self._pending = _Pending()
         self._listeners: list[Callable[[int], None]] = []
-        self._conn = connect(self.path, synchronous, cache_mib=64)
-        migrate(self._conn, LOG_MIGRATIONS)
-        for projector in self.projectors:
-            projector.migrate(self._conn)
+        try:
+            self._conn = connect(self.path, synchronous, cache_mib=64)
+            migrate(self._conn, LOG_MIGRATIONS)
+            for projector in self.projectors:
+                projector.migrate(self._conn)
+        except sqlite3.DatabaseError as exc:  # no such folder, not a database, no permission
+            raise LedgerUnavailable(f"cannot open a ledger at {self.path}: {exc}") from None
+        if not self._writable():
+            self.write_refusal = "appends are refused: the database file is read-only"
+            log.warning("read_only", path=str(self.path))
         self._tip = self._load_tip(tail_check)
         self._data_version = self._version()
         if max_pages is not None:
@@ -457,6 +464,25 @@ class SqliteStore:
 
     def _version(self) -> int:
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _writable(self) -> bool:
+        """Whether the file can be written: one that cannot (opened read-only, immutable,
+        on read-only media) still serves reads, with appends refused and health saying why.
+        A header write that is rolled back finds out; a busy lock counts as writable."""
+        conn = self._conn
+        conn.execute("PRAGMA busy_timeout = 0")  # another writer busy: do not wait for it
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+                conn.execute(f"PRAGMA user_version = {version}")
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            return not getattr(exc, "sqlite_errorname", "").startswith("SQLITE_READONLY")
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return True
 
     def _follow_others(self) -> None:
         """Inside the write lock: if another connection committed since this writer last

@@ -191,3 +191,16 @@ def test_import_skips_a_byte_order_mark(tmp_path: Path) -> None:
     result = ledger("import", str(inside), db=tmp_path / "m.db", check=False)
     assert result.returncode == 1
     assert f"line {len(SEED.read_bytes().splitlines()) + 1}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["init"], ["import", str(SEED)], ["keys", "list"], ["serve", "--port", "1"]]
+)
+def test_a_path_that_cannot_hold_a_ledger_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    db = tmp_path / "no-such-folder" / "l.db"
+    result = ledger(*command, db=db, check=False)
+    assert result.returncode == 1, result
+    assert result.stderr.strip() == (
+        f"ledger: cannot open a ledger at {db}: unable to open database file"
+    )
+    assert not (tmp_path / "no-such-folder").exists()

@@ -320,3 +320,28 @@ def test_without_a_stream_the_page_polls_for_events(
     expect(page.locator(ESTIMATE)).to_have_text(span("14,000", "16,000"))
     watched.errors.clear()  # the browser logs the aborted stream itself
     watched.check(server.base)
+
+
+def test_the_feed_starts_once_a_bad_as_of_in_the_url_is_fixed(
+    watched: Watched, server: LiveServer
+) -> None:
+    subject = "page-test.after-bad-as-of"
+    page = watched.page
+    page.goto(f"{server.base}/?subject={DEPLOYMENT}&as_of=2025-13")
+    expect(page.locator("#as-of-error")).to_contain_text("invalid time '2025-13'")
+    expect(page.locator("#as-of")).to_have_value("2025-13")
+
+    page.fill("#as-of", "")
+    page.get_by_role("button", name="Show", exact=True).click()
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    expect(page.locator("#seq-text")).to_contain_text("the latest")
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    assert any("/v1/events/stream" in url for url in watched.requests)
+
+    server.post(
+        "/v1/assertions",
+        assertion_body(subject=subject, value={"low": 100, "high": 200}, stated_at="2025-01"),
+    )
+    expect(page.locator(f'#subjects a[data-subject="{subject}"]')).to_contain_text("1 assertion")
+    watched.errors.clear()  # the browser logs the first load's 422 itself
+    watched.check(server.base)

@@ -10,6 +10,7 @@ reads go on, instead of chaining new events onto a broken one.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ledger import merkle
+from ledger import merkle, sqlite_store
 from ledger.errors import LedgerUnavailable, StorageFull
 from ledger.health import health_report
 from ledger.replay import audit
@@ -250,3 +251,54 @@ def test_the_start_up_check_reads_only_the_tail(ledger: Ledger) -> None:
         assert deep.size() == SEED_EVENTS
     finally:
         deep.close()
+
+
+# ---- a file that cannot be written, a path that cannot hold a ledger ----
+
+
+def _read_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every connection the store opens sees its file read-only, as on read-only media or
+    for a file the process may not write (as root, file modes alone would not stop it)."""
+    opened = sqlite_store.connect
+
+    def read_only(path: str | Path, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = opened(path, *args, **kwargs)  # the pragmas, on a connection that can write
+        conn.close()
+        ro = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+        ro.execute(f"PRAGMA busy_timeout = {sqlite_store.BUSY_TIMEOUT_MS}")
+        return ro
+
+    monkeypatch.setattr(sqlite_store, "connect", read_only)
+
+
+async def test_a_read_only_file_serves_reads_and_refuses_appends(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _read_only(monkeypatch)
+    writer, reader = ledger.auth("writer"), ledger.auth("reader")
+    async with live(ledger) as client:
+        store = store_of(client)
+        assert store.write_refusal == "appends are refused: the database file is read-only"
+        health = (await client.get("/v1/health")).json()
+        assert (health["status"], health["reason"]) == ("degraded", store.write_refusal)
+        refused = await client.post("/v1/assertions", json=assertion_body(), headers=writer)
+        assert problem(refused, 503)["detail"] == store.write_refusal
+        view = await client.get(f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}", headers=reader)
+        assert view.status_code == 200
+        assert store.size() == SEED_EVENTS
+    monkeypatch.undo()
+    writable = SqliteStore(ledger.db)
+    try:
+        assert writable.write_refusal is None  # the check itself wrote nothing
+        assert writable.size() == SEED_EVENTS
+    finally:
+        writable.close()
+
+
+@pytest.mark.parametrize("where", ["no-such-folder/l.db", "."], ids=["no folder", "a folder"])
+def test_a_path_that_cannot_hold_a_ledger_is_a_clear_error(tmp_path: Path, where: str) -> None:
+    path = tmp_path / where
+    with pytest.raises(LedgerUnavailable, match=f"cannot open a ledger at {path}: "):
+        SqliteStore(path)

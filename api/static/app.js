@@ -155,6 +155,7 @@ async function applyControls({ asOf, seq }) {
   writeUrl(true);
   syncControls();
   announce(describePoint());
+  goLive(); // the first load may have failed on these controls: the feed starts now
 }
 
 function describePoint() {
@@ -209,7 +210,9 @@ function bindControls() {
     if (wanted.subject === state.subject && wanted.asOf === state.asOf && wanted.seq === state.seq) return;
     Object.assign(state, wanted);
     syncControls();
-    refreshAll();
+    refreshAll().then((ok) => {
+      if (ok) goLive();
+    });
   });
 }
 
@@ -230,8 +233,14 @@ async function start() {
   state.head = head.size;
   if (state.seq !== null && state.seq >= state.head) state.seq = null;
   syncControls();
-  if (!(await refreshAll())) return;
+  if (!(await refreshAll())) return; // the feed starts with the first view that loads
   writeUrl(false);
+  goLive();
+}
+
+/** Follow the log's tail from the last head seen, unless already following: one feed at a time. */
+function goLive() {
+  if (state.stopLive) return;
   state.stopLive = follow({
     after: state.head,
     useToken: Boolean(getToken()),
@@ -441,6 +450,7 @@ async function chooseSubject(subject) {
     reportError(err);
     return;
   }
+  goLive();
   const heading = $("subject-heading");
   if (heading) heading.focus();
 }
