@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -26,7 +27,7 @@ from api.routes.page import PAGE_HANDLERS
 from api.routes.reads import READ_HANDLERS
 from api.routes.writes import WRITE_HANDLERS
 from api.settings import Settings
-from api.tail import Tail
+from api.tail import Tail, watch_other_writers
 from api.writer import LocalWriter, ProcessWriter, Writer
 from ledger.errors import FieldError, InvalidInput
 from ledger.sqlite_store import SqliteStore
@@ -63,10 +64,16 @@ def create_app(settings: Settings) -> Litestar:
         app.state.store = store
         app.state.tail = tail
         app.state.writer = writer
+        watcher = asyncio.ensure_future(
+            watch_other_writers(tail, store.size, settings.other_writers_seconds)
+        )
         try:
             yield
         finally:
             tail.close()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             await writer.close()
             await asyncio.to_thread(store.close)
 

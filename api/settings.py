@@ -15,5 +15,8 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     rate_limit_per_minute: int = 0  # 0: off
     sse_heartbeat_seconds: float = 15.0
+    # while a stream waits, how often to look for events other processes appended (a second
+    # server on the file, `ledger import` into it), which this server's writer never hears of
+    other_writers_seconds: float = 1.0
     auth_cache_seconds: float = 1.0
     writer_process: bool = False  # appends in a child process (api.writer) instead of a thread

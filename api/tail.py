@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 
 class Tail:
@@ -11,6 +12,11 @@ class Tail:
         self.latest = size
         self.closed = False
         self._waiters: set[asyncio.Future[None]] = set()
+
+    @property
+    def waiting(self) -> bool:
+        """Whether any stream is waiting for new events."""
+        return bool(self._waiters)
 
     def committed(self, seq: int) -> None:
         """Called on the writer thread."""
@@ -46,3 +52,15 @@ class Tail:
             self._waiters.discard(waiter)
             return False
         return self.latest > position
+
+
+async def watch_other_writers(tail: Tail, size: Callable[[], int], every: float) -> None:
+    """Wake the streams for events appended by other processes, at most `every` seconds
+    late: this server's writer announces only its own commits. The head is read only while
+    a stream waits, off the event loop."""
+    while not tail.closed:
+        await asyncio.sleep(every)
+        if tail.waiting:
+            head = await asyncio.to_thread(size)
+            if head > tail.latest:
+                tail.committed(head)

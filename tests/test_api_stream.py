@@ -31,6 +31,7 @@ from tests.api_helpers import (
     read_stream,
     serve,
 )
+from tests.store_contract import new_events
 
 # the fixtures every test here starts from
 template, ledger, client = api_helpers.template, api_helpers.ledger, api_helpers.client
@@ -114,6 +115,27 @@ async def test_a_stream_ends_once_its_key_is_revoked(client: Client, ledger: Led
     assert [e["id"] for e in stream.events] == [str(SEED_EVENTS)], "nothing after revoking"
     again = await client.get("/v1/events/stream", headers=headers)
     assert again.status_code == 401
+
+
+async def test_a_stream_hears_of_events_another_process_appends(ledger: Ledger) -> None:
+    """A second server on the file, or `ledger import` into it: this server's writer never
+    hears of their commits, so the stream must find them without waiting for a heartbeat."""
+    async with serve(ledger, sse_heartbeat_seconds=60, other_writers_seconds=0.05) as client:
+        path = f"/v1/events/stream?after={SEED_EVENTS}"
+        waiting = asyncio.create_task(
+            asyncio.to_thread(read_stream, client, path, ledger.auth("reader"), events=1)
+        )
+        await asyncio.sleep(0.2)
+        other = SqliteStore(ledger.db)  # another writer on the same file
+        try:
+            [event] = other.append_sync(
+                "subject:elsewhere", new_events("subject:elsewhere", 1), "t"
+            )
+        finally:
+            other.close()
+        stream = await asyncio.wait_for(waiting, 10)  # read_stream gives up after 5 s
+    assert [e["id"] for e in stream.events] == [str(event.seq)]
+    assert stream.comments == ["connected"], "no heartbeat came first"
 
 
 async def test_an_idle_stream_sends_keep_alive_comments(ledger: Ledger) -> None:
