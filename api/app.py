@@ -72,8 +72,8 @@ def create_app(settings: Settings) -> Litestar:
         finally:
             tail.close()
             watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher  # whatever it met, the writer and the store still close
             await writer.close()
             await asyncio.to_thread(store.close)
 

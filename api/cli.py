@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,11 +33,35 @@ def open_store(db: str, *, synchronous: str = "FULL") -> SqliteStore:
 
 
 def existing_store(db: str) -> SqliteStore:
-    """The store at `db`, which must already exist: a mistyped path is an error here, not a
-    new empty ledger that verifies."""
-    if not Path(db).is_file():
+    """The store at `db`, which must already be a ledger: a mistyped path, an empty file or
+    another program's database is an error here, never turned into a new empty ledger that
+    verifies."""
+    path = Path(db)
+    if path.is_dir():
+        _fail(f"{db} is a folder, not a ledger", 2)
+    if not path.exists():
         _fail(f"{db}: no ledger there (`ledger init --db {db}` creates one)", 2)
+    if not _holds_a_log(path):
+        _fail(f"{db} is not a ledger (it holds no event log)", 2)
     return open_store(db)
+
+
+def _holds_a_log(path: Path) -> bool:
+    """Whether the file has the log's table, read without writing anything; a file SQLite
+    cannot read passes here and gets the store's own one-line error."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return True
+    try:
+        row = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+        ).fetchone()
+    except sqlite3.Error:
+        return True
+    finally:
+        conn.close()
+    return row is not None
 
 
 def _print_json(obj: object) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import structlog
+
+log = structlog.get_logger(__name__)
+
 
 class Tail:
     def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
@@ -60,7 +64,12 @@ async def watch_other_writers(tail: Tail, size: Callable[[], int], every: float)
     a stream waits, off the event loop."""
     while not tail.closed:
         await asyncio.sleep(every)
-        if tail.waiting:
+        if not tail.waiting:
+            continue
+        try:
             head = await asyncio.to_thread(size)
-            if head > tail.latest:
-                tail.committed(head)
+        except Exception as exc:  # a busy or failing disk: the streams still end up waking
+            log.warning("tail_head_unread", error=str(exc))
+            continue
+        if head > tail.latest:
+            tail.committed(head)

@@ -407,17 +407,21 @@ class SqliteStore:
         self._cache = WriteCache()  # the write model as last committed, plus this batch
         self._pending = _Pending()
         self._listeners: list[Callable[[int], None]] = []
+        conn: sqlite3.Connection | None = None
         try:
-            self._conn = connect(self.path, synchronous, cache_mib=64)
-            migrate(self._conn, LOG_MIGRATIONS)
+            conn = self._conn = connect(self.path, synchronous, cache_mib=64)
+            migrate(conn, LOG_MIGRATIONS)
             for projector in self.projectors:
-                projector.migrate(self._conn)
+                projector.migrate(conn)
         except sqlite3.DatabaseError as exc:  # no such folder, not a database, no permission
+            if conn is not None:
+                conn.close()
             raise LedgerUnavailable(f"cannot open a ledger at {self.path}: {exc}") from None
-        if not self._writable():
-            self.write_refusal = "appends are refused: the database file is read-only"
-            log.warning("read_only", path=str(self.path))
         self._tip = self._load_tip(tail_check)
+        if not self._writable():  # a broken log, refused above, says so first
+            if self.write_refusal is None:
+                self.write_refusal = "appends are refused: the database file is read-only"
+            log.warning("read_only", path=str(self.path))
         self._data_version = self._version()
         if max_pages is not None:
             self._set_max_pages(self._conn, max_pages)

@@ -7,7 +7,6 @@ decode and only on failure walks the fields one by one to collect each error.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import typing
 from typing import Any, TypeVar
@@ -98,6 +97,9 @@ def check_struct(obj: msgspec.Struct) -> list[FieldError]:
     return result
 
 
+_ABSENT = msgspec.UNSET  # a field the body leaves out: never converts, never kept
+
+
 def _top(field: str) -> str:
     """The top-level field an error names (`value` for `value.low`, `claimants[2]`)."""
     return field.split(".", 1)[0].split("[", 1)[0]
@@ -120,16 +122,20 @@ def _rules_beside(
     assert isinstance(info, msgspec.inspect.StructType)
     values: dict[str, Any] = {}
     for field, spec in zip(info.fields, msgspec.structs.fields(cls), strict=True):
-        if field.encode_name not in raw:
-            continue
-        # a value that does not convert stays raw: a rule reading it names it (dropped
-        # below) or cannot run
-        values[field.name] = raw[field.encode_name]
-        with contextlib.suppress(msgspec.ValidationError):
-            values[field.name] = msgspec.convert(values[field.name], spec.type, strict=True)
+        value = raw.get(field.encode_name, _ABSENT)
+        try:
+            values[field.name] = msgspec.convert(value, spec.type, strict=True)
+        except msgspec.ValidationError:
+            # a bad scalar stays: a rule reading it names it (dropped below) or cannot run;
+            # a bad list or object is left out (the field's default, or no rules at all),
+            # so no rule compares or walks an arbitrary structure
+            if isinstance(value, str | int | float | bool) or value is None:
+                values[field.name] = value
+            elif value is _ABSENT and field.required:
+                values[field.name] = None  # named already; a rule that reads it cannot run
     try:
         found = check_struct(cls(**values))
-    except (TypeError, AttributeError, ValueError):  # a missing field, a value of a wrong type
+    except (TypeError, AttributeError, ValueError, RecursionError):  # missing, wrong type
         return []
     return [e for e in found if _top(e.field) not in named]
 

@@ -11,9 +11,10 @@ started on that copy).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import shutil
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -90,6 +91,15 @@ def copy_ledger(template: Ledger, directory: Path) -> Ledger:
     for path in template.db.parent.glob(template.db.name + "*"):
         shutil.copy(path, directory / path.name.replace(template.db.name, "l.db"))
     return Ledger(directory / "l.db", template.tokens)
+
+
+async def eventually(check: Callable[[], object], seconds: float = 10.0) -> None:
+    """Wait until `check()` holds (the app runs on the test client's own loop)."""
+    for _ in range(int(seconds / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("never happened")
 
 
 @asynccontextmanager

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from api.app import end_streams
+from api.tail import Tail, watch_other_writers
 from ledger import keys
 from ledger.sqlite_store import SqliteStore, connect
 from projections import all_projectors
@@ -26,6 +28,7 @@ from tests.api_helpers import (
     Ledger,
     all_events,
     assertion_body,
+    eventually,
     fields_of,
     make_ledger,
     read_stream,
@@ -65,6 +68,11 @@ async def test_stream_resumes_after_last_event_id(client: Client, ledger: Ledger
 
     bad = read_stream(client, "/v1/events/stream", {**headers, "Last-Event-ID": "x"}, events=1)
     assert bad.status == 422
+    for huge in ("9" * 20, "1" * 5000):  # beyond any seq; int() alone would refuse the latter
+        too_far = await client.get(
+            "/v1/events/stream?after=1", headers={**headers, "Last-Event-ID": huge}
+        )
+        assert fields_of(too_far) == {"Last-Event-ID"}
     assert fields_of(
         await client.get("/v1/events/stream?after=-1", headers=ledger.auth("reader"))
     ) == {"after"}
@@ -99,7 +107,8 @@ async def test_a_stream_ends_once_its_key_is_revoked(client: Client, ledger: Led
     waiting = asyncio.create_task(
         asyncio.to_thread(read_stream, client, path, headers, events=3, seconds=10)
     )
-    await asyncio.sleep(0.2)  # connected, and sent the last seed event
+    tail = client.app.state.tail
+    await eventually(lambda: tail.waiting)  # let in, sent the last seed event, now waiting
     conn = connect(ledger.db)
     try:
         keys.revoke_key(conn, "short-lived")
@@ -136,6 +145,25 @@ async def test_a_stream_hears_of_events_another_process_appends(ledger: Ledger) 
         stream = await asyncio.wait_for(waiting, 10)  # read_stream gives up after 5 s
     assert [e["id"] for e in stream.events] == [str(event.seq)]
     assert stream.comments == ["connected"], "no heartbeat came first"
+
+
+async def test_the_watch_for_other_writers_outlives_a_failed_read() -> None:
+    tail = Tail(asyncio.get_running_loop(), 5)
+    calls = 0
+
+    def size() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise sqlite3.OperationalError("disk I/O error")
+        return 9
+
+    waiting = asyncio.ensure_future(tail.wait_beyond(5, 10))
+    watcher = asyncio.ensure_future(watch_other_writers(tail, size, 0.01))
+    assert await asyncio.wait_for(waiting, 5) is True
+    assert tail.latest == 9
+    tail.close()
+    await asyncio.wait_for(watcher, 5)  # it ends once the tail closes
 
 
 async def test_an_idle_stream_sends_keep_alive_comments(ledger: Ledger) -> None:

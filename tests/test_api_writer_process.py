@@ -37,6 +37,7 @@ from tests.api_helpers import (
     Client,
     Ledger,
     assertion_body,
+    eventually,
     log_size,
     problem,
     serve,
@@ -89,15 +90,6 @@ async def test_concurrent_appends_each_get_their_own_answer(client: Client, ledg
             f"/v1/assertions/{answer.json()['assertion_id']}", headers=ledger.auth("reader")
         )
         assert detail.json()["value"]["low"] == body["value"]["low"]
-
-
-async def eventually(check: Any, seconds: float = 10.0) -> None:
-    """Wait until `check()` holds (the app runs on the test client's own loop)."""
-    for _ in range(int(seconds / 0.02)):
-        if check():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("never happened")
 
 
 async def test_the_tail_hears_of_commits_in_the_child(client: Client, ledger: Ledger) -> None:

@@ -466,11 +466,18 @@ async def test_if_match_beyond_any_version_is_a_422(client: Client, ledger: Ledg
         "/v1/assertions", json=assertion_body(), headers={**writer, "If-Match": f'"{2**63 - 1}"'}
     )
     assert str(2**63 - 1) in problem(largest, 412)["detail"]
-    for version in (2**63, 2**64, 10**40):
+    for version in (str(2**63), str(2**64), str(10**40), "1" * 5000):
         beyond = await client.post(
             "/v1/assertions", json=assertion_body(), headers={**writer, "If-Match": f'"{version}"'}
         )
         assert fields_of(beyond) == {"If-Match"}, beyond.text
+    padded = await client.post(
+        "/v1/assertions",
+        json=assertion_body(),
+        headers={**writer, "If-Match": '"' + "0" * 5000 + '"'},
+    )
+    # leading zeros are still a number: version 0, which the subject has moved past
+    assert problem(padded, 412)["detail"].endswith("not the expected 0")
     assert await log_size(client, ledger) == size
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -172,6 +173,28 @@ def test_a_missing_ledger_is_an_error_not_a_new_one(tmp_path: Path, command: lis
     assert "ledger init" in result.stderr
     assert result.stdout == ""
     assert not list(tmp_path.iterdir())  # nothing was created
+
+
+@pytest.mark.parametrize("kind", ["empty file", "another database", "folder"])
+def test_what_is_not_a_ledger_is_refused_and_left_alone(tmp_path: Path, kind: str) -> None:
+    db = tmp_path / "x.db"
+    if kind == "empty file":
+        db.touch()
+    elif kind == "another database":
+        conn = sqlite3.connect(db)
+        conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.commit()
+        conn.close()
+    else:
+        db.mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    sizes = {p.name: p.stat().st_size for p in tmp_path.iterdir() if p.is_file()}
+    for command in (["verify"], ["audit"], ["rebuild"]):
+        result = ledger(*command, db=db, check=False)
+        assert result.returncode == 2, result
+        assert ("is a folder" if kind == "folder" else "is not a ledger") in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no -wal, no -shm
+    assert {p.name: p.stat().st_size for p in tmp_path.iterdir() if p.is_file()} == sizes
 
 
 def test_init_then_verify_an_empty_ledger(tmp_path: Path) -> None:

@@ -257,7 +257,7 @@ def test_the_start_up_check_reads_only_the_tail(ledger: Ledger) -> None:
 
 
 def _read_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every connection the store opens sees its file read-only, as on read-only media or
+    """Every connection the store opens sees its file read-only, as for an immutable file or
     for a file the process may not write (as root, file modes alone would not stop it)."""
     opened = sqlite_store.connect
 
@@ -295,6 +295,19 @@ async def test_a_read_only_file_serves_reads_and_refuses_appends(
         assert writable.size() == SEED_EVENTS
     finally:
         writable.close()
+
+
+def test_a_read_only_file_with_a_broken_tail_says_it_is_broken(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tamper(ledger.db, TAMPERS["last hash rewritten"](_last(ledger.db)))
+    _read_only(monkeypatch)
+    store = SqliteStore(ledger.db)
+    try:
+        assert store.write_refusal is not None
+        assert "the stored log is broken" in store.write_refusal  # the graver reason wins
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("where", ["no-such-folder/l.db", "."], ids=["no folder", "a folder"])

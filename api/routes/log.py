@@ -13,7 +13,7 @@ from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.auth import GRANTS, Authenticator
-from api.deps import Limit, store_of
+from api.deps import MAX_VERSION, Limit, store_of
 from api.middleware import header
 from api.openapi import GUARDED, errors_for
 from api.schemas import Consistency, EventPage, Head, Health, Inclusion
@@ -64,8 +64,8 @@ def _start_of(after: int | None, last_event_id: str | None) -> int:
     start = after or 0
     if last_event_id is None:
         return start
-    text = last_event_id.strip()
-    if not text.isascii() or not text.isdigit():
+    text = last_event_id.strip().lstrip("0") or "0"
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(MAX_VERSION)):
         raise InvalidInput([FieldError("Last-Event-ID", "must be a seq (a whole number)")])
     return max(start, int(text))
 
