@@ -83,16 +83,30 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    if not path.is_file():
-        _fail(f"{path}: no such file", 2)
+    actor = keys.checked_actor(args.actor, "--actor")
+    if path.is_dir():
+        _fail(f"{path} is a folder, not a file", 2)
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:  # missing, unreadable: said before any ledger is created
+        _fail(f"{path}: {exc.strerror or exc}", 2)
     store = open_store(args.db, synchronous=args.synchronous)
     bar = Progress(f"importing {path.name}", path.stat().st_size)
     try:
-        result = import_file(store, path, args.actor, bar)
+        result = import_file(store, path, actor, bar)
     finally:
         bar.finish()
         store.close()
     span = f" (seq {result.first_seq}..{result.last_seq})" if result.appended else ""
+    if result.interrupted:
+        done = result.done_lines
+        kept = f"lines 1..{done} are in the log" if done else "no line was imported"
+        sys.stderr.write(
+            f"ledger import: interrupted; {kept} ({result.appended} events appended{span}); "
+            f"nothing from line {done + 1} on was appended\n"
+        )
+        return 130
     if result.error is not None:
         sys.stderr.write(f"ledger import: {path}: {result.error.describe()}\n")
         sys.stderr.write(
@@ -198,7 +212,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
     conn = connect(args.db)
     try:
         if args.keys_command == "create":
-            key, token = keys.create_key(conn, args.role, args.name)
+            name = None if args.name is None else keys.checked_actor(args.name, "--name")
+            key, token = keys.create_key(conn, args.role, name)
             print(f"created {key.role} key {key.name!r}; the token is shown only once:")
             print(token)
         elif args.keys_command == "list":
@@ -329,6 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.fn(args)
+        sys.stdout.flush()  # here, not at exit, so a reader that left is met below
+    except BrokenPipeError:  # `ledger events | head`: the reader left; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush does not fail again
+        return 128 + 13  # as if killed by SIGPIPE, like other Unix tools
     except InvalidInput as exc:
         for err in exc.errors:
             sys.stderr.write(f"ledger: {err.field}: {err.message}\n")

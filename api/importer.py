@@ -64,6 +64,8 @@ class ImportResult:
     first_seq: int | None = None
     last_seq: int | None = None
     error: ImportError_ | None = None
+    done_lines: int = 0  # every line up to this one is in the log (or needed nothing)
+    interrupted: bool = False  # stopped by Ctrl-C: what was read ahead was not appended
 
 
 @dataclass
@@ -256,17 +258,20 @@ def import_file(
     *,
     chunk_size: int = CHUNK,
 ) -> ImportResult:
-    """Append every line of `path`; stop at the first bad one."""
+    """Append every line of `path`; stop at the first bad one, or at Ctrl-C once the
+    chunks already handed to the writer are committed (`interrupted`, `done_lines`)."""
     result = ImportResult()
     total = os.path.getsize(path)
     run = _Run(actor)
-    pending: deque[tuple[Future[_Outcome], int]] = deque()
+    pending: deque[tuple[Future[_Outcome], int, int]] = deque()
 
     def settle(keep: int) -> bool:
-        """Wait until at most `keep` chunks are in flight; False once one met a bad line."""
+        """Wait until at most `keep` chunks are in flight; False once one met a bad line.
+        A chunk leaves `pending` only once counted, so an interrupt never loses one."""
         while len(pending) > keep:
-            future, done_bytes = pending.popleft()
+            future, done_bytes, last_line = pending[0]
             outcome = future.result()
+            pending.popleft()
             if outcome.last is not None and outcome.first is not None:
                 result.appended += outcome.last - outcome.first + 1
                 if result.first_seq is None:
@@ -274,6 +279,8 @@ def import_file(
                 result.last_seq = outcome.last
             if outcome.problem is not None and result.error is None:
                 result.error = outcome.problem
+            if result.error is None:
+                result.done_lines = last_line
             if progress is not None:
                 progress(done_bytes, total)
         return result.error is None
@@ -295,14 +302,18 @@ def import_file(
                         decode_error = bad.problem
                         break
                     if len(chunk) >= chunk_size:
-                        pending.append((store.submit(run.unit(chunk)), done_bytes))
+                        pending.append((store.submit(run.unit(chunk)), done_bytes, number))
                         chunk = []
                         if not settle(IN_FLIGHT - 1):
                             break
             if chunk and result.error is None:
-                pending.append((store.submit(run.unit(chunk)), done_bytes))
+                pending.append((store.submit(run.unit(chunk)), done_bytes, result.lines))
+        except KeyboardInterrupt:
+            result.interrupted = True
         finally:
             settle(0)
+    if result.error is None and decode_error is None and not result.interrupted:
+        result.done_lines = result.lines  # blank lines at the end included
     if result.error is None:
         result.error = decode_error
     if progress is not None and result.error is None:

@@ -12,15 +12,33 @@ import hmac
 import secrets
 import sqlite3
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from ledger.errors import Conflict, NotFound
+import msgspec
+
+from ledger.errors import Conflict, FieldError, InvalidInput, NotFound
 from ledger.schema import API_KEYS_SQL
 from ledger.times import format_record_time, now_us
 
 Role = Literal["reader", "writer", "auditor", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
 TOKEN_PREFIX = "ldg_"  # noqa: S105 - a visible prefix, not a secret
+_PRINTABLE = r"[^\x00-\x1f\x7f-\x9f]"
+Actor = Annotated[
+    str,
+    msgspec.Meta(max_length=100, pattern=rf"^{_PRINTABLE}*[^\s\x00-\x1f\x7f-\x9f]{_PRINTABLE}*$"),
+]
+"""Who appends, as the log records it (an API key's name, the CLI's `--actor`): 1..100
+characters, no control characters, not only spaces."""
+
+
+def checked_actor(value: str, field: str) -> str:
+    """`value` as an :data:`Actor`, or :class:`InvalidInput` naming `field`."""
+    try:
+        return msgspec.convert(value, Actor)
+    except msgspec.ValidationError:
+        problem = "1..100 characters, no control characters, not only spaces"
+        raise InvalidInput([FieldError(field, problem)]) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +62,7 @@ def create_key(conn: sqlite3.Connection, role: Role, name: str | None = None) ->
     """Store a new key; returns it and the token (the only time the token exists)."""
     ensure_schema(conn)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    name = name or f"{role}-{secrets.token_hex(4)}"
+    name = f"{role}-{secrets.token_hex(4)}" if name is None else checked_actor(name, "name")
     created = format_record_time(now_us())
     try:
         with conn:

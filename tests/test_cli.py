@@ -227,3 +227,39 @@ def test_a_path_that_cannot_hold_a_ledger_is_one_line(tmp_path: Path, command: l
         f"ledger: cannot open a ledger at {db}: unable to open database file"
     )
     assert not (tmp_path / "no-such-folder").exists()
+
+
+@pytest.mark.parametrize("command", [["events"], ["verify"]])
+def test_a_reader_that_leaves_early_is_not_an_error_trace(seeded: Path, command: list[str]) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", *command, "--db", str(seeded)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()  # like `| head -c 0`: every write meets a closed pipe
+    stderr = process.stderr.read().decode()
+    assert process.wait(60) == 141, stderr  # as if killed by SIGPIPE; 1 would mean "FAILED"
+    assert stderr == ""
+
+
+def test_import_checks_its_file_and_actor_before_making_a_ledger(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    folder = ledger("import", str(tmp_path), db=db, check=False)
+    assert (folder.returncode, folder.stderr.strip()) == (
+        2,
+        f"ledger: {tmp_path} is a folder, not a file",
+    )
+    missing = ledger("import", str(tmp_path / "nope.jsonl"), db=db, check=False)
+    assert missing.returncode == 2
+    assert "No such file" in missing.stderr
+    for actor in ("", "   ", "a\nb", "\x1b[31mred", "x" * 101):
+        bad = ledger("import", str(SEED), "--actor", actor, db=db, check=False)
+        assert bad.returncode == 2, actor
+        assert bad.stderr.startswith("ledger: --actor: 1..100 characters"), bad.stderr
+    assert not db.exists()
+    named = ledger("keys", "create", "--role", "reader", "--name", "a\nb", db=db, check=False)
+    assert named.returncode == 2
+    assert named.stderr.startswith("ledger: --name: ")

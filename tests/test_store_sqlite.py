@@ -367,3 +367,40 @@ def test_a_failing_background_checkpoint_is_logged_once_until_it_recovers(
         check_log(read_all(store))
     finally:
         store.close()
+
+
+def test_an_interrupted_import_says_exactly_which_lines_are_in(tmp_path: Path) -> None:
+    """Ctrl-C stops reading; the chunks already handed to the writer commit, and the result
+    names the last line in the log, so importing the lines after it finishes the job."""
+    path = tmp_path / "l.db"
+    store = SqliteStore(path, all_projectors())
+    calls = 0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise KeyboardInterrupt
+
+    try:
+        result = import_file(store, SEED, "test", progress, chunk_size=5)
+        assert result.interrupted
+        assert result.error is None
+        assert 0 < result.done_lines < len(SEED.read_bytes().splitlines())
+        assert result.appended == store.size() == result.last_seq
+    finally:
+        store.close()
+    rest = tmp_path / "rest.jsonl"
+    rest.write_bytes(b"".join(SEED.read_bytes().splitlines(keepends=True)[result.done_lines :]))
+    store = SqliteStore(path, all_projectors())
+    try:
+        again = import_file(store, rest, "test")
+        assert (again.error, again.interrupted) == (None, False)
+        assert store.size() == SEED_EVENTS  # nothing twice, nothing missing
+    finally:
+        store.close()
+    conn = connect(path)
+    try:
+        assert audit_projections(conn, all_projectors) == []
+    finally:
+        conn.close()
