@@ -315,8 +315,14 @@ class ProcessWriter:
             waiter.set_result(Reply(status, body, replayed))
 
     def _stopped(self) -> None:
-        if self._dead is None:
+        if self._dead is None:  # not stopped by close(): it died
             self._dead = _STOPPED
+            process = self._process
+            log.error(
+                "writer_process_stopped",
+                pid=None if process is None else process.pid,
+                code=None if process is None else process.returncode,  # None: not reaped yet
+            )
         self.store.write_refusal = self.store.write_refusal or _STOPPED
         waiting, self._waiting = self._waiting, {}
         for waiter in waiting.values():

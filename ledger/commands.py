@@ -155,17 +155,26 @@ class RecordAssertion(Command, frozen=True):
     note: Note | None = None
 
     def problems(self) -> list[FieldError]:
-        errors = self.value.problems() + self.document.problems()
-        if self.value.status is not None and self.mode == "increment":
+        # each rule looks only at fields of the right type: when the edge judges the rules
+        # beside fields that are already named bad, those hold None or their raw value
+        errors: list[FieldError] = []
+        value = self.value if isinstance(self.value, ValueIn) else None
+        if value is not None:
+            errors += value.problems()
+        if isinstance(self.document, DocumentIn):
+            errors += self.document.problems()
+        if value is not None and value.status is not None and self.mode == "increment":
             errors.append(FieldError("mode", "mode applies to quantities only"))
-        if len(set(self.claimants)) != len(self.claimants):
+        claimants = self.claimants if isinstance(self.claimants, list) else []
+        if len(set(claimants)) != len(claimants):
             errors.append(FieldError("claimants", "a claimant is named twice"))
         for name in ("stated_at", "valid_from", "valid_to"):
-            errors += _time_problem(name, getattr(self, name))
+            text = getattr(self, name)
+            errors += _time_problem(name, text if isinstance(text, str) else None)
         unparsed = {e.field for e in errors}
         if (
-            self.valid_from is not None
-            and self.valid_to is not None
+            isinstance(self.valid_from, str)
+            and isinstance(self.valid_to, str)
             and not unparsed & {"valid_from", "valid_to"}
             and parse_time(self.valid_from).start > parse_time(self.valid_to).end
         ):

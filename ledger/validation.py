@@ -111,9 +111,10 @@ def _rules_beside(
     """The cross-field rules of a body with bad fields, judged on the rest of it.
 
     Struct constructors do not validate, so the struct is built from each field's converted
-    value, or its raw value where that does not convert. A rule that names a field already
-    named adds nothing, and neither do the rules when a required field is missing or a rule
-    cannot run on a bad value: then only the field errors are reported, as before.
+    value; a bad field holds its raw value if that is a scalar, else None, and the rules
+    (each `problems()`) look only at values of the type they expect. A rule that names a
+    field already named adds nothing, nor does a rule about the whole body once a field had
+    to be stood in for; if the rules cannot run at all, only the field errors are reported.
     """
     if not isinstance(raw, dict) or getattr(cls, "problems", None) is None:
         return []
@@ -121,23 +122,26 @@ def _rules_beside(
     info = msgspec.inspect.type_info(cls)
     assert isinstance(info, msgspec.inspect.StructType)
     values: dict[str, Any] = {}
+    stood_in = False
     for field, spec in zip(info.fields, msgspec.structs.fields(cls), strict=True):
         value = raw.get(field.encode_name, _ABSENT)
         try:
             values[field.name] = msgspec.convert(value, spec.type, strict=True)
         except msgspec.ValidationError:
-            # a bad scalar stays: a rule reading it names it (dropped below) or cannot run;
-            # a bad list or object is left out (the field's default, or no rules at all),
-            # so no rule compares or walks an arbitrary structure
+            # a bad scalar stays: a rule reading it names it (dropped below) or passes it
+            # by; a bad list or object, or a missing required field, is None, so no rule
+            # compares or walks an arbitrary structure; a missing optional one keeps its
+            # default
             if isinstance(value, str | int | float | bool) or value is None:
                 values[field.name] = value
-            elif value is _ABSENT and field.required:
-                values[field.name] = None  # named already; a rule that reads it cannot run
+            elif value is not _ABSENT or field.required:
+                values[field.name] = None
+                stood_in |= value is not _ABSENT  # a rule on the whole body would misjudge it
     try:
         found = check_struct(cls(**values))
     except (TypeError, AttributeError, ValueError, RecursionError):  # missing, wrong type
         return []
-    return [e for e in found if _top(e.field) not in named]
+    return [e for e in found if _top(e.field) not in named and not (stood_in and e.field == "body")]
 
 
 def convert_all(raw: Any, cls: type[T]) -> T:

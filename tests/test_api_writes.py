@@ -209,6 +209,20 @@ INVALID_ASSERTIONS: list[tuple[str, dict[str, Any], set[str]]] = [
         {"stated_at", "valid_from", "seq"},
     ),
     (
+        "an impossible date beside a bad nested field",
+        assertion_body(stated_at="2025-02-30", value={"low": 1, "high": 2**64}),
+        {"stated_at", "value.high"},
+    ),
+    (
+        "rules beside a missing object",
+        {
+            k: v
+            for k, v in assertion_body(valid_from="2026", valid_to="2025").items()
+            if k != "value"
+        },
+        {"value", "valid_from"},
+    ),
+    (
         "two broken rules",
         assertion_body(value={"low": 5, "high": 1}, valid_from="2026", valid_to="2025"),
         {"value", "valid_from"},
