@@ -99,7 +99,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         bar.finish()
         store.close()
     span = f" (seq {result.first_seq}..{result.last_seq})" if result.appended else ""
-    if result.interrupted:
+    if result.interrupted and result.error is None:
         done = result.done_lines
         kept = f"lines 1..{done} are in the log" if done else "no line was imported"
         sys.stderr.write(

@@ -24,11 +24,15 @@ opened (:func:`ledger.replay.catch_up_on_open`).
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import BinaryIO
 
 import msgspec
@@ -99,7 +103,8 @@ def decode_line(raw: bytes, number: int) -> ImportLine:
         except ValueError as exc:  # msgspec.DecodeError, or UnicodeDecodeError on bad UTF-8
             problem = ImportError_(number, [FieldError("line", f"not JSON: {exc}")])
             raise _BadLine(0, problem) from None
-        if not isinstance(obj, dict) or obj.get("record") not in IMPORT_LINE_TYPES:
+        record = obj.get("record") if isinstance(obj, dict) else None
+        if not isinstance(record, str) or record not in IMPORT_LINE_TYPES:
             kinds = ", ".join(IMPORT_LINE_TYPES)
             wrong = FieldError("record", f"must be one of {kinds}")
             raise _BadLine(0, ImportError_(number, [wrong])) from None
@@ -233,6 +238,32 @@ def _wanted(
 BOM = b"\xef\xbb\xbf"
 
 
+class _Stop:
+    asked = False
+
+
+@contextmanager
+def _stop_on_ctrl_c() -> Iterator[_Stop]:
+    """While an import runs on the main thread, a first SIGINT only asks it to stop (read
+    between lines, so no chunk is ever half-handed to the writer); a second one raises
+    KeyboardInterrupt as usual. Elsewhere (a server's thread) nothing changes."""
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def ask(signum: int, frame: FrameType | None) -> None:
+        if stop.asked:
+            raise KeyboardInterrupt
+        stop.asked = True
+
+    previous = signal.signal(signal.SIGINT, ask)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _numbered_lines(fh: BinaryIO, block: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
     """`(number, line)` from 1, without its newline, read a block at a time."""
     number = 0
@@ -258,20 +289,26 @@ def import_file(
     *,
     chunk_size: int = CHUNK,
 ) -> ImportResult:
-    """Append every line of `path`; stop at the first bad one, or at Ctrl-C once the
-    chunks already handed to the writer are committed (`interrupted`, `done_lines`)."""
+    """Append every line of `path`; stop at the first bad one.
+
+    Run on the main thread (the CLI), a first Ctrl-C stops the reading between two lines,
+    lets the chunks already handed to the writer commit and fold, and returns with
+    `interrupted` and `done_lines` (every line up to it is in the log); a second Ctrl-C
+    stops at once, as usual.
+    """
     result = ImportResult()
     total = os.path.getsize(path)
     run = _Run(actor)
     pending: deque[tuple[Future[_Outcome], int, int]] = deque()
 
     def settle(keep: int) -> bool:
-        """Wait until at most `keep` chunks are in flight; False once one met a bad line.
-        A chunk leaves `pending` only once counted, so an interrupt never loses one."""
+        """Wait until at most `keep` chunks are in flight; False once one met a bad line."""
         while len(pending) > keep:
             future, done_bytes, last_line = pending[0]
-            outcome = future.result()
-            pending.popleft()
+            try:
+                outcome = future.result()
+            finally:
+                pending.popleft()
             if outcome.last is not None and outcome.first is not None:
                 result.appended += outcome.last - outcome.first + 1
                 if result.first_seq is None:
@@ -279,6 +316,7 @@ def import_file(
                 result.last_seq = outcome.last
             if outcome.problem is not None and result.error is None:
                 result.error = outcome.problem
+                result.done_lines = outcome.problem.line - 1  # its lines before it are in
             if result.error is None:
                 result.done_lines = last_line
             if progress is not None:
@@ -288,10 +326,13 @@ def import_file(
     chunk: list[tuple[int, ImportLine]] = []
     done_bytes = 0
     decode_error: ImportError_ | None = None
-    with _DeferredViews(store):
+    with _stop_on_ctrl_c() as stop, _DeferredViews(store):
         try:
             with path.open("rb") as fh:
                 for number, raw in _numbered_lines(fh):
+                    if stop.asked:
+                        result.interrupted = True
+                        break
                     done_bytes += len(raw) + 1
                     result.lines = number
                     if not raw.strip():
@@ -306,10 +347,8 @@ def import_file(
                         chunk = []
                         if not settle(IN_FLIGHT - 1):
                             break
-            if chunk and result.error is None:
-                pending.append((store.submit(run.unit(chunk)), done_bytes, result.lines))
-        except KeyboardInterrupt:
-            result.interrupted = True
+            if chunk and result.error is None and not result.interrupted:
+                pending.append((store.submit(run.unit(chunk)), done_bytes, chunk[-1][0]))
         finally:
             settle(0)
     if result.error is None and decode_error is None and not result.interrupted:

@@ -23,11 +23,9 @@ from ledger.times import format_record_time, now_us
 Role = Literal["reader", "writer", "auditor", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
 TOKEN_PREFIX = "ldg_"  # noqa: S105 - a visible prefix, not a secret
-_PRINTABLE = r"[^\x00-\x1f\x7f-\x9f]"
-Actor = Annotated[
-    str,
-    msgspec.Meta(max_length=100, pattern=rf"^{_PRINTABLE}*[^\s\x00-\x1f\x7f-\x9f]{_PRINTABLE}*$"),
-]
+# no control, zero-width, direction or surrogate characters
+_PRINTABLE = r"[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ud800-\udfff]"
+Actor = Annotated[str, msgspec.Meta(max_length=100, pattern=rf"^(?=.*\S){_PRINTABLE}+\Z")]
 """Who appends, as the log records it (an API key's name, the CLI's `--actor`): 1..100
 characters, no control characters, not only spaces."""
 

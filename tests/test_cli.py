@@ -146,8 +146,9 @@ def test_rebuild_keeps_the_views(seeded: Path) -> None:
         (b'{"record":"source","id":"y","name":"\xff\xfe","kind":"military"}\n', "utf-8"),
         (b"[" * 200_000 + b"\n", "nested too deeply"),
         (b'{"record":"sauce","id":"y"}\n', "record: must be one of"),
+        (b'{"record":[],"id":"y"}\n', "record: must be one of"),
     ],
-    ids=["invalid-utf8", "deep-nesting", "unknown-record"],
+    ids=["invalid-utf8", "deep-nesting", "unknown-record", "a list as record"],
 )
 def test_import_names_a_malformed_line(tmp_path: Path, content: bytes, why: str) -> None:
     db = tmp_path / "l.db"
@@ -255,7 +256,7 @@ def test_import_checks_its_file_and_actor_before_making_a_ledger(tmp_path: Path)
     missing = ledger("import", str(tmp_path / "nope.jsonl"), db=db, check=False)
     assert missing.returncode == 2
     assert "No such file" in missing.stderr
-    for actor in ("", "   ", "a\nb", "\x1b[31mred", "x" * 101):
+    for actor in ("", "   ", "a\nb", "alice\n", "\x1b[31mred", "\u202eevil", "x" * 101):
         bad = ledger("import", str(SEED), "--actor", actor, db=db, check=False)
         assert bad.returncode == 2, actor
         assert bad.stderr.startswith("ledger: --actor: 1..100 characters"), bad.stderr

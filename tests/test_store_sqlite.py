@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sqlite3
 import time
 from concurrent.futures import Future
@@ -380,7 +382,7 @@ def test_an_interrupted_import_says_exactly_which_lines_are_in(tmp_path: Path) -
         nonlocal calls
         calls += 1
         if calls == 2:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, between two chunks
 
     try:
         result = import_file(store, SEED, "test", progress, chunk_size=5)
@@ -404,3 +406,30 @@ def test_an_interrupted_import_says_exactly_which_lines_are_in(tmp_path: Path) -
         assert audit_projections(conn, all_projectors) == []
     finally:
         conn.close()
+
+
+def test_an_interrupt_beside_a_bad_line_reports_the_bad_line(tmp_path: Path) -> None:
+    """The chunk in flight when Ctrl-C comes meets a line the rules refuse: its lines before
+    that one are in the log, and the bad line is what is reported."""
+    lines = SEED.read_bytes().splitlines(keepends=True)
+    bad_at = 8  # a retraction of an assertion nobody recorded, inside the second chunk
+    bad = b'{"record":"retraction","assertion_id":"no-such-assertion","reason":"x"}\n'
+    source = tmp_path / "bad.jsonl"
+    source.write_bytes(b"".join([*lines[: bad_at - 1], bad, *lines[bad_at - 1 :]]))
+    store = SqliteStore(tmp_path / "l.db", all_projectors())
+    sent = False
+
+    def progress(done: int, total: int) -> None:
+        nonlocal sent
+        if not sent:  # once: a second Ctrl-C would stop at once
+            sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+
+    try:
+        result = import_file(store, source, "test", progress, chunk_size=5)
+        assert result.error is not None
+        assert result.error.line == bad_at
+        assert result.done_lines == bad_at - 1
+        assert store.size() == result.appended
+    finally:
+        store.close()
