@@ -90,10 +90,21 @@ def parse_if_match(header: str | None) -> int | None:
     text = text.strip('"')
     if not text.isascii() or not text.isdigit():
         raise InvalidInput([FieldError("If-Match", 'expected "<version>", e.g. "3"')])
-    digits = text.lstrip("0")  # int() of thousands of digits is refused, and slow
-    if len(digits) > len(str(MAX_VERSION)) or int(digits or "0") > MAX_VERSION:
+    version = bounded_int(text)
+    if version is None:
         raise InvalidInput([FieldError("If-Match", f"a version is at most {MAX_VERSION}")])
-    return int(digits or "0")
+    return version
+
+
+def bounded_int(text: str) -> int | None:
+    """ASCII digits as a whole number up to SQLite's largest (every seq and version is at
+    most that), or None; thousands of digits are refused before int() sees them."""
+    if not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_VERSION)) or int(digits) > MAX_VERSION:
+        return None
+    return int(digits)
 
 
 def idempotency_of(

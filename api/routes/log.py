@@ -9,12 +9,12 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from api.auth import GRANTS, Authenticator
-from api.deps import MAX_VERSION, Limit, store_of
-from api.middleware import header
+from api.auth import guard
+from api.deps import Limit, bounded_int, store_of
 from api.openapi import GUARDED, errors_for
 from api.schemas import Consistency, EventPage, Head, Health, Inclusion
 from ledger.codec import encode_json
@@ -64,22 +64,21 @@ def _start_of(after: int | None, last_event_id: str | None) -> int:
     start = after or 0
     if last_event_id is None:
         return start
-    text = last_event_id.strip().lstrip("0") or "0"
-    if not text.isascii() or not text.isdigit() or len(text) > len(str(MAX_VERSION)):
+    seq = bounded_int(last_event_id.strip())
+    if seq is None:
         raise InvalidInput([FieldError("Last-Event-ID", "must be a seq (a whole number)")])
-    return max(start, int(text))
+    return max(start, seq)
 
 
 async def _still_allowed(request: Request[Any, Any, Any]) -> bool:
-    """Whether the key that opened a stream may still read: a key revoked while its stream
-    is open gets nothing more once the auth cache lets go of it."""
-    raw = header(request.scope, b"authorization")
-    if raw is None:  # let in as a public read
-        return True
-    _, _, token = raw.decode("latin-1").partition(" ")
-    auth: Authenticator = request.app.state.auth
-    key = await auth.principal(token.strip())
-    return key is not None and "read" in GRANTS.get(key.role, frozenset())
+    """Whether the key that opened a stream may still read: the route's own guard, asked
+    again, so a key revoked while its stream is open gets nothing more once the auth cache
+    lets go of it."""
+    try:
+        await guard(request, request.route_handler)
+    except (NotAuthorizedException, PermissionDeniedException):
+        return False
+    return True
 
 
 @get(
