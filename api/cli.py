@@ -15,7 +15,7 @@ import msgspec
 from api.importer import import_file
 from api.progress import Progress
 from ledger import keys
-from ledger.errors import InvalidInput, LedgerError
+from ledger.errors import FieldError, InvalidInput, LedgerError
 from ledger.logs import configure_logging
 from ledger.sqlite_store import SqliteStore, connect
 from projections import all_projectors
@@ -190,6 +190,86 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    from ledger.erasure import EraseRequest, copies_left, erase, still_cited
+    from ledger.validation import convert_all
+
+    actor = keys.checked_actor(args.actor, "--actor")
+    try:
+        request = convert_all({"seq": args.seq, "reason": args.reason}, EraseRequest)
+    except InvalidInput as exc:
+        raise _flags(exc) from None
+    store = existing_store(args.db)
+    try:
+        try:
+            result = erase(store, request, actor)
+        except InvalidInput as exc:
+            raise _flags(exc) from None
+        erasure, kept = result.erasure, result.erasure.kept
+        print(
+            f"erased the payload of seq {erasure.seq} (assertion {kept.assertion_id} on "
+            f"{kept.subject} / {kept.property}) at {erasure.erased_at}; every hash and "
+            "proof still verifies"
+        )
+        if args.vacuum:
+            store.vacuum()
+            print(f"rewrote {args.db} without free space (VACUUM)")
+        shared = still_cited(store.reader(), result.texts)
+        wal_emptied = store.empty_wal()
+    finally:
+        store.close()
+    for text in shared:
+        print(f"not looked for, since another payload still holds it: {_clip(text)}")
+    wanted = [t for t in result.texts if t not in shared]
+    path = Path(args.db)
+    bar = Progress(f"checking {path.name}", path.stat().st_size)
+    try:
+        left = copies_left(path, wanted, bar)
+    finally:
+        bar.finish()
+    if not wal_emptied:
+        sys.stderr.write(
+            "ledger erase: another connection (a running server?) is reading the ledger, so "
+            "its WAL may still hold old pages with the text: once it is closed, run "
+            f"`ledger vacuum --db {args.db}`\n"
+        )
+    if left:
+        for text in left:
+            sys.stderr.write(f"ledger erase: still in the file: {_clip(text)}\n")
+        sys.stderr.write(
+            "ledger erase: the erased text is still in the file's free space (left there by "
+            f"earlier writes): run `ledger vacuum --db {args.db}` to rewrite the file\n"
+        )
+        return 1
+    print(f"looked for {len(wanted)} of its texts in {args.db}: none is left")
+    return 0 if wal_emptied else 1
+
+
+def cmd_vacuum(args: argparse.Namespace) -> int:
+    store = existing_store(args.db)
+    before = Path(args.db).stat().st_size
+    try:
+        store.vacuum()
+        emptied = store.empty_wal()
+    finally:
+        store.close()
+    after = Path(args.db).stat().st_size
+    print(f"rewrote {args.db}: {before:,} -> {after:,} bytes")
+    if not emptied:
+        sys.stderr.write("ledger vacuum: another connection kept the WAL from emptying\n")
+        return 1
+    return 0
+
+
+def _flags(exc: InvalidInput) -> InvalidInput:
+    """`exc` with its fields named as the command line's flags."""
+    return InvalidInput([FieldError(f"--{e.field}", e.message) for e in exc.errors])
+
+
+def _clip(text: str, width: int = 60) -> str:
+    return repr(text if len(text) <= width else text[: width - 3] + "...")
+
+
 def cmd_state(args: argparse.Namespace) -> int:
     from projections.pit import resolve
     from projections.views import property_view
@@ -274,6 +354,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("audit", "verify the log, re-derive every projection and compare").set_defaults(
         fn=cmd_audit
+    )
+
+    p = add("erase", "erase the payload of an assertion by law: its text goes, every proof stays")
+    p.add_argument("--seq", type=_nonneg, required=True, help="the event whose payload goes")
+    p.add_argument("--reason", required=True, help="why (kept in the erasure record)")
+    p.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who erases")
+    p.add_argument("--vacuum", action="store_true", help="also rewrite the file without free space")
+    p.set_defaults(fn=cmd_erase)
+    add("vacuum", "rewrite the database file without free space (SQLite's VACUUM)").set_defaults(
+        fn=cmd_vacuum
     )
 
     p = add("state", "print the view of SUBJECT's PROPERTY (the JSON the HTTP view returns)")

@@ -120,6 +120,20 @@ PAYLOAD_TYPES: dict[str, type[AnyPayload]] = {
 TYPE_OF: dict[type[AnyPayload], str] = {cls: name for name, cls in PAYLOAD_TYPES.items()}
 
 
+class ErasedAssertion(msgspec.Struct, frozen=True, gc=False):
+    """What the rules still need of an `AssertionRecorded` whose payload was erased.
+
+    Never in the log and never shown: a replay folds it in place of the erased payload
+    (from the `erasures` record), so the assertion's id stays taken, its property keeps
+    its kind and its subject's counts stay as they were, exactly as before the erasure.
+    """
+
+    assertion_id: str
+    subject: str
+    property: str
+    kind: Literal["quantity", "status"]
+
+
 class NewEvent(msgspec.Struct, frozen=True):
     """An event about to be appended: the store assigns seq, version, time and hashes."""
 
@@ -135,7 +149,8 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     """An appended event, as the log holds it.
 
     `data` is the decoded payload, or None where the payload was erased; the envelope and
-    its `data_sha256` stay, so every hash and proof still verifies.
+    its `data_sha256` stay, so every hash and proof still verifies. Only a replay sees an
+    :class:`ErasedAssertion` there instead of None (see :mod:`ledger.erasure`).
     """
 
     seq: int
@@ -144,7 +159,7 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     version: int
     recorded_at: str
     actor: str
-    data: AnyPayload | None
+    data: AnyPayload | ErasedAssertion | None
     data_sha256: str
     hash: str
 

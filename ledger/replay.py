@@ -28,8 +28,9 @@ import msgspec
 import structlog
 
 from ledger.codec import PAYLOAD_DECODERS
+from ledger.erasure import kept_facts, with_erasures
 from ledger.errors import LedgerError
-from ledger.events import Event
+from ledger.events import ErasedAssertion, Event
 from ledger.migrations import migrate
 from ledger.schema import LOG_MIGRATIONS
 from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size, row_to_event
@@ -84,14 +85,17 @@ def read_chunks(
 ) -> Iterator[list[Event]]:
     """The events of the log on `conn` after seq `after` up to `until`, `chunk` at a time.
 
-    A payload that does not decode raises :class:`LedgerError` naming its seq.
+    A payload that does not decode raises :class:`LedgerError` naming its seq. An erased
+    payload comes as what its erasure kept (:func:`ledger.erasure.with_erasures`), so a
+    fold of the chunks gives the tables the erasure left.
     """
+    kept = kept_facts(conn)
     while rows := conn.execute(_EVENTS_SQL, (after, until, chunk)).fetchall():
         try:
             events = _events(rows)
         except (KeyError, msgspec.DecodeError):
             events = [_decoded(row) for row in rows]
-        yield events
+        yield with_erasures(events, kept)
         after = events[-1].seq
 
 
@@ -450,9 +454,15 @@ class _VerifiedFold:
     """
 
     def __init__(
-        self, scratch: sqlite3.Connection, folds: Sequence[Fold], limits: Sequence[int], total: int
+        self,
+        scratch: sqlite3.Connection,
+        folds: Sequence[Fold],
+        limits: Sequence[int],
+        total: int,
+        kept: dict[int, ErasedAssertion],
     ) -> None:
         self.scratch = scratch
+        self.kept = kept
         self.folds = list(zip(limits, folds, strict=True))
         self.total = total
         self.problem: str | None = None
@@ -462,7 +472,7 @@ class _VerifiedFold:
         if self.problem is not None or not rows or rows[0][0] > self.total:
             return
         try:
-            events = _verified_events(rows, payloads, self.total)
+            events = with_erasures(_verified_events(rows, payloads, self.total), self.kept)
         except LedgerError as exc:
             self.problem = _unreplayable(exc)
             return
@@ -806,7 +816,9 @@ def _audit_beside(
         holder = make()
         holders.update(dict.fromkeys(split_tables(projector), holder))
         folds.append(holder)
-    folder = _VerifiedFold(here_conn, folds, _limits(conn, [*own, *halves], total), total)
+    folder = _VerifiedFold(
+        here_conn, folds, _limits(conn, [*own, *halves], total), total, kept_facts(conn)
+    )
     report = verify_log(conn, _phase(progress, 0), consume=folder)
     differences = folder.finish()
     found: dict[str, list[str]] = {}

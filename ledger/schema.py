@@ -132,10 +132,44 @@ def _no_recorded_at_index(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS events_recorded_at")
 
 
+def _erasures(db: sqlite_utils.Database) -> None:
+    """Lawful erasure of a payload: a record of each, and the only DELETE `payloads` allows.
+
+    `kept` is the JSON of what the rules still need of the erased payload (for an
+    assertion: its id, subject, property and kind), so a replay keeps the id taken and
+    the subject's counts as they were. The record is append-only like the log.
+    """
+    statements = (
+        """
+        CREATE TABLE erasures (
+            seq INTEGER PRIMARY KEY REFERENCES events (seq),
+            erased_at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            kept TEXT NOT NULL
+        )
+        """,
+        "CREATE TRIGGER erasures_no_update BEFORE UPDATE ON erasures "
+        "BEGIN SELECT RAISE(ABORT, 'erasures is append-only: UPDATE refused'); END",
+        "CREATE TRIGGER erasures_no_delete BEFORE DELETE ON erasures "
+        "BEGIN SELECT RAISE(ABORT, 'erasures is append-only: DELETE refused'); END",
+        "CREATE TRIGGER erasures_no_replace BEFORE INSERT ON erasures "
+        "WHEN EXISTS (SELECT 1 FROM erasures WHERE seq = NEW.seq) "
+        "BEGIN SELECT RAISE(ABORT, 'erasures is append-only: REPLACE refused'); END",
+        "DROP TRIGGER payloads_no_delete",
+        "CREATE TRIGGER payloads_no_delete BEFORE DELETE ON payloads "
+        "WHEN NOT EXISTS (SELECT 1 FROM erasures WHERE seq = OLD.seq) "
+        "BEGIN SELECT RAISE(ABORT, 'payloads is append-only: DELETE refused'); END",
+    )
+    for sql in statements:  # one at a time: executescript would commit the migration's transaction
+        db.execute(sql)
+
+
 LOG_MIGRATIONS = [
     Migration("ledger-0001-log", _log),
     Migration("ledger-0002-write-model", _write_model),
     Migration("ledger-0003-no-replace", _no_replace),
     Migration("ledger-0004-api-keys", _api_keys),
     Migration("ledger-0005-no-recorded-at-index", _no_recorded_at_index),
+    Migration("ledger-0006-erasures", _erasures),
 ]

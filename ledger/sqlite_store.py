@@ -300,6 +300,11 @@ class SqliteTransaction:
         """The connection, for statements that never write the log or the write model."""
         return self._conn
 
+    @property
+    def projectors(self) -> Sequence[Projector]:
+        """The store's projectors, the write model first: what its appends fold into."""
+        return tuple(self._store.projectors)
+
     def write_state(self) -> SqliteWriteState:
         """The write model as this transaction sees it, answered from the writer's cache."""
         return SqliteWriteState(self._conn, self._store._cache)
@@ -754,6 +759,26 @@ class SqliteStore:
         finally:
             if conn is not None:
                 conn.close()
+
+    def empty_wal(self) -> bool:
+        """Copy the whole WAL into the database file and truncate it (a TRUNCATE
+        checkpoint); False when a reader kept it from finishing within the busy timeout."""
+        conn = connect(self.path, self.synchronous, cache_mib=1)
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.close()
+        return not busy
+
+    def vacuum(self) -> None:
+        """Rewrite the database file from its live rows (SQLite's VACUUM), so no free page
+        or free space inside a page keeps bytes of anything deleted; the rewritten pages
+        pass through the WAL (see :meth:`empty_wal`)."""
+        conn = connect(self.path, self.synchronous, cache_mib=64)
+        try:
+            conn.execute("VACUUM")
+        finally:
+            conn.close()
 
     def add_listener(self, listener: Callable[[int], None]) -> None:
         """Call `listener(seq)` on the writer thread after each commit that appended."""

@@ -22,6 +22,7 @@ import msgspec
 
 from ledger import merkle
 from ledger.codec import ZERO_HASH, envelope_bytes
+from ledger.erasure import Erasure, erasures
 from ledger.events import PAYLOAD_TYPES
 
 Progress = Callable[[int, int], None]
@@ -268,6 +269,14 @@ def _check_strays(conn: sqlite3.Connection, size: int, findings: _Findings) -> N
 _decoders = {name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()}
 
 
+def _erased_note(seq: int, erasure: Erasure | None) -> str:
+    if erasure is None:
+        how = "erased, with no erasure recorded (deleted by other means)"
+    else:
+        how = f"erased at {erasure.erased_at} by {erasure.actor} ({erasure.reason})"
+    return f"seq {seq}: payload {how}; its data_sha256 still commits to it"
+
+
 class _Verifier:
     """One pass over the log: the state carried from one chunk of events to the next."""
 
@@ -278,6 +287,7 @@ class _Verifier:
         self.prev: bytes | None = ZERO_HASH
         self.count = 0
         self.erased = 0
+        self.erasures = erasures(conn)
 
     def chunk(self, rows: list[Any], payloads: list[Any] | None = None) -> None:
         """Check consecutive rows (`_EVENT_SQL`), then the Merkle nodes they complete.
@@ -313,7 +323,7 @@ class _Verifier:
             elif data is None:
                 payload = None
                 self.erased += 1
-                findings.note(f"seq {seq}: payload erased; its data_sha256 still commits to it")
+                findings.note(_erased_note(seq, self.erasures.get(seq)))
             else:
                 findings.bad(seq, f"payload stored as {type(data).__name__}, not bytes")
             if keep is not None:

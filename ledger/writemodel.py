@@ -16,6 +16,7 @@ from ledger.domain import AssertionInfo, PropertyKind
 from ledger.events import (
     AssertionRecorded,
     AssertionRetracted,
+    ErasedAssertion,
     Event,
     NewEvent,
     SourceRegistered,
@@ -72,11 +73,13 @@ class WriteModel:
         updates: list[tuple[str, tuple[Any, ...]]] = []
         for event in events:
             data = event.data
-            if isinstance(data, AssertionRecorded):
+            if isinstance(data, AssertionRecorded | ErasedAssertion):
+                # an erased payload's kept facts fold as the payload did: the id stays taken
                 assertions.append((data.assertion_id, data.subject, data.property))
                 key = (data.subject, data.property)
                 if seen is None or key not in seen:
-                    kinds.append((data.subject, data.property, data.value.kind))
+                    kind = data.kind if isinstance(data, ErasedAssertion) else data.value.kind
+                    kinds.append((data.subject, data.property, kind))
                     if seen is not None:
                         seen.add(key)
             elif isinstance(data, AssertionRetracted):

@@ -20,6 +20,7 @@ from ledger.events import (
     AssertionRanked,
     AssertionRecorded,
     AssertionRetracted,
+    ErasedAssertion,
     Event,
     SourceRegistered,
     SourceUpdated,
@@ -165,6 +166,9 @@ def _collect(events: Sequence[Event], claimants: bool = True) -> _Rows:
                     add_claimant((claimant, seq))
             add_property((subject, prop, value_kind, seq))
             add_counted((subject, seq))
+        elif isinstance(data, ErasedAssertion):  # its text is gone; its place stays
+            add_property((data.subject, data.property, data.kind, event.seq))
+            add_counted((data.subject, event.seq))
         elif isinstance(data, AssertionRetracted):
             rows.retractions.append((event.seq, data.reason, event.recorded_at, data.assertion_id))
         elif isinstance(data, AssertionRanked):
@@ -267,6 +271,11 @@ class HeldRows:
                         seqs = claimants[claimant] = array("q")
                     if not seqs or seqs[-1] != seq:  # a claimant named twice: one row
                         seqs.append(seq)
+            elif isinstance(data, ErasedAssertion):  # counted, with no claimant rows
+                seqs = subjects.get(data.subject)
+                if seqs is None:
+                    seqs = subjects[data.subject] = array("q")
+                seqs.append(event.seq)
 
     def columns(self, table: str) -> tuple[str, ...]:
         """The table's columns, primary key first, in the order :meth:`rows` gives them."""
@@ -387,6 +396,24 @@ class AssertionsProjector:
             _write(connection, rows, counts, properties)
 
         return fold
+
+    def erase(self, connection: sqlite3.Connection, event: Event) -> None:
+        """Drop what these tables hold of the assertion recorded by `event`, whose payload
+        is being erased: its row (with the text), its claimant rows and its rankings.
+
+        What is left is what a replay gives once the payload is gone (it folds an
+        :class:`ErasedAssertion` there): the subject's counts and the property's first
+        seq stay, and later retractions and rankings of the assertion find no row.
+        """
+        data = event.data
+        if not isinstance(data, AssertionRecorded):
+            return
+        connection.execute("DELETE FROM proj_assertions WHERE recorded_seq = ?", (event.seq,))
+        connection.executemany(
+            "DELETE FROM proj_claimants WHERE claimant = ? AND recorded_seq = ?",
+            [(claimant, event.seq) for claimant in dict.fromkeys(data.claimants)],
+        )
+        connection.execute("DELETE FROM proj_ranks WHERE assertion_id = ?", (data.assertion_id,))
 
     def split_holder(self) -> HeldRows:
         """A fold of :attr:`split_tables` from an empty start that holds their rows in

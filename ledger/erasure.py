@@ -1,0 +1,220 @@
+"""Lawful erasure of a payload: the text goes, the envelope and every proof stay.
+
+The log commits to a payload only through its `data_sha256`, so the payload of an event
+can be deleted while every hash, Merkle proof and `ledger verify` still holds. What the
+domain rules still need of it (an assertion's id, subject, property and kind) is kept in
+the append-only `erasures` record beside the reason, and every replay folds that in
+place of the payload (:func:`with_erasures`): after an erasure, a rebuild or an audit
+gives exactly the tables the erasure left, the id can never be taken again and the
+subject's counts do not move.
+
+The erasure itself is one unit of work on the writer: the record, the payload's delete
+and each projector's own `erase` (the read side drops its copies of the text) commit
+together, with SQLite's `secure_delete` on so the freed bytes are zeroed; then a
+TRUNCATE checkpoint empties the WAL, which would otherwise still hold old page images.
+:func:`copies_left` then looks for the erased text in the database file itself.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+from ledger.codec import decode_payload, encode_json
+from ledger.errors import FieldError, InvalidInput, LedgerError
+from ledger.events import AssertionRecorded, ErasedAssertion, Event
+from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size, row_to_event
+from ledger.times import format_record_time, now_us
+
+ERASABLE = ("AssertionRecorded",)
+"""The event types whose payload can be erased: an assertion's carries the quote, the
+document and the note. A source's registration is what claims cite, and retractions and
+rankings carry only an analyst's reason; those are refused for now."""
+
+MIN_NEEDLE = 8
+"""Texts shorter than this are not looked for in the file: they would match by chance."""
+
+_decode_kept = msgspec.json.Decoder(ErasedAssertion)
+
+
+class EraseRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What an erasure needs, checked at the edge (CLI flags)."""
+
+    seq: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=2_000)]
+
+    def problems(self) -> list[FieldError]:
+        if not self.reason.strip():
+            return [FieldError("reason", "must say why the payload is erased: it is blank")]
+        return []
+
+
+class Erasure(msgspec.Struct, frozen=True):
+    """One erasure, as recorded."""
+
+    seq: int
+    erased_at: str
+    actor: str
+    reason: str
+    kept: ErasedAssertion
+
+
+class EraseResult(msgspec.Struct, frozen=True):
+    """What :func:`erase` did: the record, and whether the WAL could be emptied (another
+    connection reading from it keeps its frames until it is done)."""
+
+    erasure: Erasure
+    wal_emptied: bool
+    texts: list[str]
+    """The erased payload's longer texts (quote, note, document title and URL), to look
+    for with :func:`copies_left`."""
+
+
+def erasures(conn: sqlite3.Connection) -> dict[int, Erasure]:
+    """Every erasure of the ledger on `conn`, by seq (none where the table does not exist:
+    a ledger from before erasures)."""
+    try:
+        rows = conn.execute(
+            "SELECT seq, erased_at, actor, reason, kept FROM erasures ORDER BY seq"
+        ).fetchall()
+    except sqlite3.OperationalError:
+        return {}
+    return {
+        seq: Erasure(seq, erased_at, actor, reason, _decode_kept.decode(kept))
+        for seq, erased_at, actor, reason, kept in rows
+    }
+
+
+def kept_facts(conn: sqlite3.Connection) -> dict[int, ErasedAssertion]:
+    """What each erased payload's replay folds in its place, by seq."""
+    return {seq: erasure.kept for seq, erasure in erasures(conn).items()}
+
+
+def with_erasures(events: list[Event], kept: dict[int, ErasedAssertion]) -> list[Event]:
+    """`events` with each erased payload (None) replaced by what was kept of it."""
+    if not kept:
+        return events
+    return [
+        msgspec.structs.replace(event, data=kept[event.seq])
+        if event.data is None and event.seq in kept
+        else event
+        for event in events
+    ]
+
+
+def _texts(payload: AssertionRecorded) -> list[str]:
+    document = payload.document
+    found = [payload.quote, payload.note, document.title, document.url]
+    return [t for t in dict.fromkeys(found) if t is not None and len(t.encode()) >= MIN_NEEDLE]
+
+
+def _refuse(field: str, message: str) -> InvalidInput:
+    return InvalidInput([FieldError(field, message)])
+
+
+def _erase_in(
+    txn: SqliteTransaction, request: EraseRequest, actor: str
+) -> tuple[Erasure, list[str]]:
+    conn = txn.connection
+    seq = request.seq
+    size = log_size(conn)
+    if seq > size:
+        raise _refuse("seq", f"seq {seq} is not in the log (1..{size})")
+    row = conn.execute(
+        "SELECT e.seq, e.type, e.stream, e.version, e.recorded_at, e.actor, e.data_sha256,"
+        " e.hash, p.data FROM events e LEFT JOIN payloads p ON p.seq = e.seq WHERE e.seq = ?",
+        (seq,),
+    ).fetchone()
+    event_type, data = row[1], row[8]
+    if event_type not in ERASABLE:
+        raise _refuse(
+            "seq",
+            f"seq {seq} is a {event_type}; only the payload of an "
+            f"{' or '.join(ERASABLE)} can be erased",
+        )
+    if data is None:
+        earlier = erasures(conn).get(seq)
+        when = "" if earlier is None else f" at {earlier.erased_at} by {earlier.actor}"
+        raise _refuse("seq", f"the payload of seq {seq} was already erased{when}")
+    payload = decode_payload(event_type, data)
+    if not isinstance(payload, AssertionRecorded):  # pragma: no cover - ERASABLE says so
+        raise LedgerError(f"seq {seq}: not an assertion")
+    kept = ErasedAssertion(
+        payload.assertion_id, payload.subject, payload.property, payload.value.kind
+    )
+    erasure = Erasure(seq, format_record_time(now_us()), actor, request.reason, kept)
+    event = row_to_event(row)
+    previous = conn.execute("PRAGMA secure_delete").fetchone()[0]
+    conn.execute("PRAGMA secure_delete = ON")
+    try:
+        conn.execute(
+            "INSERT INTO erasures (seq, erased_at, actor, reason, kept) VALUES (?, ?, ?, ?, ?)",
+            (seq, erasure.erased_at, actor, request.reason, encode_json(kept).decode()),
+        )
+        conn.execute("DELETE FROM payloads WHERE seq = ?", (seq,))
+        for projector in txn.projectors:
+            forget = getattr(projector, "erase", None)
+            if forget is not None:
+                forget(conn, event)
+    finally:
+        conn.execute(f"PRAGMA secure_delete = {int(previous)}")
+    return erasure, _texts(payload)
+
+
+def erase(store: SqliteStore, request: EraseRequest, actor: str) -> EraseResult:
+    """Erase the payload of event `request.seq` and every copy the projections hold.
+
+    Refuses (:class:`InvalidInput` naming `seq`) a seq outside the log, an event type not
+    in :data:`ERASABLE` and a payload already erased; nothing is written then.
+    """
+    erasure, texts = store.run_sync(lambda txn: _erase_in(txn, request, actor))
+    return EraseResult(erasure, store.empty_wal(), texts)
+
+
+def still_cited(conn: sqlite3.Connection, texts: Sequence[str]) -> list[str]:
+    """Which of `texts` another payload still holds (a URL or a quote that several
+    assertions share): those are not the erased payload's alone to look for."""
+    return [
+        text
+        for text in texts
+        if conn.execute(
+            "SELECT 1 FROM payloads WHERE instr(data, ?) > 0 LIMIT 1", (encode_json(text)[1:-1],)
+        ).fetchone()
+        is not None
+    ]
+
+
+def copies_left(
+    path: Path,
+    texts: Sequence[str],
+    progress: Callable[[int], None] | None = None,
+    chunk: int = 16 << 20,
+) -> list[str]:
+    """Which of `texts` still occur in the file at `path` (as UTF-8, or as escaped JSON).
+
+    Reads the file in chunks that overlap by the longest text, so a copy across two
+    chunks is found too; `progress` is told the bytes read so far.
+    """
+    needles: dict[bytes, str] = {}
+    for text in texts:
+        needles.setdefault(text.encode(), text)
+        needles.setdefault(encode_json(text)[1:-1], text)
+    if not needles:
+        return []
+    overlap = max(len(n) for n in needles) - 1
+    found: dict[str, None] = {}
+    with path.open("rb") as file:
+        tail = b""
+        while block := file.read(chunk):
+            window = tail + block
+            for needle, text in needles.items():
+                if text not in found and needle in window:
+                    found[text] = None
+            tail = window[-overlap:] if overlap else b""
+            if progress is not None:
+                progress(file.tell())
+    return list(found)

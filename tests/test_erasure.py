@@ -1,0 +1,306 @@
+"""Lawful erasure: the payload's text goes everywhere, the envelope and every proof stay,
+and every replay (rebuild, catch-up, audit) gives exactly the tables the erasure left."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from api.cli import main
+from ledger.commands import RecordAssertion
+from ledger.erasure import EraseRequest, copies_left, erase, erasures, still_cited
+from ledger.errors import InvalidInput, LedgerError
+from ledger.events import AssertionRecorded
+from ledger.replay import audit, rebuild
+from ledger.sqlite_store import SqliteStore
+from ledger.verify import verify_log
+from projections import all_projectors
+from projections.details import assertion_detail
+from projections.pit import resolve
+from tests.factories import DEPLOYMENT, ledger, quantity, run
+from tests.test_projections import all_tables, table_rows
+from tests.test_replay_folds import WRITE_MODEL_TABLES, busy_ledger
+
+KR = "ap-2025-04-28.casualties-kr-jcs"  # ranked preferred, then deprecated
+US = "ap-2025-04-28.casualties-us-gov"  # retracted
+FALL = "ap-2025-04-28.troops-fall-2024"  # superseded; the first claim of its property
+TABLES = all_tables() + WRITE_MODEL_TABLES
+
+
+def _seq_of(store: SqliteStore, assertion_id: str) -> int:
+    for event in store.read(limit=10_000):
+        if isinstance(event.data, AssertionRecorded) and event.data.assertion_id == assertion_id:
+            return event.seq
+    raise AssertionError(assertion_id)
+
+
+def _erase(store: SqliteStore, assertion_id: str, reason: str = "court order") -> int:
+    seq = _seq_of(store, assertion_id)
+    result = erase(store, EraseRequest(seq, reason), "dpo")
+    assert result.erasure.kept.assertion_id == assertion_id
+    return seq
+
+
+def _busy(store: SqliteStore) -> None:
+    busy_ledger(store, claimants=("ap", "kr-intel"))
+
+
+def _claim(quote: str = "a figure", note: str | None = None, **fields: Any) -> RecordAssertion:
+    """A claim on the deployment's troops, with its own quote and note."""
+    command = quantity(
+        5,
+        6,
+        stated_at="2025-06",
+        subject=DEPLOYMENT,
+        prop="troops.deployed",
+        claimants=("ap",),
+        **fields,
+    )
+    return msgspec.structs.replace(command, quote=quote, note=note)
+
+
+@pytest.fixture
+def erased(tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    """A busy ledger with three assertions erased: ranked, retracted, superseded."""
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        seqs = {a: _erase(store, a) for a in (KR, US, FALL)}
+    return path, seqs
+
+
+def test_the_payload_goes_and_every_hash_and_proof_stays(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        head = store.head()
+        seq = _seq_of(store, KR)
+        proof = store.inclusion_proof(seq, head.size)
+        before = store.read(seq - 1, 1)[0]
+        _erase(store, KR, "a court order of 2026-11-27")
+        after = store.read(seq - 1, 1)[0]
+        assert store.head() == head
+        assert store.inclusion_proof(seq, head.size) == proof
+        assert after.data is None
+        assert (after.hash, after.data_sha256) == (before.hash, before.data_sha256)
+        report = verify_log(store.reader())
+        record = erasures(store.reader())[seq]
+    assert report.ok
+    assert report.erased == 1
+    assert (record.actor, record.reason) == ("dpo", "a court order of 2026-11-27")
+    assert report.notes == [
+        f"seq {seq}: payload erased at {record.erased_at} by dpo (a court order of "
+        "2026-11-27); its data_sha256 still commits to it"
+    ]
+
+
+def test_the_views_forget_it_and_the_subject_keeps_its_counts(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        conn = store.reader()
+        now = resolve(conn, None, None, None)
+        assert assertion_detail(conn, KR, now) is not None
+        counts = conn.execute("SELECT * FROM proj_subject_counts ORDER BY 1, 2").fetchall()
+        claimants = conn.execute("SELECT count(*) FROM proj_claimants").fetchone()[0]
+        seq = _erase(store, KR)
+        assert assertion_detail(conn, KR, resolve(conn, None, None, None)) is None
+        assert assertion_detail(conn, KR, resolve(conn, None, None, seq)) is None
+        assert conn.execute("SELECT * FROM proj_subject_counts ORDER BY 1, 2").fetchall() == counts
+        assert conn.execute("SELECT count(*) FROM proj_claimants").fetchone()[0] == claimants - 1
+        assert conn.execute(
+            "SELECT count(*) FROM proj_ranks WHERE assertion_id = ?", (KR,)
+        ).fetchone() == (0,)
+
+
+def test_a_rebuild_gives_the_tables_the_erasure_left(
+    erased: tuple[Path, dict[str, int]],
+) -> None:
+    path, _ = erased
+    with ledger(path) as store:
+        left = table_rows(store.reader(), TABLES)
+        rebuild(store, store.projectors)
+        assert table_rows(store.reader(), TABLES) == left
+
+
+def test_the_erased_ids_stay_taken_after_a_rebuild(erased: tuple[Path, dict[str, int]]) -> None:
+    path, _ = erased
+    with ledger(path) as store:
+        rebuild(store, store.projectors)
+        for assertion_id in (KR, US, FALL):
+            with pytest.raises(LedgerError, match="already taken"):
+                run(store, _claim(assertion_id=assertion_id))
+
+
+def test_views_behind_the_log_catch_up_over_an_erasure(
+    erased: tuple[Path, dict[str, int]],
+) -> None:
+    path, _ = erased
+    with ledger(path) as store:
+        left = table_rows(store.reader(), TABLES)
+    conn = sqlite3.connect(path, isolation_level=None)
+    for table in all_tables():
+        conn.execute(f"DELETE FROM {table}")
+    conn.execute("UPDATE checkpoints SET seq = 0 WHERE name LIKE 'projections.%'")
+    conn.close()
+    with ledger(path) as store:  # opening folds the whole log again
+        assert table_rows(store.reader(), TABLES) == left
+
+
+@pytest.mark.parametrize("parallel_from", [0, 10**9], ids=["two processes", "one process"])
+def test_an_audit_after_an_erasure_passes(
+    erased: tuple[Path, dict[str, int]], parallel_from: int
+) -> None:
+    path, _ = erased
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        report = audit(conn, all_projectors, parallel_from=parallel_from)
+    finally:
+        conn.close()
+    assert report.problems == []
+    assert report.ok
+
+
+def test_an_audit_still_sees_a_read_side_that_kept_the_text(
+    erased: tuple[Path, dict[str, int]],
+) -> None:
+    path, seqs = erased
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(
+        "INSERT INTO proj_claimants (claimant, recorded_seq) VALUES ('kr-jcs', ?)", (seqs[KR],)
+    )
+    try:
+        report = audit(conn, all_projectors, parallel_from=0)
+    finally:
+        conn.close()
+    assert not report.projections_match
+    assert [p.split(":")[0] for p in report.problems] == ["proj_claimants"]
+
+
+def test_refusals_name_the_seq_and_write_nothing(tmp_path: Path) -> None:
+    with ledger(tmp_path / "l.db") as store:
+        _busy(store)
+        size = store.size()
+        seq = _erase(store, KR)
+        before = table_rows(store.reader(), (*TABLES, "erasures", "payloads"))
+        cases = {
+            size + 1: f"seq {size + 1} is not in the log \\(1..{size}\\)",
+            1: "seq 1 is a SourceRegistered; only the payload of an AssertionRecorded",
+            seq: f"the payload of seq {seq} was already erased at .* by dpo",
+        }
+        for target, message in cases.items():
+            with pytest.raises(InvalidInput, match=message) as caught:
+                erase(store, EraseRequest(target, "why"), "dpo")
+            assert [e.field for e in caught.value.errors] == ["seq"]
+        assert table_rows(store.reader(), (*TABLES, "erasures", "payloads")) == before
+
+
+def test_only_an_erasure_lets_a_payload_go_and_its_record_is_append_only(
+    erased: tuple[Path, dict[str, int]],
+) -> None:
+    path, seqs = erased
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="payloads is append-only"):
+            conn.execute("DELETE FROM payloads WHERE seq = 1")
+        for sql in (
+            "UPDATE erasures SET reason = 'changed'",
+            "DELETE FROM erasures",
+            f"INSERT OR REPLACE INTO erasures VALUES ({seqs[KR]}, 'x', 'x', 'x', '{{}}')",
+        ):
+            with pytest.raises(sqlite3.IntegrityError, match="erasures is append-only"):
+                conn.execute(sql)
+    finally:
+        conn.close()
+
+
+def test_the_text_is_gone_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    quote = "an unmistakable sentence that names a private person, Jane Q. Example"
+    with ledger(path) as store:
+        _busy(store)
+        receipt = run(store, _claim(quote, "private note 0042"))
+        assert receipt.events[0].seq
+        store.empty_wal()
+        assert copies_left(path, [quote]) == [quote]
+        result = erase(store, EraseRequest(receipt.events[0].seq, "privacy"), "dpo")
+        assert result.wal_emptied
+        assert set(result.texts) == {quote, "private note 0042"}
+        assert still_cited(store.reader(), result.texts) == []
+        wal = Path(f"{path}-wal")
+        assert wal.stat().st_size == 0  # emptied while the store is still open
+        assert copies_left(path, result.texts) == []
+    raw = path.read_bytes()
+    assert quote.encode() not in raw
+    assert b"private note 0042" not in raw
+
+
+def test_copies_left_finds_a_text_across_two_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(b"x" * 10 + 'caf\u00e9 "quoted" text'.encode() + b"y" * 10)
+    found = copies_left(path, ['caf\u00e9 "quoted" text', "absent text"], chunk=12)
+    assert found == ['caf\u00e9 "quoted" text']
+    path.write_bytes(b'{"quote":"caf\\u00e9 \\"quoted\\" text"}')  # escaped as JSON
+    assert copies_left(path, ['caf\u00e9 \\"quoted\\" text']) == []
+    path.write_bytes(b'{"quote":"cafe \\"quoted\\" text"}')
+    assert copies_left(path, ['cafe "quoted" text'], chunk=5) == ['cafe "quoted" text']
+
+
+def test_the_command_line_erases_checks_and_refuses(
+    erased: tuple[Path, dict[str, int]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, seqs = erased
+    with ledger(path) as store:
+        target = run(store, _claim("a quote to erase by law"))
+    seq = target.events[0].seq
+    db = ["--db", str(path)]
+    assert main(["erase", *db, "--seq", str(seq), "--reason", "order 7", "--actor", "dpo"]) == 0
+    out = capsys.readouterr().out
+    assert f"erased the payload of seq {seq}" in out
+    assert "none is left" in out
+    for argv, message in (
+        (["--seq", str(seq), "--reason", "again"], f"--seq: the payload of seq {seq} was"),
+        (["--seq", "0", "--reason", "x"], "--seq: Expected `int` >= 1"),
+        (["--seq", "1", "--reason", "  "], "--reason: must say why the payload is erased"),
+        (["--seq", "1", "--reason", "x"], "--seq: seq 1 is a SourceRegistered"),
+    ):
+        assert main(["erase", *db, *argv]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(["erase", "--db", str(path.parent / "nothing.db"), "--seq", "3", "--reason", "x"])
+    assert stopped.value.code == 2
+    assert not (path.parent / "nothing.db").exists()
+    assert main(["vacuum", *db]) == 0
+    assert "rewrote" in capsys.readouterr().out
+    with ledger(path) as store:
+        assert sorted(erasures(store.reader())) == sorted([*seqs.values(), seq])
+        assert verify_log(store.reader()).erased == 4
+
+
+def test_the_command_line_says_when_free_space_still_holds_the_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "l.db"
+    quote = "a quote that an earlier write left in a free page"
+    with ledger(path) as store:
+        _busy(store)
+        seq = run(store, _claim(quote)).events[0].seq
+    conn = sqlite3.connect(path, isolation_level=None)  # a table dropped: its page is free
+    conn.execute("PRAGMA secure_delete = OFF")
+    conn.execute("CREATE TABLE scratch (text TEXT)")
+    conn.execute("INSERT INTO scratch VALUES (?)", (quote,))
+    conn.execute("DROP TABLE scratch")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    assert path.read_bytes().count(quote.encode()) == 3  # payload, read side, free page
+    code = main(["erase", "--db", str(path), "--seq", str(seq), "--reason", "x"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "still in the file" in err
+    assert f"ledger vacuum --db {path}" in err
+    assert main(["vacuum", "--db", str(path)]) == 0
+    assert copies_left(path, [quote]) == []
