@@ -63,6 +63,9 @@ def _struct_errors(raw: Any, cls: type[msgspec.Struct], path: str) -> list[Field
             inner = _struct_errors(value, nested, here)
             if not inner:  # well-formed on its own: its cross-field rules may still fail
                 inner = check_struct(msgspec.convert(value, nested, strict=True))
+            else:  # its rules, judged on its fields that are right (they name full paths)
+                named = {e.field for e in inner}
+                inner += [e for e in _rules_beside(value, nested, []) if e.field not in named]
             errors.extend(inner)
             continue
         try:

@@ -214,6 +214,14 @@ INVALID_ASSERTIONS: list[tuple[str, dict[str, Any], set[str]]] = [
         {"stated_at", "value.high"},
     ),
     (
+        "an impossible date beside a bad field of the same object",
+        assertion_body(
+            document={"publisher": "P", "published_at": "2025-02-30", "url": 5},
+            value={"low": 9, "high": 3, "best": "many"},
+        ),
+        {"document.url", "document.published_at", "value.best", "value"},
+    ),
+    (
         "rules beside a missing object",
         {
             k: v
