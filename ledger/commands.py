@@ -77,15 +77,17 @@ class RegisterSource(Command, frozen=True):
 
 
 class SourceChanges(Command, frozen=True):
-    """The body of a source update: at least one field."""
+    """The body of a source update: at least one field. A field left out stays as it is;
+    `null` removes `country` or `reliability` (a name and a kind cannot be removed)."""
 
-    name: Name | None = None
-    kind: Kind | None = None
-    country: Country | None = None
-    reliability: Reliability | None = None
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    kind: Kind | msgspec.UnsetType = msgspec.UNSET
+    country: Country | msgspec.UnsetType | None = msgspec.UNSET
+    reliability: Reliability | msgspec.UnsetType | None = msgspec.UNSET
 
     def problems(self) -> list[FieldError]:
-        if all(v is None for v in (self.name, self.kind, self.country, self.reliability)):
+        given = (self.name, self.kind, self.country, self.reliability)
+        if all(v is msgspec.UNSET for v in given):
             return [FieldError("body", "name at least one of name, kind, country, reliability")]
         return []
 

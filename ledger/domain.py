@@ -25,6 +25,7 @@ from ledger.events import (
     AssertionRanked,
     AssertionRecorded,
     AssertionRetracted,
+    ClearableSourceField,
     Document,
     NewEvent,
     SourceRegistered,
@@ -109,12 +110,22 @@ def _update(cmd: UpdateSource, state: WriteState) -> Decision:
     if current is None:
         raise NotFound(f"no source {cmd.id!r}")
     c = cmd.changes
+    removable: tuple[tuple[ClearableSourceField, object, object], ...] = (
+        ("country", c.country, current.country),
+        ("reliability", c.reliability, current.reliability),
+    )
+    cleared = tuple(field for field, new, old in removable if new is None and old is not None)
     changed = SourceUpdated(
         id=cmd.id,
-        name=c.name if c.name != current.name else None,
-        kind=c.kind if c.kind != current.kind else None,
-        country=c.country if c.country != current.country else None,
-        reliability=c.reliability if c.reliability != current.reliability else None,
+        name=c.name if isinstance(c.name, str) and c.name != current.name else None,
+        kind=c.kind if isinstance(c.kind, str) and c.kind != current.kind else None,
+        country=c.country if isinstance(c.country, str) and c.country != current.country else None,
+        reliability=(
+            c.reliability
+            if isinstance(c.reliability, str) and c.reliability != current.reliability
+            else None
+        ),
+        cleared=cleared,
     )
     if changed == SourceUpdated(id=cmd.id):
         return Decision([], stream, existing=True)

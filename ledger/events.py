@@ -67,14 +67,18 @@ class SourceRegistered(Payload, frozen=True):
     reliability: Reliability | None = None
 
 
+ClearableSourceField = Literal["country", "reliability"]
+
+
 class SourceUpdated(Payload, frozen=True):
-    """Only the fields that changed are present."""
+    """Only the fields that changed are present; `cleared` names the fields removed."""
 
     id: str
     name: str | None = None
     kind: str | None = None
     country: str | None = None
     reliability: Reliability | None = None
+    cleared: tuple[ClearableSourceField, ...] = ()
 
 
 class AssertionRecorded(Payload, frozen=True):

@@ -98,6 +98,11 @@ class WriteModel:
                         updates.append(
                             (f"UPDATE wm_sources SET {column} = ? WHERE id = ?", (value, data.id))
                         )
+                for column in data.cleared:
+                    if column in _SOURCE_COLUMNS:
+                        updates.append(
+                            (f"UPDATE wm_sources SET {column} = NULL WHERE id = ?", (data.id,))
+                        )
         if sources:
             connection.executemany(
                 "INSERT INTO wm_sources (id, name, kind, country, reliability) "
@@ -213,13 +218,15 @@ class WriteCache:
 
 
 def updated(source: SourceRegistered, change: SourceUpdated) -> SourceRegistered:
-    """`source` with the fields `change` sets."""
+    """`source` with the fields `change` sets or clears."""
+    country = change.country if change.country is not None else source.country
+    reliability = change.reliability if change.reliability is not None else source.reliability
     return SourceRegistered(
         id=source.id,
         name=change.name if change.name is not None else source.name,
         kind=change.kind if change.kind is not None else source.kind,
-        country=change.country if change.country is not None else source.country,
-        reliability=(change.reliability if change.reliability is not None else source.reliability),
+        country=None if "country" in change.cleared else country,
+        reliability=None if "reliability" in change.cleared else reliability,
     )
 
 

@@ -38,6 +38,7 @@ from projections.schema import (
 )
 
 _json = msgspec.json.Encoder()
+_SOURCE_COLUMNS = ("name", "kind", "country", "reliability")
 
 _INSERT_ASSERTION = (
     "INSERT INTO proj_assertions (recorded_seq, assertion_id, subject, property, kind, "
@@ -449,11 +450,10 @@ class SourcesProjector:
                 ).fetchone()
                 if row is None:  # an update of a source whose registration was erased
                     continue
+                changes = (data.name, data.kind, data.country, data.reliability)
                 state = tuple(
-                    new if new is not None else old
-                    for new, old in zip(
-                        (data.name, data.kind, data.country, data.reliability), row, strict=True
-                    )
+                    None if column in data.cleared else new if new is not None else old
+                    for column, new, old in zip(_SOURCE_COLUMNS, changes, row, strict=True)
                 )
                 connection.execute(
                     "UPDATE proj_source_versions SET until_seq = ? "

@@ -109,6 +109,51 @@ async def test_patch_source_appends_source_updated(client: Client, ledger: Ledge
     assert await log_size(client, ledger) == before + 1
 
 
+async def test_patch_null_removes_a_country_or_a_reliability(
+    client: Client, ledger: Ledger
+) -> None:
+    reader, writer = ledger.auth("reader"), ledger.auth("writer")
+    before = (await client.get("/v1/sources/ua-zelenskyy", headers=reader)).json()
+    assert before["country"] == "UA"
+    size = await log_size(client, ledger)
+
+    cleared = await client.patch(
+        "/v1/sources/ua-zelenskyy", json={"country": None, "kind": before["kind"]}, headers=writer
+    )
+    assert cleared.status_code == 200
+    event = await last_event(client, ledger)
+    assert event["data"] == {"id": "ua-zelenskyy", "cleared": ["country"]}  # kind unchanged
+    now = (await client.get("/v1/sources/ua-zelenskyy", headers=reader)).json()
+    assert (now["country"], now["reliability"], now["kind"]) == (
+        None,
+        before["reliability"],
+        before["kind"],
+    )
+    assert [v["country"] for v in now["history"]] == ["UA", None]
+    then = await client.get("/v1/sources/ua-zelenskyy", params={"seq": size}, headers=reader)
+    assert then.json()["country"] == "UA"
+
+    again = await client.patch("/v1/sources/ua-zelenskyy", json={"country": None}, headers=writer)
+    assert again.json() == {"status": "unchanged"}
+    back = await client.patch(
+        "/v1/sources/ua-zelenskyy", json={"country": "UA", "reliability": None}, headers=writer
+    )
+    assert back.status_code == 200
+    event = await last_event(client, ledger)
+    assert event["data"] == {"id": "ua-zelenskyy", "country": "UA", "cleared": ["reliability"]}
+    now = (await client.get("/v1/sources/ua-zelenskyy", headers=reader)).json()
+    assert (now["country"], now["reliability"]) == ("UA", None)
+
+    no_name = await client.patch(
+        "/v1/sources/ua-zelenskyy", json={"name": None, "kind": None}, headers=writer
+    )
+    assert fields_of(no_name) == {"name", "kind"}
+    assert await log_size(client, ledger) == size + 2
+    audit = await client.post("/v1/audit", headers=ledger.auth("auditor"))
+    assert audit.json()["ok"] is True
+    assert audit.json()["projections_match"] is True
+
+
 # ---- assertions ----
 
 
