@@ -191,7 +191,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
-    from ledger.erasure import EraseRequest, copies_left, erase, still_cited
+    from ledger.erasure import EraseRequest, cited_by, copies_left, erase, still_cited
     from ledger.validation import convert_all
 
     actor = keys.checked_actor(args.actor, "--actor")
@@ -211,11 +211,12 @@ def cmd_erase(args: argparse.Namespace) -> int:
             f"{kept.subject} / {kept.property}) at {erasure.erased_at}; every hash and "
             "proof still verifies"
         )
+        emptied = result.wal_emptied
         if args.vacuum:
             store.vacuum()
-            print(f"rewrote {args.db} without free space (VACUUM)")
+            emptied = store.empty_wal()
+            print(f"rewrote {args.db} from its live rows (VACUUM)")
         shared = still_cited(store.reader(), result.texts)
-        wal_emptied = store.empty_wal()
     finally:
         store.close()
     for text in shared:
@@ -224,25 +225,29 @@ def cmd_erase(args: argparse.Namespace) -> int:
     path = Path(args.db)
     bar = Progress(f"checking {path.name}", path.stat().st_size)
     try:
-        left = copies_left(path, wanted, bar)
+        left = copies_left(path, wanted, bar, cited=cited_by(path))
     finally:
         bar.finish()
-    if not wal_emptied:
+    if not emptied:
         sys.stderr.write(
-            "ledger erase: another connection (a running server?) is reading the ledger, so "
-            "its WAL may still hold old pages with the text: once it is closed, run "
-            f"`ledger vacuum --db {args.db}`\n"
+            "ledger erase: another connection (a running server?) holds an older snapshot "
+            "of the ledger, so the WAL and the file may keep old pages with the text until "
+            f"it is closed; then run `ledger vacuum --db {args.db}`\n"
         )
     if left:
         for text in left:
             sys.stderr.write(f"ledger erase: still in the file: {_clip(text)}\n")
+        cause = "free space left by earlier writes" if emptied else "old pages or free space"
         sys.stderr.write(
-            "ledger erase: the erased text is still in the file's free space (left there by "
-            f"earlier writes): run `ledger vacuum --db {args.db}` to rewrite the file\n"
+            f"ledger erase: the erased text is still in the database file ({cause}): run "
+            f"`ledger vacuum --db {args.db}` to rewrite it\n"
         )
         return 1
+    if not emptied:
+        print(f"looked for {len(wanted)} of its texts in {args.db}: none found in the file")
+        return 1
     print(f"looked for {len(wanted)} of its texts in {args.db}: none is left")
-    return 0 if wal_emptied else 1
+    return 0
 
 
 def cmd_vacuum(args: argparse.Namespace) -> int:
@@ -412,13 +417,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_MAX_FLAG = 2**63 - 1  # SQLite's largest integer: no seq, count or limit is larger
+
+
 def _nonneg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
+    """ASCII digits only: `int()` would also take other scripts' digits, `_` and spaces."""
+    if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    digits = text.lstrip("0") or "0"
+    if not text.isascii() or not text.isdigit() or len(digits) > len(str(_MAX_FLAG)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0-9 digits)")
+    value = int(digits)
+    if value > _MAX_FLAG:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large")
     return value
 
 

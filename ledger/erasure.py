@@ -17,16 +17,18 @@ TRUNCATE checkpoint empties the WAL, which would otherwise still hold old page i
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
 from ledger.codec import decode_payload, encode_json
 from ledger.errors import FieldError, InvalidInput, LedgerError
 from ledger.events import AssertionRecorded, ErasedAssertion, Event
+from ledger.keys import UNPRINTABLE_CHAR
 from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size, row_to_event
 from ledger.times import format_record_time, now_us
 
@@ -39,6 +41,7 @@ MIN_NEEDLE = 8
 """Texts shorter than this are not looked for in the file: they would match by chance."""
 
 _decode_kept = msgspec.json.Decoder(ErasedAssertion)
+_UNPRINTABLE = re.compile(UNPRINTABLE_CHAR)
 
 
 class EraseRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -48,7 +51,13 @@ class EraseRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=2_000)]
 
     def problems(self) -> list[FieldError]:
-        if not self.reason.strip():
+        reason: object = self.reason  # beside a bad `seq`, whatever the flag held
+        if not isinstance(reason, str):
+            return []
+        if _UNPRINTABLE.search(reason):
+            message = "no control, zero-width, direction or surrogate characters (one line)"
+            return [FieldError("reason", message)]
+        if not reason.strip():
             return [FieldError("reason", "must say why the payload is erased: it is blank")]
         return []
 
@@ -74,19 +83,57 @@ class EraseResult(msgspec.Struct, frozen=True):
     for with :func:`copies_left`."""
 
 
-def erasures(conn: sqlite3.Connection) -> dict[int, Erasure]:
-    """Every erasure of the ledger on `conn`, by seq (none where the table does not exist:
-    a ledger from before erasures)."""
+def _records(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    """Every erasure record with its event's type (None for a seq not in the log); none
+    where the table does not exist (a ledger from before erasures)."""
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'erasures'"
+    ).fetchone()
+    if has_table is None:
+        return []
+    return conn.execute(
+        "SELECT r.seq, e.type, r.erased_at, r.actor, r.reason, r.kept, p.seq IS NOT NULL"
+        " FROM erasures r LEFT JOIN events e ON e.seq = r.seq"
+        " LEFT JOIN payloads p ON p.seq = r.seq ORDER BY r.seq"
+    ).fetchall()
+
+
+def _sound(record: tuple[Any, ...]) -> tuple[Erasure | None, str | None]:
+    """The erasure a record holds, or what is wrong with it."""
+    seq, event_type, erased_at, actor, reason, kept, _ = record
+    if event_type not in ERASABLE:
+        what = "no event" if event_type is None else f"a {event_type}"
+        return None, f"an erasure is recorded for {what}, whose payload cannot be erased"
     try:
-        rows = conn.execute(
-            "SELECT seq, erased_at, actor, reason, kept FROM erasures ORDER BY seq"
-        ).fetchall()
-    except sqlite3.OperationalError:
-        return {}
-    return {
-        seq: Erasure(seq, erased_at, actor, reason, _decode_kept.decode(kept))
-        for seq, erased_at, actor, reason, kept in rows
-    }
+        facts = _decode_kept.decode(kept)
+    except (msgspec.DecodeError, TypeError) as exc:
+        return None, f"its erasure record does not decode: {exc}"
+    return Erasure(seq, erased_at, actor, reason, facts), None
+
+
+def erasures(conn: sqlite3.Connection) -> dict[int, Erasure]:
+    """Every sound erasure of the ledger on `conn`, by seq (see :func:`erasure_problems`)."""
+    found: dict[int, Erasure] = {}
+    for record in _records(conn):
+        erasure, _ = _sound(record)
+        if erasure is not None:
+            found[erasure.seq] = erasure
+    return found
+
+
+def erasure_problems(conn: sqlite3.Connection) -> tuple[list[tuple[int, str]], list[int]]:
+    """Records that are not sound (for an event that cannot be erased, or that do not
+    decode: only edits of the file by other means make them), as (seq, problem); and the
+    seqs recorded as erased whose payload is still there."""
+    problems: list[tuple[int, str]] = []
+    still_there: list[int] = []
+    for record in _records(conn):
+        _, problem = _sound(record)
+        if problem is not None:
+            problems.append((record[0], problem))
+        elif record[6]:
+            still_there.append(record[0])
+    return problems, still_there
 
 
 def kept_facts(conn: sqlite3.Connection) -> dict[int, ErasedAssertion]:
@@ -95,12 +142,12 @@ def kept_facts(conn: sqlite3.Connection) -> dict[int, ErasedAssertion]:
 
 
 def with_erasures(events: list[Event], kept: dict[int, ErasedAssertion]) -> list[Event]:
-    """`events` with each erased payload (None) replaced by what was kept of it."""
+    """`events` with each erased assertion's payload (None) replaced by what was kept."""
     if not kept:
         return events
     return [
         msgspec.structs.replace(event, data=kept[event.seq])
-        if event.data is None and event.seq in kept
+        if event.data is None and event.type in ERASABLE and event.seq in kept
         else event
         for event in events
     ]
@@ -175,17 +222,37 @@ def erase(store: SqliteStore, request: EraseRequest, actor: str) -> EraseResult:
     return EraseResult(erasure, store.empty_wal(), texts)
 
 
+def _cited(conn: sqlite3.Connection, needle: bytes) -> bool:
+    row = conn.execute("SELECT 1 FROM payloads WHERE instr(data, ?) > 0 LIMIT 1", (needle,))
+    return row.fetchone() is not None
+
+
 def still_cited(conn: sqlite3.Connection, texts: Sequence[str]) -> list[str]:
     """Which of `texts` another payload still holds (a URL or a quote that several
     assertions share): those are not the erased payload's alone to look for."""
-    return [
-        text
-        for text in texts
-        if conn.execute(
-            "SELECT 1 FROM payloads WHERE instr(data, ?) > 0 LIMIT 1", (encode_json(text)[1:-1],)
-        ).fetchone()
-        is not None
-    ]
+    return [text for text in texts if _cited(conn, encode_json(text)[1:-1])]
+
+
+SLICE = 64
+SLICE_FROM = 1_000
+SLICE_STRIDE = 256
+"""A text longer than `SLICE_FROM` bytes is also looked for as `SLICE`-byte pieces, one
+every `SLICE_STRIDE` bytes: a row over a page is split across overflow pages (4-byte
+page headers between the pieces), so the whole text never lies in one run of bytes, but
+every piece of it of at least `SLICE + SLICE_STRIDE` bytes holds one of them."""
+
+
+def _needles(texts: Sequence[str]) -> dict[bytes, str]:
+    """What to look for in the file, and the text each stands for: the text as UTF-8
+    and as escaped JSON, and pieces of a long one."""
+    needles: dict[bytes, str] = {}
+    for text in texts:
+        for form in (text.encode(), encode_json(text)[1:-1]):
+            needles.setdefault(form, text)
+            if len(form) > SLICE_FROM:
+                for start in range(0, len(form) - SLICE + 1, SLICE_STRIDE):
+                    needles.setdefault(form[start : start + SLICE], text)
+    return needles
 
 
 def copies_left(
@@ -193,16 +260,17 @@ def copies_left(
     texts: Sequence[str],
     progress: Callable[[int], None] | None = None,
     chunk: int = 16 << 20,
+    *,
+    cited: Callable[[bytes], bool] | None = None,
 ) -> list[str]:
-    """Which of `texts` still occur in the file at `path` (as UTF-8, or as escaped JSON).
+    """Which of `texts` still occur in the file at `path`, whole or in part (see
+    :data:`SLICE_FROM`), as UTF-8 or as escaped JSON.
 
-    Reads the file in chunks that overlap by the longest text, so a copy across two
-    chunks is found too; `progress` is told the bytes read so far.
+    A piece for which `cited(piece)` is true (another live payload holds it) does not
+    count. Reads the file in chunks that overlap by the longest needle, so a copy across
+    two chunks is found too; `progress` is told the bytes read so far.
     """
-    needles: dict[bytes, str] = {}
-    for text in texts:
-        needles.setdefault(text.encode(), text)
-        needles.setdefault(encode_json(text)[1:-1], text)
+    needles = _needles(texts)
     if not needles:
         return []
     overlap = max(len(n) for n in needles) - 1
@@ -213,8 +281,23 @@ def copies_left(
             window = tail + block
             for needle, text in needles.items():
                 if text not in found and needle in window:
-                    found[text] = None
+                    whole = needle in (text.encode(), encode_json(text)[1:-1])
+                    if whole or cited is None or not cited(needle):
+                        found[text] = None
             tail = window[-overlap:] if overlap else b""
             if progress is not None:
                 progress(file.tell())
-    return list(found)
+    return [text for text in texts if text in found]
+
+
+def cited_by(path: Path) -> Callable[[bytes], bool]:
+    """A `cited` test for :func:`copies_left` that asks the ledger's payloads, read-only."""
+
+    def cited(needle: bytes) -> bool:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return _cited(conn, needle)
+        finally:
+            conn.close()
+
+    return cited

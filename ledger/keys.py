@@ -23,8 +23,10 @@ from ledger.times import format_record_time, now_us
 Role = Literal["reader", "writer", "auditor", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
 TOKEN_PREFIX = "ldg_"  # noqa: S105 - a visible prefix, not a secret
-# no control, zero-width, direction or surrogate characters
-_PRINTABLE = r"[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ud800-\udfff]"
+_HIDDEN = r"\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ud800-\udfff"
+UNPRINTABLE_CHAR = f"[{_HIDDEN}]"
+"""A control, zero-width, direction or surrogate character: never in a name or a reason."""
+_PRINTABLE = f"[^{_HIDDEN}]"
 Actor = Annotated[str, msgspec.Meta(max_length=100, pattern=rf"^(?=.*\S){_PRINTABLE}+\Z")]
 """Who appends, as the log records it (an API key's name, the CLI's `--actor`): 1..100
 characters, no control characters, not only spaces."""

@@ -565,13 +565,16 @@ def _replay_file(
     limits: Sequence[int],
     total: int,
     chunk: int,
+    erased: Sequence[int] = (),
 ) -> list[str]:
     """:func:`_fold_log` in a child process: from the ledger file into the scratch file,
     for every projector of the factory but the write model, and but their split tables
     (the parent replays those).
 
     The log is append-only, so its first `total` events read the same in any snapshot
-    that holds them; the checkpoints (`limits`) come from the parent's snapshot.
+    that holds them, unless a payload among them was erased in between: then (its
+    erasures differ from the parent's `erased`) nothing is compared and the audit says
+    to run again. The checkpoints (`limits`) come from the parent's snapshot.
     """
     projectors = _split(fresh_projectors(projector_factory))[1]
     live = sqlite3.connect(db_file, isolation_level=None)
@@ -582,6 +585,13 @@ def _replay_file(
         with read_snapshot(live):
             if log_size(live) < total:
                 raise LedgerError(f"{db_file}: the log is shorter than the {total} events audited")
+            mine = sorted(seq for seq in kept_facts(live) if seq <= total)
+            if mine != list(erased):
+                late = sorted(set(mine) ^ set(erased))
+                return [
+                    "projections not compared: a payload was erased while the audit ran "
+                    f"(seq {', '.join(map(str, late[:5]))}); run the audit again"
+                ]
             return _fold_log(live, scratch, projectors, limits, total, None, chunk, split=False)
     finally:
         scratch.close()
@@ -653,6 +663,7 @@ class _Job(msgspec.Struct, frozen=True):
     limits: list[int]
     total: int
     chunk: int
+    erased: list[int]  # the seqs erased in the parent's snapshot, up to `total`
 
 
 def _named(factory: ProjectorFactory) -> str | None:
@@ -679,7 +690,13 @@ def child_main(job_file: str, result_file: str) -> None:
     """The child's side of :class:`_ReplayProcess`: run the job, write the result."""
     job = msgspec.json.decode(Path(job_file).read_bytes(), type=_Job)
     problems = _replay_file(
-        job.db_file, job.scratch_file, _resolve(job.factory), job.limits, job.total, job.chunk
+        job.db_file,
+        job.scratch_file,
+        _resolve(job.factory),
+        job.limits,
+        job.total,
+        job.chunk,
+        job.erased,
     )
     Path(result_file).write_bytes(msgspec.json.encode(problems))
 
@@ -698,7 +715,8 @@ def _start_replay(
     factory = _named(projector_factory)
     if factory is None:
         return None  # e.g. a lambda: replay in this process
-    job = _Job(db_file, scratch_file, factory, list(limits), total, REPLAY_CHUNK)
+    erased = sorted(seq for seq in kept_facts(live_conn) if seq <= total)
+    job = _Job(db_file, scratch_file, factory, list(limits), total, REPLAY_CHUNK, erased)
     return _ReplayProcess(scratch_file, msgspec.json.encode(job))
 
 

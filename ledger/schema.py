@@ -156,6 +156,10 @@ def _erasures(db: sqlite_utils.Database) -> None:
         "CREATE TRIGGER erasures_no_replace BEFORE INSERT ON erasures "
         "WHEN EXISTS (SELECT 1 FROM erasures WHERE seq = NEW.seq) "
         "BEGIN SELECT RAISE(ABORT, 'erasures is append-only: REPLACE refused'); END",
+        "CREATE TRIGGER erasures_only_assertions BEFORE INSERT ON erasures "
+        "WHEN (SELECT type FROM events WHERE seq = NEW.seq) IS NOT 'AssertionRecorded' "
+        "BEGIN SELECT RAISE(ABORT, 'erasures: only an AssertionRecorded payload can be erased');"
+        " END",
         "DROP TRIGGER payloads_no_delete",
         "CREATE TRIGGER payloads_no_delete BEFORE DELETE ON payloads "
         "WHEN NOT EXISTS (SELECT 1 FROM erasures WHERE seq = OLD.seq) "

@@ -45,7 +45,7 @@ from ledger.codec import (
 from ledger.errors import ConcurrencyConflict, LedgerError, LedgerUnavailable, StorageFull
 from ledger.events import Event, NewEvent
 from ledger.health import TAIL_DEPTH, TailProblem, check_tail
-from ledger.migrations import migrate
+from ledger.migrations import NewerSchema, migrate
 from ledger.schema import LOG_MIGRATIONS
 from ledger.store import ConsistencyProof, InclusionProof, LogHead, Projector
 from ledger.times import TimeFormatError, format_record_time, now_us, parse_record_time
@@ -415,11 +415,11 @@ class SqliteStore:
         conn: sqlite3.Connection | None = None
         try:
             conn = self._conn = connect(self.path, synchronous, cache_mib=64)
-            migrate(conn, LOG_MIGRATIONS)
+            migrate(conn, LOG_MIGRATIONS, family="ledger")
             for projector in self.projectors:
                 projector.migrate(conn)
-        except sqlite3.DatabaseError as exc:  # no such folder, not a database, no permission
-            if conn is not None:
+        except (sqlite3.DatabaseError, NewerSchema) as exc:  # no such folder, not a database,
+            if conn is not None:  # no permission, a newer version's ledger
                 conn.close()
             raise LedgerUnavailable(f"cannot open a ledger at {self.path}: {exc}") from None
         self._tip = self._load_tip(tail_check)

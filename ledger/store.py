@@ -42,7 +42,11 @@ class Projector(Protocol):
     """A read model folded from the log inside the append transaction.
 
     `connection` is the backend's own connection object (a `sqlite3.Connection` for
-    SQLite); a projector is written for one backend.
+    SQLite); a projector is written for one backend. Optional hooks, looked up by name:
+    `replayer(connection)` (a fold for long replays, see :func:`ledger.replay.replay_folds`),
+    `split_tables` and `split_holder()` (the audit's split replay) and
+    `erase(connection, event)` (drop what it holds of an event whose payload is being
+    erased, see :mod:`ledger.erasure`).
     """
 
     name: str

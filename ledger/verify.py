@@ -22,7 +22,7 @@ import msgspec
 
 from ledger import merkle
 from ledger.codec import ZERO_HASH, envelope_bytes
-from ledger.erasure import Erasure, erasures
+from ledger.erasure import Erasure, erasure_problems, erasures
 from ledger.events import PAYLOAD_TYPES
 
 Progress = Callable[[int, int], None]
@@ -288,6 +288,11 @@ class _Verifier:
         self.count = 0
         self.erased = 0
         self.erasures = erasures(conn)
+        unsound, still_there = erasure_problems(conn)
+        for seq, problem in unsound:
+            findings.bad(seq, problem)
+        for seq in still_there:
+            findings.note(f"seq {seq}: an erasure is recorded, but its payload is still there")
 
     def chunk(self, rows: list[Any], payloads: list[Any] | None = None) -> None:
         """Check consecutive rows (`_EVENT_SQL`), then the Merkle nodes they complete.

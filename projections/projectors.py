@@ -205,15 +205,17 @@ def _write(
     # a (subject, property) stays first): neighbours share B-tree pages. The claimant and
     # count rows were made in seq order, so a stable sort on their first column alone puts
     # them in key order, and compares strings instead of tuples.
+    # (an erased assertion, folded from what its erasure kept, has a property and a count
+    # row but no assertion row: a batch may hold those alone)
     if rows.recorded:
         connection.executemany(_INSERT_ASSERTION, rows.recorded)
-        if rows.claimants:
-            connection.executemany(_INSERT_CLAIMANT, sorted(rows.claimants, key=_first))
-        if properties:
-            properties.sort(key=_property_order)
-            connection.executemany(_INSERT_PROPERTY, properties)
-        if count_rows:
-            connection.executemany(_INSERT_COUNT, count_rows)
+    if rows.claimants:
+        connection.executemany(_INSERT_CLAIMANT, sorted(rows.claimants, key=_first))
+    if properties:
+        properties.sort(key=_property_order)
+        connection.executemany(_INSERT_PROPERTY, properties)
+    if count_rows:
+        connection.executemany(_INSERT_COUNT, count_rows)
     if rows.retractions:
         connection.executemany(_RETRACT, rows.retractions)
     if rows.ranks:

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from api.cli import main
+from ledger import replay as replay_module
 from ledger.commands import RecordAssertion
 from ledger.erasure import EraseRequest, copies_left, erase, erasures, still_cited
 from ledger.errors import InvalidInput, LedgerError
@@ -304,3 +305,166 @@ def test_the_command_line_says_when_free_space_still_holds_the_text(
     assert f"ledger vacuum --db {path}" in err
     assert main(["vacuum", "--db", str(path)]) == 0
     assert copies_left(path, [quote]) == []
+
+
+def test_every_assertion_erased_still_replays_to_the_same_tables(tmp_path: Path) -> None:
+    """A replay chunk may hold erased assertions alone: their property and count rows
+    are written all the same."""
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        for event in store.read(limit=10_000):
+            if isinstance(event.data, AssertionRecorded):
+                erase(store, EraseRequest(event.seq, "all of them"), "dpo")
+        left = table_rows(store.reader(), TABLES)
+        assert left["proj_assertions"] == []
+        assert left["proj_subject_counts"] != []
+        rebuild(store, store.projectors, chunk=1)
+        assert table_rows(store.reader(), TABLES) == left
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for parallel_from in (0, 10**9):
+            report = audit(conn, all_projectors, parallel_from=parallel_from)
+            assert report.problems == []
+    finally:
+        conn.close()
+
+
+def test_an_erasure_between_the_audit_and_its_child_is_reported_not_misread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "l.db"
+    quote = "a quote erased while the audit's child was starting"
+    with ledger(path) as store:
+        _busy(store)
+        seq = run(store, _claim(quote)).events[0].seq
+    start = replay_module._start_replay
+
+    def erase_first(*args: Any, **kwargs: Any) -> Any:
+        with ledger(path) as other:  # commits after the audit's snapshot was taken
+            erase(other, EraseRequest(seq, "during the audit"), "dpo")
+        return start(*args, **kwargs)
+
+    monkeypatch.setattr(replay_module, "_start_replay", erase_first)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        report = audit(conn, all_projectors, parallel_from=0)
+    finally:
+        conn.close()
+    assert not report.ok
+    assert report.problems == [
+        f"projections not compared: a payload was erased while the audit ran (seq {seq}); "
+        "run the audit again"
+    ]
+    assert quote not in repr(report)
+
+
+def test_a_long_text_split_over_pages_is_still_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "l.db"
+    quote = "\u00e9t\u00e9 " * 1_000  # 4,000 characters, 6,000 bytes: over a page
+    with ledger(path) as store:
+        _busy(store)
+        seq = run(store, _claim(quote)).events[0].seq
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA secure_delete = OFF")
+    conn.execute("CREATE TABLE scratch (text TEXT)")
+    conn.execute("INSERT INTO scratch VALUES (?)", (quote,))
+    conn.execute("DROP TABLE scratch")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    assert quote.encode() not in path.read_bytes()  # never in one run of bytes
+    assert main(["erase", "--db", str(path), "--seq", str(seq), "--reason", "x"]) == 1
+    assert "still in the file" in capsys.readouterr().err
+    assert main(["vacuum", "--db", str(path)]) == 0
+    assert copies_left(path, [quote]) == []
+
+
+def test_a_piece_another_payload_holds_is_not_a_copy_left(tmp_path: Path) -> None:
+    long_text = "".join(f"sentence {i} of a long quote. " for i in range(60))
+    piece = long_text.encode()[256:320]
+    path = tmp_path / "blob"
+    path.write_bytes(b"x" * 100 + piece + b"y" * 100)
+    assert copies_left(path, [long_text]) == [long_text]
+    assert copies_left(path, [long_text], cited=lambda needle: needle == piece) == []
+    assert copies_left(path, [long_text], cited=lambda needle: False) == [long_text]
+
+
+def test_an_unsound_erasure_record_is_a_problem_not_a_phantom(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        kr = _erase(store, KR)
+        wm_before = table_rows(store.reader(), WRITE_MODEL_TABLES)
+    conn = sqlite3.connect(path, isolation_level=None)
+    phantom = '{"assertion_id":"ghost","subject":"ghost","property":"p","kind":"quantity"}'
+    with pytest.raises(sqlite3.IntegrityError, match="only an AssertionRecorded payload"):
+        conn.execute("INSERT INTO erasures VALUES (1, 't', 'a', 'r', ?)", (phantom,))
+    conn.execute("DROP TRIGGER erasures_only_assertions")
+    conn.execute("INSERT INTO erasures VALUES (1, 't', 'a', 'r', ?)", (phantom,))
+    conn.execute("DELETE FROM payloads WHERE seq = 1")
+    conn.close()
+    with ledger(path) as store:
+        report = verify_log(store.reader())
+        assert not report.ok
+        assert report.first_bad_seq == 1
+        assert report.problems == [
+            "seq 1: an erasure is recorded for a SourceRegistered, whose payload cannot be erased"
+        ]
+        rebuild(store, store.projectors)
+        wm_after = table_rows(store.reader(), WRITE_MODEL_TABLES)
+    assert [r for r in wm_after["wm_assertions"] if r[0] == "ghost"] == []
+    assert wm_after["wm_assertions"] == wm_before["wm_assertions"]
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TRIGGER erasures_no_update")
+    conn.execute("UPDATE erasures SET kept = 'not json' WHERE seq = ?", (kr,))
+    conn.close()
+    with ledger(path) as store:
+        report = verify_log(store.reader())
+    assert f"seq {kr}: its erasure record does not decode" in " ".join(report.problems)
+
+
+def test_a_ledger_from_a_newer_version_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path):
+        pass
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO _migrations VALUES ('ledger-9999-future', 'then')")
+    conn.close()
+    with pytest.raises(LedgerError, match=r"'ledger-9999-future'.* newer version"):
+        SqliteStore(path)
+    assert main(["verify", "--db", str(path)]) == 1
+    assert "written by a newer version of the ledger" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["--seq", "\u0661\u0666", "--reason", "x"], None),  # Arabic-Indic digits
+        (["--seq", "1_6", "--reason", "x"], None),
+        (["--seq", " 16 ", "--reason", "x"], None),
+        (["--seq", "16", "--reason", "\u200b"], "--reason"),
+        (["--seq", "16", "--reason", "two\nlines"], "--reason"),
+        (["--seq", "16", "--reason", "\x1b[31mred"], "--reason"),
+        (["--seq", "16", "--reason", "ok", "--actor", "a\u202eb"], "--actor"),
+    ],
+)
+def test_the_flags_are_checked_before_anything_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], field: str | None
+) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+    before = path.read_bytes()
+    if field is None:  # refused by the parser itself
+        with pytest.raises(SystemExit) as stopped:
+            main(["erase", "--db", str(path), *argv])
+        assert stopped.value.code == 2
+        assert "--seq" in capsys.readouterr().err
+    else:
+        assert main(["erase", "--db", str(path), *argv]) == 2
+        assert capsys.readouterr().err.startswith(f"ledger: {field}: ")
+    assert path.read_bytes() == before
