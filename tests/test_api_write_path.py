@@ -61,7 +61,7 @@ BAD_BODIES: list[tuple[str, str, Any, set[str]]] = [
         "POST",
         "/v1/assertions",
         assertion_body(stated_at="nope", claimants=[], value={"low": "x"}, colour="red"),
-        {"stated_at", "claimants", "value.low", "colour"},
+        {"stated_at", "claimants", "value.low", "value.high", "colour"},  # high is missing
     ),
     ("POST", f"/v1/assertions/{FALL_2024}/rank", {"rank": "best"}, {"rank", "reason"}),
     ("POST", f"/v1/assertions/{FALL_2024}/retract", {"reason": ""}, {"reason"}),
