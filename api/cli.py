@@ -213,7 +213,11 @@ def cmd_erase(args: argparse.Namespace) -> int:
         )
         emptied = result.wal_emptied
         if args.vacuum:
-            store.vacuum()
+            try:
+                store.vacuum()
+            except LedgerError as exc:
+                sys.stderr.write(f"ledger erase: the erasure is done, but {exc.detail}\n")
+                return 1
             emptied = store.empty_wal()
             print(f"rewrote {args.db} from its live rows (VACUUM)")
         shared = still_cited(store.reader(), result.texts)
@@ -424,13 +428,12 @@ def _nonneg(text: str) -> int:
     """ASCII digits only: `int()` would also take other scripts' digits, `_` and spaces."""
     if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    digits = text.lstrip("0") or "0"
-    if not text.isascii() or not text.isdigit() or len(digits) > len(str(_MAX_FLAG)):
+    if not text.isascii() or not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0-9 digits)")
-    value = int(digits)
-    if value > _MAX_FLAG:
-        raise argparse.ArgumentTypeError(f"{text!r} is too large")
-    return value
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(_MAX_FLAG)) or int(digits) > _MAX_FLAG:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large (at most {_MAX_FLAG})")
+    return int(digits)
 
 
 def _port(text: str) -> int:

@@ -17,7 +17,6 @@ TRUNCATE checkpoint empties the WAL, which would otherwise still hold old page i
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,9 +26,9 @@ import msgspec
 
 from ledger.codec import decode_payload, encode_json
 from ledger.errors import FieldError, InvalidInput, LedgerError
-from ledger.events import AssertionRecorded, ErasedAssertion, Event
-from ledger.keys import UNPRINTABLE_CHAR
+from ledger.events import AssertionRecorded, ErasedAssertion, Event, subject_stream
 from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size, row_to_event
+from ledger.text import one_line_problem
 from ledger.times import format_record_time, now_us
 
 ERASABLE = ("AssertionRecorded",)
@@ -41,7 +40,6 @@ MIN_NEEDLE = 8
 """Texts shorter than this are not looked for in the file: they would match by chance."""
 
 _decode_kept = msgspec.json.Decoder(ErasedAssertion)
-_UNPRINTABLE = re.compile(UNPRINTABLE_CHAR)
 
 
 class EraseRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -54,11 +52,9 @@ class EraseRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         reason: object = self.reason  # beside a bad `seq`, whatever the flag held
         if not isinstance(reason, str):
             return []
-        if _UNPRINTABLE.search(reason):
-            message = "no control, zero-width, direction or surrogate characters (one line)"
-            return [FieldError("reason", message)]
-        if not reason.strip():
-            return [FieldError("reason", "must say why the payload is erased: it is blank")]
+        problem = one_line_problem(reason)
+        if problem is not None:
+            return [FieldError("reason", f"why the payload is erased: {problem}")]
         return []
 
 
@@ -92,15 +88,16 @@ def _records(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
     if has_table is None:
         return []
     return conn.execute(
-        "SELECT r.seq, e.type, r.erased_at, r.actor, r.reason, r.kept, p.seq IS NOT NULL"
-        " FROM erasures r LEFT JOIN events e ON e.seq = r.seq"
+        "SELECT r.seq, e.type, r.erased_at, r.actor, r.reason, r.kept, p.seq IS NOT NULL,"
+        " e.stream FROM erasures r LEFT JOIN events e ON e.seq = r.seq"
         " LEFT JOIN payloads p ON p.seq = r.seq ORDER BY r.seq"
     ).fetchall()
 
 
 def _sound(record: tuple[Any, ...]) -> tuple[Erasure | None, str | None]:
-    """The erasure a record holds, or what is wrong with it."""
-    seq, event_type, erased_at, actor, reason, kept, _ = record
+    """The erasure a record holds, or what is wrong with it (the envelope, which the hash
+    chain protects, must agree with it)."""
+    seq, event_type, erased_at, actor, reason, kept, _, stream = record
     if event_type not in ERASABLE:
         what = "no event" if event_type is None else f"a {event_type}"
         return None, f"an erasure is recorded for {what}, whose payload cannot be erased"
@@ -108,6 +105,8 @@ def _sound(record: tuple[Any, ...]) -> tuple[Erasure | None, str | None]:
         facts = _decode_kept.decode(kept)
     except (msgspec.DecodeError, TypeError) as exc:
         return None, f"its erasure record does not decode: {exc}"
+    if stream != subject_stream(facts.subject):
+        return None, f"its erasure record names subject {facts.subject!r}, its event {stream!r}"
     return Erasure(seq, erased_at, actor, reason, facts), None
 
 
@@ -127,13 +126,31 @@ def erasure_problems(conn: sqlite3.Connection) -> tuple[list[tuple[int, str]], l
     seqs recorded as erased whose payload is still there."""
     problems: list[tuple[int, str]] = []
     still_there: list[int] = []
+    ids: dict[str, int] = {}
     for record in _records(conn):
-        _, problem = _sound(record)
+        erasure, problem = _sound(record)
+        if erasure is not None:
+            taken = ids.setdefault(erasure.kept.assertion_id, erasure.seq)
+            if taken != erasure.seq or _recorded_elsewhere(conn, erasure):
+                problem = f"its erasure record names assertion {erasure.kept.assertion_id!r}, "
+                problem += "which another assertion holds"
         if problem is not None:
             problems.append((record[0], problem))
         elif record[6]:
             still_there.append(record[0])
     return problems, still_there
+
+
+def _recorded_elsewhere(conn: sqlite3.Connection, erasure: Erasure) -> bool:
+    """Whether another event's live `AssertionRecorded` payload records the id the
+    erasure kept (JCS: no spaces, `assertion_id` first)."""
+    key = b'{"assertion_id":' + encode_json(erasure.kept.assertion_id) + b","
+    row = conn.execute(
+        "SELECT 1 FROM payloads p JOIN events e ON e.seq = p.seq"
+        " WHERE e.type = 'AssertionRecorded' AND p.seq != ? AND instr(p.data, ?) > 0 LIMIT 1",
+        (erasure.seq, key),
+    ).fetchone()
+    return row is not None
 
 
 def kept_facts(conn: sqlite3.Connection) -> dict[int, ErasedAssertion]:
@@ -198,10 +215,19 @@ def _erase_in(
     previous = conn.execute("PRAGMA secure_delete").fetchone()[0]
     conn.execute("PRAGMA secure_delete = ON")
     try:
-        conn.execute(
-            "INSERT INTO erasures (seq, erased_at, actor, reason, kept) VALUES (?, ?, ?, ?, ?)",
-            (seq, erasure.erased_at, actor, request.reason, encode_json(kept).decode()),
-        )
+        # a record whose payload is still there (written by other means) is finished, not
+        # written twice: it is append-only, and it already lets the payload go
+        earlier = erasures(conn).get(seq)
+        recorded = conn.execute("SELECT 1 FROM erasures WHERE seq = ?", (seq,)).fetchone()
+        if earlier is None and recorded is not None:
+            raise _refuse("seq", f"seq {seq} has an erasure record that does not fit its event")
+        if earlier is None:
+            conn.execute(
+                "INSERT INTO erasures (seq, erased_at, actor, reason, kept) VALUES (?, ?, ?, ?, ?)",
+                (seq, erasure.erased_at, actor, request.reason, encode_json(kept).decode()),
+            )
+        else:
+            erasure = earlier
         conn.execute("DELETE FROM payloads WHERE seq = ?", (seq,))
         for projector in txn.projectors:
             forget = getattr(projector, "erase", None)
@@ -223,8 +249,22 @@ def erase(store: SqliteStore, request: EraseRequest, actor: str) -> EraseResult:
 
 
 def _cited(conn: sqlite3.Connection, needle: bytes) -> bool:
-    row = conn.execute("SELECT 1 FROM payloads WHERE instr(data, ?) > 0 LIMIT 1", (needle,))
-    return row.fetchone() is not None
+    """Whether a live payload holds `needle` (as escaped JSON) or an assertion row of the
+    read side does (its quote and note as they are, its document as JSON)."""
+    if conn.execute(
+        "SELECT 1 FROM payloads WHERE instr(data, ?) > 0 LIMIT 1", (needle,)
+    ).fetchone():
+        return True
+    try:
+        row = conn.execute(
+            "SELECT 1 FROM proj_assertions WHERE instr(CAST(quote AS BLOB), ?1) > 0"
+            " OR instr(CAST(coalesce(note, '') AS BLOB), ?1) > 0"
+            " OR instr(CAST(document AS BLOB), ?1) > 0 LIMIT 1",
+            (needle,),
+        ).fetchone()
+    except sqlite3.OperationalError:  # no read side in this file
+        return False
+    return row is not None
 
 
 def still_cited(conn: sqlite3.Connection, texts: Sequence[str]) -> list[str]:
@@ -234,23 +274,24 @@ def still_cited(conn: sqlite3.Connection, texts: Sequence[str]) -> list[str]:
 
 
 SLICE = 64
-SLICE_FROM = 1_000
-SLICE_STRIDE = 256
+SLICE_FROM = 128
 """A text longer than `SLICE_FROM` bytes is also looked for as `SLICE`-byte pieces, one
-every `SLICE_STRIDE` bytes: a row over a page is split across overflow pages (4-byte
-page headers between the pieces), so the whole text never lies in one run of bytes, but
-every piece of it of at least `SLICE + SLICE_STRIDE` bytes holds one of them."""
+every 32 bytes (every 256 in a text over 1 KiB): a row longer than a page is split across
+overflow pages (4-byte page headers between the pieces), so the text may never lie in
+one run of bytes, but every run of at least `SLICE` + that stride holds a piece. So a
+split text is found from ~190 bytes on (~640 bytes over 1 KiB) whatever the split."""
 
 
 def _needles(texts: Sequence[str]) -> dict[bytes, str]:
     """What to look for in the file, and the text each stands for: the text as UTF-8
-    and as escaped JSON, and pieces of a long one."""
+    and as escaped JSON, and pieces of a longer one."""
     needles: dict[bytes, str] = {}
     for text in texts:
         for form in (text.encode(), encode_json(text)[1:-1]):
             needles.setdefault(form, text)
             if len(form) > SLICE_FROM:
-                for start in range(0, len(form) - SLICE + 1, SLICE_STRIDE):
+                stride = 32 if len(form) <= 1024 else 256
+                for start in range(0, len(form) - SLICE + 1, stride):
                     needles.setdefault(form[start : start + SLICE], text)
     return needles
 

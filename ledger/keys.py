@@ -18,15 +18,14 @@ import msgspec
 
 from ledger.errors import Conflict, FieldError, InvalidInput, NotFound
 from ledger.schema import API_KEYS_SQL
+from ledger.text import one_line_problem
 from ledger.times import format_record_time, now_us
 
 Role = Literal["reader", "writer", "auditor", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
 TOKEN_PREFIX = "ldg_"  # noqa: S105 - a visible prefix, not a secret
-_HIDDEN = r"\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ud800-\udfff"
-UNPRINTABLE_CHAR = f"[{_HIDDEN}]"
-"""A control, zero-width, direction or surrogate character: never in a name or a reason."""
-_PRINTABLE = f"[^{_HIDDEN}]"
+# no control, zero-width, direction or surrogate characters (see also ledger.text)
+_PRINTABLE = r"[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ud800-\udfff]"
 Actor = Annotated[str, msgspec.Meta(max_length=100, pattern=rf"^(?=.*\S){_PRINTABLE}+\Z")]
 """Who appends, as the log records it (an API key's name, the CLI's `--actor`): 1..100
 characters, no control characters, not only spaces."""
@@ -34,11 +33,14 @@ characters, no control characters, not only spaces."""
 
 def checked_actor(value: str, field: str) -> str:
     """`value` as an :data:`Actor`, or :class:`InvalidInput` naming `field`."""
+    problem = "1..100 printable characters on one line, not only spaces or invisible ones"
     try:
-        return msgspec.convert(value, Actor)
+        actor = msgspec.convert(value, Actor)
     except msgspec.ValidationError:
-        problem = "1..100 characters, no control characters, not only spaces"
         raise InvalidInput([FieldError(field, problem)]) from None
+    if one_line_problem(actor) is not None:
+        raise InvalidInput([FieldError(field, problem)])
+    return actor
 
 
 @dataclass(frozen=True, slots=True)

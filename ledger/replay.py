@@ -224,6 +224,10 @@ def rebuild(
         conn.execute(f"PRAGMA cache_size = -{REBUILD_CACHE_MIB * 1024}")
         try:
             return replay(conn)
+        except sqlite3.IntegrityError as exc:  # rolled back: the tables stay as they were
+            raise LedgerError(
+                f"the log cannot be replayed: {exc} (`ledger verify` names what is wrong)"
+            ) from None
         finally:
             conn.execute(f"PRAGMA cache_size = {int(cache)}")
 
@@ -424,7 +428,7 @@ def _fold_log(
             _fold_up_to(folds, events)
             if progress is not None:
                 progress(events[-1].seq, total)
-    except LedgerError as exc:
+    except (LedgerError, sqlite3.IntegrityError) as exc:  # a payload, or a record, at fault
         scratch.execute("ROLLBACK")
         return [_unreplayable(exc)]
     scratch.execute("COMMIT")
@@ -441,7 +445,7 @@ def _fold_up_to(folds: Sequence[tuple[int, Fold]], events: Sequence[Event]) -> N
             fold([e for e in events if e.seq <= limit])
 
 
-def _unreplayable(exc: LedgerError) -> str:
+def _unreplayable(exc: Exception) -> str:
     return f"projections not compared: the log cannot be replayed: {exc}"
 
 
@@ -473,10 +477,9 @@ class _VerifiedFold:
             return
         try:
             events = with_erasures(_verified_events(rows, payloads, self.total), self.kept)
-        except LedgerError as exc:
+            _fold_up_to(self.folds, events)
+        except (LedgerError, sqlite3.IntegrityError) as exc:
             self.problem = _unreplayable(exc)
-            return
-        _fold_up_to(self.folds, events)
 
     def finish(self) -> list[str]:
         """Commit the fold: empty, or the problem that stopped it (then rolled back)."""

@@ -169,6 +169,17 @@ def _erasures(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
+def _erasures_of_assertions_only(db: sqlite_utils.Database) -> None:
+    """The trigger of step 0006 that refuses a record for another event: a ledger that
+    took step 0006 before the trigger was part of it gets it here."""
+    db.execute(
+        "CREATE TRIGGER IF NOT EXISTS erasures_only_assertions BEFORE INSERT ON erasures "
+        "WHEN (SELECT type FROM events WHERE seq = NEW.seq) IS NOT 'AssertionRecorded' "
+        "BEGIN SELECT RAISE(ABORT, 'erasures: only an AssertionRecorded payload can be erased');"
+        " END"
+    )
+
+
 LOG_MIGRATIONS = [
     Migration("ledger-0001-log", _log),
     Migration("ledger-0002-write-model", _write_model),
@@ -176,4 +187,5 @@ LOG_MIGRATIONS = [
     Migration("ledger-0004-api-keys", _api_keys),
     Migration("ledger-0005-no-recorded-at-index", _no_recorded_at_index),
     Migration("ledger-0006-erasures", _erasures),
+    Migration("ledger-0007-erasures-of-assertions-only", _erasures_of_assertions_only),
 ]

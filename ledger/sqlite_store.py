@@ -777,6 +777,8 @@ class SqliteStore:
         conn = connect(self.path, self.synchronous, cache_mib=64)
         try:
             conn.execute("VACUUM")
+        except sqlite3.OperationalError as exc:  # another writer held it past the timeout
+            raise LedgerUnavailable(f"the file could not be rewritten now: {exc}") from None
         finally:
             conn.close()
 

@@ -259,7 +259,7 @@ def test_import_checks_its_file_and_actor_before_making_a_ledger(tmp_path: Path)
     for actor in ("", "   ", "a\nb", "alice\n", "\x1b[31mred", "\u202eevil", "x" * 101):
         bad = ledger("import", str(SEED), "--actor", actor, db=db, check=False)
         assert bad.returncode == 2, actor
-        assert bad.stderr.startswith("ledger: --actor: 1..100 characters"), bad.stderr
+        assert bad.stderr.startswith("ledger: --actor: 1..100 printable characters"), bad.stderr
     assert not db.exists()
     named = ledger("keys", "create", "--role", "reader", "--name", "a\nb", db=db, check=False)
     assert named.returncode == 2

@@ -12,12 +12,14 @@ import pytest
 
 from api.cli import main
 from ledger import replay as replay_module
+from ledger import sqlite_store
 from ledger.commands import RecordAssertion
 from ledger.erasure import EraseRequest, copies_left, erase, erasures, still_cited
 from ledger.errors import InvalidInput, LedgerError
 from ledger.events import AssertionRecorded
 from ledger.replay import audit, rebuild
 from ledger.sqlite_store import SqliteStore
+from ledger.text import one_line_problem
 from ledger.verify import verify_log
 from projections import all_projectors
 from projections.details import assertion_detail
@@ -32,9 +34,13 @@ FALL = "ap-2025-04-28.troops-fall-2024"  # superseded; the first claim of its pr
 TABLES = all_tables() + WRITE_MODEL_TABLES
 
 
-def _seq_of(store: SqliteStore, assertion_id: str) -> int:
+def _seq_of(store: SqliteStore, assertion_id: str, *, subject: str | None = None) -> int:
+    """The seq of the assertion `assertion_id`, or of the first one on `subject`."""
     for event in store.read(limit=10_000):
-        if isinstance(event.data, AssertionRecorded) and event.data.assertion_id == assertion_id:
+        data = event.data
+        if isinstance(data, AssertionRecorded) and (
+            data.assertion_id == assertion_id if subject is None else data.subject == subject
+        ):
             return event.seq
     raise AssertionError(assertion_id)
 
@@ -266,7 +272,10 @@ def test_the_command_line_erases_checks_and_refuses(
     for argv, message in (
         (["--seq", str(seq), "--reason", "again"], f"--seq: the payload of seq {seq} was"),
         (["--seq", "0", "--reason", "x"], "--seq: Expected `int` >= 1"),
-        (["--seq", "1", "--reason", "  "], "--reason: must say why the payload is erased"),
+        (
+            ["--seq", "1", "--reason", "  "],
+            "--reason: why the payload is erased: must not be blank",
+        ),
         (["--seq", "1", "--reason", "x"], "--seq: seq 1 is a SourceRegistered"),
     ):
         assert main(["erase", *db, *argv]) == 2
@@ -468,3 +477,155 @@ def test_the_flags_are_checked_before_anything_is_written(
         assert main(["erase", "--db", str(path), *argv]) == 2
         assert capsys.readouterr().err.startswith(f"ledger: {field}: ")
     assert path.read_bytes() == before
+
+
+def test_a_passage_another_assertion_still_quotes_is_not_a_copy_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shared = " ".join(f'he said "word {i}" again' for i in range(100))  # ~2,100 bytes
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        run(store, _claim(f"First: {shared}"))
+        seq = run(store, _claim(f"Second: {shared}")).events[0].seq
+    assert main(["erase", "--db", str(path), "--seq", str(seq), "--reason", "x"]) == 0
+    assert "none is left" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("size", [190, 400, 640, 990, 1_001, 3_000])
+def test_a_text_split_by_a_page_header_is_found_wherever_the_split(
+    tmp_path: Path, size: int
+) -> None:
+    text = "".join(chr(ord("a") + (i * 7) % 26) for i in range(size))
+    data = text.encode()
+    path = tmp_path / "blob"
+    for cut in range(1, size, 13):
+        path.write_bytes(b"x" * 50 + data[:cut] + b"\0\0\x0f\xa0" + data[cut:] + b"y" * 50)
+        assert copies_left(path, [text]) == [text], cut
+
+
+def _tamper(path: Path, *statements: str) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for sql in statements:
+            conn.execute(sql)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("kept", "problem", "replays"),
+    [
+        (
+            '{"assertion_id":"fresh","subject":"elsewhere","property":"p","kind":"quantity"}',
+            "its erasure record names subject 'elsewhere', its event 'subject:other-subject'",
+            True,
+        ),
+        (
+            '{"assertion_id":"' + KR + '","subject":"other-subject","property":"p",'
+            '"kind":"quantity"}',
+            f"its erasure record names assertion '{KR}', which another assertion holds",
+            False,
+        ),
+    ],
+    ids=["another subject", "a taken id"],
+)
+def test_a_record_whose_facts_do_not_fit_is_reported_and_never_crashes_a_replay(
+    tmp_path: Path, kept: str, problem: str, replays: bool
+) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        seq = _seq_of(store, "a", subject="other-subject")
+    _tamper(
+        path,
+        f"INSERT INTO erasures VALUES ({seq}, 't', 'a', 'r', '{kept}')",
+        f"DELETE FROM payloads WHERE seq = {seq}",
+    )
+    with ledger(path) as store:
+        report = verify_log(store.reader())
+        assert report.problems == [f"seq {seq}: {problem}"]
+        before = table_rows(store.reader(), TABLES)
+        if replays:  # an unsound record is not folded: the payload is just missing
+            rebuild(store, store.projectors)
+        else:  # a sound-looking record whose id is taken: refused, and rolled back
+            with pytest.raises(LedgerError, match="cannot be replayed"):
+                rebuild(store, store.projectors)
+            assert table_rows(store.reader(), TABLES) == before
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for parallel_from in (0, 10**9):
+            assert not audit(conn, all_projectors, parallel_from=parallel_from).ok
+    finally:
+        conn.close()
+
+
+def test_a_record_whose_payload_is_still_there_is_finished_by_erase(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        seq = _seq_of(store, KR)
+    kept = '{"assertion_id":"%s","subject":"%s","property":"casualties.killed_or_wounded",'
+    kept = (kept + '"kind":"quantity"}') % (KR, DEPLOYMENT)
+    _tamper(path, f"INSERT INTO erasures VALUES ({seq}, 'then', 'dpo', 'first', '{kept}')")
+    with ledger(path) as store:
+        assert verify_log(store.reader()).notes == [
+            f"seq {seq}: an erasure is recorded, but its payload is still there"
+        ]
+        result = erase(store, EraseRequest(seq, "again"), "someone")
+        assert (result.erasure.erased_at, result.erasure.reason) == ("then", "first")
+        assert store.read(seq - 1, 1)[0].data is None
+        assert verify_log(store.reader()).erased == 1
+
+
+def test_a_ledger_that_took_step_0006_early_gets_its_trigger(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path):
+        pass
+    _tamper(
+        path,
+        "DROP TRIGGER erasures_only_assertions",
+        "DELETE FROM _migrations WHERE name = 'ledger-0007-erasures-of-assertions-only'",
+    )
+    with ledger(path):
+        pass
+    with pytest.raises(sqlite3.IntegrityError, match="only an AssertionRecorded"):
+        _tamper(path, "INSERT INTO erasures VALUES (1, 't', 'a', 'r', '{}')")
+
+
+def test_a_vacuum_the_lock_keeps_out_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        seq = _seq_of(store, KR)
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 50)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        assert main(["vacuum", "--db", str(path)]) == 1
+        assert "could not be rewritten now: database is locked" in capsys.readouterr().err
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with ledger(path) as store:
+        assert store.read(seq - 1, 1)[0].data is not None
+
+
+@pytest.mark.parametrize(
+    "reason", ["line\u2028separator", "\u00ad", "\u3164", "\u2800 ", "tag\U000e0041", "\u034f"]
+)
+def test_a_reason_is_one_visible_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], reason: str
+) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        seq = _seq_of(store, KR)
+    assert main(["erase", "--db", str(path), "--seq", str(seq), "--reason", reason]) == 2
+    assert capsys.readouterr().err.startswith("ledger: --reason: why the payload is erased: ")
+    if "must not be blank" not in str(one_line_problem(reason)):  # hidden, not blank
+        actor = ["--reason", "x", "--actor", f"a{reason}"]
+        assert main(["erase", "--db", str(path), "--seq", str(seq), *actor]) == 2
+        assert capsys.readouterr().err.startswith("ledger: --actor: ")
