@@ -99,7 +99,7 @@ def _sound(record: tuple[Any, ...]) -> tuple[Erasure | None, str | None]:
     chain protects, must agree with it)."""
     seq, event_type, erased_at, actor, reason, kept, _, stream = record
     if event_type not in ERASABLE:
-        what = "no event" if event_type is None else f"a {event_type}"
+        what = "no event" if event_type is None else _a(event_type)
         return None, f"an erasure is recorded for {what}, whose payload cannot be erased"
     try:
         facts = _decode_kept.decode(kept)
@@ -121,9 +121,10 @@ def erasures(conn: sqlite3.Connection) -> dict[int, Erasure]:
 
 
 def erasure_problems(conn: sqlite3.Connection) -> tuple[list[tuple[int, str]], list[int]]:
-    """Records that are not sound (for an event that cannot be erased, or that do not
-    decode: only edits of the file by other means make them), as (seq, problem); and the
-    seqs recorded as erased whose payload is still there."""
+    """Records that are not sound, as (seq, problem): for an event that cannot be erased,
+    that do not decode, whose subject is not their event's, or whose id another live
+    assertion (or another record) holds; only edits of the file by other means make them.
+    And the seqs recorded as erased whose payload is still there."""
     problems: list[tuple[int, str]] = []
     still_there: list[int] = []
     ids: dict[str, int] = {}
@@ -176,6 +177,10 @@ def _texts(payload: AssertionRecorded) -> list[str]:
     return [t for t in dict.fromkeys(found) if t is not None and len(t.encode()) >= MIN_NEEDLE]
 
 
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "AEIOU" else f"a {word}"
+
+
 def _refuse(field: str, message: str) -> InvalidInput:
     return InvalidInput([FieldError(field, message)])
 
@@ -186,8 +191,9 @@ def _erase_in(
     conn = txn.connection
     seq = request.seq
     size = log_size(conn)
-    if seq > size:
-        raise _refuse("seq", f"seq {seq} is not in the log (1..{size})")
+    if not 1 <= seq <= size:
+        where = f"1..{size}" if size else "it is empty"
+        raise _refuse("seq", f"seq {seq} is not in the log ({where})")
     row = conn.execute(
         "SELECT e.seq, e.type, e.stream, e.version, e.recorded_at, e.actor, e.data_sha256,"
         " e.hash, p.data FROM events e LEFT JOIN payloads p ON p.seq = e.seq WHERE e.seq = ?",
@@ -197,7 +203,7 @@ def _erase_in(
     if event_type not in ERASABLE:
         raise _refuse(
             "seq",
-            f"seq {seq} is a {event_type}; only the payload of an "
+            f"seq {seq} is {_a(event_type)}; only the payload of an "
             f"{' or '.join(ERASABLE)} can be erased",
         )
     if data is None:
@@ -242,7 +248,9 @@ def erase(store: SqliteStore, request: EraseRequest, actor: str) -> EraseResult:
     """Erase the payload of event `request.seq` and every copy the projections hold.
 
     Refuses (:class:`InvalidInput` naming `seq`) a seq outside the log, an event type not
-    in :data:`ERASABLE` and a payload already erased; nothing is written then.
+    in :data:`ERASABLE`, a payload already erased and a seq whose erasure record does not
+    fit its event; nothing is written then. A record whose payload is still there is
+    finished (the payload goes, the record stays as it was).
     """
     erasure, texts = store.run_sync(lambda txn: _erase_in(txn, request, actor))
     return EraseResult(erasure, store.empty_wal(), texts)
@@ -278,8 +286,9 @@ SLICE_FROM = 128
 """A text longer than `SLICE_FROM` bytes is also looked for as `SLICE`-byte pieces, one
 every 32 bytes (every 256 in a text over 1 KiB): a row longer than a page is split across
 overflow pages (4-byte page headers between the pieces), so the text may never lie in
-one run of bytes, but every run of at least `SLICE` + that stride holds a piece. So a
-split text is found from ~190 bytes on (~640 bytes over 1 KiB) whatever the split."""
+one run of bytes, but every run of at least `SLICE` + that stride holds a piece. With
+4 KiB pages a text under ~4 KB is cut at most once, so one over 128 bytes is found
+wherever the cut."""
 
 
 def _needles(texts: Sequence[str]) -> dict[bytes, str]:

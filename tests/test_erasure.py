@@ -194,7 +194,10 @@ def test_refusals_name_the_seq_and_write_nothing(tmp_path: Path) -> None:
         size = store.size()
         seq = _erase(store, KR)
         before = table_rows(store.reader(), (*TABLES, "erasures", "payloads"))
+        retraction = next(e.seq for e in store.read() if e.type == "AssertionRetracted")
         cases = {
+            0: f"seq 0 is not in the log \\(1..{size}\\)",  # a caller that skipped the edge
+            retraction: f"seq {retraction} is an AssertionRetracted; only the payload",
             size + 1: f"seq {size + 1} is not in the log \\(1..{size}\\)",
             1: "seq 1 is a SourceRegistered; only the payload of an AssertionRecorded",
             seq: f"the payload of seq {seq} was already erased at .* by dpo",
