@@ -92,3 +92,21 @@ class Consistency(msgspec.Struct, frozen=True, rename={"old": "from", "new": "to
 class EventPage(msgspec.Struct, frozen=True):
     items: list[msgspec.Raw]
     next: int | None
+
+
+class ErasureItem(msgspec.Struct, frozen=True):
+    """A payload erased by law: the event it belonged to, when, by whom and why, and the
+    assertion it held (whose id stays taken)."""
+
+    seq: int
+    erased_at: str
+    actor: str
+    reason: str
+    assertion_id: str
+    subject: str
+    property: str
+
+
+class ErasurePage(msgspec.Struct, frozen=True):
+    items: list[ErasureItem]
+    next: int | None

@@ -88,6 +88,7 @@ ENDPOINTS = [
     Endpoint("GET", f"/v1/subjects/{DEPLOYMENT}/timeline", "read"),
     Endpoint("GET", "/v1/events?after=3&limit=2", "read"),
     Endpoint("GET", "/v1/events/stream?after=25", "read", stream=True),
+    Endpoint("GET", "/v1/erasures", "read"),
     Endpoint("GET", "/v1/log/head", "read"),
     Endpoint("GET", "/v1/log/inclusion?seq=5&size=20", "read"),
     Endpoint("GET", "/v1/log/consistency?from=5&to=20", "read"),

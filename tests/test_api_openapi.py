@@ -38,6 +38,7 @@ OWN_ERRORS = {
     "listSubjects": {"422"},
     "getTimeline": {"422"},
     "listEvents": {"422"},
+    "listErasures": {"422"},
     "streamEvents": {"422"},
     "inclusionProof": {"422"},
     "consistencyProof": {"422"},

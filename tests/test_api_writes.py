@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests import api_helpers
+from ledger.erasure import EraseRequest, erase
+from tests import api_helpers, factories
 from tests.api_helpers import (
     DEPLOYMENT,
     TROOPS,
@@ -152,6 +153,42 @@ async def test_patch_null_removes_a_country_or_a_reliability(
     audit = await client.post("/v1/audit", headers=ledger.auth("auditor"))
     assert audit.json()["ok"] is True
     assert audit.json()["projections_match"] is True
+
+
+async def test_erasures_list_what_was_erased(client: Client, ledger: Ledger) -> None:
+    reader = ledger.auth("reader")
+    empty = await client.get("/v1/erasures", headers=reader)
+    assert empty.json() == {"items": [], "next": None}
+    events = [e for e in await all_events(client, ledger) if e["type"] == "AssertionRecorded"]
+    chosen = events[:2]
+    with factories.ledger(ledger.db) as store:  # another writer on the file, as the CLI is
+        for event in chosen:
+            erase(store, EraseRequest(event["seq"], f"order {event['seq']}"), "dpo")
+    seqs = [e["seq"] for e in chosen]
+
+    first = await client.get("/v1/erasures", params={"limit": 1}, headers=reader)
+    page = first.json()
+    assert [i["seq"] for i in page["items"]] == seqs[:1]
+    assert page["next"] == seqs[0]
+    item = page["items"][0]
+    data = chosen[0]["data"]
+    assert (item["actor"], item["reason"]) == ("dpo", f"order {seqs[0]}")
+    assert (item["assertion_id"], item["subject"], item["property"]) == (
+        data["assertion_id"],
+        data["subject"],
+        data["property"],
+    )
+    rest = await client.get("/v1/erasures", params={"after": seqs[0]}, headers=reader)
+    assert [i["seq"] for i in rest.json()["items"]] == seqs[1:]
+    assert rest.json()["next"] is None
+
+    erased = await client.get(
+        "/v1/events", params={"after": seqs[0] - 1, "limit": 1}, headers=reader
+    )
+    assert erased.json()["items"][0]["data"] is None
+    gone = await client.get(f"/v1/assertions/{data['assertion_id']}", headers=reader)
+    problem(gone, 404)
+    assert fields_of(await client.get("/v1/erasures?after=-1", headers=reader)) == {"after"}
 
 
 # ---- assertions ----

@@ -16,8 +16,17 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from api.auth import guard
 from api.deps import Limit, bounded_int, store_of
 from api.openapi import GUARDED, errors_for
-from api.schemas import Consistency, EventPage, Head, Health, Inclusion
+from api.schemas import (
+    Consistency,
+    ErasureItem,
+    ErasurePage,
+    EventPage,
+    Head,
+    Health,
+    Inclusion,
+)
 from ledger.codec import encode_json
+from ledger.erasure import erasures
 from ledger.errors import FieldError, InvalidInput
 from ledger.health import health_report
 from ledger.replay import AuditReport, audit
@@ -210,8 +219,37 @@ async def run_audit(request: Request[Any, Any, Any]) -> Response[AuditReport]:
     return Response(report)
 
 
+@get(
+    "/v1/erasures",
+    operation_id="listErasures",
+    summary="Payloads erased by law, in seq order: what a copy of the events must erase too",
+    description="Each erased event still reads in `/v1/events`, with `data: null`; its "
+    "`data_sha256` and every proof stay. An erasure is made with `ledger erase`.",
+    opt=_READ,
+    sync_to_thread=True,
+    responses=_ERRORS,
+)
+def list_erasures(state: State, after: After = 0, limit: Limit = 100) -> ErasurePage:
+    found = [e for seq, e in sorted(erasures(store_of(state).reader()).items()) if seq > after]
+    page = found[:limit]
+    items = [
+        ErasureItem(
+            e.seq,
+            e.erased_at,
+            e.actor,
+            e.reason,
+            e.kept.assertion_id,
+            e.kept.subject,
+            e.kept.property,
+        )
+        for e in page
+    ]
+    return ErasurePage(items, page[-1].seq if len(found) > limit else None)
+
+
 LOG_HANDLERS = [
     list_events,
+    list_erasures,
     stream_events,
     log_head,
     inclusion,
