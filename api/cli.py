@@ -400,7 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("serve", "run the HTTP API")
     p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    p.add_argument("--port", type=_port, default=int(os.environ.get("PORT", "8000")))
+    # a string default goes through `type` too, so $PORT is checked as --port is
+    p.add_argument(
+        "--port", type=_port, default=os.environ.get("PORT", "8000"), help="$PORT, else 8000"
+    )
     p.add_argument("--public-read", action="store_true", help="let anonymous GETs through")
     p.add_argument("--demo", action="store_true", help="load fixtures/ into an empty ledger")
     p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
@@ -426,7 +429,8 @@ _MAX_FLAG = 2**63 - 1  # SQLite's largest integer: no seq, count or limit is lar
 
 def _nonneg(text: str) -> int:
     """ASCII digits only: `int()` would also take other scripts' digits, `_` and spaces."""
-    if text.startswith("-") and text[1:].isascii() and text[1:].isdigit():
+    rest = text[1:]
+    if text.startswith("-") and rest.isascii() and rest.isdigit() and rest.strip("0"):
         raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
     if not text.isascii() or not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0-9 digits)")

@@ -1,24 +1,37 @@
-"""What a one-line text typed by a person (a name, a reason) may hold."""
+"""What a one-line text typed by a person (a name, a reason) may hold.
+
+The rule depends on no Unicode version: an emoji newer than the running Python's tables,
+a private-use character (rare CJK) and the joiners and tags that emoji, flags and many
+scripts need are all accepted. Refused: control characters, the line and paragraph
+separators, surrogates, and the invisible characters that can disguise a text (zero-width
+space, word joiner and the other invisible operators, the byte order mark) or reorder it
+on screen (every explicit direction mark, embedding, override and isolate).
+"""
 
 from __future__ import annotations
 
 import unicodedata
 
-HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-"""Control, format (zero-width, direction, tag, soft hyphen), surrogate, private-use and
-unassigned characters, and the line and paragraph separators: never in a one-line text."""
-
-_BLANK = frozenset({"Zs", "Mn", "Me"})
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_DISGUISING = frozenset(
+    "\u061c\u200b\u200e\u200f\ufeff"
+    + "".join(map(chr, range(0x202A, 0x202F)))  # embeddings and overrides
+    + "".join(map(chr, range(0x2060, 0x2070)))  # word joiner, invisible operators, isolates
+)
+_BLANK = frozenset({"Zs", "Mn", "Me", "Cf"})
 _FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")  # letters and symbols drawn as blanks
 
 
 def one_line_problem(text: str) -> str | None:
-    """Why `text` is not one printable, non-blank line, or None when it is."""
-    if any(unicodedata.category(ch) in HIDDEN for ch in text):
-        return (
-            "no control, invisible, direction, line-separator, private-use or unassigned "
-            "characters (one printable line)"
-        )
+    """Why `text` is not one printable, non-blank line, naming the first character at
+    fault; None when it is."""
+    for ch in text:
+        if unicodedata.category(ch) in _REFUSED_CATEGORIES or ch in _DISGUISING:
+            name = unicodedata.name(ch, "a control character")
+            return (
+                f"U+{ord(ch):04X} ({name}) is not allowed: one printable line, without "
+                "control, invisible or direction characters"
+            )
     if all(ch.isspace() or ch in _FILLERS or unicodedata.category(ch) in _BLANK for ch in text):
-        return "must not be blank"
+        return "must not be blank (spaces and invisible characters only)"
     return None

@@ -617,7 +617,7 @@ def test_a_vacuum_the_lock_keeps_out_is_one_line(
 
 
 @pytest.mark.parametrize(
-    "reason", ["line\u2028separator", "\u00ad", "\u3164", "\u2800 ", "tag\U000e0041", "\u034f"]
+    "reason", ["line\u2028separator", "\u00ad", "\u3164", "\u2800 ", "isolate\u2066d", "\u034f"]
 )
 def test_a_reason_is_one_visible_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], reason: str
