@@ -18,6 +18,7 @@ from ledger import keys
 from ledger.errors import FieldError, InvalidInput, LedgerError
 from ledger.logs import configure_logging
 from ledger.sqlite_store import SqliteStore, connect
+from ledger.text import MAX_WHOLE, whole_number
 from projections import all_projectors
 
 _json = msgspec.json.Encoder()
@@ -424,20 +425,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_MAX_FLAG = 2**63 - 1  # SQLite's largest integer: no seq, count or limit is larger
-
-
 def _nonneg(text: str) -> int:
-    """ASCII digits only: `int()` would also take other scripts' digits, `_` and spaces."""
+    """ASCII digits only (see :func:`ledger.text.whole_number`), named in the message."""
     rest = text[1:]
     if text.startswith("-") and rest.isascii() and rest.isdigit() and rest.strip("0"):
         raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
     if not text.isascii() or not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0-9 digits)")
-    digits = text.lstrip("0") or "0"
-    if len(digits) > len(str(_MAX_FLAG)) or int(digits) > _MAX_FLAG:
-        raise argparse.ArgumentTypeError(f"{text!r} is too large (at most {_MAX_FLAG})")
-    return int(digits)
+    value = whole_number(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large (at most {MAX_WHOLE})")
+    return value
 
 
 def _port(text: str) -> int:

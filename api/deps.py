@@ -15,6 +15,7 @@ from ledger.commands import AnyCommand
 from ledger.errors import FieldError, InvalidInput
 from ledger.service import Idempotency, Receipt, Reply
 from ledger.sqlite_store import SqliteStore
+from ledger.text import MAX_WHOLE, whole_number
 from ledger.times import TIME_PATTERN
 from ledger.validation import decode_all
 from projections.pit import PointInTime, resolve
@@ -67,7 +68,6 @@ IfMatch = Annotated[
 ]
 
 _json = msgspec.json.Encoder()
-MAX_VERSION = 2**63 - 1  # SQLite's largest integer: no stream version can be above it
 
 
 def store_of(state: State) -> SqliteStore:
@@ -90,21 +90,10 @@ def parse_if_match(header: str | None) -> int | None:
     text = text.strip('"')
     if not text.isascii() or not text.isdigit():
         raise InvalidInput([FieldError("If-Match", 'expected "<version>", e.g. "3"')])
-    version = bounded_int(text)
+    version = whole_number(text)
     if version is None:
-        raise InvalidInput([FieldError("If-Match", f"a version is at most {MAX_VERSION}")])
+        raise InvalidInput([FieldError("If-Match", f"a version is at most {MAX_WHOLE}")])
     return version
-
-
-def bounded_int(text: str) -> int | None:
-    """ASCII digits as a whole number up to SQLite's largest (every seq and version is at
-    most that), or None; thousands of digits are refused before int() sees them."""
-    if not text.isascii() or not text.isdigit():
-        return None
-    digits = text.lstrip("0") or "0"
-    if len(digits) > len(str(MAX_VERSION)) or int(digits) > MAX_VERSION:
-        return None
-    return int(digits)
 
 
 def idempotency_of(

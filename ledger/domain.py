@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar
+
+import msgspec
 
 from ledger.commands import (
     AnyCommand,
@@ -104,6 +106,15 @@ def _register(cmd: RegisterSource, state: WriteState) -> Decision:
     raise Conflict(f"source {cmd.id!r} is already registered with other details")
 
 
+_Text = TypeVar("_Text", bound=str)
+
+
+def _changed(new: _Text | msgspec.UnsetType | None, old: _Text | None) -> _Text | None:
+    """`new` where it sets a value other than `old`; None where it is left out, removed
+    (see `cleared`) or the same."""
+    return new if isinstance(new, str) and new != old else None
+
+
 def _update(cmd: UpdateSource, state: WriteState) -> Decision:
     stream = source_stream(cmd.id)
     current = state.source(cmd.id)
@@ -117,14 +128,10 @@ def _update(cmd: UpdateSource, state: WriteState) -> Decision:
     cleared = tuple(field for field, new, old in removable if new is None and old is not None)
     changed = SourceUpdated(
         id=cmd.id,
-        name=c.name if isinstance(c.name, str) and c.name != current.name else None,
-        kind=c.kind if isinstance(c.kind, str) and c.kind != current.kind else None,
-        country=c.country if isinstance(c.country, str) and c.country != current.country else None,
-        reliability=(
-            c.reliability
-            if isinstance(c.reliability, str) and c.reliability != current.reliability
-            else None
-        ),
+        name=_changed(c.name, current.name),
+        kind=_changed(c.kind, current.kind),
+        country=_changed(c.country, current.country),
+        reliability=_changed(c.reliability, current.reliability),
         cleared=cleared,
     )
     if changed == SourceUpdated(id=cmd.id):

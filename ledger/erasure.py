@@ -24,11 +24,11 @@ from typing import Annotated, Any
 
 import msgspec
 
-from ledger.codec import decode_payload, encode_json
+from ledger.codec import encode_json
 from ledger.errors import FieldError, InvalidInput, LedgerError
 from ledger.events import AssertionRecorded, ErasedAssertion, Event, subject_stream
-from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size, row_to_event
-from ledger.text import one_line_problem
+from ledger.sqlite_store import SqliteStore, SqliteTransaction, event_at, log_size
+from ledger.text import MAX_WHOLE, one_line_problem
 from ledger.times import format_record_time, now_us
 
 ERASABLE = ("AssertionRecorded",)
@@ -45,7 +45,7 @@ _decode_kept = msgspec.json.Decoder(ErasedAssertion)
 class EraseRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What an erasure needs, checked at the edge (CLI flags)."""
 
-    seq: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+    seq: Annotated[int, msgspec.Meta(ge=1, le=MAX_WHOLE)]
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=2_000)]
 
     def problems(self) -> list[FieldError]:
@@ -191,42 +191,35 @@ def _erase_in(
     conn = txn.connection
     seq = request.seq
     size = log_size(conn)
-    if not 1 <= seq <= size:
+    event = event_at(conn, seq) if 1 <= seq <= size else None
+    if event is None:
         where = f"1..{size}" if size else "it is empty"
         raise _refuse("seq", f"seq {seq} is not in the log ({where})")
-    row = conn.execute(
-        "SELECT e.seq, e.type, e.stream, e.version, e.recorded_at, e.actor, e.data_sha256,"
-        " e.hash, p.data FROM events e LEFT JOIN payloads p ON p.seq = e.seq WHERE e.seq = ?",
-        (seq,),
-    ).fetchone()
-    event_type, data = row[1], row[8]
-    if event_type not in ERASABLE:
+    if event.type not in ERASABLE:
         raise _refuse(
             "seq",
-            f"seq {seq} is {_a(event_type)}; only the payload of an "
+            f"seq {seq} is {_a(event.type)}; only the payload of an "
             f"{' or '.join(ERASABLE)} can be erased",
         )
-    if data is None:
-        earlier = erasures(conn).get(seq)
+    earlier = erasures(conn).get(seq)
+    payload = event.data
+    if payload is None:
         when = "" if earlier is None else f" at {earlier.erased_at} by {earlier.actor}"
         raise _refuse("seq", f"the payload of seq {seq} was already erased{when}")
-    payload = decode_payload(event_type, data)
     if not isinstance(payload, AssertionRecorded):  # pragma: no cover - ERASABLE says so
         raise LedgerError(f"seq {seq}: not an assertion")
+    # a record whose payload is still there (written by other means) is finished, not
+    # written twice: it is append-only, and it already lets the payload go
+    recorded = conn.execute("SELECT 1 FROM erasures WHERE seq = ?", (seq,)).fetchone()
+    if earlier is None and recorded is not None:
+        raise _refuse("seq", f"seq {seq} has an erasure record that does not fit its event")
     kept = ErasedAssertion(
         payload.assertion_id, payload.subject, payload.property, payload.value.kind
     )
     erasure = Erasure(seq, format_record_time(now_us()), actor, request.reason, kept)
-    event = row_to_event(row)
     previous = conn.execute("PRAGMA secure_delete").fetchone()[0]
     conn.execute("PRAGMA secure_delete = ON")
     try:
-        # a record whose payload is still there (written by other means) is finished, not
-        # written twice: it is append-only, and it already lets the payload go
-        earlier = erasures(conn).get(seq)
-        recorded = conn.execute("SELECT 1 FROM erasures WHERE seq = ?", (seq,)).fetchone()
-        if earlier is None and recorded is not None:
-            raise _refuse("seq", f"seq {seq} has an erasure record that does not fit its event")
         if earlier is None:
             conn.execute(
                 "INSERT INTO erasures (seq, erased_at, actor, reason, kept) VALUES (?, ?, ?, ?, ?)",

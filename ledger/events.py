@@ -110,6 +110,19 @@ class AssertionRanked(Payload, frozen=True):
     reason: str
 
 
+def updated(source: SourceRegistered, change: SourceUpdated) -> SourceRegistered:
+    """`source` with the fields `change` sets or clears."""
+    country = change.country if change.country is not None else source.country
+    reliability = change.reliability if change.reliability is not None else source.reliability
+    return SourceRegistered(
+        id=source.id,
+        name=change.name if change.name is not None else source.name,
+        kind=change.kind if change.kind is not None else source.kind,
+        country=None if "country" in change.cleared else country,
+        reliability=None if "reliability" in change.cleared else reliability,
+    )
+
+
 AnyPayload = (
     SourceRegistered | SourceUpdated | AssertionRecorded | AssertionRetracted | AssertionRanked
 )

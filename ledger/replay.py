@@ -588,7 +588,7 @@ def _replay_file(
         with read_snapshot(live):
             if log_size(live) < total:
                 raise LedgerError(f"{db_file}: the log is shorter than the {total} events audited")
-            mine = sorted(seq for seq in kept_facts(live) if seq <= total)
+            mine = _erased_up_to(live, total)
             if mine != list(erased):
                 late = sorted(set(mine) ^ set(erased))
                 return [
@@ -599,6 +599,11 @@ def _replay_file(
     finally:
         scratch.close()
         live.close()
+
+
+def _erased_up_to(conn: sqlite3.Connection, total: int) -> list[int]:
+    """The seqs up to `total` whose payload a replay on `conn` folds from an erasure."""
+    return sorted(seq for seq in kept_facts(conn) if seq <= total)
 
 
 def _split(projectors: Sequence[Projector]) -> tuple[list[Projector], list[Projector]]:
@@ -718,7 +723,7 @@ def _start_replay(
     factory = _named(projector_factory)
     if factory is None:
         return None  # e.g. a lambda: replay in this process
-    erased = sorted(seq for seq in kept_facts(live_conn) if seq <= total)
+    erased = _erased_up_to(live_conn, total)
     job = _Job(db_file, scratch_file, factory, list(limits), total, REPLAY_CHUNK, erased)
     return _ReplayProcess(scratch_file, msgspec.json.encode(job))
 

@@ -109,6 +109,21 @@ def row_to_event(row: Sequence[Any]) -> Event:
     )
 
 
+def events_where(conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> Iterator[Event]:
+    """The events (with their payloads, None where erased) that `where` selects on `conn`."""
+    sql = (
+        f"SELECT {_EVENT_COLUMNS}, p.data FROM events e "
+        f"LEFT JOIN payloads p ON p.seq = e.seq {where}"
+    )
+    for row in conn.execute(sql, args):
+        yield row_to_event(row)
+
+
+def event_at(conn: sqlite3.Connection, seq: int) -> Event | None:
+    """Event `seq` as `conn` sees it (in its transaction, if any), or None."""
+    return next(events_where(conn, "WHERE e.seq = ?", (seq,)), None)
+
+
 def fetch_nodes(
     conn: sqlite3.Connection, ids: Sequence[merkle.NodeId]
 ) -> dict[merkle.NodeId, bytes]:
@@ -866,12 +881,7 @@ class SqliteStore:
         return conn
 
     def _events(self, where: str, args: Sequence[Any]) -> Iterator[Event]:
-        sql = (
-            f"SELECT {_EVENT_COLUMNS}, p.data FROM events e "
-            f"LEFT JOIN payloads p ON p.seq = e.seq {where}"
-        )
-        for row in self.reader().execute(sql, args):
-            yield row_to_event(row)
+        return events_where(self.reader(), where, args)
 
     def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
         """At most `limit` events after seq `after` (any integers: clamped to SQLite's range)."""

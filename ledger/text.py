@@ -1,4 +1,4 @@
-"""What a one-line text typed by a person (a name, a reason) may hold.
+"""What a person may type where a name, a reason or a whole number is asked for.
 
 The rule depends on no Unicode version: an emoji newer than the running Python's tables,
 a private-use character (rare CJK) and the joiners and tags that emoji, flags and many
@@ -11,6 +11,9 @@ on screen (every explicit direction mark, embedding, override and isolate).
 from __future__ import annotations
 
 import unicodedata
+
+MAX_WHOLE = 2**63 - 1
+"""SQLite's largest integer: no seq, version, count or limit is larger."""
 
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 _DISGUISING = frozenset(
@@ -35,3 +38,15 @@ def one_line_problem(text: str) -> str | None:
     if all(ch.isspace() or ch in _FILLERS or unicodedata.category(ch) in _BLANK for ch in text):
         return "must not be blank (spaces and invisible characters only)"
     return None
+
+
+def whole_number(text: str) -> int | None:
+    """ASCII digits as a whole number up to :data:`MAX_WHOLE`, or None (`int()` would also
+    take other scripts' digits, `_`, spaces and a sign); thousands of digits are refused
+    before `int()` sees them."""
+    if not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_WHOLE)) or int(digits) > MAX_WHOLE:
+        return None
+    return int(digits)

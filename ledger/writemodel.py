@@ -21,6 +21,7 @@ from ledger.events import (
     NewEvent,
     SourceRegistered,
     SourceUpdated,
+    updated,
 )
 from ledger.schema import LOG_MIGRATIONS
 
@@ -215,19 +216,6 @@ class WriteCache:
                 current = self.sources[data.id]
                 if current is not None:
                     self._set(self.sources, data.id, updated(current, data))
-
-
-def updated(source: SourceRegistered, change: SourceUpdated) -> SourceRegistered:
-    """`source` with the fields `change` sets or clears."""
-    country = change.country if change.country is not None else source.country
-    reliability = change.reliability if change.reliability is not None else source.reliability
-    return SourceRegistered(
-        id=source.id,
-        name=change.name if change.name is not None else source.name,
-        kind=change.kind if change.kind is not None else source.kind,
-        country=None if "country" in change.cleared else country,
-        reliability=None if "reliability" in change.cleared else reliability,
-    )
 
 
 class SqliteWriteState:

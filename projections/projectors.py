@@ -24,6 +24,7 @@ from ledger.events import (
     Event,
     SourceRegistered,
     SourceUpdated,
+    updated,
 )
 from ledger.migrations import migrate
 from ledger.replay import catch_up_on_open
@@ -38,7 +39,6 @@ from projections.schema import (
 )
 
 _json = msgspec.json.Encoder()
-_SOURCE_COLUMNS = ("name", "kind", "country", "reliability")
 
 _INSERT_ASSERTION = (
     "INSERT INTO proj_assertions (recorded_seq, assertion_id, subject, property, kind, "
@@ -452,11 +452,8 @@ class SourcesProjector:
                 ).fetchone()
                 if row is None:  # an update of a source whose registration was erased
                     continue
-                changes = (data.name, data.kind, data.country, data.reliability)
-                state = tuple(
-                    None if column in data.cleared else new if new is not None else old
-                    for column, new, old in zip(_SOURCE_COLUMNS, changes, row, strict=True)
-                )
+                now = updated(SourceRegistered(data.id, *row), data)
+                state = (now.name, now.kind, now.country, now.reliability)
                 connection.execute(
                     "UPDATE proj_source_versions SET until_seq = ? "
                     "WHERE id = ? AND until_seq IS NULL",

@@ -14,7 +14,7 @@ from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.auth import guard
-from api.deps import Limit, bounded_int, store_of
+from api.deps import Limit, store_of
 from api.openapi import GUARDED, errors_for
 from api.schemas import (
     Consistency,
@@ -30,6 +30,7 @@ from ledger.erasure import erasures
 from ledger.errors import FieldError, InvalidInput
 from ledger.health import health_report
 from ledger.replay import AuditReport, audit
+from ledger.text import whole_number
 from projections import all_projectors
 
 _READ = {"need": "read"}
@@ -73,7 +74,7 @@ def _start_of(after: int | None, last_event_id: str | None) -> int:
     start = after or 0
     if last_event_id is None:
         return start
-    seq = bounded_int(last_event_id.strip())
+    seq = whole_number(last_event_id.strip())
     if seq is None:
         raise InvalidInput([FieldError("Last-Event-ID", "must be a seq (a whole number)")])
     return max(start, seq)
@@ -230,7 +231,8 @@ async def run_audit(request: Request[Any, Any, Any]) -> Response[AuditReport]:
     responses=_ERRORS,
 )
 def list_erasures(state: State, after: After = 0, limit: Limit = 100) -> ErasurePage:
-    found = [e for seq, e in sorted(erasures(store_of(state).reader()).items()) if seq > after]
+    # in seq order, as the records are read
+    found = [e for e in erasures(store_of(state).reader()).values() if e.seq > after]
     page = found[:limit]
     items = [
         ErasureItem(
