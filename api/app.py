@@ -19,7 +19,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import Authenticator, guard
 from api.deps import BODY, checked_body
-from api.middleware import AccessLog, RateLimit
+from api.middleware import AccessLog, HeadAsGet, RateLimit
 from api.openapi import SchemaJson
 from api.problems import EXCEPTION_HANDLERS
 from api.routes.log import LOG_HANDLERS, health
@@ -151,6 +151,7 @@ def create_app(settings: Settings) -> Litestar:
         debug=False,
     )
     _note_query_names(app)
+    app.asgi_handler = HeadAsGet(app.asgi_handler)
     app.state.settings = settings
     app.state.auth = Authenticator(app.state, settings.public_read, settings.auth_cache_seconds)
     return app

@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids with structured access logs, and a per-client rate limit."""
+"""ASGI middleware: HEAD answered as GET without the body, request ids with structured
+access logs, and a per-client rate limit."""
 
 from __future__ import annotations
 
@@ -26,6 +27,46 @@ def header(scope: Mapping[str, Any], name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+HEAD_FLAG = "ledger.head"
+"""Set in the scope of a HEAD request that the app sees as a GET (:class:`HeadAsGet`)."""
+
+
+class HeadAsGet:
+    """Answers HEAD on any path as GET would, status and headers alike, without the body.
+
+    Wraps the app's handler before routing (litestar routes HEAD to no GET handler, and
+    refuses a body in a HEAD response). The body is dropped here, so Content-Length is
+    the GET's, as RFC 9110 allows. Once the head is sent the app is told the client left,
+    so an event stream ends at once instead of staying open.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+        started = ended = False
+
+        async def send_head(message: dict[str, Any]) -> None:
+            nonlocal started, ended
+            if message["type"] == "http.response.start":
+                started = True
+                await send(message)
+            elif message["type"] == "http.response.body" and not ended:
+                ended = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def receive_head() -> dict[str, Any]:
+            if started:
+                return {"type": "http.disconnect"}
+            message: dict[str, Any] = await receive()
+            return message
+
+        await self.app({**scope, "method": "GET", HEAD_FLAG: True}, receive_head, send_head)
 
 
 class AccessLog:
@@ -69,7 +110,7 @@ class AccessLog:
             # failed attribute lookup (~2 us); once configured to cache, it is one object
             log.bind().info(
                 "request",
-                method=scope.get("method"),
+                method="HEAD" if scope.get(HEAD_FLAG) else scope.get("method"),
                 path=scope.get("path"),
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 2),

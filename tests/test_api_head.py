@@ -1,0 +1,137 @@
+"""HEAD is answered as GET would be, status and headers alike, without a body (RFC 9110
+9.3.2): in process and through the real server, including the event stream, which must
+not stay open for a HEAD."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+import structlog
+
+from api import middleware
+from tests.api_helpers import (
+    DEPLOYMENT,
+    SEED_EVENTS,
+    TROOPS,
+    Client,
+    Ledger,
+    client,
+    ledger,
+    problem,
+    template,
+)
+from tests.browser import running_server
+
+__all__ = ["client", "ledger", "template"]
+
+VIEW = f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}"
+SAME_HEADERS = ("content-type", "content-length", "etag", "cache-control")
+
+
+def same_head(get: httpx.Response, head: httpx.Response) -> None:
+    assert head.status_code == get.status_code
+    assert head.content == b""
+    for name in SAME_HEADERS:
+        assert head.headers.get(name) == get.headers.get(name), name
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/health", VIEW, "/v1/log/head", "/v1/events?limit=3", "/v1/assertions?limit=2"],
+)
+async def test_head_has_the_get_answer_without_its_body(
+    client: Client, ledger: Ledger, path: str
+) -> None:
+    headers = ledger.auth("reader")
+    get = await client.get(path, headers=headers)
+    assert get.status_code == 200
+    assert get.content
+    same_head(get, await client.head(path, headers=headers))
+
+
+async def test_head_is_refused_as_get_would_be(client: Client, ledger: Ledger) -> None:
+    """Refusals keep their status and headers; the problem body is left out like any body."""
+    for path, headers, status in [
+        (VIEW, {}, 401),
+        ("/v1/audit", ledger.auth("reader"), 405),  # POST only: GET would be a 405 too
+        ("/v1/nothing-here", ledger.auth("reader"), 404),
+        ("/v1/events?limit=0", ledger.auth("reader"), 422),
+        ("/v1/events?bogus=1", ledger.auth("reader"), 422),
+    ]:
+        get = await client.get(path, headers=headers)
+        problem(get, status)
+        same_head(get, await client.head(path, headers=headers))
+    allowed = (await client.head("/v1/audit", headers=ledger.auth("reader"))).headers["allow"]
+    assert "HEAD" not in allowed
+    assert "POST" in allowed
+
+
+async def test_head_of_a_view_answers_if_none_match(client: Client, ledger: Ledger) -> None:
+    headers = ledger.auth("reader")
+    etag = (await client.head(VIEW, headers=headers)).headers["etag"]
+    again = await client.head(VIEW, headers={**headers, "If-None-Match": etag})
+    get = await client.get(VIEW, headers={**headers, "If-None-Match": etag})
+    assert again.status_code == get.status_code
+    assert again.content == b""
+
+
+async def test_head_is_logged_as_head_and_appends_nothing(
+    client: Client, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capture = structlog.testing.LogCapture()
+    logger = structlog.wrap_logger(
+        None, processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(0)
+    )
+    monkeypatch.setattr(middleware, "log", logger)
+    head = await client.head("/v1/assertions", headers=ledger.auth("writer"))
+    get = await client.get("/v1/health")
+    assert (head.status_code, get.json()["seq"]) == (200, SEED_EVENTS)
+    assert [(e["method"], e["path"]) for e in capture.entries if e["event"] == "request"] == [
+        ("HEAD", "/v1/assertions"),
+        ("GET", "/v1/health"),
+    ]
+
+
+async def test_head_of_the_event_stream_ends_at_once(client: Client, ledger: Ledger) -> None:
+    response = await client.head("/v1/events/stream?after=0", headers=ledger.auth("reader"))
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.content == b""
+
+
+def raw_head(base: str, path: str, token: str) -> bytes:
+    """A HEAD over a plain socket: what the server sends, up to its closing the connection."""
+    host, port = base.removeprefix("http://").split(":")
+    request = (
+        f"HEAD {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request.encode())
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.slow
+def test_head_through_the_real_server(tmp_path: Path) -> None:
+    """Under uvicorn: the GET's headers, no body bytes on the wire, and a HEAD of the
+    event stream ends instead of staying open (the socket read above would time out)."""
+    with running_server(tmp_path) as server:
+        get = httpx.get(f"{server.base}{VIEW}", headers=server.auth())
+        received = raw_head(server.base, VIEW, server.token)
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert body == b""
+        assert f"content-length: {len(get.content)}".encode() in head.lower()
+        assert f'etag: {get.headers["etag"]}'.encode() in head.lower()
+
+        stream = raw_head(server.base, "/v1/events/stream?after=0", server.token)
+        head, _, body = stream.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert b"text/event-stream" in head
+        assert b"id:" not in body
