@@ -280,6 +280,56 @@ def _clip(text: str, width: int = 60) -> str:
     return repr(text if len(text) <= width else text[: width - 3] + "...")
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from ledger.verify import verify_log
+
+    dest = Path(args.dest)
+    if dest.exists() or dest.is_symlink():
+        _fail(f"{dest} already exists (a backup never replaces a file)", 2)
+    if not dest.parent.is_dir():
+        _fail(f"{dest.parent}: no such folder", 2)
+    store = existing_store(args.db)
+    try:
+        bar = Progress("copying", store.file_bytes())
+        try:
+            written = store.backup(dest, bar)
+            bar(written, written)  # the copy holds live rows only: smaller than the file
+        except LedgerError as exc:
+            _fail(f"backup: {exc}")
+        finally:
+            bar.finish()
+        copy = connect(dest)
+        bar = Progress("verifying the copy", max(store.size(), 1))
+        try:
+            report = verify_log(copy, bar)
+        finally:
+            bar.finish()
+            copy.close()
+        problems = list(report.problems)
+        if report.ok and store.root(report.events) != report.root:
+            problems.append("the copy's root is not the ledger's at the same size")
+    finally:
+        store.close()
+    ok = report.ok and not problems
+    _print_json(
+        {
+            "ok": ok,
+            "backup": str(dest),
+            "bytes": written,
+            "events": report.events,
+            "root": report.root,
+            "first_bad_seq": report.first_bad_seq,
+            "problems": problems,
+        }
+    )
+    if not ok:
+        sys.stderr.write(
+            f"ledger backup: the copy at {dest} does not verify; it is kept as written\n"
+        )
+        return 1
+    return 0
+
+
 def cmd_state(args: argparse.Namespace) -> int:
     from projections.pit import resolve
     from projections.views import property_view
@@ -375,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("vacuum", "rewrite the database file without free space (SQLite's VACUUM)").set_defaults(
         fn=cmd_vacuum
     )
+
+    p = add("backup", "copy the ledger, as of one moment and while it is in use, to DEST")
+    p.add_argument("dest", help="the new file (never an existing one)")
+    p.set_defaults(fn=cmd_backup)
 
     p = add("state", "print the view of SUBJECT's PROPERTY (the JSON the HTTP view returns)")
     p.add_argument("subject")

@@ -9,10 +9,13 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import structlog
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Send
+from litestar.types import Scope as AsgiScope
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from api.schemas import Problem
@@ -42,16 +45,16 @@ class HeadAsGet:
     so an event stream ends at once instead of staying open.
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD":
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "HEAD":
             await self.app(scope, receive, send)
             return
         started = ended = False
 
-        async def send_head(message: dict[str, Any]) -> None:
+        async def send_head(message: Message) -> None:
             nonlocal started, ended
             if message["type"] == "http.response.start":
                 started = True
@@ -60,13 +63,13 @@ class HeadAsGet:
                 ended = True
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-        async def receive_head() -> dict[str, Any]:
+        async def receive_head() -> ReceiveMessage:
             if started:
                 return {"type": "http.disconnect"}
-            message: dict[str, Any] = await receive()
-            return message
+            return await receive()
 
-        await self.app({**scope, "method": "GET", HEAD_FLAG: True}, receive_head, send_head)
+        as_get = cast("AsgiScope", {**scope, "method": "GET", HEAD_FLAG: True})
+        await self.app(as_get, receive_head, send_head)
 
 
 class AccessLog:

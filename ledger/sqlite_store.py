@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import queue
 import sqlite3
 import threading
@@ -796,6 +797,63 @@ class SqliteStore:
             raise LedgerUnavailable(f"the file could not be rewritten now: {exc}") from None
         finally:
             conn.close()
+
+    def file_bytes(self) -> int:
+        """The database's size in bytes (its pages, free ones included), as a reader sees it."""
+        conn = self.reader()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int(pages) * int(size)
+
+    def backup(self, dest: Path, progress: Callable[[int], None] | None = None) -> int:
+        """Copy the database to `dest`, which must not exist, as it stood at one moment,
+        while appends go on; returns the copy's size in bytes.
+
+        The copy is built from the live rows only (SQLite's VACUUM INTO), so no free page
+        carries bytes of anything deleted (an erased payload) into it. It is written under
+        a temporary name beside `dest`, synced, then linked into place, so `dest` is the
+        whole copy or nothing, and a file that appears at `dest` meanwhile is never
+        replaced. `progress` is called with the bytes written so far.
+        """
+        partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+        conn = connect(self.path, self.synchronous, cache_mib=64)
+        try:
+            if progress is not None:
+                report = progress  # narrowed for the closure
+
+                def tick() -> int:
+                    with contextlib.suppress(OSError):
+                        report(partial.stat().st_size)
+                    return 0
+
+                conn.set_progress_handler(tick, 200_000)
+            try:
+                conn.execute("VACUUM INTO ?", (str(partial),))
+            except sqlite3.Error as exc:
+                if _is_full(exc):
+                    raise StorageFull("the disk is full: no backup was written") from None
+                raise LedgerUnavailable(f"the copy could not be written: {exc}") from None
+            conn.close()
+            with partial.open("rb") as written:
+                os.fsync(written.fileno())
+            try:
+                os.link(partial, dest)
+            except FileExistsError:
+                raise LedgerError(f"{dest} appeared while the copy was written") from None
+            except OSError:  # a file system without hard links
+                if dest.exists():
+                    raise LedgerError(f"{dest} appeared while the copy was written") from None
+                os.rename(partial, dest)
+            with contextlib.suppress(OSError):  # make the new name durable too
+                folder = os.open(dest.parent, os.O_RDONLY)
+                try:
+                    os.fsync(folder)
+                finally:
+                    os.close(folder)
+            return dest.stat().st_size
+        finally:
+            conn.close()
+            partial.unlink(missing_ok=True)
 
     def add_listener(self, listener: Callable[[int], None]) -> None:
         """Call `listener(seq)` on the writer thread after each commit that appended."""
