@@ -128,7 +128,7 @@ def test_head_through_the_real_server(tmp_path: Path) -> None:
         assert head.startswith(b"HTTP/1.1 200")
         assert body == b""
         assert f"content-length: {len(get.content)}".encode() in head.lower()
-        assert f'etag: {get.headers["etag"]}'.encode() in head.lower()
+        assert f"etag: {get.headers['etag']}".encode() in head.lower()
 
         stream = raw_head(server.base, "/v1/events/stream?after=0", server.token)
         head, _, body = stream.partition(b"\r\n\r\n")
