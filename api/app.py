@@ -7,14 +7,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Request, Router
-from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import Authenticator, guard
@@ -116,10 +116,6 @@ def create_app(settings: Settings) -> Litestar:
         before_request=_gate,
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
-        middleware=[
-            DefineMiddleware(AccessLog),  # type: ignore[arg-type]
-            DefineMiddleware(RateLimit, per_minute=settings.rate_limit_per_minute),  # type: ignore[arg-type]
-        ],
         openapi_config=OpenAPIConfig(
             title="OSINT ledger",
             version=API_VERSION,
@@ -151,7 +147,11 @@ def create_app(settings: Settings) -> Litestar:
         debug=False,
     )
     _note_query_names(app)
-    app.asgi_handler = HeadAsGet(app.asgi_handler)
+    # Around the router, not as litestar middleware (which litestar builds once per route,
+    # and which an unknown path or method never reaches): one rate limit for every path,
+    # and a request id and a log line for every request.
+    limited = RateLimit(HeadAsGet(app.asgi_handler), per_minute=settings.rate_limit_per_minute)
+    app.asgi_handler = cast("ASGIApp", AccessLog(limited))
     app.state.settings = settings
     app.state.auth = Authenticator(app.state, settings.public_read, settings.auth_cache_seconds)
     return app

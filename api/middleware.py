@@ -32,10 +32,6 @@ def header(scope: Mapping[str, Any], name: bytes) -> bytes | None:
     return None
 
 
-HEAD_FLAG = "ledger.head"
-"""Set in the scope of a HEAD request that the app sees as a GET (:class:`HeadAsGet`)."""
-
-
 class HeadAsGet:
     """Answers HEAD on any path as GET would, status and headers alike, without the body.
 
@@ -68,7 +64,7 @@ class HeadAsGet:
                 return {"type": "http.disconnect"}
             return await receive()
 
-        as_get = cast("AsgiScope", {**scope, "method": "GET", HEAD_FLAG: True})
+        as_get = cast("AsgiScope", {**scope, "method": "GET"})
         await self.app(as_get, receive_head, send_head)
 
 
@@ -113,7 +109,7 @@ class AccessLog:
             # failed attribute lookup (~2 us); once configured to cache, it is one object
             log.bind().info(
                 "request",
-                method="HEAD" if scope.get(HEAD_FLAG) else scope.get("method"),
+                method=scope.get("method"),
                 path=scope.get("path"),
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 2),

@@ -191,6 +191,29 @@ async def test_a_revoked_key_stops_working(tmp_path: Path) -> None:
         problem(await client.get("/v1/log/head", headers=ledger.auth("reader")), 401)
 
 
+async def test_one_rate_limit_for_every_path(tmp_path: Path) -> None:
+    """A key's budget is spent on any path, unknown paths and methods included; each of
+    those answers carries a request id too."""
+    ledger = make_ledger(tmp_path, seed=False)
+    reader = ledger.auth("reader")
+    paths = ["/v1/log/head", "/v1/sources", "/v1/subjects", "/v1/nothing-here"]
+    async with serve(ledger, rate_limit_per_minute=5) as client:
+        for _ in range(3):
+            minute = int(time.time() // 60)
+            answers = [await client.get(path, headers=reader) for path in paths]
+            answers.append(await client.delete("/v1/sources", headers=reader))
+            refused = [await client.get(path, headers=reader) for path in paths]
+            if int(time.time() // 60) != minute:
+                reader = ledger.auth("auditor")  # the window turned over: another key
+                continue
+            assert [a.status_code for a in answers] == [200, 200, 200, 404, 405]
+            assert all(a.headers.get("x-request-id") for a in answers)
+            for answer in refused:
+                problem(answer, 429)
+            return
+        pytest.fail("the minute turned over on every try")
+
+
 async def test_rate_limit(tmp_path: Path) -> None:
     ledger = make_ledger(tmp_path, seed=False)
     async with serve(ledger, rate_limit_per_minute=5) as client:
