@@ -88,12 +88,18 @@ def create_app(settings: Settings) -> Litestar:
         if opt.get("need") != "none":
             await guard(request, handler)
         allowed = opt.get(QUERY_NAMES)
-        if (
-            allowed is not None
-            and request.scope["query_string"]  # none to check: no parsing (every write)
-            and (unknown := request.query_params.keys() - allowed)
-        ):
-            raise InvalidInput([FieldError(name, "unknown query parameter") for name in unknown])
+        # none to check without a query string: no parsing (every write)
+        if allowed is not None and request.scope["query_string"]:
+            query = request.query_params
+            problems = [
+                FieldError(name, "unknown query parameter")
+                if name not in allowed
+                else FieldError(name, "given more than once (give it once)")
+                for name in dict.fromkeys(query)  # once each, in the query's order
+                if name not in allowed or len(query.getall(name)) > 1
+            ]
+            if problems:
+                raise InvalidInput(problems)
         body = opt.get(BODY)
         if body is not None:
             await checked_body(request, body)

@@ -7,8 +7,10 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request
 from litestar.datastructures import State
+from litestar.exceptions import HTTPException
 from litestar.params import HeaderParameter, QueryParameter
 
+from api.middleware import header
 from api.schemas import AssertionReceipt, EventReceipt
 from api.writer import Writer
 from ledger.commands import AnyCommand
@@ -151,6 +153,15 @@ async def checked_body(request: Request[Any, Any, Any], cls: type[Any]) -> Any:
     (`api.routes.writes.WriteRequest`) answers `data` with it, so litestar does not
     decode and validate the body a second time.
     """
+    media = header(request.scope, b"content-type")
+    if media is not None:
+        kind = media.split(b";", 1)[0].strip().lower()
+        if kind != b"application/json" and not kind.endswith(b"+json"):
+            raise HTTPException(
+                status_code=415,
+                detail=f"the body must be JSON (Content-Type: application/json), "
+                f"not {kind.decode('latin-1')!r}",
+            )
     checked = decode_all(await request.body(), cls)
     request.scope.setdefault("state", {})[CHECKED] = checked
     return checked

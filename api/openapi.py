@@ -17,6 +17,7 @@ _WHY = {
     409: "conflicts with what the log holds",
     412: "the subject moved on since the If-Match version",
     413: "body over 1 MiB",
+    415: "the body is not sent as JSON (Content-Type: application/json)",
     422: "invalid input; `errors` names every bad field",
     429: "rate limit reached; see Retry-After",
     503: "writes are refused",
@@ -24,7 +25,7 @@ _WHY = {
 }
 GUARDED = (401, 403, 429)
 """What any endpoint behind a token may answer."""
-WRITES = (*GUARDED, 413, 422, 503, 507)
+WRITES = (*GUARDED, 413, 415, 422, 503, 507)
 """What any append may answer besides its own conflicts."""
 
 

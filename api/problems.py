@@ -41,6 +41,7 @@ _TITLES = {
     409: "Conflict",
     412: "Precondition failed",
     413: "Request body too large",
+    415: "Unsupported media type",
     422: "Invalid input",
     429: "Too many requests",
     500: "Internal server error",

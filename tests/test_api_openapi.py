@@ -21,7 +21,7 @@ from tests.api_helpers import ROOT, Client, Ledger, make_ledger, serve
 SNAPSHOT = ROOT / "api" / "openapi.json"
 METHODS = {"get", "post", "put", "patch", "delete"}
 GUARDED = {"401", "403", "429"}
-WRITES = {"413", "422", "503", "507"}
+WRITES = {"413", "415", "422", "503", "507"}
 # what each operation can answer beyond what every guarded read or write can
 OWN_ERRORS = {
     "registerSource": {"409"},

@@ -35,6 +35,7 @@ from tests.api_helpers import (
     assertion_body,
     fields_of,
     log_size,
+    problem,
     source_body,
 )
 
@@ -210,6 +211,38 @@ async def test_unknown_query_parameters_are_refused(client: Client, ledger: Ledg
     assert fields_of(await client.get(view, params={"asof": "2025"}, headers=reader)) == {"asof"}
     assert (await client.get(view, params={"as_of": "2025"}, headers=reader)).status_code == 200
     assert (await client.get(view + "?", headers=reader)).status_code == 200
+
+
+async def test_a_repeated_query_parameter_is_refused(client: Client, ledger: Ledger) -> None:
+    """`?seq=5&seq=27` is ambiguous (a proxy may keep the first, a framework the last)."""
+    reader = ledger.auth("reader")
+    view = f"/v1/subjects/{DEPLOYMENT}/estimates/troops.deployed"
+    refused = await client.get(f"{view}?seq=5&seq=27&as_of=2025&as_of=2024", headers=reader)
+    assert fields_of(refused) == {"seq", "as_of"}
+    both = await client.get(f"{view}?seq=5&seq=5&colour=red", headers=reader)
+    assert fields_of(both) == {"seq", "colour"}
+    proof = await client.get("/v1/log/inclusion?seq=1&seq=2&size=5", headers=reader)
+    assert fields_of(proof) == {"seq"}
+    assert (await client.get(f"{view}?seq=5&as_of=2025", headers=reader)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "media", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
+async def test_a_body_that_is_not_json_is_415(client: Client, ledger: Ledger, media: str) -> None:
+    writer = ledger.auth("writer")
+    size = await log_size(client, ledger)
+    for path, body in [("/v1/sources", source_body()), ("/v1/assertions", assertion_body())]:
+        sent = await client.post(
+            path, content=json.dumps(body), headers={**writer, "Content-Type": media}
+        )
+        assert problem(sent, 415)["detail"].startswith("the body must be JSON")
+    assert await log_size(client, ledger) == size
+    for media_ok in ("application/json; charset=utf-8", "application/problem+json", None):
+        headers = dict(writer) if media_ok is None else {**writer, "Content-Type": media_ok}
+        body = json.dumps(source_body(id=f"src-{len(str(media_ok))}")).encode()
+        sent = await client.post("/v1/sources", content=body, headers=headers)
+        assert sent.status_code == 201, sent.text
 
 
 async def test_one_access_log_line_per_request(
