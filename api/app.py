@@ -19,7 +19,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import Authenticator, guard
 from api.deps import BODY, checked_body
-from api.middleware import AccessLog, HeadAsGet, RateLimit
+from api.middleware import AccessLog, Methods, RateLimit
 from api.openapi import SchemaJson
 from api.problems import EXCEPTION_HANDLERS
 from api.routes.log import LOG_HANDLERS, health
@@ -156,7 +156,8 @@ def create_app(settings: Settings) -> Litestar:
     # Around the router, not as litestar middleware (which litestar builds once per route,
     # and which an unknown path or method never reaches): one rate limit for every path,
     # and a request id and a log line for every request.
-    limited = RateLimit(HeadAsGet(app.asgi_handler), per_minute=settings.rate_limit_per_minute)
+    methods = Methods(app.asgi_handler, [(r.path, r.methods) for r in app.routes])
+    limited = RateLimit(methods, per_minute=settings.rate_limit_per_minute)
     app.asgi_handler = cast("ASGIApp", AccessLog(limited))
     app.state.settings = settings
     app.state.auth = Authenticator(app.state, settings.public_read, settings.auth_cache_seconds)

@@ -1,5 +1,5 @@
-"""ASGI middleware: HEAD answered as GET without the body, request ids with structured
-access logs, and a per-client rate limit."""
+"""ASGI middleware: HEAD and OPTIONS on every path, request ids with structured access
+logs, and a per-client rate limit."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import hashlib
 import itertools
 import math
 import os
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import msgspec
@@ -32,23 +33,102 @@ def header(scope: Mapping[str, Any], name: bytes) -> bytes | None:
     return None
 
 
-class HeadAsGet:
-    """Answers HEAD on any path as GET would, status and headers alike, without the body.
+_PARAMETER = re.compile(r"\{[^}]*\}")
 
-    Wraps the app's handler before routing (litestar routes HEAD to no GET handler, and
-    refuses a body in a HEAD response). The body is dropped here, so Content-Length is
-    the GET's, as RFC 9110 allows. Once the head is sent the app is told the client left,
-    so an event stream ends at once instead of staying open.
+
+def _path_pattern(path: str) -> re.Pattern[str]:
+    """A route's path (`/v1/sources/{source_id:str}`) as a regular expression."""
+    parts: list[str] = []
+    last = 0
+    for found in _PARAMETER.finditer(path):
+        parts.append(re.escape(path[last : found.start()]))
+        parts.append(".*" if found.group(0).endswith(":path}") else "[^/]+")
+        last = found.end()
+    parts.append(re.escape(path[last:]))
+    return re.compile("".join(parts))
+
+
+class Methods:
+    """HEAD and OPTIONS on every path, before routing.
+
+    - HEAD is answered as GET would be, status and headers alike, without the body
+      (litestar routes HEAD to no GET handler, and refuses a body in a HEAD response).
+      Content-Length stays the GET's, as RFC 9110 allows. Once the head is sent the app
+      is told the client left, so an event stream ends at once instead of staying open.
+    - OPTIONS is a 204 whose `Allow` lists every method of the path, from the app's
+      routes (litestar answers with one route's methods where two share a path), and
+      needs no token, since it says only that.
+    - A 405's `Allow` names HEAD wherever it names GET.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, routes: Iterable[tuple[str, Iterable[str]]]) -> None:
         self.app = app
+        merged: dict[str, set[str]] = {}
+        for path, methods in routes:
+            merged.setdefault(path, set()).update(methods)
+        self._exact: dict[str, bytes] = {}
+        self._patterns: list[tuple[re.Pattern[str], set[str]]] = []
+        for path, methods in merged.items():
+            if "{" in path:
+                self._patterns.append((_path_pattern(path), methods))
+            else:
+                self._exact[path] = self._allow(methods)
+
+    @staticmethod
+    def _allow(methods: Iterable[str]) -> bytes:
+        names = {*methods, "OPTIONS"}
+        if "GET" in names:
+            names.add("HEAD")
+        return ", ".join(sorted(names)).encode()
+
+    def allowed(self, path: str) -> bytes | None:
+        """The `Allow` value of `path`, or None where no route takes it."""
+        found = self._exact.get(path)
+        if found is not None:
+            return found
+        methods = [m for pattern, ms in self._patterns if pattern.fullmatch(path) for m in ms]
+        return self._allow(methods) if methods else None
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or scope["method"] != "HEAD":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
+        method = scope["method"]
+        if method == "HEAD":
+            await self._head(scope, receive, send)
+            return
+        if method == "OPTIONS":
+            allow = self.allowed(scope["path"])
+            if allow is not None:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 204,
+                        "headers": [(b"allow", allow)],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+        await self.app(scope, receive, self._allowing_head(send))
+
+    @staticmethod
+    def _allowing_head(send: Send) -> Send:
+        async def send_with_head(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                message = {
+                    **message,
+                    "headers": [
+                        (k, v + b", HEAD" if k.lower() == b"allow" and b"GET" in v else v)
+                        for k, v in message.get("headers", ())
+                    ],
+                }
+            await send(message)
+
+        return send_with_head
+
+    async def _head(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         started = ended = False
+        send = self._allowing_head(send)
 
         async def send_head(message: Message) -> None:
             nonlocal started, ended

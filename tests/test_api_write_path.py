@@ -240,8 +240,8 @@ async def test_a_body_that_is_not_json_is_415(client: Client, ledger: Ledger, me
     assert await log_size(client, ledger) == size
     for media_ok in ("application/json; charset=utf-8", "application/problem+json", None):
         headers = dict(writer) if media_ok is None else {**writer, "Content-Type": media_ok}
-        body = json.dumps(source_body(id=f"src-{len(str(media_ok))}")).encode()
-        sent = await client.post("/v1/sources", content=body, headers=headers)
+        raw = json.dumps(source_body(id=f"src-{len(str(media_ok))}")).encode()
+        sent = await client.post("/v1/sources", content=raw, headers=headers)
         assert sent.status_code == 201, sent.text
 
 

@@ -1,6 +1,6 @@
 """HEAD is answered as GET would be, status and headers alike, without a body (RFC 9110
 9.3.2): in process and through the real server, including the event stream, which must
-not stay open for a HEAD."""
+not stay open for a HEAD. OPTIONS lists every method of a path, without a token."""
 
 from __future__ import annotations
 
@@ -67,6 +67,34 @@ async def test_head_is_refused_as_get_would_be(client: Client, ledger: Ledger) -
     allowed = (await client.head("/v1/audit", headers=ledger.auth("reader"))).headers["allow"]
     assert "HEAD" not in allowed
     assert "POST" in allowed
+    refused = await client.delete("/v1/sources", headers=ledger.auth("admin"))
+    assert set(refused.headers["allow"].split(", ")) == {"GET", "HEAD", "OPTIONS", "POST"}
+
+
+@pytest.mark.parametrize(
+    ("path", "methods"),
+    [
+        ("/v1/health", {"GET", "HEAD", "OPTIONS"}),
+        ("/v1/sources", {"GET", "HEAD", "OPTIONS", "POST"}),
+        ("/v1/sources/ap", {"GET", "HEAD", "OPTIONS", "PATCH"}),
+        ("/v1/assertions", {"GET", "HEAD", "OPTIONS", "POST"}),
+        ("/v1/assertions/some-id/retract", {"OPTIONS", "POST"}),
+        (f"/v1/subjects/{DEPLOYMENT}/timeline", {"GET", "HEAD", "OPTIONS"}),
+        ("/v1/audit", {"OPTIONS", "POST"}),
+        ("/static/app.js", {"GET", "HEAD", "OPTIONS"}),
+    ],
+)
+async def test_options_lists_every_method_of_the_path_without_a_token(
+    client: Client, path: str, methods: set[str]
+) -> None:
+    response = await client.options(path)
+    assert response.status_code == 204
+    assert set(response.headers["allow"].split(", ")) == methods
+    assert response.content == b""
+
+
+async def test_options_on_an_unknown_path_is_a_404(client: Client) -> None:
+    problem(await client.options("/v1/nothing-here"), 404)
 
 
 async def test_head_of_a_view_answers_if_none_match(client: Client, ledger: Ledger) -> None:
