@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Literal, NoReturn, TextIO, cast
 
 import msgspec
 
@@ -25,12 +27,31 @@ _json = msgspec.json.Encoder()
 
 
 def default_db() -> str:
-    return os.environ.get("LEDGER_DB", "./ledger.db")
+    return os.environ.get("LEDGER_DB") or "./ledger.db"
+
+
+def _db_path(text: str) -> str:
+    """A ledger is a file: SQLite's in-memory and empty names would keep nothing."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a file name is needed, not an empty one")
+    if text == ":memory:" or text.startswith("file:"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file name: a ledger is a file")
+    return text
 
 
 def open_store(db: str, *, synchronous: str = "FULL") -> SqliteStore:
+    """The ledger at `db`, created when the file does not exist or is empty; another
+    program's database is refused, never given the ledger's tables."""
+    refuse_foreign(db)
     mode: Literal["FULL", "NORMAL"] = "NORMAL" if synchronous.upper() == "NORMAL" else "FULL"
     return SqliteStore(db, projectors=all_projectors(), synchronous=mode)
+
+
+def refuse_foreign(db: str) -> None:
+    """Exit 2 when `db` is a file with content that holds no ledger."""
+    path = Path(db)
+    if path.is_file() and path.stat().st_size > 0 and not _holds_a_log(path, empty=True):
+        _fail(f"{db} is not a ledger (another database, or not one at all): nothing was done", 2)
 
 
 def existing_store(db: str) -> SqliteStore:
@@ -47,22 +68,25 @@ def existing_store(db: str) -> SqliteStore:
     return open_store(db)
 
 
-def _holds_a_log(path: Path) -> bool:
+def _holds_a_log(path: Path, *, empty: bool = False) -> bool:
     """Whether the file has the log's table, read without writing anything; a file SQLite
-    cannot read passes here and gets the store's own one-line error."""
+    cannot read passes here and gets the store's own one-line error. A database with no
+    table at all counts as a ledger only when `empty` (a new ledger, just created)."""
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error:
         return True
     try:
-        row = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
-        ).fetchone()
-    except sqlite3.Error:
-        return True
+        names = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+    except sqlite3.DatabaseError as exc:
+        # not a database at all is not a ledger; anything else (locked, unreadable) is
+        # left to the store's own one-line error
+        return "not a database" not in str(exc)
     finally:
         conn.close()
-    return row is not None
+    return "events" in names or (empty and not names)
 
 
 def _print_json(obj: object) -> None:
@@ -337,7 +361,12 @@ def cmd_state(args: argparse.Namespace) -> int:
     store = existing_store(args.db)
     try:
         conn = store.reader()
-        at = resolve(conn, args.as_of, args.known_at, args.seq)
+        try:
+            at = resolve(conn, args.as_of, args.known_at, args.seq)
+        except InvalidInput as exc:  # named as the flags the user typed
+            flags = {"as_of": "--as-of", "known_at": "--known-at", "seq": "--seq"}
+            named = [FieldError(flags.get(e.field, e.field), e.message) for e in exc.errors]
+            raise InvalidInput(named) from None
         view = property_view(conn, args.subject, args.property, at)
     finally:
         store.close()
@@ -370,6 +399,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from api.server import serve
 
+    refuse_foreign(args.db)
     return serve(
         db=args.db,
         host=args.host,
@@ -390,14 +420,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--db", default=default_db(), help="database file ($LEDGER_DB)")
+        p.add_argument(
+            "--db", type=_db_path, default=default_db(), help="database file ($LEDGER_DB)"
+        )
         return p
 
     add("init", "create an empty ledger (or check an existing one)").set_defaults(fn=cmd_init)
 
     p = add("import", "append a JSON Lines file of sources, assertions, retractions, ranks")
     p.add_argument("file")
-    p.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who appends")
+    p.add_argument("--actor", default=os.environ.get("USER") or "cli", help="who appends")
     p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     p.set_defaults(fn=cmd_import)
 
@@ -419,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("erase", "erase the payload of an assertion by law: its text goes, every proof stays")
     p.add_argument("--seq", type=_nonneg, required=True, help="the event whose payload goes")
     p.add_argument("--reason", required=True, help="why (kept in the erasure record)")
-    p.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who erases")
+    p.add_argument("--actor", default=os.environ.get("USER") or "cli", help="who erases")
     p.add_argument("--vacuum", action="store_true", help="also rewrite the file without free space")
     p.set_defaults(fn=cmd_erase)
     add("vacuum", "rewrite the database file without free space (SQLite's VACUUM)").set_defaults(
@@ -445,13 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
     c = ks.add_parser("create", help="create a key; prints its token on the last line")
     c.add_argument("--role", required=True, choices=keys.ROLES)
     c.add_argument("--name")
-    c.add_argument("--db", default=argparse.SUPPRESS)
+    c.add_argument("--db", type=_db_path, default=argparse.SUPPRESS)
     ks.add_parser("list", help="list keys (never their tokens)").add_argument(
-        "--db", default=argparse.SUPPRESS
+        "--db", type=_db_path, default=argparse.SUPPRESS
     )
     r = ks.add_parser("revoke", help="revoke a key by name")
     r.add_argument("name")
-    r.add_argument("--db", default=argparse.SUPPRESS)
+    r.add_argument("--db", type=_db_path, default=argparse.SUPPRESS)
 
     p = add("serve", "run the HTTP API")
     p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -499,16 +531,76 @@ def _port(text: str) -> int:
     return value
 
 
+class OutputFailed(Exception):
+    """Standard output could not be written (a full disk, a closed descriptor)."""
+
+
+class _Output(io.TextIOBase):
+    """Standard output whose failures, other than a reader that left, are OutputFailed."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputFailed(exc.strerror or str(exc)) from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputFailed(exc.strerror or str(exc)) from None
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+
+def _silence_stdout() -> None:
+    """Point descriptor 1 at /dev/null, so the interpreter's last flush cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(devnull, sys.__stdout__.fileno() if sys.__stdout__ else 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(os.environ.get("LEDGER_LOG_LEVEL", "WARNING"))
     args = build_parser().parse_args(argv)
+    if sys.stdout is None:  # `ledger ... >&-`: a token or a report would be lost
+        sys.stderr.write("ledger: standard output is closed: nothing was done\n")
+        return 2
+    real_stdout = sys.stdout
+    sys.stdout = cast("TextIO", _Output(real_stdout))
     try:
         code: int = args.fn(args)
         sys.stdout.flush()  # here, not at exit, so a reader that left is met below
     except BrokenPipeError:  # `ledger events | head`: the reader left; stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the exit's flush does not fail again
+        _silence_stdout()
         return 128 + 13  # as if killed by SIGPIPE, like other Unix tools
+    except OutputFailed as exc:
+        _silence_stdout()
+        sys.stderr.write(
+            f"ledger: cannot write to standard output ({exc}): the output is incomplete; "
+            "what the command wrote to the ledger stays\n"
+        )
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            "ledger: interrupted; what was committed before stays (`ledger verify` gives "
+            "the log's size)\n"
+        )
+        return 130
+    except sqlite3.Error as exc:  # a read-only file, a locked or damaged database
+        sys.stderr.write(f"ledger: {args.db}: {_database_problem(exc)}\n")
+        return 1
     except InvalidInput as exc:
         for err in exc.errors:
             sys.stderr.write(f"ledger: {err.field}: {err.message}\n")
@@ -516,7 +608,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LedgerError as exc:
         sys.stderr.write(f"ledger: {exc.detail}\n")
         return 1
+    finally:
+        sys.stdout = real_stdout
     return code
+
+
+def _database_problem(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return "the file is read-only, and this command writes to it; nothing was changed"
+    return f"the database refused: {text}"
 
 
 if __name__ == "__main__":

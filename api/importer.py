@@ -23,6 +23,7 @@ opened (:func:`ledger.replay.catch_up_on_open`).
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -31,6 +32,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import BinaryIO
@@ -92,6 +94,11 @@ class _BadLine(Exception):
 
 def decode_line(raw: bytes, number: int) -> ImportLine:
     """One line as a command, or :class:`_BadLine` naming every bad field."""
+    if len(raw) > MAX_LINE:
+        too_long = FieldError(
+            "line", f"longer than {MAX_LINE:,} bytes: a JSON Lines file holds one record a line"
+        )
+        raise _BadLine(0, ImportError_(number, [too_long]))
     try:
         line: ImportLine = _decoder.decode(raw)
     except (ValueError, RecursionError):  # DecodeError, bad UTF-8, nesting too deep
@@ -103,7 +110,10 @@ def decode_line(raw: bytes, number: int) -> ImportLine:
         except ValueError as exc:  # msgspec.DecodeError, or UnicodeDecodeError on bad UTF-8
             problem = ImportError_(number, [FieldError("line", f"not JSON: {exc}")])
             raise _BadLine(0, problem) from None
-        record = obj.get("record") if isinstance(obj, dict) else None
+        if not isinstance(obj, dict):
+            not_object = FieldError("line", "not a JSON object: each line is one {...} record")
+            raise _BadLine(0, ImportError_(number, [not_object])) from None
+        record = obj.get("record")
         if not isinstance(record, str) or record not in IMPORT_LINE_TYPES:
             kinds = ", ".join(IMPORT_LINE_TYPES)
             wrong = FieldError("record", f"must be one of {kinds}")
@@ -264,21 +274,41 @@ def _stop_on_ctrl_c() -> Iterator[_Stop]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _numbered_lines(fh: BinaryIO, block: int = 1 << 20) -> Iterator[tuple[int, bytes]]:
-    """`(number, line)` from 1, without its newline, read a block at a time."""
+MAX_LINE = 1 << 20
+"""The most bytes one line may hold, as one HTTP body may: a longer one is refused (a
+whole JSON array on one line, say) without being read into memory whole."""
+
+
+def _numbered_lines(
+    fh: BinaryIO, block: int = 1 << 20, limit: int = MAX_LINE
+) -> Iterator[tuple[int, bytes]]:
+    """`(number, line)` from 1, without its newline, read a block at a time.
+
+    A line longer than `limit` comes cut to a little over `limit` bytes (the rest is
+    skipped), so a file of one huge line costs neither memory nor quadratic copying.
+    """
     number = 0
-    rest = b""
-    first = fh.read(len(BOM))
-    if first != BOM:  # a UTF-8 byte order mark, as some editors write, is not part of line 1
-        rest = first
-    while data := fh.read(block):
-        lines = (rest + data).split(b"\n")
-        rest = lines.pop()
+    parts: list[bytes] = []  # the line read so far, when it spans blocks
+    size = 0
+    first = fh.read(len(BOM))  # a UTF-8 byte order mark is not part of line 1
+    blocks = itertools.chain([b"" if first == BOM else first], iter(partial(fh.read, block), b""))
+    for data in blocks:
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        if lines and parts:  # the block's first piece ends the line read so far
+            if size <= limit:
+                parts.append(lines[0])
+            lines[0] = b"".join(parts)
+            parts, size = [], 0
         for line in lines:
             number += 1
             yield number, line
-    if rest:
-        yield number + 1, rest
+        if tail:
+            if size <= limit:
+                parts.append(tail)
+            size += len(tail)
+    if parts:
+        yield number + 1, b"".join(parts)
 
 
 def import_file(

@@ -208,6 +208,9 @@ def rebuild(
 ) -> int:
     """Reset projections and replay the whole log into them; return the seq they reach.
 
+    The log is verified in the same pass (:func:`ledger.verify.verify_log`); one that does
+    not verify is a :class:`LedgerError` naming the first bad seq, with nothing changed.
+
     Rebuilds the store's own projectors (the write model among them) plus any of
     `projectors` whose name the store does not already have; those must already have
     their tables. Everything runs in one unit of work on the writer, reading the log on
@@ -237,17 +240,27 @@ def rebuild(
         for projector in chosen:
             projector.reset(conn)
         folds = replay_folds(conn, chosen)
-        seq = 0
-        for events in read_chunks(conn, chunk):
-            for fold in folds:
-                fold(events)
-            seq = events[-1].seq
-            if progress is not None:
-                progress(seq, total)
+        kept = kept_facts(conn)
+
+        def fold(rows: list[Any], payloads: list[Any]) -> None:
+            events = with_erasures(_verified_events(rows, payloads, total), kept)
+            for each in folds:
+                each(events)
+
+        # each chunk is checked (digests, chain, Merkle nodes) before it is folded, in
+        # one pass; a log that does not verify rolls the whole rebuild back, so a payload
+        # edited in the file never reaches the views
+        report = verify_log(conn, progress, chunk=chunk, consume=fold)
+        if not report.ok:
+            where = "" if report.first_bad_seq is None else f" at seq {report.first_bad_seq}"
+            raise LedgerError(
+                f"the log does not verify{where} ({report.problems[0]}): the projections "
+                "were left as they were (`ledger verify` lists every problem)"
+            )
         for sql in indexes:
             conn.execute(sql)
-        conn.executemany(_CHECKPOINT_SQL, [(p.name, seq) for p in chosen])
-        return seq
+        conn.executemany(_CHECKPOINT_SQL, [(p.name, report.events) for p in chosen])
+        return report.events
 
     return store.run_sync(work)
 

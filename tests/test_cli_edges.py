@@ -1,0 +1,243 @@
+"""The command line where it meets a hostile or unusual world: a log edited in the file,
+another program's database, names SQLite reads specially, output that cannot be written,
+a read-only file, an interrupt, a file of one huge line. Each ends in one line on stderr
+and an exit code, never a traceback, and never a changed ledger or foreign file."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from api import cli
+from api.importer import MAX_LINE, _numbered_lines
+from ledger.errors import LedgerError
+from ledger.replay import rebuild
+from tests.factories import DEPLOYMENT, ledger, run, seed_commands
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = ROOT / "fixtures" / "seed.jsonl"
+
+
+def cli_run(
+    *args: str, stdout: int | IO[str] = subprocess.PIPE
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Path:
+    db = tmp_path / "l.db"
+    with ledger(db) as store:
+        run(store, *seed_commands())
+    return db
+
+
+def _edit_payload(db: Path) -> int:
+    """Change one assertion's quote in the file, around the append-only triggers."""
+    conn = sqlite3.connect(db)
+    seq, data = conn.execute(
+        "SELECT p.seq, p.data FROM payloads p JOIN events e ON e.seq = p.seq "
+        "WHERE e.type = 'AssertionRecorded' ORDER BY p.seq LIMIT 1 OFFSET 2"
+    ).fetchone()
+    edited = json.loads(data)
+    edited["value"] = {"low": 99999, "high": 99999}
+    conn.execute("DROP TRIGGER payloads_no_update")
+    conn.execute("UPDATE payloads SET data = ? WHERE seq = ?", (json.dumps(edited), seq))
+    conn.commit()
+    conn.close()
+    return int(seq)
+
+
+def test_rebuild_refuses_a_log_edited_in_the_file(seeded: Path) -> None:
+    before = cli_run("state", DEPLOYMENT, "troops.deployed", "--db", str(seeded)).stdout
+    seq = _edit_payload(seeded)
+    done = cli_run("rebuild", "--db", str(seeded))
+    assert done.returncode == 1
+    assert f"the log does not verify at seq {seq}" in done.stderr
+    assert "Traceback" not in done.stderr
+    after = cli_run("state", DEPLOYMENT, "troops.deployed", "--db", str(seeded)).stdout
+    assert after == before  # the forged value never reached the views
+    assert "99999" not in after
+    with ledger(seeded) as store, pytest.raises(LedgerError, match=f"at seq {seq}"):
+        rebuild(store)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["init"],
+        ["import", str(SEED)],
+        ["keys", "create", "--role", "reader"],
+        ["keys", "list"],
+        ["serve", "--port", "1"],
+    ],
+)
+def test_another_programs_database_is_never_given_the_ledgers_tables(
+    tmp_path: Path, args: list[str]
+) -> None:
+    db = tmp_path / "other.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('mine')")
+    conn.commit()
+    conn.close()
+    done = cli_run(*args, "--db", str(db))
+    assert done.returncode == 2
+    assert "is not a ledger" in done.stderr
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("notes",)]
+    conn.close()
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database at all\n")
+    assert cli_run(*args, "--db", str(text)).returncode == 2
+    assert text.read_text() == "not a database at all\n"
+
+
+@pytest.mark.parametrize("db", [":memory:", "", "  ", "file:l.db?mode=memory"])
+def test_a_db_name_that_keeps_nothing_is_refused(db: str) -> None:
+    done = cli_run("import", str(SEED), "--db", db)
+    assert done.returncode == 2
+    assert "argument --db" in done.stderr
+
+
+def test_an_empty_ledger_db_variable_means_the_default(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "init"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "", "LEDGER_DB": "", "PYTHONPATH": str(ROOT)},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ledger.db").exists()
+
+
+def test_output_that_cannot_be_written_is_one_line_and_keeps_the_import(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    with open("/dev/full", "w") as full:
+        done = cli_run("import", str(SEED), "--db", str(db), stdout=full)
+    assert done.returncode == 1
+    assert "cannot write to standard output" in done.stderr
+    assert "Traceback" not in done.stderr
+    verified = json.loads(cli_run("verify", "--db", str(db)).stdout)
+    assert verified["events"] == 27  # the import itself happened
+
+
+def test_a_closed_standard_output_does_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    cli_run("init", "--db", str(db))
+    done = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m api.cli keys create --role admin --db "{db}" >&-'],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "standard output is closed" in done.stderr
+    listed = cli_run("keys", "list", "--db", str(db))
+    assert listed.stdout == ""  # no key was made whose token nobody saw
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "message"),
+    [
+        (sqlite3.OperationalError("attempt to write a readonly database"), 1, "read-only"),
+        (sqlite3.DatabaseError("database disk image is malformed"), 1, "malformed"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
+)
+def test_failures_outside_the_rules_are_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    raised: BaseException,
+    code: int,
+    message: str,
+) -> None:
+    """(A read-only file cannot be made here: the tests may run as root.)"""
+
+    def fails(args: argparse.Namespace) -> int:
+        raise raised
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    parser.set_defaults(fn=fails)
+    for action in parser._subparsers._group_actions:  # type: ignore[union-attr]
+        for sub in action.choices.values():  # type: ignore[union-attr]
+            sub.set_defaults(fn=fails)
+    assert cli.main(["rebuild", "--db", str(tmp_path / "l.db")]) == code
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_state_names_the_flags_it_was_given(seeded: Path) -> None:
+    for flags, named in [
+        (["--seq", "99"], "--seq"),
+        (["--as-of", "2025-13"], "--as-of"),
+        (["--known-at", "yesterday"], "--known-at"),
+    ]:
+        done = cli_run("state", DEPLOYMENT, "troops.deployed", *flags, "--db", str(seeded))
+        assert done.returncode == 2
+        assert done.stderr.startswith(f"ledger: {named}: ")
+
+
+def test_a_file_of_one_huge_line_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    source = '{"record":"source","id":"x","name":"n","kind":"military"}'
+    huge = tmp_path / "array.jsonl"
+    huge.write_text("[" + ",".join([source] * 50_000) + "]\n")  # ~2.9 MB on one line
+    done = cli_run("import", str(huge), "--db", str(tmp_path / "l.db"))
+    assert done.returncode == 1
+    assert f"line 1: line: longer than {MAX_LINE:,} bytes" in done.stderr
+    for line in ["[1, 2]", "42", "null", '"abc"']:
+        (tmp_path / "odd.jsonl").write_text(line + "\n")
+        odd = cli_run("import", str(tmp_path / "odd.jsonl"), "--db", str(tmp_path / "l.db"))
+        assert odd.returncode == 1
+        assert "line 1: line: not a JSON object" in odd.stderr
+
+
+@given(
+    st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=30),
+    st.integers(1, 17),
+    st.booleans(),
+)
+def test_lines_are_read_whole_across_blocks(lines: list[bytes], block: int, end: bool) -> None:
+    text = b"\n".join(lines) + (b"\n" if end and lines else b"")
+    got = list(_numbered_lines(io.BytesIO(text), block=block, limit=1 << 20))
+    want = text.split(b"\n")
+    if want and want[-1] == b"":
+        want.pop()
+    if want and want[0].startswith(b"\xef\xbb\xbf"):
+        want[0] = want[0][3:]
+    assert got == list(enumerate(want, start=1)) or (got == [] and want == [b""])
+
+
+def test_a_long_line_comes_cut_past_the_limit() -> None:
+    text = b"a" * 100 + b"\n" + b"b" * 10_000 + b"\nlast"
+    got = list(_numbered_lines(io.BytesIO(text), block=64, limit=1000))
+    assert [n for n, _ in got] == [1, 2, 3]
+    assert got[0][1] == b"a" * 100
+    assert 1000 < len(got[1][1]) <= 1000 + 64
+    assert got[2][1] == b"last"
