@@ -367,6 +367,13 @@ def cmd_state(args: argparse.Namespace) -> int:
             flags = {"as_of": "--as-of", "known_at": "--known-at", "seq": "--seq"}
             named = [FieldError(flags.get(e.field, e.field), e.message) for e in exc.errors]
             raise InvalidInput(named) from None
+        reach = store.views_reach()
+        if at.seq > reach:  # the views could not catch up: they would answer for an older seq
+            _fail(
+                f"the views hold the log up to seq {reach} of {store.size()} and could not "
+                "catch up (is the file read-only?): ask with --seq at most that, or open the "
+                "ledger with write access once"
+            )
         view = property_view(conn, args.subject, args.property, at)
     finally:
         store.close()

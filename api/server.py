@@ -16,6 +16,7 @@ from api.importer import import_file
 from api.settings import Settings
 from api.writer import quiet_collector
 from ledger import keys
+from ledger.errors import LedgerUnavailable
 from ledger.sqlite_store import SqliteStore, connect
 from projections import all_projectors
 
@@ -103,7 +104,16 @@ def serve(
         token = load_demo(db)
         print(demo_banner(host, port, token, public_read), flush=True)
     else:  # a path that cannot hold a ledger is a one-line error here, not a startup trace
-        SqliteStore(db, all_projectors(), background_checkpoints=False).close()
+        store = SqliteStore(db, all_projectors(), background_checkpoints=False)
+        try:
+            reach, size = store.views_reach(), store.size()
+        finally:
+            store.close()
+        if reach < size:  # every current view would answer for an older seq
+            raise LedgerUnavailable(
+                f"the views hold the log up to seq {reach} of {size} and could not catch up "
+                "(is the file read-only?): start the server once with write access"
+            )
     settings = Settings(
         db=Path(db),
         public_read=public_read,

@@ -953,6 +953,14 @@ class SqliteStore:
         row = self.reader().execute("SELECT max(seq) FROM events").fetchone()
         return int(row[0] or 0)
 
+    def views_reach(self) -> int:
+        """The seq up to which every projector has folded the log: the log's size, but for
+        a ledger whose projections could not catch up on opening (a read-only file left
+        behind by a stopped import)."""
+        conn = self.reader()
+        marks = dict(conn.execute("SELECT name, seq FROM checkpoints").fetchall())
+        return min((int(marks.get(p.name, 0)) for p in self.projectors), default=self.size())
+
     def seq_at(self, recorded_us: int) -> int:
         """The last seq recorded at or before `recorded_us` (record times never go back)."""
         return seq_at(self.reader(), recorded_us)

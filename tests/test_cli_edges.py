@@ -18,9 +18,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api import cli
+from api import cli, server
 from api.importer import MAX_LINE, _numbered_lines
-from ledger.errors import LedgerError
+from ledger import replay as replay_module
+from ledger.errors import LedgerError, LedgerUnavailable
 from ledger.replay import rebuild
 from tests.factories import DEPLOYMENT, ledger, run, seed_commands
 
@@ -241,3 +242,37 @@ def test_a_long_line_comes_cut_past_the_limit() -> None:
     assert got[0][1] == b"a" * 100
     assert 1000 < len(got[1][1]) <= 1000 + 64
     assert got[2][1] == b"last"
+
+
+def test_views_that_could_not_catch_up_are_never_shown_as_current(
+    seeded: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stopped import leaves the views behind the log; on a file that cannot be written
+    (here: a catch-up made to fail) they stay behind, and answering for the head would
+    label an old view with the current seq."""
+    conn = sqlite3.connect(seeded)
+    conn.execute("UPDATE checkpoints SET seq = 20 WHERE name != 'write_model'")
+    conn.commit()
+    conn.close()
+
+    def cannot(*args: object, **kwargs: object) -> int:
+        raise LedgerError("attempt to write a readonly database")
+
+    monkeypatch.setattr(replay_module, "catch_up", cannot)
+    argv = ["state", DEPLOYMENT, "deployment.status", "--db", str(seeded)]
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(argv)
+    assert stopped.value.code == 1
+    assert "the views hold the log up to seq 20 of 27" in capsys.readouterr().err
+    assert cli.main([*argv, "--seq", "20"]) == 0
+    assert json.loads(capsys.readouterr().out)["seq"] == 20
+    with pytest.raises(LedgerUnavailable, match="up to seq 20 of 27"):
+        server.serve(
+            db=str(seeded),
+            host="127.0.0.1",
+            port=1,
+            public_read=True,
+            demo=False,
+            synchronous="FULL",
+            rate_limit=0,
+        )
