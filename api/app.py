@@ -18,7 +18,7 @@ from litestar.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import Authenticator, guard
-from api.deps import BODY, checked_body
+from api.deps import BODY, checked_body, header_problems, query_check, query_problems
 from api.middleware import AccessLog, Methods, RateLimit
 from api.openapi import SchemaJson
 from api.problems import EXCEPTION_HANDLERS
@@ -35,6 +35,9 @@ from projections import all_projectors
 
 API_VERSION = "1.0.0"
 QUERY_NAMES = "query_names"
+QUERY_CHECKS = "query_checks"
+QUERY_REQUIRED = "query_required"
+HEADER_NAMES = "header_names"
 SWAGGER_ASSETS = "/schema/assets"
 
 
@@ -78,7 +81,8 @@ def create_app(settings: Settings) -> Litestar:
             await asyncio.to_thread(store.close)
 
     async def _gate(request: Request[Any, Any, Any]) -> None:
-        """Role, query names and (for writes) the body, before litestar parses anything.
+        """Role, then every problem of the query, the write headers and the body at once,
+        before litestar parses anything (it would stop at the first).
 
         One app-level hook rather than a litestar guard, which copies the route handler
         on every call.
@@ -87,22 +91,31 @@ def create_app(settings: Settings) -> Litestar:
         opt = handler.opt
         if opt.get("need") != "none":
             await guard(request, handler)
+        problems: list[FieldError] = []
         allowed = opt.get(QUERY_NAMES)
-        # none to check without a query string: no parsing (every write)
-        if allowed is not None and request.scope["query_string"]:
+        # nothing to check without a query string and no required parameter (every write)
+        if allowed is not None and (request.scope["query_string"] or opt[QUERY_REQUIRED]):
             query = request.query_params
-            problems = [
+            problems += [
                 FieldError(name, "unknown query parameter")
                 if name not in allowed
                 else FieldError(name, "given more than once (give it once)")
                 for name in dict.fromkeys(query)  # once each, in the query's order
                 if name not in allowed or len(query.getall(name)) > 1
             ]
-            if problems:
-                raise InvalidInput(problems)
+            named = {p.field for p in problems}
+            problems += [
+                p for p in query_problems(query, opt[QUERY_CHECKS]) if p.field not in named
+            ]
         body = opt.get(BODY)
         if body is not None:
-            await checked_body(request, body)
+            problems += header_problems(request, opt[HEADER_NAMES])
+            try:
+                await checked_body(request, body)
+            except InvalidInput as bad:
+                problems += bad.errors
+        if problems:
+            raise InvalidInput(problems)
 
     # the interactive schema page's scripts come from a Python package, not a CDN
     swagger_assets = create_static_files_router(
@@ -165,12 +178,27 @@ def create_app(settings: Settings) -> Litestar:
 
 
 def _note_query_names(app: Litestar) -> None:
-    """Record on each handler the query parameters it takes, so others are refused."""
+    """Record on each handler the query parameters it takes (so others are refused) with
+    their checks, and the headers it takes."""
     for route in app.routes:
         for handler, kwargs_model in getattr(route, "route_handler_map", {}).values():
             if handler.include_in_schema:  # the page and its assets may carry cache-busters
-                names = {p.field_alias for p in kwargs_model.expected_query_params}
-                handler.opt[QUERY_NAMES] = frozenset(names)
+                signature = handler.parsed_fn_signature.parameters
+                params = kwargs_model.expected_query_params
+                handler.opt[QUERY_NAMES] = frozenset(p.field_alias for p in params)
+                handler.opt[QUERY_CHECKS] = [
+                    query_check(
+                        p.field_alias,
+                        signature[p.field_name].annotation,
+                        signature[p.field_name].kwarg_definition,
+                        p.is_required,
+                    )
+                    for p in sorted(params, key=lambda p: p.field_alias)
+                ]
+                handler.opt[QUERY_REQUIRED] = any(p.is_required for p in params)
+                handler.opt[HEADER_NAMES] = frozenset(
+                    p.field_alias for p in kwargs_model.expected_header_params
+                )
 
 
 def end_streams(app: Litestar) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
@@ -18,7 +22,7 @@ from ledger.errors import FieldError, InvalidInput
 from ledger.service import Idempotency, Receipt, Reply
 from ledger.sqlite_store import SqliteStore
 from ledger.text import MAX_WHOLE, whole_number
-from ledger.times import TIME_PATTERN
+from ledger.times import TIME_PATTERN, TimeFormatError, parse_time
 from ledger.validation import decode_all
 from projections.pit import PointInTime, resolve
 
@@ -70,6 +74,70 @@ IfMatch = Annotated[
 ]
 
 _json = msgspec.json.Encoder()
+
+
+TIME_PARAMETERS = frozenset({"as_of", "known_at"})
+IDEMPOTENCY_KEY = re.compile(r"[ -~]{1,255}")
+
+
+@dataclass(frozen=True, slots=True)
+class QueryCheck:
+    """One query parameter of a handler, checked as litestar would parse it, so the gate
+    can name every bad one at once (litestar stops at the first)."""
+
+    name: str
+    type: Any
+    required: bool
+
+
+def query_check(name: str, annotation: Any, kwargs: Any, required: bool) -> QueryCheck:
+    """The check of parameter `name` declared as `annotation` with `kwargs` (a litestar
+    QueryParameter's constraints)."""
+    meta = {
+        key: value
+        for key in ("ge", "le", "gt", "lt", "min_length", "max_length")
+        if (value := getattr(kwargs, key, None)) is not None
+    }
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    optional = len(args) == 1 and type(None) in typing.get_args(annotation)
+    base = args[0] if optional else annotation
+    checked: Any = Annotated[base, msgspec.Meta(**meta)] if meta else base
+    return QueryCheck(name, checked | None if optional else checked, required)
+
+
+def query_problems(query: Mapping[str, str], checks: Sequence[QueryCheck]) -> list[FieldError]:
+    """Every declared parameter of `query` that is missing or would not parse."""
+    problems: list[FieldError] = []
+    for check in checks:
+        value = query.get(check.name)
+        if value is None:
+            if check.required:
+                problems.append(FieldError(check.name, "Required parameter is missing"))
+        elif check.name in TIME_PARAMETERS:
+            try:
+                parse_time(value)
+            except TimeFormatError as exc:
+                problems.append(FieldError(check.name, str(exc)))
+        else:
+            try:
+                msgspec.convert(value, check.type, strict=False)
+            except msgspec.ValidationError as exc:
+                problems.append(FieldError(check.name, str(exc)))
+    return problems
+
+
+def header_problems(request: Request[Any, Any, Any], names: frozenset[str]) -> list[FieldError]:
+    """The write headers among `names` (If-Match, Idempotency-Key) that are bad."""
+    problems: list[FieldError] = []
+    if "If-Match" in names:
+        try:
+            parse_if_match(request.headers.get("if-match"))
+        except InvalidInput as exc:
+            problems += exc.errors
+    key = request.headers.get("idempotency-key")
+    if "Idempotency-Key" in names and key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        problems.append(FieldError("Idempotency-Key", "1..255 printable ASCII characters"))
+    return problems
 
 
 def store_of(state: State) -> SqliteStore:

@@ -245,6 +245,34 @@ async def test_a_body_that_is_not_json_is_415(client: Client, ledger: Ledger, me
         assert sent.status_code == 201, sent.text
 
 
+async def test_every_bad_query_parameter_and_header_is_named_at_once(
+    client: Client, ledger: Ledger
+) -> None:
+    """The query, the write headers and the body are judged together: litestar alone
+    stops at the first parameter it cannot parse."""
+    reader, writer = ledger.auth("reader"), ledger.auth("writer")
+    for path, fields in [
+        ("/v1/log/inclusion", {"seq", "size"}),
+        ("/v1/log/consistency?from=0", {"from", "to"}),
+        (
+            f"/v1/subjects/{DEPLOYMENT}/timeline?as_of=bad&known_at=bad&seq=bad",
+            {"as_of", "known_at", "seq"},
+        ),
+        ("/v1/assertions?as_of=bad&limit=0&cursor=" + "x" * 201, {"as_of", "limit", "cursor"}),
+        ("/v1/events?after=-1&limit=abc&colour=red", {"after", "limit", "colour"}),
+    ]:
+        assert fields_of(await client.get(path, headers=reader)) == fields, path
+    size = await log_size(client, ledger)
+    refused = await client.post(
+        "/v1/assertions?foo=1",
+        json={"subject": "BAD"},
+        headers={**writer, "If-Match": "abc", "Idempotency-Key": "x" * 300},
+    )
+    named = fields_of(refused)
+    assert {"foo", "If-Match", "Idempotency-Key", "subject", "property", "quote"} <= named
+    assert await log_size(client, ledger) == size
+
+
 async def test_one_access_log_line_per_request(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
