@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -174,3 +175,17 @@ def _strip(value: Any, drop: frozenset[str]) -> Any:
     if isinstance(value, list):
         return [_strip(v, drop) for v in value]
     return value
+
+
+def leave_in_free_page(path: Path, text: str) -> None:
+    """Leave a copy of `text` in a free page of the ledger at `path`, as an earlier write
+    (a dropped table, a rebuild) may: a table that held it is dropped without zeroing."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA secure_delete = OFF")
+        conn.execute("CREATE TABLE scratch (text TEXT)")
+        conn.execute("INSERT INTO scratch VALUES (?)", (text,))
+        conn.execute("DROP TABLE scratch")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()

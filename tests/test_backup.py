@@ -16,7 +16,7 @@ from ledger.erasure import EraseRequest, erase
 from ledger.errors import LedgerError
 from ledger.sqlite_store import connect
 from ledger.verify import verify_log
-from tests.factories import DEPLOYMENT, ledger, quantity, run, seed_commands
+from tests.factories import DEPLOYMENT, leave_in_free_page, ledger, quantity, run, seed_commands
 from tests.test_projections import all_tables, table_rows
 
 
@@ -147,13 +147,7 @@ def test_a_backup_carries_no_erased_text(tmp_path: Path) -> None:
             claimants=("kr-intel",),
         )
         seq = run(store, msgspec.structs.replace(command, quote=quote)).events[0].seq
-    conn = sqlite3.connect(source, isolation_level=None)  # a copy left in a free page
-    conn.execute("PRAGMA secure_delete = OFF")
-    conn.execute("CREATE TABLE scratch (text TEXT)")
-    conn.execute("INSERT INTO scratch VALUES (?)", (quote,))
-    conn.execute("DROP TABLE scratch")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
+    leave_in_free_page(source, quote)
     with ledger(source) as store:
         erase(store, EraseRequest(seq, "court order"), "dpo")
         assert quote.encode() in source.read_bytes()  # the free page still holds it

@@ -24,7 +24,7 @@ from ledger.verify import verify_log
 from projections import all_projectors
 from projections.details import assertion_detail
 from projections.pit import resolve
-from tests.factories import DEPLOYMENT, ledger, quantity, run
+from tests.factories import DEPLOYMENT, leave_in_free_page, ledger, quantity, run
 from tests.test_projections import all_tables, table_rows
 from tests.test_replay_folds import WRITE_MODEL_TABLES, busy_ledger
 
@@ -302,13 +302,7 @@ def test_the_command_line_says_when_free_space_still_holds_the_text(
     with ledger(path) as store:
         _busy(store)
         seq = run(store, _claim(quote)).events[0].seq
-    conn = sqlite3.connect(path, isolation_level=None)  # a table dropped: its page is free
-    conn.execute("PRAGMA secure_delete = OFF")
-    conn.execute("CREATE TABLE scratch (text TEXT)")
-    conn.execute("INSERT INTO scratch VALUES (?)", (quote,))
-    conn.execute("DROP TABLE scratch")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
+    leave_in_free_page(path, quote)
     assert path.read_bytes().count(quote.encode()) == 3  # payload, read side, free page
     code = main(["erase", "--db", str(path), "--seq", str(seq), "--reason", "x"])
     err = capsys.readouterr().err
