@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from json import JSONEncoder
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -32,6 +32,17 @@ class _JsonDumps:
         return self._encode(obj)
 
 
+class _CurrentStderr:
+    """Standard error as it is when a line is written, not when logging was set up: code
+    that swaps `sys.stderr` (a test's capture, a wrapper) gets the lines that follow."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
     """Set up structlog and the stdlib root logger (idempotent)."""
     global _configured
@@ -53,7 +64,7 @@ def configure_logging(level: str = "INFO", *, json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(cast("TextIO", _CurrentStderr())),
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
