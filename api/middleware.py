@@ -83,6 +83,8 @@ class Methods:
 
     def allowed(self, path: str) -> bytes | None:
         """The `Allow` value of `path`, or None where no route takes it."""
+        if len(path) > 1:
+            path = path.rstrip("/") or "/"  # as litestar routes `/v1/sources/`
         found = self._exact.get(path)
         if found is not None:
             return found
@@ -118,7 +120,12 @@ class Methods:
                 message = {
                     **message,
                     "headers": [
-                        (k, v + b", HEAD" if k.lower() == b"allow" and b"GET" in v else v)
+                        (
+                            k,
+                            v + b", HEAD"
+                            if k.lower() == b"allow" and b"GET" in v and b"HEAD" not in v
+                            else v,
+                        )
                         for k, v in message.get("headers", ())
                     ],
                 }
@@ -146,6 +153,8 @@ class Methods:
 
         as_get = cast("AsgiScope", {**scope, "method": "GET"})
         await self.app(as_get, receive_head, send_head)
+        if started and not ended:  # a stream cancelled on the disconnect: end the response
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class AccessLog:

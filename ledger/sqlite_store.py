@@ -64,6 +64,7 @@ BUSY_TIMEOUT_MS = 10000  # how long a connection waits for another's lock
 LINGER_NAP = 0.0002  # seconds the writer waits for more units when batches have been fuller
 LINGER_NAPS = 3
 CHECKPOINT_PAUSE = 0.05  # seconds between two background checkpoints
+BACKUP_PROGRESS_STEPS = 200_000  # SQLite instructions between two progress reports of a backup
 WRITER_AUTOCHECKPOINT = 4000  # WAL pages before the writer checkpoints in a COMMIT (SQLite: 1000)
 
 
@@ -826,10 +827,12 @@ class SqliteStore:
                         report(partial.stat().st_size)
                     return 0
 
-                conn.set_progress_handler(tick, 200_000)
+                conn.set_progress_handler(tick, BACKUP_PROGRESS_STEPS)
             try:
                 conn.execute("VACUUM INTO ?", (str(partial),))
             except sqlite3.Error as exc:
+                if "interrupted" in str(exc):  # a Ctrl-C met in the progress handler
+                    raise KeyboardInterrupt from None
                 if _is_full(exc):
                     raise StorageFull("the disk is full: no backup was written") from None
                 raise LedgerUnavailable(f"the copy could not be written: {exc}") from None

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx
 import pytest
 import structlog
@@ -130,6 +132,59 @@ async def test_head_of_the_event_stream_ends_at_once(client: Client, ledger: Led
     assert response.content == b""
 
 
+@pytest.mark.parametrize("path", ["/v1/events/stream?after=0", "/v1/log/head", "/v1/nothing"])
+async def test_a_head_response_is_always_complete(
+    client: Client, ledger: Ledger, path: str
+) -> None:
+    """One start, then exactly one final empty body: a server keeps the connection only
+    for a complete response."""
+    url = httpx.URL(path)
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "HEAD",
+        "scheme": "http",
+        "path": url.path,
+        "raw_path": url.raw_path,
+        "root_path": "",
+        "query_string": url.query,
+        "headers": [(b"host", b"testserver.local")]
+        + [(k.lower().encode(), v.encode()) for k, v in ledger.auth("reader").items()],
+        "client": ("testclient", 50000),
+        "server": ("testserver.local", 80),
+        "extensions": {},
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def drive() -> None:
+        with anyio.fail_after(5):
+            await client.app(scope, receive, send)
+
+    client.blocking_portal.call(drive)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[1].get("body", b"") == b""
+    assert not sent[1].get("more_body", False)
+
+
+async def test_options_and_allow_read_a_trailing_slash_as_the_router_does(
+    client: Client, ledger: Ledger
+) -> None:
+    for path in ["/v1/sources/", "/v1/sources/ap/"]:
+        direct = await client.options(path.rstrip("/"))
+        slashed = await client.options(path)
+        assert slashed.status_code == 204
+        assert slashed.headers["allow"] == direct.headers["allow"]
+    refused = await client.post("/static/app.js")
+    assert refused.headers["allow"].count("HEAD") == 1
+
+
 def raw_head(base: str, path: str, token: str) -> bytes:
     """A HEAD over a plain socket: what the server sends, up to its closing the connection."""
     host, port = base.removeprefix("http://").split(":")
@@ -163,3 +218,9 @@ def test_head_through_the_real_server(tmp_path: Path) -> None:
         assert head.startswith(b"HTTP/1.1 200")
         assert b"text/event-stream" in head
         assert b"id:" not in body
+
+        # on one kept-alive connection, a HEAD of the stream and then a GET both answer
+        with httpx.Client(base_url=server.base, headers=server.auth(), timeout=10) as http:
+            assert http.head("/v1/events/stream?after=0").status_code == 200
+            assert http.get("/v1/health").status_code == 200
+            assert len(http._transport._pool.connections) == 1  # type: ignore[attr-defined]

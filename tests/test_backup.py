@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from api.cli import main
+from ledger import sqlite_store
 from ledger.erasure import EraseRequest, erase
 from ledger.errors import LedgerError
 from ledger.sqlite_store import connect
@@ -160,3 +161,19 @@ def test_a_backup_carries_no_erased_text(tmp_path: Path) -> None:
         copy.close()
     assert report.ok
     assert report.erased == 1
+
+
+def test_a_ctrl_c_during_the_copy_is_an_interrupt_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, dest = tmp_path / "l.db", tmp_path / "copy.db"
+    _seeded(source)
+    monkeypatch.setattr(sqlite_store, "BACKUP_PROGRESS_STEPS", 100)  # a small file reports too
+
+    def interrupted(done: int) -> None:
+        raise KeyboardInterrupt  # as a Ctrl-C arrives while SQLite calls back
+
+    with ledger(source) as store, pytest.raises(KeyboardInterrupt):
+        store.backup(dest, interrupted)
+    assert not dest.exists()
+    assert _leftovers(tmp_path) == []
