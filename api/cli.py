@@ -117,11 +117,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     except OSError as exc:  # missing, unreadable: said before any ledger is created
         _fail(f"{path}: {exc.strerror or exc}", 2)
     store = open_store(args.db, synchronous=args.synchronous)
-    bar = Progress(f"importing {path.name}", path.stat().st_size)
+    phases = _Phases(Progress(f"importing {path.name}", path.stat().st_size))
     try:
-        result = import_file(store, path, actor, bar)
+        result = import_file(store, path, actor, phases.current, fold_progress=phases.fold)
     finally:
-        bar.finish()
+        phases.finish()
         store.close()
     span = f" (seq {result.first_seq}..{result.last_seq})" if result.appended else ""
     if result.interrupted and result.error is None:
@@ -141,6 +141,24 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 1
     print(f"imported {result.lines} lines: {result.appended} events appended{span}")
     return 0
+
+
+class _Phases:
+    """An import's two bars: the lines read, then the events folded into the views."""
+
+    def __init__(self, reading: Progress) -> None:
+        self.current = reading
+        self._folding: Progress | None = None
+
+    def fold(self, done: int, total: int) -> None:
+        if self._folding is None:
+            self.current(self.current.total)
+            self.current.finish()
+            self._folding = self.current = Progress("folding the views", total)
+        self._folding(done, total)
+
+    def finish(self) -> None:
+        self.current.finish()
 
 
 def cmd_events(args: argparse.Namespace) -> int:

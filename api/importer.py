@@ -194,8 +194,11 @@ class _DeferredViews:
     the projectors are back.
     """
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(
+        self, store: SqliteStore, progress: Callable[[int, int], None] | None = None
+    ) -> None:
         self.store = store
+        self.progress = progress
         self.taken: list[Projector] = []
 
     def __enter__(self) -> _DeferredViews:
@@ -216,7 +219,7 @@ class _DeferredViews:
             write_model = self.store.projectors[0].name
             committed = checkpoint_of(conn, write_model)
             end = log_size(conn) if committed is None else committed
-            catch_up(conn, self.taken, until=end, chunk=CATCH_UP_CHUNK)
+            catch_up(conn, self.taken, until=end, chunk=CATCH_UP_CHUNK, progress=self.progress)
             self.store.projectors.extend(self.taken)
             self.taken = []
 
@@ -318,8 +321,12 @@ def import_file(
     progress: Callable[[int, int], None] | None = None,
     *,
     chunk_size: int = CHUNK,
+    fold_progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     """Append every line of `path`; stop at the first bad one.
+
+    `progress` is told the bytes read; `fold_progress` the events folded into the views
+    once the lines are in (the last quarter or so of a large import's time).
 
     Run on the main thread (the CLI), a first Ctrl-C stops the reading between two lines,
     lets the chunks already handed to the writer commit and fold, and returns with
@@ -356,7 +363,7 @@ def import_file(
     chunk: list[tuple[int, ImportLine]] = []
     done_bytes = 0
     decode_error: ImportError_ | None = None
-    with _stop_on_ctrl_c() as stop, _DeferredViews(store):
+    with _stop_on_ctrl_c() as stop, _DeferredViews(store, fold_progress):
         try:
             with path.open("rb") as fh:
                 for number, raw in _numbered_lines(fh):

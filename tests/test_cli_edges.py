@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api import cli, server
-from api.importer import MAX_LINE, _numbered_lines
+from api.importer import MAX_LINE, _numbered_lines, import_file
 from ledger import replay as replay_module
 from ledger.errors import LedgerError, LedgerUnavailable
 from ledger.replay import rebuild
@@ -276,3 +276,21 @@ def test_views_that_could_not_catch_up_are_never_shown_as_current(
             synchronous="FULL",
             rate_limit=0,
         )
+
+
+def test_an_import_reports_its_fold_into_the_views(tmp_path: Path) -> None:
+    """The bar of lines read ends at 100%; the fold that follows has a bar of its own."""
+    read: list[tuple[int, int]] = []
+    folded: list[tuple[int, int]] = []
+    with ledger(tmp_path / "l.db") as store:
+        result = import_file(
+            store,
+            SEED,
+            "test",
+            lambda done, total: read.append((done, total)),
+            fold_progress=lambda done, total: folded.append((done, total)),
+        )
+    assert result.error is None
+    assert read[-1][0] == read[-1][1] == SEED.stat().st_size
+    assert folded
+    assert folded[-1] == (27, 27)
