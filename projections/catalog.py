@@ -9,7 +9,7 @@ from typing import Any
 from ledger.errors import FieldError, InvalidInput
 from ledger.sqlite_store import stream_version_at
 from projections.details import check_limit
-from projections.pit import PointInTime, subject_version
+from projections.pit import PointInTime, echo, subject_version
 from projections.rows import SourcePage, SourceVersion, SourceView, SubjectPage, SubjectRow
 
 _SOURCE_COLUMNS = "id, seq, recorded_at, name, kind, country, reliability"
@@ -54,7 +54,7 @@ def list_subjects(
                 version=subject_version(conn, subject, at.seq),
             )
         )
-    return SubjectPage(items=items, next=items[-1].subject if more else None)
+    return SubjectPage(items=items, next=items[-1].subject if more else None, **echo(at))
 
 
 def _source(rows: list[Any]) -> SourceView:
@@ -104,7 +104,7 @@ def list_sources(
             more = True
             break
         items.append(_source(list(group)))
-    return SourcePage(items=items, next=items[-1].id if more else None)
+    return SourcePage(items=items, next=items[-1].id if more else None, **echo(at))
 
 
 def source_version(conn: sqlite3.Connection, source_id: str, seq: int) -> int:

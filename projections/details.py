@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from ledger.errors import FieldError, InvalidInput
-from projections.pit import PointInTime
+from projections.pit import PointInTime, echo
 from projections.rows import (
     UNRANKED,
     AssertionDetail,
@@ -201,4 +201,6 @@ def list_assertions(
     more = len(rows) > limit
     rows = rows[:limit]
     items = details(conn, rows, at.seq)
-    return AssertionPage(items=items, next=str(items[-1].recorded_seq) if more else None)
+    return AssertionPage(
+        items=items, next=str(items[-1].recorded_seq) if more else None, **echo(at)
+    )

@@ -7,6 +7,7 @@ seq, so a view at `known_at=T` is the view at the last seq recorded at or before
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import msgspec
 
@@ -60,6 +61,11 @@ def subject_version(conn: sqlite3.Connection, subject: str, seq: int) -> int:
         _SUBJECT_VERSION, {"stream": f"subject:{subject}", "subject": subject, "seq": seq}
     ).fetchone()
     return 0 if row is None else int(row[0])
+
+
+def echo(at: PointInTime) -> dict[str, Any]:
+    """What a view or a page echoes of the point in time it was computed at."""
+    return {"as_of": at.as_of, "known_at": at.known_at, "seq": at.seq}
 
 
 def _time(name: str, text: str | None, errors: list[FieldError]) -> tuple[str | None, int | None]:

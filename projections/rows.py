@@ -19,6 +19,16 @@ class Row(msgspec.Struct, frozen=True):
     """Base of the view rows."""
 
 
+class Page(Row, frozen=True):
+    """A page of a listing, with the point in time it was read at: `seq` is the log
+    position, so a client that passes it back (`?seq=`) reads every later page at the
+    same position, whatever is appended meanwhile."""
+
+    as_of: str | None
+    known_at: str | None
+    seq: int
+
+
 # ---- assertions ----
 
 
@@ -82,7 +92,7 @@ class AssertionDetail(Row, frozen=True):
     rank: RankRow
 
 
-class AssertionPage(Row, frozen=True):
+class AssertionPage(Page, frozen=True, kw_only=True):
     items: list[AssertionDetail]
     next: str | None
 
@@ -179,7 +189,7 @@ class SubjectRow(Row, frozen=True):
     version: int
 
 
-class SubjectPage(Row, frozen=True):
+class SubjectPage(Page, frozen=True, kw_only=True):
     items: list[SubjectRow]
     next: str | None
 
@@ -204,6 +214,6 @@ class SourceView(Row, frozen=True):
     history: list[SourceVersion]
 
 
-class SourcePage(Row, frozen=True):
+class SourcePage(Page, frozen=True, kw_only=True):
     items: list[SourceView]
     next: str | None

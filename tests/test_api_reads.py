@@ -29,6 +29,7 @@ from tests.api_helpers import (
     Client,
     Ledger,
     all_events,
+    assertion_body,
     check_chain,
     copy_ledger,
     fields_of,
@@ -75,7 +76,10 @@ async def walk(client: Client, ledger: Ledger, path: str, **params: Any) -> list
     cursor = None
     while True:
         page = await get(client, ledger, path, **params, **({"cursor": cursor} if cursor else {}))
-        assert set(page) == {"items", "next"}
+        assert set(page) == {"items", "next", "as_of", "known_at", "seq"}
+        assert (page["as_of"], page["known_at"]) == (params.get("as_of"), params.get("known_at"))
+        if "seq" in params:
+            assert page["seq"] == params["seq"]
         items += page["items"]
         if page["next"] is None:
             return items
@@ -466,3 +470,32 @@ async def test_point_in_time_answers_equal_the_cli(template: Ledger, tmp_path: P
             kind = "statuses" if prop == STATUS else "estimates"
             view = await get(client, ledger, f"/v1/subjects/{subject}/{kind}/{prop}", **params)
             assert json.loads(out) == view, (subject, prop, params)
+
+
+async def test_a_listing_held_at_its_first_pages_seq_never_shifts(
+    client: Client, ledger: Ledger
+) -> None:
+    """Each page echoes the log position it was read at; passing it back holds every later
+    page there, whatever is appended meanwhile."""
+    first = await get(client, ledger, "/v1/assertions", limit=4)
+    held = first["seq"]
+    assert held == SEED_EVENTS
+    posted = await client.post(
+        "/v1/assertions",
+        json={**assertion_body(), "assertion_id": "appended-while-paging"},
+        headers=ledger.auth("writer"),
+    )
+    assert posted.status_code == 201
+    ids = [a["assertion_id"] for a in first["items"]]
+    cursor = first["next"]
+    while cursor is not None:
+        page = await get(client, ledger, "/v1/assertions", limit=4, seq=held, cursor=cursor)
+        assert page["seq"] == held
+        ids += [a["assertion_id"] for a in page["items"]]
+        cursor = page["next"]
+    assert "appended-while-paging" not in ids
+    assert ids == [
+        a["assertion_id"] for a in await walk(client, ledger, "/v1/assertions", seq=held)
+    ]
+    latest = await get(client, ledger, "/v1/subjects")
+    assert latest["seq"] == held + 1
