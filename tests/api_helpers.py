@@ -1,8 +1,9 @@
 """Shared pieces of the HTTP API tests: a seeded ledger with a key per role, request bodies,
 problem checks, an event-stream reader and an independent RFC 9162 / hash-chain verifier.
 
-The verifier here is written from the RFCs and the contract, not imported from
-`ledger.merkle`, so a test that uses it checks the server against a second implementation.
+The verifier is written from the RFCs and the contract (its proof checks are those of
+`scripts/check_log.py`), never imported from `ledger.merkle`, so a test that uses it checks
+the server against a second implementation.
 
 Its fixtures, which a test module takes by binding them to module names: `template` (the
 seeded ledger, built once), `ledger` (a fresh copy of it per test) and `client` (the app
