@@ -205,6 +205,12 @@ class AccessLog:
             )
 
 
+def _unlimited(path: str) -> bool:
+    """The health check, the analyst's page and its files, and the schema: loading the
+    page once must not spend a reader's budget (a page load is ~10 requests)."""
+    return path in ("/", "/v1/health") or path.startswith(("/static/", "/schema"))
+
+
 class RateLimit:
     """A fixed one-minute window per API key (by digest) or, without one, per client address.
 
@@ -238,7 +244,7 @@ class RateLimit:
         self._windows[who] = (window, self._spent(who, window) + 1)
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or self.per_minute <= 0 or scope.get("path") == "/v1/health":
+        if scope["type"] != "http" or self.per_minute <= 0 or _unlimited(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         now = time.time()

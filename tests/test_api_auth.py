@@ -214,6 +214,20 @@ async def test_one_rate_limit_for_every_path(tmp_path: Path) -> None:
         pytest.fail("the minute turned over on every try")
 
 
+async def test_the_page_and_its_files_spend_no_budget(tmp_path: Path) -> None:
+    """Loading the analyst's page is ~10 requests; only its API reads count (here all
+    anonymous, so all from one address's budget)."""
+    ledger = make_ledger(tmp_path, seed=False)
+    async with serve(ledger, rate_limit_per_minute=3, public_read=True) as client:
+        for _ in range(5):
+            for path in ("/", "/static/app.js", "/static/app.css", "/schema/openapi.json"):
+                assert (await client.get(path)).status_code == 200, path
+        minute = int(time.time() // 60)
+        answers = [(await client.get("/v1/log/head")).status_code for _ in range(4)]
+        if int(time.time() // 60) == minute:
+            assert answers == [200, 200, 200, 429]
+
+
 async def test_rate_limit(tmp_path: Path) -> None:
     ledger = make_ledger(tmp_path, seed=False)
     async with serve(ledger, rate_limit_per_minute=5) as client:

@@ -345,3 +345,49 @@ def test_the_feed_starts_once_a_bad_as_of_in_the_url_is_fixed(
     expect(page.locator(f'#subjects a[data-subject="{subject}"]')).to_contain_text("1 assertion")
     watched.errors.clear()  # the browser logs the first load's 422 itself
     watched.check(server.base)
+
+
+def test_hostile_text_stays_in_its_place(watched: Watched, server: LiveServer) -> None:
+    """A name with an unclosed right-to-left override cannot reorder its neighbours, a
+    quote keeps its line breaks and wraps however long its words, and ids stay unique
+    where properties or assertion ids differ only by `.`/`-` or a suffix."""
+    subject = "hostile-subject"
+    server.post("/v1/sources", {"id": "rlo-src", "name": "Agency \u202e", "kind": "official"})
+    document = {"publisher": "P", "published_at": "2025-01-01"}
+    for assertion_id, prop, quote in [
+        ("d1", "troops.deployed", "first line\nsecond line"),
+        ("d1-h", "troops-deployed", "W" * 3000),
+    ]:
+        server.post(
+            "/v1/assertions",
+            {
+                "assertion_id": assertion_id,
+                "subject": subject,
+                "property": prop,
+                "value": {"low": 100, "high": 200},
+                "claimants": ["rlo-src", "us-intel"],
+                "stated_at": "2025-01",
+                "document": document,
+                "quote": quote,
+            },
+        )
+    page = watched.page
+    page.goto(f"{server.base}/?subject={subject}")
+    entry = page.locator('[data-assertion="d1"]')
+    expect(entry.locator("blockquote")).to_contain_text("first line")
+    duplicated = page.evaluate(
+        "() => { const ids = [...document.querySelectorAll('[id]')].map((e) => e.id);"
+        " return ids.filter((id, i) => ids.indexOf(id) !== i); }"
+    )
+    assert duplicated == []
+    isolated = page.evaluate(
+        "() => [...document.querySelectorAll('.claimant')].every((e) =>"
+        " getComputedStyle(e).unicodeBidi === 'isolate'"
+        " && e.querySelector('bdi') !== null)"
+    )
+    assert isolated
+    quote = entry.locator("blockquote")
+    assert quote.evaluate("(e) => getComputedStyle(e).whiteSpace") == "pre-line"
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= page.viewport_size["width"] + 20
+    watched.check(server.base)

@@ -384,6 +384,12 @@ async function applyLive() {
 
 // ---------------------------------------------------------------- rendering
 
+/** A property as part of an element id, one-to-one: `troops.deployed` and
+ * `troops-deployed` must not share an id. */
+function idPart(text) {
+  return text.replace(/[^a-z0-9-]/g, (c) => `_${c.charCodeAt(0).toString(16)}`);
+}
+
 function sourceName(id) {
   const src = state.sources.get(id);
   return src ? src.name : id;
@@ -394,7 +400,7 @@ function claimantNode(id) {
   return h(
     "span",
     { class: "claimant" },
-    src ? src.name : id,
+    h("bdi", {}, src ? src.name : id),
     " ",
     h("span", { class: "rel" }, `(${id}; reliability ${reliabilityText(src && src.reliability)})`),
   );
@@ -486,7 +492,7 @@ function renderEstimates(quantities, timeline) {
     h("h3", { id: "estimates-heading" }, "Estimates"),
     quantities.map((view) => {
       const items = timeline.items.filter((item) => item.property === view.property && item.kind === "quantity");
-      const slug = view.property.replace(/[^a-z0-9-]/gi, "-");
+      const slug = idPart(view.property);
       const est = view.estimate;
       const headingId = `q-${slug}`;
       return h(
@@ -562,7 +568,7 @@ function claimantTable(view) {
         return h(
           "tr",
           {},
-          h("th", { scope: "row" }, legendMarker(styles.of(c.claimant)), " ", sourceName(c.claimant)),
+          h("th", { scope: "row" }, legendMarker(styles.of(c.claimant)), " ", h("bdi", {}, sourceName(c.claimant))),
           h("td", {}, reliabilityText(src && src.reliability)),
           h("td", { class: "num" }, num(c.low)),
           h("td", { class: "num" }, num(c.high)),
@@ -669,7 +675,7 @@ function renderEntry(a, item, isNew) {
   if (!item && !a.retracted && !a.superseded_by && !(a.rank && a.rank.rank === "deprecated")) {
     marks.push(h("span", { class: "mark mark-not-counted" }, "Not counted at this point"));
   }
-  const headingId = `a-${a.assertion_id}-h`;
+  const headingId = `h-${a.assertion_id}`;
   const what = item ? (item.kind === "status" ? "Status" : "Estimate") : null;
   return h(
     "li",

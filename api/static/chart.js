@@ -109,8 +109,8 @@ export function estimateChart({ id, property, items, styles, nameOf, asOf = null
   const x = (t) => M.left + ((t - xmin) / (xmax - xmin)) * (WIDTH - M.left - M.right);
   const y = (v) => HEIGHT - M.bottom - (v / yTop) * (HEIGHT - M.top - M.bottom);
 
-  const titleId = `${id}-title`;
-  const descId = `${id}-desc`;
+  const titleId = `title-${id}`;
+  const descId = `desc-${id}`;
   const latest = steps[steps.length - 1].after;
   const svg = s(
     "svg",
