@@ -391,3 +391,42 @@ def test_hostile_text_stays_in_its_place(watched: Watched, server: LiveServer) -
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= page.viewport_size["width"] + 20
     watched.check(server.base)
+
+
+def test_a_correction_marks_the_original_only_from_its_own_statement_time(
+    watched: Watched, server: LiveServer
+) -> None:
+    """Before a correction's `stated_at` the original holds (the contract's rule), so at an
+    earlier `as_of` it counts and is not marked superseded."""
+    subject = "corrected-subject"
+    base = {
+        "subject": subject,
+        "property": "troops.deployed",
+        "claimants": ["us-intel"],
+        "document": {"publisher": "P", "published_at": "2025-06-01"},
+        "quote": "q",
+    }
+    server.post(
+        "/v1/assertions",
+        {**base, "assertion_id": "x2", "value": {"low": 1, "high": 2}, "stated_at": "2025-02"},
+    )
+    server.post(
+        "/v1/assertions",
+        {
+            **base,
+            "assertion_id": "x6",
+            "value": {"low": 5, "high": 6},
+            "stated_at": "2025-05",
+            "supersedes": "x2",
+        },
+    )
+    page = watched.page
+    page.goto(f"{server.base}/?subject={subject}&as_of=2025-03")
+    original = page.locator('[data-assertion="x2"]')
+    expect(original.locator(".change")).to_be_visible()  # it counts
+    expect(original.locator(".mark-superseded")).to_have_count(0)
+    page.goto(f"{server.base}/?subject={subject}")
+    original = page.locator('[data-assertion="x2"]')
+    expect(original.locator(".mark-superseded")).to_have_text("Superseded by x6")
+    expect(original.locator(".change")).to_have_count(0)
+    watched.check(server.base)

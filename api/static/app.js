@@ -651,20 +651,24 @@ function renderTimeline(assertions, timeline, previous) {
       ? h(
           "ol",
           { class: "timeline" },
-          ordered.map((a) => renderEntry(a, live.get(a.assertion_id), previous && !previous.has(a.assertion_id))),
+          ordered.map((a) => renderEntry(a, live, previous && !previous.has(a.assertion_id))),
         )
       : h("p", {}, "No assertions at this point."),
   );
 }
 
-function renderEntry(a, item, isNew) {
+function renderEntry(a, live, isNew) {
+  const item = live.get(a.assertion_id);
+  // superseded at this point only by an assertion that counts here: before a correction's
+  // statement time (or once it is retracted or deprecated) the original holds
+  const supersededBy = a.superseded_by && live.has(a.superseded_by) ? a.superseded_by : null;
   const marks = [];
   if (isNew) marks.push(h("span", { class: "mark mark-new" }, "New"));
   if (a.retracted) {
     marks.push(h("span", { class: "mark mark-retracted" }, `Retracted at event ${a.retracted.seq}: ${a.retracted.reason}`));
   }
-  if (a.superseded_by) {
-    marks.push(h("span", { class: "mark mark-superseded" }, "Superseded by ", entryLink(a.superseded_by)));
+  if (supersededBy) {
+    marks.push(h("span", { class: "mark mark-superseded" }, "Superseded by ", entryLink(supersededBy)));
   }
   if (a.rank && a.rank.rank === "deprecated") {
     marks.push(h("span", { class: "mark mark-deprecated" }, `Deprecated${a.rank.reason ? `: ${a.rank.reason}` : ""}`));
@@ -672,7 +676,7 @@ function renderEntry(a, item, isNew) {
   if (a.rank && a.rank.rank === "preferred") {
     marks.push(h("span", { class: "mark mark-preferred" }, `Preferred${a.rank.reason ? `: ${a.rank.reason}` : ""}`));
   }
-  if (!item && !a.retracted && !a.superseded_by && !(a.rank && a.rank.rank === "deprecated")) {
+  if (!item && !a.retracted && !supersededBy && !(a.rank && a.rank.rank === "deprecated")) {
     marks.push(h("span", { class: "mark mark-not-counted" }, "Not counted at this point"));
   }
   const headingId = `h-${a.assertion_id}`;
