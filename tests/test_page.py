@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from tests.browser import (
     CHROMIUM,
     CONTRAST_SCRIPT,
     DEPLOYMENT,
+    LEDGER,
     NO_CHROMIUM,
     STATUS,
     TROOPS,
@@ -26,6 +29,7 @@ from tests.browser import (
     StartingServer,
     assertion_body,
     chromium_context,
+    free_port,
 )
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)]
@@ -430,3 +434,45 @@ def test_a_correction_marks_the_original_only_from_its_own_statement_time(
     expect(original.locator(".mark-superseded")).to_have_text("Superseded by x6")
     expect(original.locator(".change")).to_have_count(0)
     watched.check(server.base)
+
+
+def test_the_first_subject_of_an_empty_ledger_shows_as_it_arrives(
+    watched: Watched, tmp_path: Path
+) -> None:
+    db, port = tmp_path / "empty.db", free_port()
+    created = subprocess.run(
+        [str(LEDGER), "keys", "create", "--role", "admin", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    auth = {"Authorization": f"Bearer {created.stdout.strip().splitlines()[-1]}"}
+    base = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [str(LEDGER), "serve", "--public-read", "--db", str(db), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with httpx.Client(base_url=base, headers=auth, timeout=10) as http:
+            for _ in range(300):
+                try:
+                    if http.get("/v1/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            page = watched.page
+            page.goto(f"{base}/")
+            expect(page.locator("#subject-heading")).to_have_text("No subject chosen")
+            expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+            source = {"id": "s1", "name": "Source one", "kind": "official"}
+            assert http.post("/v1/sources", json=source).status_code == 201
+            time.sleep(0.5)  # the source arrives alone, in a batch of its own
+            body = assertion_body(subject="first-subject", claimants=["s1"])
+            assert http.post("/v1/assertions", json=body).status_code == 201
+            expect(page.locator("#subject-heading")).to_have_text("first-subject")
+            expect(page.locator(ESTIMATE)).to_have_text(span("14,000", "16,000"))
+        watched.check(base)
+    finally:
+        process.terminate()
+        process.wait(10)

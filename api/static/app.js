@@ -364,8 +364,10 @@ async function applyLive() {
     return;
   }
   try {
+    const shown = state.subject;
     if (batch.subjects) await refreshSubjects();
-    if (batch.subject) await refreshSubject({ markNew: true });
+    // the first subject of an empty ledger is chosen as it arrives: show it too
+    if (batch.subject || state.subject !== shown) await refreshSubject({ markNew: true });
   } catch (err) {
     reportError(err);
     return;
