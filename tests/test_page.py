@@ -300,6 +300,12 @@ def test_reads_with_a_token_typed_into_the_page(
     page.click("#token-box summary")
     page.click("#token-forget")
     expect(page.locator("#error")).to_contain_text("needs a token")
+
+    page.fill("#token", "ldg_not-a-token")  # a refused token is dropped, never "in use"
+    page.press("#token", "Enter")
+    expect(page.locator("#error")).to_contain_text("The token was refused")
+    expect(page.locator("#token-box summary")).to_have_text("Access token")
+    assert page.evaluate("sessionStorage.getItem('ledger.token')") is None
     watched.errors.clear()  # the browser logs the 401s itself
     watched.check(server.base)
 

@@ -90,6 +90,11 @@ function askForToken(err) {
       ? `The token was refused: ${problemText(err)}. Paste another under “Access token”.`
       : "This ledger needs a token to read: paste one under “Access token”.",
   );
+  if (has && err.status === 401) {
+    setToken(""); // unknown or revoked: not kept for the next load, nor called "in use"
+    tokenLabel();
+    announce("The token was refused.");
+  }
   $("live-state").textContent = "Not connected: reads need a token";
   $("live-state").dataset.state = "down";
   $("token").focus();
