@@ -204,6 +204,20 @@ def test_the_ledger_as_it_knew_at_a_seq(watched: Watched, server: LiveServer) ->
     page.reload()
     expect(page.locator("#seq")).to_have_value("20")
     expect(page.locator("#seq-range")).to_have_value("20")
+
+    # a value typed past the head shows the latest, in the box too, and Back brings the
+    # box back with the view even while it has the focus
+    page.fill("#seq", "9999")
+    page.press("#seq", "Enter")
+    expect(page).not_to_have_url(re.compile(r"seq="))
+    expect(page.locator("#seq")).to_have_value(str(head))
+    page.fill("#seq", "14")
+    page.press("#seq", "Enter")
+    expect(page).to_have_url(re.compile(r"[?&]seq=14(&|$)"))
+    page.focus("#seq")
+    page.go_back()
+    expect(page.locator("#seq")).to_have_value(str(head))
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
     watched.check(server.base)
 
 

@@ -111,7 +111,9 @@ function params() {
 }
 
 /** Put the state into the controls; the as-of text only when asked (it may be mid-edit). */
-function syncControls({ asOf = true } = {}) {
+/** Show the state in the controls. A focused seq box is left alone (the reader may be
+ * typing) unless `force`: after Back/Forward or an applied value it must show the view. */
+function syncControls({ asOf = true, force = false } = {}) {
   if (asOf) $("as-of").value = state.asOf;
   const range = $("seq-range");
   const max = Math.max(state.head, state.seq || 0);
@@ -120,7 +122,7 @@ function syncControls({ asOf = true } = {}) {
   range.value = String(shown);
   const number = $("seq");
   number.max = String(max);
-  if (document.activeElement !== number) number.value = String(shown);
+  if (force || document.activeElement !== number) number.value = String(shown);
   seqText(shown);
 }
 
@@ -143,7 +145,7 @@ async function applyControls({ asOf, seq }) {
   const wantSeq = seq === null || seq === undefined || Number.isNaN(seq) || seq >= state.head ? null : Math.max(0, seq);
   const wantAsOf = (asOf || "").trim();
   if (wantAsOf === state.asOf && wantSeq === state.seq) {
-    syncControls();
+    syncControls({ force: true });
     return;
   }
   const before = { asOf: state.asOf, seq: state.seq };
@@ -158,7 +160,7 @@ async function applyControls({ asOf, seq }) {
     return;
   }
   writeUrl(true);
-  syncControls();
+  syncControls({ force: true });
   announce(describePoint());
   goLive(); // the first load may have failed on these controls: the feed starts now
 }
@@ -214,7 +216,8 @@ function bindControls() {
     const wanted = readUrl();
     if (wanted.subject === state.subject && wanted.asOf === state.asOf && wanted.seq === state.seq) return;
     Object.assign(state, wanted);
-    syncControls();
+    syncControls({ force: true });
+    announce(describePoint());
     refreshAll().then((ok) => {
       if (ok) goLive();
     });
