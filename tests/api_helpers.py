@@ -232,6 +232,28 @@ def parse_sse(text: str) -> tuple[list[dict[str, str]], list[str]]:
     return events, comments
 
 
+def http_scope(method: str, path: str, headers: Mapping[str, str]) -> dict[str, Any]:
+    """The ASGI scope of a request from the test client's host, for driving the app's
+    callable directly."""
+    url = httpx.URL(path)
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": url.path,
+        "raw_path": url.raw_path,
+        "root_path": "",
+        "query_string": url.query,
+        "headers": [(b"host", b"testserver.local")]
+        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("testclient", 50000),
+        "server": ("testserver.local", 80),
+        "extensions": {},
+    }
+
+
 def read_stream(
     client: Client,
     path: str,
@@ -248,23 +270,7 @@ def read_stream(
     so this drives the app's ASGI callable itself, on the client's own event loop (where
     the lifespan opened the store and the tail), and plays the client hanging up.
     """
-    url = httpx.URL(path)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": url.path,
-        "raw_path": url.raw_path,
-        "root_path": "",
-        "query_string": url.query,
-        "headers": [(b"host", b"testserver.local")]
-        + [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-        "client": ("testclient", 50000),
-        "server": ("testserver.local", 80),
-        "extensions": {},
-    }
+    scope = http_scope("GET", path, headers)
     started: dict[str, Any] = {}
     body = bytearray()
 

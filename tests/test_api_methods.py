@@ -21,6 +21,7 @@ from tests.api_helpers import (
     Client,
     Ledger,
     client,
+    http_scope,
     ledger,
     problem,
     template,
@@ -138,23 +139,7 @@ async def test_a_head_response_is_always_complete(
 ) -> None:
     """One start, then exactly one final empty body: a server keeps the connection only
     for a complete response."""
-    url = httpx.URL(path)
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "HEAD",
-        "scheme": "http",
-        "path": url.path,
-        "raw_path": url.raw_path,
-        "root_path": "",
-        "query_string": url.query,
-        "headers": [(b"host", b"testserver.local")]
-        + [(k.lower().encode(), v.encode()) for k, v in ledger.auth("reader").items()],
-        "client": ("testclient", 50000),
-        "server": ("testserver.local", 80),
-        "extensions": {},
-    }
+    scope = http_scope("HEAD", path, ledger.auth("reader"))
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
