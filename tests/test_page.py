@@ -496,3 +496,38 @@ def test_the_first_subject_of_an_empty_ledger_shows_as_it_arrives(
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_a_server_out_of_reach_is_said_so_and_the_controls_keep_the_view(
+    watched: Watched, server: LiveServer
+) -> None:
+    page = open_page(watched, server, f"?subject={DEPLOYMENT}")
+    page.route("**/v1/**", lambda route: route.abort())  # as if the server were down
+    page.fill("#as-of", "2025-01")
+    page.press("#as-of", "Enter")
+    expect(page.locator("#error")).to_contain_text("The server cannot be reached")
+    expect(page.locator("#as-of")).to_have_value("")  # the view shown is still every claim
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    page.unroute("**/v1/**")
+    page.fill("#as-of", "2024")
+    page.press("#as-of", "Enter")
+    expect(page.locator(ESTIMATE)).to_have_text(span("10,000", "12,000"))
+    expect(page.locator("#error")).to_have_text("")
+    watched.errors.clear()  # the browser logs the aborted requests itself
+    watched.check(server.base)
+
+
+def test_the_token_form_fits_a_phone_screen(
+    watched: Watched, servers: dict[str, StartingServer]
+) -> None:
+    server = servers["private"].server()
+    page = watched.page
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.goto(server.base + "/")
+    expect(page.locator("#token")).to_be_focused()  # the page asks for a token
+    box = page.locator(".token-form").bounding_box()
+    assert box is not None
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= 375
+    watched.errors.clear()  # the browser logs the 401s itself
+    watched.check(server.base)

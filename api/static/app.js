@@ -72,10 +72,13 @@ function showError(text) {
 function problemText(err) {
   if (err instanceof ApiError) {
     const detail = err.problem.detail || err.problem.title || err.message;
-    return err.status ? `${detail} (HTTP ${err.status})` : detail;
+    if (!err.status) return UNREACHABLE;
+    return `${detail} (HTTP ${err.status})`;
   }
   return String((err && err.message) || err);
 }
+
+const UNREACHABLE = "The server cannot be reached; the view is as it was, and updates when it is back.";
 
 function needsToken(err) {
   return err instanceof ApiError && (err.status === 401 || err.status === 403);
@@ -153,10 +156,13 @@ async function applyControls({ asOf, seq }) {
   state.seq = wantSeq;
   const ok = await refreshAll();
   if (!ok) {
-    // the server refused the values: keep the last good view and its URL
+    // the server refused the values: keep the last good view and its URL; when it could
+    // not be reached at all, the controls go back to that view too (nothing was wrong
+    // with what was typed)
     state.asOf = before.asOf;
     state.seq = before.seq;
     $("seq-range").value = String(state.seq === null ? state.head : state.seq);
+    if ($("error").textContent === UNREACHABLE) syncControls({ force: true });
     return;
   }
   writeUrl(true);
@@ -346,6 +352,7 @@ function liveState(status, how) {
   el.dataset.state = status;
   if (status === "live") {
     el.textContent = how === "polling" ? "Live: checking for new events every 2 s" : "Live: new events show as they arrive";
+    if ($("error").textContent === UNREACHABLE) showError(""); // the server is back
   } else if (status === "connecting") {
     el.textContent = "Connecting to the live feed…";
   } else {
