@@ -531,3 +531,34 @@ def test_the_token_form_fits_a_phone_screen(
     assert box["x"] + box["width"] <= 375
     watched.errors.clear()  # the browser logs the 401s itself
     watched.check(server.base)
+
+
+def test_a_key_revoked_while_the_page_is_open_asks_for_another(
+    watched: Watched, servers: dict[str, StartingServer]
+) -> None:
+    server = servers["private"].server()
+    db = server.log.parent / "l.db"
+    created = subprocess.run(
+        [str(LEDGER), "keys", "create", "--role", "reader", "--name", "to-revoke", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    token = created.stdout.strip().splitlines()[-1]
+    page = watched.page
+    page.goto(server.base + "/")
+    page.fill("#token", token)
+    page.press("#token", "Enter")
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    subprocess.run(
+        [str(LEDGER), "keys", "revoke", "to-revoke", "--db", str(db)],
+        check=True,
+        capture_output=True,
+    )
+    time.sleep(1.5)  # past the server's one-second cache of keys
+    server.post("/v1/assertions", assertion_body(subject="revoked-subject"))
+    expect(page.locator("#error")).to_contain_text("The token was refused", timeout=15000)
+    expect(page.locator("#token")).to_be_focused()
+    expect(page.locator("#live-state")).to_have_text("Not connected: reads need a token")
+    watched.errors.clear()  # the browser logs the 401s itself
+    watched.check(server.base)

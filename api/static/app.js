@@ -347,7 +347,11 @@ function propertyKinds(row, timeline, assertions) {
 let pending = { subjects: false, subject: false, events: [] };
 let pendingTimer = null;
 
-function liveState(status, how) {
+function liveState(status, how, error) {
+  if (status === "refused") {
+    askForToken(error); // a key revoked while the page is open: ask, do not retry forever
+    return;
+  }
   const el = $("live-state");
   el.dataset.state = status;
   if (status === "live") {

@@ -4,7 +4,7 @@
 // with a token the same stream is read through fetch(); where that fails before a single
 // event arrives, /v1/events is polled every two seconds instead.
 
-import { authHeaders, getJson, url } from "./api.js";
+import { ApiError, authHeaders, getJson, url } from "./api.js";
 
 const EVENT_TYPES = [
   "SourceRegistered",
@@ -18,7 +18,8 @@ const POLL_MS = 2000;
 
 /**
  * Calls `onEvent(event)` for each event after `after`, in seq order, once each, and
- * `onState(state, how)` as the connection changes (`live`, `connecting`, `down`).
+ * `onState(state, how, error)` as the connection changes (`live`, `connecting`, `down`,
+ * or `refused` with the error when the token is no longer taken: following then stops).
  * Returns a function that stops following.
  */
 export function follow({ after, useToken, onEvent, onState }) {
@@ -77,6 +78,12 @@ export function follow({ after, useToken, onEvent, onState }) {
         cache: "no-store",
         signal: controller.signal,
       });
+      if (response.status === 401 || response.status === 403) {
+        // the key was revoked (or never was): retrying cannot help, the reader must act
+        const problem = await response.json().catch(() => ({}));
+        onState("refused", "stream", new ApiError(response.status, problem));
+        return;
+      }
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
     } catch (err) {
       if (stopped) return;
@@ -117,7 +124,11 @@ export function follow({ after, useToken, onEvent, onState }) {
           if (!page.next || stopped) break;
         }
         onState("live", "polling");
-      } catch {
+      } catch (err) {
+        if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+          onState("refused", "polling", err);
+          return;
+        }
         onState("down", "polling");
       }
       later(poll, POLL_MS);
