@@ -55,11 +55,13 @@ Limit = Annotated[
 Cursor = Annotated[
     str | None, QueryParameter(name="cursor", max_length=200, description="next page")
 ]
+IDEMPOTENCY_KEY = re.compile(r"[ -~]{1,255}")
+"""What an Idempotency-Key may be: the header parameter's pattern and the gate's check."""
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(
         name="Idempotency-Key",
-        pattern=r"^[ -~]{1,255}$",
+        pattern=f"^{IDEMPOTENCY_KEY.pattern}$",
         description="1..255 printable ASCII characters: retrying with the same key and body "
         "returns the first answer and appends nothing; the same key with another body is a 422",
     ),
@@ -77,7 +79,6 @@ _json = msgspec.json.Encoder()
 
 
 TIME_PARAMETERS = frozenset({"as_of", "known_at"})
-IDEMPOTENCY_KEY = re.compile(r"[ -~]{1,255}")
 
 
 @dataclass(frozen=True, slots=True)

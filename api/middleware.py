@@ -58,7 +58,7 @@ class Methods:
     - OPTIONS is a 204 whose `Allow` lists every method of the path, from the app's
       routes (litestar answers with one route's methods where two share a path), and
       needs no token, since it says only that.
-    - A 405's `Allow` names HEAD wherever it names GET.
+    - A 405's `Allow` is the same list (HEAD wherever GET is).
     """
 
     def __init__(self, app: ASGIApp, routes: Iterable[tuple[str, Iterable[str]]]) -> None:
@@ -111,31 +111,29 @@ class Methods:
                 )
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
-        await self.app(scope, receive, self._allowing_head(send))
+        await self.app(scope, receive, self._allowing(scope["path"], send))
 
-    @staticmethod
-    def _allowing_head(send: Send) -> Send:
-        async def send_with_head(message: Message) -> None:
+    def _allowing(self, path: str, send: Send) -> Send:
+        """`send`, with a 405's `Allow` taken from the same table as OPTIONS answers."""
+
+        async def send_allowing(message: Message) -> None:
             if message["type"] == "http.response.start" and message["status"] == 405:
-                message = {
-                    **message,
-                    "headers": [
-                        (
-                            k,
-                            v + b", HEAD"
-                            if k.lower() == b"allow" and b"GET" in v and b"HEAD" not in v
-                            else v,
-                        )
-                        for k, v in message.get("headers", ())
-                    ],
-                }
+                allow = self.allowed(path)
+                if allow is not None:
+                    message = {
+                        **message,
+                        "headers": [
+                            (k, allow if k.lower() == b"allow" else v)
+                            for k, v in message.get("headers", ())
+                        ],
+                    }
             await send(message)
 
-        return send_with_head
+        return send_allowing
 
     async def _head(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
         started = ended = False
-        send = self._allowing_head(send)
+        send = self._allowing(scope["path"], send)
 
         async def send_head(message: Message) -> None:
             nonlocal started, ended

@@ -13,7 +13,7 @@ import sqlite3
 
 from projections.details import DETAIL_COLUMNS, details
 from projections.facts import Fact, Liveness, eligible
-from projections.pit import PointInTime, subject_version
+from projections.pit import PointInTime, echo, subject_version
 from projections.quantity import QuantityState
 from projections.rows import Estimate, Status, Timeline, TimelineItem
 from projections.status import StatusState
@@ -70,9 +70,7 @@ def timeline(conn: sqlite3.Connection, subject: str, at: PointInTime) -> Timelin
     ]
     return Timeline(
         subject=subject,
-        as_of=at.as_of,
-        known_at=at.known_at,
-        seq=at.seq,
+        **echo(at),
         version=subject_version(conn, subject, at.seq),
         items=items,
     )

@@ -13,7 +13,7 @@ import sqlite3
 from projections.catalog import get_source, list_sources, list_subjects
 from projections.details import assertion_detail, list_assertions
 from projections.facts import eligible, live_facts
-from projections.pit import PointInTime, subject_version
+from projections.pit import PointInTime, echo, subject_version
 from projections.quantity import quantity_parts
 from projections.rows import (
     AssertionDetail,
@@ -72,9 +72,7 @@ def quantity_view(
     return QuantityView(
         subject=subject,
         property=prop,
-        as_of=at.as_of,
-        known_at=at.known_at,
-        seq=at.seq,
+        **echo(at),
         version=subject_version(conn, subject, at.seq),
         estimate=estimate,
         basis=basis,
@@ -90,9 +88,7 @@ def status_view(conn: sqlite3.Connection, subject: str, prop: str, at: PointInTi
     return StatusView(
         subject=subject,
         property=prop,
-        as_of=at.as_of,
-        known_at=at.known_at,
-        seq=at.seq,
+        **echo(at),
         version=subject_version(conn, subject, at.seq),
         status=status,
         since=since,
