@@ -71,9 +71,8 @@ function showError(text) {
 
 function problemText(err) {
   if (err instanceof ApiError) {
-    const detail = err.problem.detail || err.problem.title || err.message;
     if (!err.status) return UNREACHABLE;
-    return `${detail} (HTTP ${err.status})`;
+    return `${err.problem.detail || err.problem.title || err.message} (HTTP ${err.status})`;
   }
   return String((err && err.message) || err);
 }
@@ -113,9 +112,9 @@ function params() {
   return { as_of: state.asOf || null, seq: state.seq };
 }
 
-/** Put the state into the controls; the as-of text only when asked (it may be mid-edit). */
-/** Show the state in the controls. A focused seq box is left alone (the reader may be
- * typing) unless `force`: after Back/Forward or an applied value it must show the view. */
+/** Put the state into the controls; the as-of text only when asked (it may be mid-edit).
+ * A focused seq box is left alone (the reader may be typing) unless `force`: after
+ * Back/Forward or an applied value it must show the view. */
 function syncControls({ asOf = true, force = false } = {}) {
   if (asOf) $("as-of").value = state.asOf;
   const range = $("seq-range");
