@@ -456,17 +456,19 @@ def test_a_correction_marks_the_original_only_from_its_own_statement_time(
     watched.check(server.base)
 
 
+def new_key(db: Path, role: str, name: str | None = None) -> str:
+    """A key made by `ledger keys create`: its token, the last line it prints."""
+    args = [str(LEDGER), "keys", "create", "--role", role, "--db", str(db)]
+    args += [] if name is None else ["--name", name]
+    created = subprocess.run(args, capture_output=True, text=True, check=True)
+    return created.stdout.strip().splitlines()[-1]
+
+
 def test_the_first_subject_of_an_empty_ledger_shows_as_it_arrives(
     watched: Watched, tmp_path: Path
 ) -> None:
     db, port = tmp_path / "empty.db", free_port()
-    created = subprocess.run(
-        [str(LEDGER), "keys", "create", "--role", "admin", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    auth = {"Authorization": f"Bearer {created.stdout.strip().splitlines()[-1]}"}
+    auth = {"Authorization": f"Bearer {new_key(db, 'admin')}"}
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [str(LEDGER), "serve", "--public-read", "--db", str(db), "--port", str(port)],
@@ -538,13 +540,7 @@ def test_a_key_revoked_while_the_page_is_open_asks_for_another(
 ) -> None:
     server = servers["private"].server()
     db = server.log.parent / "l.db"
-    created = subprocess.run(
-        [str(LEDGER), "keys", "create", "--role", "reader", "--name", "to-revoke", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    token = created.stdout.strip().splitlines()[-1]
+    token = new_key(db, "reader", "to-revoke")
     page = watched.page
     page.goto(server.base + "/")
     page.fill("#token", token)
