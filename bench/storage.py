@@ -27,11 +27,12 @@ from bench.common import (
     say,
     servers,
 )
-from bench.ledgers import adopt, ensure_ledger, import_into
+from bench.ledgers import adopt, ensure_ledger, import_into, ledger_path
 from ledger import merkle
 from ledger.events import PAYLOAD_TYPES
 from ledger.sqlite_store import SqliteStore, connect
 from projections.pit import resolve
+from projections.schema import DEFERRED_INDEXES
 from projections.views import property_view
 
 _decoders = {name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()}
@@ -72,6 +73,65 @@ def raw_inserts(work: Path, path: Path, per_commit: int = 100) -> float:
     return count / elapsed
 
 
+LOG_TABLES = ("events", "payloads", "merkle_nodes")
+FLOOR_CHUNK = 5_000
+
+
+def rows_floor(db: Path, target: Path, prefixes: Sequence[str]) -> float:
+    """Seconds to write the rows `db` holds in the tables named with `prefixes` into
+    `target`, a new database of the same schema, with no logic: `executemany` in commits of
+    5,000 rows, durable, the view-only indexes built at the end as a replay does.
+
+    A floor for what an import (every table) or a rebuild (the write model and the
+    read side) must write. Only the writes are timed, not reading the rows from `db`;
+    keyed tables are written in key order, the cheapest order, so the floor is low.
+    """
+    source = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    remove_db(target)
+    dest = connect(target, cache_mib=64)
+    try:
+        schema = source.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+        ).fetchall()
+        tables = [n for t, n, _, _ in schema if t == "table" and n.startswith(tuple(prefixes))]
+        deferred = [
+            sql
+            for t, name, table, sql in schema
+            if t == "index" and name in DEFERRED_INDEXES and table in tables
+        ]
+        for kind in ("table", "index", "trigger"):
+            for t, name, table, sql in schema:
+                if t == kind and table in tables and name not in DEFERRED_INDEXES:
+                    dest.execute(sql)
+        spent = 0.0
+        for table in sorted(tables, key=lambda t: (t not in LOG_TABLES, t)):
+            width = len(source.execute(f"SELECT * FROM {table} LIMIT 0").description)
+            insert = f"INSERT INTO {table} VALUES ({', '.join('?' * width)})"
+            cursor = source.execute(f"SELECT * FROM {table}")  # the primary key's order
+            while rows := cursor.fetchmany(FLOOR_CHUNK):
+                start = time.perf_counter()
+                dest.execute("BEGIN")
+                dest.executemany(insert, rows)
+                dest.execute("COMMIT")
+                spent += time.perf_counter() - start
+        start = time.perf_counter()
+        for sql in deferred:
+            dest.execute(sql)
+        return spent + time.perf_counter() - start
+    finally:
+        source.close()
+        dest.close()
+
+
+def floor_rate(db: Path, work: Path, prefixes: Sequence[str]) -> float:
+    """Events/s of :func:`rows_floor` for `db`'s log."""
+    target = work / "floor.db"
+    try:
+        return event_count(db) / rows_floor(db, target, prefixes)
+    finally:
+        remove_db(target)
+
+
 def scan_and_decode(db: Path) -> float:
     """Events/s of an ordered scan of the log with every payload decoded to its struct."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -92,6 +152,26 @@ def scan_and_decode(db: Path) -> float:
 
 # ---- target 2: import ----
 
+IMPORT_TABLES = (*LOG_TABLES, "wm_", "proj_")
+REBUILD_TABLES = ("wm_", "proj_")
+
+
+def _against_floor(
+    target: str, what: str, rate: float, floor: float, rows: str = "the rows it writes"
+) -> Result:
+    """Context for a bulk figure: the rate at which SQLite alone writes the same rows."""
+    return Result(
+        target,
+        f"{what} against {rows}, written with no logic",
+        rate,
+        "events/s",
+        "(context)",
+        None,
+        floor,
+        "the same rows, executemany, 5,000 a commit",
+        rate / floor,
+    )
+
 
 def bench_import(work: Path, n: int) -> list[Result]:
     source = gen.ensure(work, n)
@@ -102,6 +182,10 @@ def bench_import(work: Path, n: int) -> list[Result]:
     run, events = import_into(work, n, db)
     rate = events / run.wall
     adopt(work, n, db)
+    say("import: the same rows written with no logic (the floor)")
+    floor = floor_rate(ledger_path(work, n), work, IMPORT_TABLES)
+    say("import: the log's own tables alone, written with no logic")
+    log_floor = floor_rate(ledger_path(work, n), work, LOG_TABLES)
     notes = [f"{events:,} events in {run.wall:.1f} s wall, {run.cpu:.1f} s CPU"]
     return [
         Result(
@@ -115,6 +199,10 @@ def bench_import(work: Path, n: int) -> list[Result]:
             "SQLite inserts, 100 rows/commit",
             rate / baseline,
             notes,
+        ),
+        _against_floor("2", "`ledger import`", rate, floor),
+        _against_floor(
+            "2", "`ledger import`", rate, log_floor, "the log's own rows (events, payloads, Merkle)"
         ),
         Result("2", "import peak memory", run.max_rss_mb, "MB", "< 300 MB", run.max_rss_mb < 300),
     ]
@@ -153,6 +241,8 @@ def bench_rebuild(work: Path, n: int) -> list[Result]:
     scans.append(scan_and_decode(db))
     baseline = median(scans)
     rate = events / run.wall
+    say("rebuild: the rows it writes, written with no logic (the floor)")
+    floor = floor_rate(db, work, REBUILD_TABLES)
     notes = [f"{events:,} events in {run.wall:.1f} s (process start and store open included)"]
     return [
         Result(
@@ -166,7 +256,8 @@ def bench_rebuild(work: Path, n: int) -> list[Result]:
             "ordered scan + msgspec decode",
             rate / baseline,
             notes,
-        )
+        ),
+        _against_floor("3", "`ledger rebuild`", rate, floor),
     ]
 
 

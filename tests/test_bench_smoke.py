@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from pathlib import Path
 
 from bench.__main__ import run
+from bench.ledgers import ensure_ledger
+from bench.storage import IMPORT_TABLES, LOG_TABLES, REBUILD_TABLES, rows_floor
 
 
 def test_every_scenario_runs_at_tiny_sizes(tmp_path: Path) -> None:
@@ -46,8 +49,54 @@ def test_every_scenario_runs_at_tiny_sizes(tmp_path: Path) -> None:
     deep = next(r for r in views if "same history per property" in r.name)
     assert deep.baseline_name.endswith("over 400 subjects"), deep  # 1,000 x 120 / 300
     assert "assertions per (subject, property)" in deep.notes[0]
+    floors = [r for r in results if "written with no logic" in r.name]
+    assert sorted(r.target for r in floors) == ["2", "2", "3"]
+    assert all(r.baseline and r.ratio == r.value / r.baseline for r in floors), floors
     audit = next(r for r in results if "audit" in r.name)
     assert not audit.notes, audit.notes  # the audit of the imported ledger passed
     saved = json.loads(out.read_text())
     assert len(saved["results"]) == len(results)
     assert saved["machine"]["cores"]
+
+
+def _dump(db: Path, tables: list[str]) -> dict[str, list[tuple[object, ...]]]:
+    conn = sqlite3.connect(db)
+    try:
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in tables}
+    finally:
+        conn.close()
+
+
+def test_the_floor_writes_exactly_the_rows_and_schema_of_the_chosen_tables(
+    tmp_path: Path,
+) -> None:
+    """The floor a bulk figure is set against writes what the ledger holds: the same rows
+    in the same tables, indexes and triggers, and no other table."""
+    work = tmp_path / "work"
+    work.mkdir()
+    db = ensure_ledger(work, 200)
+    copy = tmp_path / "floor.db"
+    seconds = rows_floor(db, copy, REBUILD_TABLES)
+    assert seconds > 0
+    conn = sqlite3.connect(copy)
+    schema = set(conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall())
+    conn.close()
+    original = sqlite3.connect(db)
+    wanted = {
+        row
+        for row in original.execute("SELECT type, name, sql FROM sqlite_master")
+        if row[1].startswith(("wm_", "proj_", "sqlite_autoindex_wm_", "sqlite_autoindex_proj_"))
+    }
+    original.close()
+    assert schema == wanted
+    tables = sorted(n for t, n, _ in wanted if t == "table")
+    assert "proj_assertions" in tables
+    assert "events" not in tables
+    copied, held = _dump(copy, tables), _dump(db, tables)
+    assert copied == held
+    assert sum(len(rows) for rows in copied.values()) > 200
+
+    for prefixes in (IMPORT_TABLES, LOG_TABLES):  # the log alone: no view index to build
+        whole = tmp_path / f"{len(prefixes)}.db"
+        rows_floor(db, whole, prefixes)
+        assert _dump(whole, list(LOG_TABLES)) == _dump(db, list(LOG_TABLES))
