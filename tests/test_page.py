@@ -558,3 +558,141 @@ def test_a_key_revoked_while_the_page_is_open_asks_for_another(
     expect(page.locator("#live-state")).to_have_text("Not connected: reads need a token")
     watched.errors.clear()  # the browser logs the 401s itself
     watched.check(server.base)
+
+
+def test_the_page_fits_a_phone_screen_and_wide_tables_scroll_in_their_own_box(
+    watched: Watched, server: LiveServer
+) -> None:
+    page = watched.page
+    page.set_viewport_size({"width": 375, "height": 740})
+    open_page(watched, server, f"?subject={DEPLOYMENT}")
+    expect(page.locator(STATUS_ROW)).to_be_visible()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, f"the page is {width} px wide on a 375 px screen"
+    for table in ("table.claimants", "table.statuses"):
+        box = page.locator(table).first.locator("xpath=..")
+        expect(box).to_have_class("table-scroll")
+        expect(box).to_have_attribute("tabindex", "0")  # the keyboard can scroll it
+        expect(box).to_have_attribute("role", "region")
+        inner, outer = box.evaluate("b => [b.scrollWidth, b.clientWidth]")
+        assert outer <= 375
+        assert inner >= outer
+    claimants = page.locator("table.claimants").first.locator("xpath=..")
+    assert claimants.evaluate("b => b.scrollWidth > b.clientWidth"), "the table did not overflow"
+    watched.check(server.base)
+
+
+def test_a_seq_that_is_not_a_whole_number_is_named_beside_the_box(
+    watched: Watched, server: LiveServer
+) -> None:
+    page = open_page(watched, server, f"?subject={DEPLOYMENT}&seq=14")
+    asked = len(watched.requests)
+    for typed in ("3.5", "-2"):
+        page.fill("#seq", typed)
+        page.press("#seq", "Enter")
+        expect(page.locator("#seq-error")).to_contain_text(f"{typed} is not a whole number")
+        expect(page.locator("#seq")).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("#seq")).to_be_focused()
+    assert len(watched.requests) == asked, "a seq the server would refuse was sent"
+    expect(page).to_have_url(re.compile(r"[?&]seq=14(&|$)"))
+    expect(page.locator("#error")).to_have_text("")
+
+    page.fill("#seq", "20")  # a good value clears the message and is shown
+    page.press("#seq", "Enter")
+    expect(page).to_have_url(re.compile(r"[?&]seq=20(&|$)"))
+    expect(page.locator("#seq-error")).to_have_text("")
+    expect(page.locator("#seq")).not_to_have_attribute("aria-invalid", "true")
+
+    page.fill("#seq", "")  # an empty box and Show: the latest, not event 0
+    page.click("#controls button[type=submit]")
+    expect(page).not_to_have_url(re.compile(r"seq="))
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    watched.check(server.base)
+
+
+def _limit_reads(page: Any, refusals: int, retry_after: str) -> list[float]:
+    """Answer the first `refusals` reads of the troop estimate with a 429 asking to wait
+    `retry_after`; let later ones through. Returns when each of those reads was asked."""
+    asked: list[float] = []
+
+    def handle(route: Any) -> None:
+        asked.append(time.monotonic())
+        if len(asked) <= refusals:
+            route.fulfill(
+                status=429,
+                headers={"Retry-After": retry_after, "Content-Type": "application/problem+json"},
+                body=json.dumps(
+                    {"status": 429, "title": "Too many requests", "detail": "over 5 requests a minute"}
+                ),
+            )
+        else:
+            route.continue_()
+
+    page.route(re.compile(rf"/v1/subjects/[^/]+/estimates/{re.escape(TROOPS)}(\?|$)"), handle)
+    return asked
+
+
+def test_a_read_over_the_rate_limit_waits_as_the_server_asks_then_shows_the_view(
+    watched: Watched, server: LiveServer
+) -> None:
+    page = watched.page
+    asked = _limit_reads(page, 2, "1")
+    page.goto(f"{server.base}/?subject={DEPLOYMENT}")
+    expect(page.locator("#notice")).to_contain_text("reading again in 1 s")
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    expect(page.locator("#notice")).not_to_contain_text("reading again")
+    expect(page.locator("#error")).to_have_text("")
+    assert len(asked) == 3
+    gaps = [later - earlier for earlier, later in zip(asked, asked[1:], strict=False)]
+    assert min(gaps) >= 0.9, f"asked again before the server's Retry-After: {gaps}"
+    watched.errors.clear()  # the browser logs the 429s itself
+    watched.check(server.base)
+
+
+def test_a_read_still_refused_after_waiting_says_so_and_when_to_try(
+    watched: Watched, server: LiveServer
+) -> None:
+    page = watched.page
+    asked = _limit_reads(page, 99, "0")
+    page.goto(f"{server.base}/?subject={DEPLOYMENT}")
+    expect(page.locator("#error")).to_contain_text("still refused after this page waited 3 times")
+    expect(page.locator("#error")).to_contain_text("over 5 requests a minute")
+    assert len(asked) == 4  # the first read and three after waiting: not a loop
+    watched.errors.clear()
+    watched.check(server.base)
+
+
+def test_the_live_feed_over_the_rate_limit_reconnects_when_the_server_says(
+    watched: Watched, servers: dict[str, StartingServer]
+) -> None:
+    server = servers["private"].server()
+    page = watched.page
+    streams: list[float] = []
+
+    def stream(route: Any) -> None:
+        streams.append(time.monotonic())
+        if len(streams) == 1:  # a stream that ends at once: the feed reconnects
+            route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=": hi\n\n")
+        elif len(streams) == 2:
+            route.fulfill(
+                status=429,
+                headers={"Retry-After": "4", "Content-Type": "application/problem+json"},
+                body=json.dumps({"status": 429, "title": "Too many requests"}),
+            )
+        else:
+            route.continue_()
+
+    page.route("**/v1/events/stream*", stream)
+    page.goto(server.base + "/")
+    page.fill("#token", server.token)
+    page.press("#token", "Enter")
+    expect(page.locator(ESTIMATE)).to_be_visible()
+    deadline = time.monotonic() + 15
+    while len(streams) < 3 and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    assert len(streams) == 3
+    wait = streams[2] - streams[1]
+    assert wait >= 3.9, f"reconnected {wait:.1f} s after a 429 that asked for 4 s"
+    watched.errors.clear()  # the browser logs the 401s and the 429 itself
+    watched.check(server.base)

@@ -51,17 +51,65 @@ export function url(path, params = {}) {
   return text ? `${path}?${text}` : path;
 }
 
+/** Reads refused with 429 are tried again after the server's Retry-After, this many times. */
+export const RATE_LIMIT_WAITS = 3;
+const LONGEST_WAIT_S = 60;
+let rateLimitListener = () => {};
+
+/** `listener(seconds)` is told when a read waits out a 429 before trying again, and
+ * `listener(0)` when a read that waited goes through. */
+export function onRateLimit(listener) {
+  rateLimitListener = listener;
+}
+
+/** Seconds a 429 asks to wait: its Retry-After (seconds or an HTTP date), at most a minute. */
+export function retryAfterSeconds(response) {
+  const text = response.headers.get("Retry-After");
+  if (text !== null && /^\s*\d+\s*$/.test(text)) return Math.min(Number(text), LONGEST_WAIT_S);
+  const when = Date.parse(text || "");
+  if (!Number.isNaN(when)) return Math.min(Math.max(0, (when - Date.now()) / 1000), LONGEST_WAIT_S);
+  return 5;
+}
+
+function pause(seconds, signal) {
+  return new Promise((resolve, reject) => {
+    const aborted = () => new DOMException("The read was stopped", "AbortError");
+    if (signal && signal.aborted) {
+      reject(aborted());
+      return;
+    }
+    const stop = () => {
+      clearTimeout(timer);
+      reject(aborted());
+    };
+    const timer = setTimeout(() => {
+      if (signal) signal.removeEventListener("abort", stop);
+      resolve();
+    }, seconds * 1000);
+    if (signal) signal.addEventListener("abort", stop, { once: true });
+  });
+}
+
 export async function getJson(path, params = {}, { signal } = {}) {
   let response;
-  try {
-    response = await fetch(url(path, params), {
-      headers: { Accept: "application/json", ...authHeaders() },
-      cache: "no-store",
-      signal,
-    });
-  } catch (err) {
-    if (err.name === "AbortError") throw err;
-    throw new ApiError(0, { title: "The server cannot be reached", detail: String(err.message || err) });
+  for (let waits = 0; ; waits += 1) {
+    try {
+      response = await fetch(url(path, params), {
+        headers: { Accept: "application/json", ...authHeaders() },
+        cache: "no-store",
+        signal,
+      });
+    } catch (err) {
+      if (err.name === "AbortError") throw err;
+      throw new ApiError(0, { title: "The server cannot be reached", detail: String(err.message || err) });
+    }
+    if (response.status !== 429 || waits === RATE_LIMIT_WAITS) {
+      if (waits && response.status !== 429) rateLimitListener(0);
+      break;
+    }
+    const seconds = retryAfterSeconds(response);
+    rateLimitListener(seconds);
+    await pause(seconds, signal);
   }
   if (!response.ok) {
     let problem = null;
@@ -70,7 +118,9 @@ export async function getJson(path, params = {}, { signal } = {}) {
     } catch {
       problem = { title: response.statusText };
     }
-    throw new ApiError(response.status, problem);
+    const err = new ApiError(response.status, problem);
+    if (response.status === 429) err.retryAfter = retryAfterSeconds(response);
+    throw err;
   }
   return response.json();
 }

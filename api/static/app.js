@@ -1,7 +1,7 @@
 // The analyst's page: the current picture of a subject, its history and its sources.
 // Reads only this server's /v1 API; its state (subject, as_of, seq) lives in the URL.
 
-import { ApiError, enc, getAll, getJson, getToken, setToken } from "./api.js";
+import { ApiError, RATE_LIMIT_WAITS, enc, getAll, getJson, getToken, onRateLimit, setToken } from "./api.js";
 import { ClaimantStyles, estimateChart, legendMarker } from "./chart.js";
 import { h, safeHref } from "./dom.js";
 import {
@@ -63,6 +63,7 @@ function writeUrl(push) {
 
 function announce(text) {
   $("notice").textContent = text;
+  delete $("notice").dataset.waiting;
 }
 
 function showError(text) {
@@ -72,12 +73,28 @@ function showError(text) {
 function problemText(err) {
   if (err instanceof ApiError) {
     if (!err.status) return UNREACHABLE;
+    if (err.status === 429) {
+      const wait = Math.max(1, Math.ceil(err.retryAfter || 0));
+      return `The server limits how often a reader may ask (${err.problem.detail || "too many requests"}), and still refused after this page waited ${RATE_LIMIT_WAITS} times: try again in ${wait} s.`;
+    }
     return `${err.problem.detail || err.problem.title || err.message} (HTTP ${err.status})`;
   }
   return String((err && err.message) || err);
 }
 
 const UNREACHABLE = "The server cannot be reached; the view is as it was, and updates when it is back.";
+
+/** While a read waits out the server's rate limit, say so (the view is not stuck). */
+function waitingForLimit(seconds) {
+  const notice = $("notice");
+  if (seconds) {
+    notice.textContent = `The server limits how often a reader may ask: reading again in ${Math.ceil(seconds)} s.`;
+    notice.dataset.waiting = "true";
+  } else if (notice.dataset.waiting) {
+    notice.textContent = "";
+    delete notice.dataset.waiting;
+  }
+}
 
 function needsToken(err) {
   return err instanceof ApiError && (err.status === 401 || err.status === 403);
@@ -142,8 +159,29 @@ function fillStatedTimes() {
   list.replaceChildren(...values.map((v) => h("option", { value: v })));
 }
 
+/** What the seq box holds: `value` null when it is empty (the latest), or a `problem`
+ * when it is not a whole number of events (the server would refuse it). */
+function readSeqBox() {
+  const box = $("seq");
+  if (box.validity.badInput) return { problem: "that is not a number" };
+  if (box.value.trim() === "") return { value: null };
+  const value = Number(box.value);
+  if (!Number.isSafeInteger(value) || value < 0) return { problem: `${box.value} is not a whole number of events` };
+  return { value };
+}
+
+/** Show (or, with no text, clear) what is wrong with the seq box, beside it. */
+function seqProblem(text, { focus = false } = {}) {
+  const box = $("seq");
+  $("seq-error").textContent = text ? `Not a log position: ${text}. Give 0 or a whole number up to ${state.head}.` : "";
+  if (text) box.setAttribute("aria-invalid", "true");
+  else box.removeAttribute("aria-invalid");
+  if (text && focus) box.focus();
+}
+
 /** Apply the controls' values: re-query, and keep them in the URL when the server took them. */
 async function applyControls({ asOf, seq }) {
+  seqProblem("");
   const wantSeq = seq === null || seq === undefined || Number.isNaN(seq) || seq >= state.head ? null : Math.max(0, seq);
   const wantAsOf = (asOf || "").trim();
   if (wantAsOf === state.asOf && wantSeq === state.seq) {
@@ -179,7 +217,9 @@ function describePoint() {
 function bindControls() {
   $("controls").addEventListener("submit", (event) => {
     event.preventDefault();
-    applyControls({ asOf: $("as-of").value, seq: Number($("seq").value) });
+    const seq = readSeqBox();
+    if (seq.problem) seqProblem(seq.problem, { focus: true });
+    else applyControls({ asOf: $("as-of").value, seq: seq.value });
   });
   $("as-of").addEventListener("change", () => {
     applyControls({ asOf: $("as-of").value, seq: state.seq });
@@ -192,8 +232,9 @@ function bindControls() {
     applyControls({ asOf: state.asOf, seq: Number($("seq-range").value) });
   });
   $("seq").addEventListener("change", () => {
-    const value = $("seq").value === "" ? null : Number($("seq").value);
-    applyControls({ asOf: state.asOf, seq: value });
+    const seq = readSeqBox();
+    if (seq.problem) seqProblem(seq.problem);
+    else applyControls({ asOf: state.asOf, seq: seq.value });
   });
   $("seq-latest").addEventListener("click", () => applyControls({ asOf: state.asOf, seq: null }));
   $("reset").addEventListener("click", () => applyControls({ asOf: "", seq: null }));
@@ -283,6 +324,12 @@ function reportError(err) {
     if (message) {
       $("as-of-error").textContent = `Not a time the ledger reads: ${message}`;
       $("as-of").setAttribute("aria-invalid", "true");
+      showError("");
+      return;
+    }
+    const seqMessage = err.fieldMessage("seq");
+    if (seqMessage) {
+      seqProblem(seqMessage);
       showError("");
       return;
     }
@@ -559,12 +606,19 @@ function renderEstimates(quantities, timeline) {
   );
 }
 
+/** A table in a box that scrolls sideways on a narrow screen instead of widening the page;
+ * focusable, so the keyboard can scroll it too. */
+function scrollable(label, table) {
+  return h("div", { class: "table-scroll", role: "region", "aria-label": label, tabindex: "0" }, table);
+}
+
 function claimantTable(view) {
   if (!view.claimants.length) return h("p", { class: "muted" }, "No claimant has given a total.");
-  return h(
+  const caption = `Each claimant's latest total for ${view.property}`;
+  return scrollable(caption, h(
     "table",
     { class: "claimants" },
-    h("caption", {}, `Each claimant's latest total for ${view.property}`),
+    h("caption", {}, caption),
     h(
       "thead",
       {},
@@ -598,7 +652,7 @@ function claimantTable(view) {
         );
       }),
     ),
-  );
+  ));
 }
 
 function renderStatuses(statuses) {
@@ -606,7 +660,7 @@ function renderStatuses(statuses) {
     "section",
     { "aria-labelledby": "statuses-heading" },
     h("h3", { id: "statuses-heading" }, "Statuses"),
-    h(
+    scrollable("Statuses", h(
       "table",
       { class: "statuses" },
       h("caption", {}, "Each status property: where it stands, since when, and on whose word"),
@@ -647,7 +701,7 @@ function renderStatuses(statuses) {
           ),
         ),
       ),
-    ),
+    )),
   );
 }
 
@@ -763,5 +817,6 @@ function documentNode(doc) {
 
 Object.assign(state, readUrl());
 bindControls();
+onRateLimit(waitingForLimit);
 tokenLabel();
 start();

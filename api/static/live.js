@@ -4,7 +4,7 @@
 // with a token the same stream is read through fetch(); where that fails before a single
 // event arrives, /v1/events is polled every two seconds instead.
 
-import { ApiError, authHeaders, getJson, url } from "./api.js";
+import { ApiError, authHeaders, getJson, retryAfterSeconds, url } from "./api.js";
 
 const EVENT_TYPES = [
   "SourceRegistered",
@@ -82,6 +82,12 @@ export function follow({ after, useToken, onEvent, onState }) {
         // the key was revoked (or never was): retrying cannot help, the reader must act
         const problem = await response.json().catch(() => ({}));
         onState("refused", "stream", new ApiError(response.status, problem));
+        return;
+      }
+      if (response.status === 429 && streamedOnce) {
+        // over the rate limit: come back when the server says, not every two seconds
+        onState("down", "stream");
+        later(openFetchStream, retryAfterSeconds(response) * 1000);
         return;
       }
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
