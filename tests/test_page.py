@@ -5,6 +5,7 @@ Skipped, with the reason, where no Chromium is on PATH or Playwright is not inst
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import subprocess
@@ -560,6 +561,23 @@ def test_a_key_revoked_while_the_page_is_open_asks_for_another(
     watched.check(server.base)
 
 
+def _table_boxes(page: Any) -> list[dict[str, Any]]:
+    """Each table's scroll box: whether it overflows, and what makes it a region."""
+    boxes: list[dict[str, Any]] = page.eval_on_selector_all(
+        ".table-scroll",
+        """boxes => boxes.map(b => ({
+            table: b.querySelector("table").className,
+            overflows: b.scrollWidth > b.clientWidth,
+            width: b.clientWidth,
+            role: b.getAttribute("role"),
+            tabindex: b.getAttribute("tabindex"),
+            label: b.getAttribute("aria-label"),
+            caption: b.querySelector("caption").textContent,
+        }))""",
+    )
+    return boxes
+
+
 def test_the_page_fits_a_phone_screen_and_wide_tables_scroll_in_their_own_box(
     watched: Watched, server: LiveServer
 ) -> None:
@@ -569,16 +587,18 @@ def test_the_page_fits_a_phone_screen_and_wide_tables_scroll_in_their_own_box(
     expect(page.locator(STATUS_ROW)).to_be_visible()
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 375, f"the page is {width} px wide on a 375 px screen"
-    for table in ("table.claimants", "table.statuses"):
-        box = page.locator(table).first.locator("xpath=..")
-        expect(box).to_have_class("table-scroll")
-        expect(box).to_have_attribute("tabindex", "0")  # the keyboard can scroll it
-        expect(box).to_have_attribute("role", "region")
-        inner, outer = box.evaluate("b => [b.scrollWidth, b.clientWidth]")
-        assert outer <= 375
-        assert inner >= outer
-    claimants = page.locator("table.claimants").first.locator("xpath=..")
-    assert claimants.evaluate("b => b.scrollWidth > b.clientWidth"), "the table did not overflow"
+    boxes = _table_boxes(page)
+    assert {b["table"] for b in boxes} == {"claimants", "statuses"}
+    assert any(b["overflows"] for b in boxes if b["table"] == "claimants")
+    for box in boxes:
+        assert box["width"] <= 375
+        # a box that scrolls is a region the keyboard can reach, named by its caption
+        wanted = ("region", "0", box["caption"]) if box["overflows"] else (None, None, None)
+        assert (box["role"], box["tabindex"], box["label"]) == wanted, box
+
+    page.set_viewport_size({"width": 1366, "height": 900})  # wide: nothing to scroll
+    expect(page.locator(".table-scroll[tabindex]")).to_have_count(0)
+    assert not any(b["overflows"] for b in _table_boxes(page))
     watched.check(server.base)
 
 
@@ -587,13 +607,19 @@ def test_a_seq_that_is_not_a_whole_number_is_named_beside_the_box(
 ) -> None:
     page = open_page(watched, server, f"?subject={DEPLOYMENT}&seq=14")
     asked = len(watched.requests)
-    for typed in ("3.5", "-2"):
+    for typed in ("3.5", "-2", "3,5", "1e3"):
         page.fill("#seq", typed)
-        page.press("#seq", "Enter")
+        page.click("#controls button[type=submit]")  # Show: the box gets the focus back
         expect(page.locator("#seq-error")).to_contain_text(f"{typed} is not a whole number")
+        expect(page.locator("#seq-error")).to_have_attribute("role", "alert")
         expect(page.locator("#seq")).to_have_attribute("aria-invalid", "true")
         expect(page.locator("#seq")).to_be_focused()
-    assert len(watched.requests) == asked, "a seq the server would refuse was sent"
+    sent = [url for url in watched.requests[asked:] if "seq=" in url and "seq=14" not in url]
+    assert sent == [], "a seq the server would refuse was sent"
+    page.go_back()  # the box shows the view again: the message about what was typed goes
+    page.go_forward()
+    expect(page.locator("#seq")).to_have_value("14")
+    expect(page.locator("#seq-error")).to_have_text("")
     expect(page).to_have_url(re.compile(r"[?&]seq=14(&|$)"))
     expect(page.locator("#error")).to_have_text("")
 
@@ -610,9 +636,15 @@ def test_a_seq_that_is_not_a_whole_number_is_named_beside_the_box(
     watched.check(server.base)
 
 
-def _limit_reads(page: Any, refusals: int, retry_after: str) -> list[float]:
-    """Answer the first `refusals` reads of the troop estimate with a 429 asking to wait
-    `retry_after`; let later ones through. Returns when each of those reads was asked."""
+TROOP_ESTIMATE = re.compile(rf"/v1/subjects/[^/]+/estimates/{re.escape(TROOPS)}(\?|$)")
+
+
+def _limit_reads(
+    page: Any, refusals: int, retry_after: str, reads: re.Pattern[str] = TROOP_ESTIMATE
+) -> list[float]:
+    """Answer the first `refusals` of the `reads` (the troop estimate's, unless told) with
+    a 429 asking to wait `retry_after`; let later ones through. Returns when each of those
+    reads was asked."""
     asked: list[float] = []
 
     def handle(route: Any) -> None:
@@ -622,13 +654,17 @@ def _limit_reads(page: Any, refusals: int, retry_after: str) -> list[float]:
                 status=429,
                 headers={"Retry-After": retry_after, "Content-Type": "application/problem+json"},
                 body=json.dumps(
-                    {"status": 429, "title": "Too many requests", "detail": "over 5 requests a minute"}
+                    {
+                        "status": 429,
+                        "title": "Too many requests",
+                        "detail": "over 5 requests a minute",
+                    }
                 ),
             )
         else:
             route.continue_()
 
-    page.route(re.compile(rf"/v1/subjects/[^/]+/estimates/{re.escape(TROOPS)}(\?|$)"), handle)
+    page.route(reads, handle)
     return asked
 
 
@@ -643,7 +679,7 @@ def test_a_read_over_the_rate_limit_waits_as_the_server_asks_then_shows_the_view
     expect(page.locator("#notice")).not_to_contain_text("reading again")
     expect(page.locator("#error")).to_have_text("")
     assert len(asked) == 3
-    gaps = [later - earlier for earlier, later in zip(asked, asked[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(asked)]
     assert min(gaps) >= 0.9, f"asked again before the server's Retry-After: {gaps}"
     watched.errors.clear()  # the browser logs the 429s itself
     watched.check(server.base)
@@ -653,17 +689,19 @@ def test_a_read_still_refused_after_waiting_says_so_and_when_to_try(
     watched: Watched, server: LiveServer
 ) -> None:
     page = watched.page
-    asked = _limit_reads(page, 99, "0")
+    asked = _limit_reads(page, 99, "1")
     page.goto(f"{server.base}/?subject={DEPLOYMENT}")
     expect(page.locator("#error")).to_contain_text("still refused after this page waited 3 times")
     expect(page.locator("#error")).to_contain_text("over 5 requests a minute")
+    expect(page.locator("#notice")).not_to_contain_text("reading again")  # no longer waiting
     assert len(asked) == 4  # the first read and three after waiting: not a loop
     watched.errors.clear()
     watched.check(server.base)
 
 
+@pytest.mark.parametrize("first_open_refused", [False, True], ids=["on reconnecting", "at once"])
 def test_the_live_feed_over_the_rate_limit_reconnects_when_the_server_says(
-    watched: Watched, servers: dict[str, StartingServer]
+    watched: Watched, servers: dict[str, StartingServer], first_open_refused: bool
 ) -> None:
     server = servers["private"].server()
     page = watched.page
@@ -671,9 +709,11 @@ def test_the_live_feed_over_the_rate_limit_reconnects_when_the_server_says(
 
     def stream(route: Any) -> None:
         streams.append(time.monotonic())
-        if len(streams) == 1:  # a stream that ends at once: the feed reconnects
-            route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=": hi\n\n")
-        elif len(streams) == 2:
+        if len(streams) == 1 and not first_open_refused:  # a stream that ends at once
+            route.fulfill(
+                status=200, headers={"Content-Type": "text/event-stream"}, body=": hi\n\n"
+            )
+        elif len(streams) == (1 if first_open_refused else 2):
             route.fulfill(
                 status=429,
                 headers={"Retry-After": "4", "Content-Type": "application/problem+json"},
@@ -687,12 +727,45 @@ def test_the_live_feed_over_the_rate_limit_reconnects_when_the_server_says(
     page.fill("#token", server.token)
     page.press("#token", "Enter")
     expect(page.locator(ESTIMATE)).to_be_visible()
+    opens = 2 if first_open_refused else 3
     deadline = time.monotonic() + 15
-    while len(streams) < 3 and time.monotonic() < deadline:
+    while len(streams) < opens and time.monotonic() < deadline:
         page.wait_for_timeout(100)
     expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
-    assert len(streams) == 3
-    wait = streams[2] - streams[1]
+    assert len(streams) == opens
+    wait = streams[-1] - streams[-2]
     assert wait >= 3.9, f"reconnected {wait:.1f} s after a 429 that asked for 4 s"
+    polls = [url for url in watched.requests if "/v1/events?" in url]
+    assert polls == [], "the feed fell back to polling, which spends the same budget"
     watched.errors.clear()  # the browser logs the 401s and the 429 itself
+    watched.check(server.base)
+
+
+def test_the_notice_stays_while_any_read_still_waits(watched: Watched, server: LiveServer) -> None:
+    page = watched.page
+    _limit_reads(page, 1, "1", re.compile(r"/v1/subjects/[^/]+/timeline(\?|$)"))
+    sources = _limit_reads(page, 1, "4", re.compile(r"/v1/sources(\?|$)"))
+    started = time.monotonic()
+    page.goto(f"{server.base}/?subject={DEPLOYMENT}")
+    expect(page.locator("#notice")).to_contain_text("reading again in")
+    page.wait_for_timeout(2500)  # the timeline's read went through; the sources' still waits
+    expect(page.locator("#notice")).to_contain_text("reading again in")
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    expect(page.locator("#notice")).not_to_contain_text("reading again")
+    assert len(sources) == 2
+    assert sources[1] - started >= 3.9
+    watched.errors.clear()
+    watched.check(server.base)
+
+
+def test_a_wait_longer_than_a_minute_is_not_waited_for(
+    watched: Watched, server: LiveServer
+) -> None:
+    page = watched.page
+    asked = _limit_reads(page, 99, "120")
+    page.goto(f"{server.base}/?subject={DEPLOYMENT}")
+    expect(page.locator("#error")).to_contain_text("try again in 120 s")
+    expect(page.locator("#error")).not_to_contain_text("waited")
+    assert len(asked) == 1
+    watched.errors.clear()
     watched.check(server.base)

@@ -53,21 +53,30 @@ export function url(path, params = {}) {
 
 /** Reads refused with 429 are tried again after the server's Retry-After, this many times. */
 export const RATE_LIMIT_WAITS = 3;
-const LONGEST_WAIT_S = 60;
+/** A read asked to wait longer than this does not wait: it fails at once, saying how long. */
+export const LONGEST_WAIT_S = 60;
 let rateLimitListener = () => {};
+const waiting = new Map(); // each read waiting out a 429 -> when it asks again (ms)
 
-/** `listener(seconds)` is told when a read waits out a 429 before trying again, and
- * `listener(0)` when a read that waited goes through. */
+/** `listener(until)` is told, as reads start and stop waiting out a 429, the time (ms) at
+ * which the last of them asks again, or null once none is waiting. */
 export function onRateLimit(listener) {
   rateLimitListener = listener;
 }
 
-/** Seconds a 429 asks to wait: its Retry-After (seconds or an HTTP date), at most a minute. */
+function waitsChanged() {
+  rateLimitListener(waiting.size ? Math.max(...waiting.values()) : null);
+}
+
+/** Seconds a 429 asks to wait: its Retry-After in whole seconds or as an HTTP date; 5 when
+ * it gives neither, and never less than one. */
 export function retryAfterSeconds(response) {
-  const text = response.headers.get("Retry-After");
-  if (text !== null && /^\s*\d+\s*$/.test(text)) return Math.min(Number(text), LONGEST_WAIT_S);
-  const when = Date.parse(text || "");
-  if (!Number.isNaN(when)) return Math.min(Math.max(0, (when - Date.now()) / 1000), LONGEST_WAIT_S);
+  const text = (response.headers.get("Retry-After") || "").trim();
+  if (/^\d+$/.test(text)) return Math.max(1, Number(text));
+  if (/^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(text)) {
+    const when = Date.parse(text);
+    if (!Number.isNaN(when)) return Math.max(1, Math.ceil((when - Date.now()) / 1000));
+  }
   return 5;
 }
 
@@ -90,27 +99,35 @@ function pause(seconds, signal) {
   });
 }
 
-export async function getJson(path, params = {}, { signal } = {}) {
-  let response;
-  for (let waits = 0; ; waits += 1) {
-    try {
-      response = await fetch(url(path, params), {
-        headers: { Accept: "application/json", ...authHeaders() },
-        cache: "no-store",
-        signal,
-      });
-    } catch (err) {
-      if (err.name === "AbortError") throw err;
-      throw new ApiError(0, { title: "The server cannot be reached", detail: String(err.message || err) });
+async function fetchWaitingOutLimits(path, params, signal) {
+  const read = {};
+  try {
+    for (let waits = 0; ; waits += 1) {
+      let response;
+      try {
+        response = await fetch(url(path, params), {
+          headers: { Accept: "application/json", ...authHeaders() },
+          cache: "no-store",
+          signal,
+        });
+      } catch (err) {
+        if (err.name === "AbortError") throw err;
+        throw new ApiError(0, { title: "The server cannot be reached", detail: String(err.message || err) });
+      }
+      if (response.status !== 429 || waits === RATE_LIMIT_WAITS) return response;
+      const seconds = retryAfterSeconds(response);
+      if (seconds > LONGEST_WAIT_S) return response; // not worth holding the page for
+      waiting.set(read, Date.now() + seconds * 1000);
+      waitsChanged();
+      await pause(seconds, signal);
     }
-    if (response.status !== 429 || waits === RATE_LIMIT_WAITS) {
-      if (waits && response.status !== 429) rateLimitListener(0);
-      break;
-    }
-    const seconds = retryAfterSeconds(response);
-    rateLimitListener(seconds);
-    await pause(seconds, signal);
+  } finally {
+    if (waiting.delete(read)) waitsChanged();
   }
+}
+
+export async function getJson(path, params = {}, { signal } = {}) {
+  const response = await fetchWaitingOutLimits(path, params, signal);
   if (!response.ok) {
     let problem = null;
     try {

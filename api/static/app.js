@@ -1,7 +1,17 @@
 // The analyst's page: the current picture of a subject, its history and its sources.
 // Reads only this server's /v1 API; its state (subject, as_of, seq) lives in the URL.
 
-import { ApiError, RATE_LIMIT_WAITS, enc, getAll, getJson, getToken, onRateLimit, setToken } from "./api.js";
+import {
+  ApiError,
+  LONGEST_WAIT_S,
+  RATE_LIMIT_WAITS,
+  enc,
+  getAll,
+  getJson,
+  getToken,
+  onRateLimit,
+  setToken,
+} from "./api.js";
 import { ClaimantStyles, estimateChart, legendMarker } from "./chart.js";
 import { h, safeHref } from "./dom.js";
 import {
@@ -75,7 +85,10 @@ function problemText(err) {
     if (!err.status) return UNREACHABLE;
     if (err.status === 429) {
       const wait = Math.max(1, Math.ceil(err.retryAfter || 0));
-      return `The server limits how often a reader may ask (${err.problem.detail || "too many requests"}), and still refused after this page waited ${RATE_LIMIT_WAITS} times: try again in ${wait} s.`;
+      const limit = `The server limits how often a reader may ask (${err.problem.detail || "too many requests"})`;
+      return wait > LONGEST_WAIT_S
+        ? `${limit}: try again in ${wait} s.`
+        : `${limit}, and still refused after this page waited ${RATE_LIMIT_WAITS} times: try again in ${wait} s.`;
     }
     return `${err.problem.detail || err.problem.title || err.message} (HTTP ${err.status})`;
   }
@@ -84,11 +97,13 @@ function problemText(err) {
 
 const UNREACHABLE = "The server cannot be reached; the view is as it was, and updates when it is back.";
 
-/** While a read waits out the server's rate limit, say so (the view is not stuck). */
-function waitingForLimit(seconds) {
+/** While reads wait out the server's rate limit, say so (the view is not stuck), until the
+ * last of them asks again; `until` is that time (ms), or null once none waits. */
+function waitingForLimit(until) {
   const notice = $("notice");
-  if (seconds) {
-    notice.textContent = `The server limits how often a reader may ask: reading again in ${Math.ceil(seconds)} s.`;
+  if (until !== null) {
+    const seconds = Math.max(1, Math.ceil((until - Date.now()) / 1000));
+    notice.textContent = `The server limits how often a reader may ask: reading again in ${seconds} s.`;
     notice.dataset.waiting = "true";
   } else if (notice.dataset.waiting) {
     notice.textContent = "";
@@ -140,8 +155,10 @@ function syncControls({ asOf = true, force = false } = {}) {
   range.max = String(max);
   range.value = String(shown);
   const number = $("seq");
-  number.max = String(max);
-  if (force || document.activeElement !== number) number.value = String(shown);
+  if (force || document.activeElement !== number) {
+    number.value = String(shown);
+    seqProblem(""); // what the box holds now is a position the view shows
+  }
   seqText(shown);
 }
 
@@ -162,12 +179,12 @@ function fillStatedTimes() {
 /** What the seq box holds: `value` null when it is empty (the latest), or a `problem`
  * when it is not a whole number of events (the server would refuse it). */
 function readSeqBox() {
-  const box = $("seq");
-  if (box.validity.badInput) return { problem: "that is not a number" };
-  if (box.value.trim() === "") return { value: null };
-  const value = Number(box.value);
-  if (!Number.isSafeInteger(value) || value < 0) return { problem: `${box.value} is not a whole number of events` };
-  return { value };
+  const text = $("seq").value.trim();
+  if (text === "") return { value: null };
+  if (!/^[0-9]+$/.test(text)) return { problem: `${text} is not a whole number of events` };
+  const value = Number(text);
+  // past the head is the latest (applyControls); a number too long to hold exactly is not
+  return Number.isSafeInteger(value) ? { value } : { value: null };
 }
 
 /** Show (or, with no text, clear) what is wrong with the seq box, beside it. */
@@ -215,6 +232,11 @@ function describePoint() {
 }
 
 function bindControls() {
+  let resized = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resized);
+    resized = setTimeout(markScrollable, 150);
+  });
   $("controls").addEventListener("submit", (event) => {
     event.preventDefault();
     const seq = readSeqBox();
@@ -550,6 +572,7 @@ function renderSubject({ subject, row, timeline, assertions, views, kinds, markN
     renderTimeline(assertions, timeline, previous),
   ];
   $("subject").replaceChildren(...parts.filter(Boolean));
+  markScrollable();
 }
 
 function renderEstimates(quantities, timeline) {
@@ -606,19 +629,33 @@ function renderEstimates(quantities, timeline) {
   );
 }
 
-/** A table in a box that scrolls sideways on a narrow screen instead of widening the page;
- * focusable, so the keyboard can scroll it too. */
-function scrollable(label, table) {
-  return h("div", { class: "table-scroll", role: "region", "aria-label": label, tabindex: "0" }, table);
+/** A table in a box that scrolls sideways on a narrow screen instead of widening the page
+ * (see `markScrollable`). */
+function scrollable(table) {
+  return h("div", { class: "table-scroll" }, table);
+}
+
+/** A table box that does scroll becomes a region named by its caption that the keyboard
+ * can reach and scroll; one that fits is neither (no tab stop for nothing to scroll). */
+function markScrollable() {
+  for (const box of document.querySelectorAll(".table-scroll")) {
+    const caption = box.querySelector("caption");
+    if (box.scrollWidth > box.clientWidth) {
+      box.setAttribute("role", "region");
+      box.setAttribute("tabindex", "0");
+      box.setAttribute("aria-label", caption ? caption.textContent : "Table");
+    } else {
+      for (const name of ["role", "tabindex", "aria-label"]) box.removeAttribute(name);
+    }
+  }
 }
 
 function claimantTable(view) {
   if (!view.claimants.length) return h("p", { class: "muted" }, "No claimant has given a total.");
-  const caption = `Each claimant's latest total for ${view.property}`;
-  return scrollable(caption, h(
+  return scrollable(h(
     "table",
     { class: "claimants" },
-    h("caption", {}, caption),
+    h("caption", {}, `Each claimant's latest total for ${view.property}`),
     h(
       "thead",
       {},
@@ -660,7 +697,7 @@ function renderStatuses(statuses) {
     "section",
     { "aria-labelledby": "statuses-heading" },
     h("h3", { id: "statuses-heading" }, "Statuses"),
-    scrollable("Statuses", h(
+    scrollable(h(
       "table",
       { class: "statuses" },
       h("caption", {}, "Each status property: where it stands, since when, and on whose word"),

@@ -84,8 +84,9 @@ export function follow({ after, useToken, onEvent, onState }) {
         onState("refused", "stream", new ApiError(response.status, problem));
         return;
       }
-      if (response.status === 429 && streamedOnce) {
-        // over the rate limit: come back when the server says, not every two seconds
+      if (response.status === 429) {
+        // over the rate limit (on the first open too, right after the page's own reads):
+        // open the stream again when the server says; polling would spend more of it
         onState("down", "stream");
         later(openFetchStream, retryAfterSeconds(response) * 1000);
         return;
