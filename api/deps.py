@@ -71,7 +71,8 @@ IfMatch = Annotated[
     HeaderParameter(
         name="If-Match",
         pattern=r'^\s*(W/)?"?[0-9]+"?\s*$',
-        description='`"<version>"` of the subject stream (a view\'s ETag): 412 once it moved on',
+        description="`\"<version>\"` of the stream the write appends to (a subject's: a view's "
+        "ETag; a source's: its events' version): 412 once it moved on",
     ),
 ]
 

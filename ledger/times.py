@@ -7,7 +7,7 @@ always be written back with :func:`format_record_time`.
 
 Accepted statement/valid-time forms (see :func:`parse_time`)::
 
-    YYYY  YYYY-MM  YYYY-MM-DD  YYYY-MM-DDTHH:MM[:SS[.f{1,6}]][Z|±HH:MM]
+    YYYY  YYYY-MM  YYYY-MM-DD  YYYY-MM-DDTHH:MM[:SS[.f{1,9}]][Z|±HH:MM]
 
 A reduced value stands for its whole period: ``start`` is its first
 instant and ``end`` its last (the next period's start minus 1 µs).
@@ -58,7 +58,7 @@ _DAYS_IN_MONTH: Final = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 _ACCEPTED: Final = (
     "expected YYYY, YYYY-MM, YYYY-MM-DD, or an RFC 3339 date-time "
-    "YYYY-MM-DDTHH:MM[:SS[.ffffff]] optionally followed by Z or ±HH:MM "
+    "YYYY-MM-DDTHH:MM[:SS[.f]] (1 to 9 fractional digits) optionally followed by Z or ±HH:MM "
     "(no offset means UTC), e.g. 2025, 2025-03, 2025-03-14, "
     "2025-03-14T09:30:00Z, 2025-03-14T09:30:00.5+09:00"
 )
@@ -73,7 +73,7 @@ _MIN_SEC = "[0-5][0-9]"
 
 TIME_PATTERN: Final[str] = (
     f"^{_YEAR}(?:-{_MONTH}(?:-{_DAY}(?:[Tt]{_HOUR}:{_MIN_SEC}"
-    f"(?::{_MIN_SEC}(?:\\.[0-9]{{1,6}})?)?"
+    f"(?::{_MIN_SEC}(?:\\.[0-9]{{1,9}})?)?"
     f"(?:[Zz]|[+-]{_HOUR}:{_MIN_SEC})?)?)?)?$"
 )
 """Regex (ECMA-262 / JSON Schema compatible) for the accepted shapes.
@@ -86,7 +86,7 @@ It checks field ranges but not calendar validity (2025-02-30 matches);
 # leniency as with ``$``).
 _TIME_RE: Final = re.compile(
     f"({_YEAR})(?:-({_MONTH})(?:-({_DAY})(?:[Tt]({_HOUR}):({_MIN_SEC})"
-    f"(?::({_MIN_SEC})(?:\\.([0-9]{{1,6}}))?)?"
+    f"(?::({_MIN_SEC})(?:\\.([0-9]{{1,9}}))?)?"
     f"(?:([Zz])|([+-])({_HOUR}):({_MIN_SEC}))?)?)?)?",
     re.ASCII,
 )
@@ -176,8 +176,9 @@ def parse_time(text: str) -> TimeValue:
     start += int(hs) * US_PER_HOUR + int(mins) * US_PER_MINUTE
     if ss is not None:
         start += int(ss) * US_PER_SECOND
-        if fs is not None:
-            start += int(fs) * 10 ** (6 - len(fs))
+        if fs is not None:  # up to nanoseconds are taken; instants are microseconds
+            micros = fs[:6]
+            start += int(micros) * 10 ** (6 - len(micros))
     if sign is not None:
         offset = int(ohs) * US_PER_HOUR + int(oms) * US_PER_MINUTE
         start = start - offset if sign == "+" else start + offset

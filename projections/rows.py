@@ -92,6 +92,14 @@ class AssertionDetail(Row, frozen=True):
     rank: RankRow
 
 
+class AssertionAt(AssertionDetail, frozen=True, kw_only=True):
+    """An assertion read alone, with the point in time it was read at, as a view echoes it."""
+
+    as_of: str | None
+    known_at: str | None
+    seq: int
+
+
 class AssertionPage(Page, frozen=True, kw_only=True):
     items: list[AssertionDetail]
     next: str | None
@@ -212,6 +220,14 @@ class SourceView(Row, frozen=True):
     registered_seq: int
     version: int
     history: list[SourceVersion]
+
+
+class SourceAt(SourceView, frozen=True, kw_only=True):
+    """A source read alone, with the point in time it was read at, as a view echoes it."""
+
+    as_of: str | None
+    known_at: str | None
+    seq: int
 
 
 class SourcePage(Page, frozen=True, kw_only=True):

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import sqlite3
 
+import msgspec
+
 from projections.catalog import get_source, list_sources, list_subjects
 from projections.details import assertion_detail, list_assertions
 from projections.facts import eligible, live_facts
 from projections.pit import PointInTime, echo, subject_version
 from projections.quantity import quantity_parts
 from projections.rows import (
+    AssertionAt,
     AssertionDetail,
     AssertionPage,
     ClaimantTotal,
     Estimate,
     Kind,
     QuantityView,
+    SourceAt,
     SourcePage,
     SourceView,
     Spread,
@@ -36,11 +40,13 @@ from projections.status import status_parts
 from projections.timeline import timeline
 
 __all__ = [
+    "AssertionAt",
     "AssertionDetail",
     "AssertionPage",
     "ClaimantTotal",
     "Estimate",
     "QuantityView",
+    "SourceAt",
     "SourcePage",
     "SourceView",
     "Spread",
@@ -58,9 +64,26 @@ __all__ = [
     "property_kind",
     "property_view",
     "quantity_view",
+    "read_assertion",
+    "read_source",
     "status_view",
     "timeline",
 ]
+
+
+def read_assertion(
+    conn: sqlite3.Connection, assertion_id: str, at: PointInTime
+) -> AssertionAt | None:
+    """The assertion as known at `at`, echoing `at` as a view does; None if not recorded
+    by then."""
+    found = assertion_detail(conn, assertion_id, at)
+    return None if found is None else AssertionAt(**msgspec.structs.asdict(found), **echo(at))
+
+
+def read_source(conn: sqlite3.Connection, source_id: str, at: PointInTime) -> SourceAt | None:
+    """The source as it stood at `at`, echoing `at` as a view does; None if unknown then."""
+    found = get_source(conn, source_id, at)
+    return None if found is None else SourceAt(**msgspec.structs.asdict(found), **echo(at))
 
 
 def quantity_view(

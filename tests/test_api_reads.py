@@ -107,6 +107,13 @@ async def test_assertion_detail(client: Client, ledger: Ledger) -> None:
     assert detail["retracted"] is None
     assert detail["superseded_by"] is None
     assert detail["rank"] == {"rank": "normal", "reason": None, "seq": None}
+    head = (await get(client, ledger, "/v1/log/head"))["size"]
+    # read alone, it echoes the point in time it was read at, as every view does
+    assert (detail["as_of"], detail["known_at"], detail["seq"]) == (None, None, head)
+    then = await get(client, ledger, f"/v1/assertions/{FALL_2024}", seq=20)
+    assert (then["as_of"], then["known_at"], then["seq"]) == (None, None, 20)
+    listed = await get(client, ledger, "/v1/assertions", subject=DEPLOYMENT, limit=1)
+    assert "known_at" not in listed["items"][0]  # a page echoes it once, not each item
 
     too_early = await client.get(
         f"/v1/assertions/{FALL_2024}", params={"seq": 13}, headers=ledger.auth("reader")
@@ -176,6 +183,8 @@ async def test_sources(client: Client, ledger: Ledger) -> None:
     assert ids == sorted(ids)
     assert (await get(client, ledger, "/v1/sources", limit=13))["next"] is None
     ap = await get(client, ledger, "/v1/sources/ap")
+    head = (await get(client, ledger, "/v1/log/head"))["size"]
+    assert (ap.pop("as_of"), ap.pop("known_at"), ap.pop("seq")) == (None, None, head)
     assert ap == next(s for s in sources if s["id"] == "ap")
     assert (ap["name"], ap["reliability"], ap["registered_seq"]) == ("Associated Press", "B", 13)
 
@@ -185,6 +194,10 @@ async def test_sources(client: Client, ledger: Ledger) -> None:
     ]
     known_at = ap["history"][0]["recorded_at"]
     assert len(await walk(client, ledger, "/v1/sources", known_at=known_at)) == 13
+    then = await get(client, ledger, "/v1/sources/ap", known_at=known_at)
+    page = await get(client, ledger, "/v1/sources", known_at=known_at, limit=1)
+    assert (then["known_at"], then["seq"]) == (known_at, page["seq"])
+    assert ap["registered_seq"] <= then["seq"] <= head
     before = await client.get("/v1/sources/ap", params={"seq": 12}, headers=ledger.auth("reader"))
     problem(before, 404)
 

@@ -603,3 +603,38 @@ async def test_limit_is_1_to_1000(client: Client, ledger: Ledger, path: str) -> 
         response = await client.get(path, params={"limit": bad}, headers=reader)
         assert fields_of(response) == {"limit"}
     assert (await client.get(path, params={"limit": 1000}, headers=reader)).status_code == 200
+
+
+async def _stream_version(client: Client, ledger: Ledger, stream: str) -> int:
+    return max(e["version"] for e in await all_events(client, ledger) if e["stream"] == stream)
+
+
+@pytest.mark.parametrize("write", ["retract", "rank", "update source", "register source"])
+async def test_if_match_guards_every_write_on_its_stream(
+    client: Client, ledger: Ledger, write: str
+) -> None:
+    """A client that sends a precondition is protected by it on every write, not only on
+    a new assertion: a stale version is a 412 and appends nothing."""
+    writer = ledger.auth("writer")
+    if write in ("retract", "rank"):
+        path = f"/v1/assertions/{INCREMENT}/{write}"
+        body: dict[str, Any] = {"reason": "checked again"}
+        body |= {"rank": "preferred"} if write == "rank" else {}
+        stream, method = f"subject:{DEPLOYMENT}", "POST"
+    elif write == "update source":
+        path, body, stream, method = "/v1/sources/ap", {"name": "AP"}, "source:ap", "PATCH"
+    else:
+        path, body, stream, method = "/v1/sources", source_body(id="fresh"), "source:fresh", "POST"
+    version = 0 if write == "register source" else await _stream_version(client, ledger, stream)
+    size = await log_size(client, ledger)
+    stale = await client.request(
+        method, path, json=body, headers={**writer, "If-Match": f'"{version + 1}"'}
+    )
+    assert str(version) in problem(stale, 412)["detail"]
+    assert await log_size(client, ledger) == size
+    done = await client.request(
+        method, path, json=body, headers={**writer, "If-Match": f'"{version}"'}
+    )
+    assert done.status_code in (200, 201), done.text
+    assert await log_size(client, ledger) == size + 1
+    assert await _stream_version(client, ledger, stream) == version + 1

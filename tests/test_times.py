@@ -157,7 +157,7 @@ INVALID = [
     "2025-04-28T24:00",
     "2025-04-28T23:60:00Z",
     "2025-04-28T23:59:60Z",  # leap second
-    "2025-04-28T09:00:00.1234567Z",  # 7 fractional digits
+    "2025-04-28T09:00:00.1234567890Z",  # 10 fractional digits
     "2025-04-28T09:00:00.Z",
     "2025-04-28T09:00.5Z",
     "2025-04-28T09Z",
@@ -397,7 +397,7 @@ def test_time_pattern_accepts_generated_values(dt: datetime, tz: timezone, spec:
         "0000",
         "2025-04-28T24:00Z",
         "2025-04-28T23:59:60Z",
-        "2025-04-28T09:00:00.1234567Z",
+        "2025-04-28T09:00:00.1234567890Z",
         "2025-04-28T09:00:00+24:00",
         "2025-04-28 09:00",
     ],
@@ -439,3 +439,16 @@ def test_time_pattern_works_with_msgspec() -> None:
         msgspec.json.decode(b'"last fall"', type=ts)
     with pytest.raises(msgspec.ValidationError):
         msgspec.json.decode(b'"2025-1"', type=ts)
+
+
+@pytest.mark.parametrize("digits", ["1234567", "12345678", "123456789", "123456999"])
+def test_a_fraction_finer_than_a_microsecond_is_kept_and_ordered_to_the_microsecond(
+    digits: str,
+) -> None:
+    """RFC 3339 clients (Go, Java) send nanoseconds: the text is kept as sent, and the
+    instant is the microsecond it falls in."""
+    text = f"2025-04-28T09:00:00.{digits}Z"
+    value = parse_time(text)
+    assert value.text == text
+    assert value.start == value.end == parse_time("2025-04-28T09:00:00.123456Z").start
+    assert re.search(TIME_PATTERN, text) is not None

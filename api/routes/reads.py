@@ -63,9 +63,9 @@ def list_sources(
 )
 def get_source(
     state: State, source_id: FromPath[str], known_at: KnownAt = None, seq: SeqParam = None
-) -> views.SourceView:
+) -> views.SourceAt:
     at = point_in_time(state, None, known_at, seq)
-    found = views.get_source(store_of(state).reader(), source_id, at)
+    found = views.read_source(store_of(state).reader(), source_id, at)
     if found is None:
         raise NotFound(f"no source {source_id!r} at seq {at.seq}")
     return found
@@ -81,9 +81,9 @@ def get_source(
 )
 def get_assertion(
     state: State, assertion_id: FromPath[str], known_at: KnownAt = None, seq: SeqParam = None
-) -> views.AssertionDetail:
+) -> views.AssertionAt:
     at = point_in_time(state, None, known_at, seq)
-    found = views.assertion_detail(store_of(state).reader(), assertion_id, at)
+    found = views.read_assertion(store_of(state).reader(), assertion_id, at)
     if found is None:
         raise NotFound(f"no assertion {assertion_id!r} at seq {at.seq}")
     return found

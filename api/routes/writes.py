@@ -138,11 +138,13 @@ def _update_reply(receipt: Receipt) -> Reply:
     "/v1/sources",
     operation_id="registerSource",
     summary="Register a source",
-    description="201 when new; the identical body again: 200; other details for a known id: 409.",
+    description="201 when new; the identical body again: 200; other details for a known id: 409. "
+    '`If-Match: "<version>"` makes it conditional on the source stream\'s version (`"0"`: only '
+    "while the id is not registered).",
     request_class=WriteRequest,
     opt={**_WRITE, BODY: RegisterSource},
     responses={
-        **errors_for(*WRITES, 409),
+        **errors_for(*WRITES, 409, 412),
         200: ResponseSpec(
             data_container=Unchanged,
             description="the identical source is already registered: nothing appended",
@@ -155,9 +157,12 @@ async def register_source(
     request: Request[Any, Any, Any],
     data: JSONBody[RegisterSource],
     idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
 ) -> Response[EventReceipt]:
     return ReplyResponse(
-        await run_write(request, data, _source_reply, idempotency_key=idempotency_key)
+        await run_write(
+            request, data, _source_reply, idempotency_key=idempotency_key, if_match=if_match
+        )
     )
 
 
@@ -165,9 +170,10 @@ async def register_source(
     "/v1/sources/{source_id:str}",
     operation_id="updateSource",
     summary="Change a source's name, kind, country or reliability (appends SourceUpdated)",
+    description='`If-Match: "<version>"` makes it conditional on the source stream\'s version.',
     request_class=WriteRequest,
     opt={**_WRITE, BODY: SourceChanges},
-    responses=errors_for(*WRITES, 404),
+    responses=errors_for(*WRITES, 404, 412),
     status_code=200,
 )
 async def update_source(
@@ -175,10 +181,13 @@ async def update_source(
     source_id: FromPath[str],
     data: JSONBody[SourceChanges],
     idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
 ) -> Response[EventReceipt | Unchanged]:
     command = UpdateSource(id=source_id, changes=data)
     return ReplyResponse(
-        await run_write(request, command, _update_reply, idempotency_key=idempotency_key)
+        await run_write(
+            request, command, _update_reply, idempotency_key=idempotency_key, if_match=if_match
+        )
     )
 
 
@@ -209,9 +218,10 @@ async def record_assertion(
     "/v1/assertions/{assertion_id:str}/retract",
     operation_id="retractAssertion",
     summary="Retract an assertion whose record was a mistake",
+    description='`If-Match: "<version>"` makes it conditional on the subject stream version.',
     request_class=WriteRequest,
     opt={**_WRITE, BODY: RetractBody},
-    responses=errors_for(*WRITES, 404, 409),
+    responses=errors_for(*WRITES, 404, 409, 412),
     status_code=201,
 )
 async def retract_assertion(
@@ -219,10 +229,13 @@ async def retract_assertion(
     assertion_id: FromPath[str],
     data: JSONBody[RetractBody],
     idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
 ) -> Response[EventReceipt]:
     command = RetractAssertion(assertion_id=assertion_id, reason=data.reason)
     return ReplyResponse(
-        await run_write(request, command, render_event, idempotency_key=idempotency_key)
+        await run_write(
+            request, command, render_event, idempotency_key=idempotency_key, if_match=if_match
+        )
     )
 
 
@@ -230,9 +243,10 @@ async def retract_assertion(
     "/v1/assertions/{assertion_id:str}/rank",
     operation_id="rankAssertion",
     summary="Rank an assertion preferred, normal or deprecated",
+    description='`If-Match: "<version>"` makes it conditional on the subject stream version.',
     request_class=WriteRequest,
     opt={**_WRITE, BODY: RankBody},
-    responses=errors_for(*WRITES, 404),
+    responses=errors_for(*WRITES, 404, 412),
     status_code=201,
 )
 async def rank_assertion(
@@ -240,10 +254,13 @@ async def rank_assertion(
     assertion_id: FromPath[str],
     data: JSONBody[RankBody],
     idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
 ) -> Response[EventReceipt]:
     command = RankAssertion(assertion_id=assertion_id, rank=data.rank, reason=data.reason)
     return ReplyResponse(
-        await run_write(request, command, render_event, idempotency_key=idempotency_key)
+        await run_write(
+            request, command, render_event, idempotency_key=idempotency_key, if_match=if_match
+        )
     )
 
 
