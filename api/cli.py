@@ -17,7 +17,7 @@ import msgspec
 from api.importer import import_file
 from api.progress import Progress
 from ledger import keys
-from ledger.errors import FieldError, InvalidInput, LedgerError
+from ledger.errors import FieldError, InvalidInput, LedgerError, StorageFull
 from ledger.logs import configure_logging
 from ledger.sqlite_store import SqliteStore, connect
 from ledger.text import MAX_WHOLE, whole_number
@@ -124,6 +124,21 @@ def cmd_import(args: argparse.Namespace) -> int:
         phases.finish()
         store.close()
     span = f" (seq {result.first_seq}..{result.last_seq})" if result.appended else ""
+    if result.views_failure is not None:
+        sys.stderr.write(
+            f"ledger import: the views could not be brought up to date ({result.views_failure}); "
+            "they catch up at the next append or when the ledger is next opened\n"
+        )
+    if result.failure is not None:
+        done = result.done_lines
+        kept = f"lines 1..{done} are in the log" if done else "no line was imported"
+        why = "the database is full" if isinstance(result.failure, StorageFull) else result.failure
+        sys.stderr.write(
+            f"ledger import: stopped, the ledger could not take more ({why}); {kept} "
+            f"({result.appended} events appended{span}); nothing from line {done + 1} on was "
+            "appended\n"
+        )
+        return 1
     if result.interrupted and result.error is None:
         done = result.done_lines
         kept = f"lines 1..{done} are in the log" if done else "no line was imported"
@@ -140,7 +155,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
         return 1
     print(f"imported {result.lines} lines: {result.appended} events appended{span}")
-    return 0
+    return 1 if result.views_failure is not None else 0
 
 
 class _Phases:

@@ -72,6 +72,8 @@ class ImportResult:
     error: ImportError_ | None = None
     done_lines: int = 0  # every line up to this one is in the log (or needed nothing)
     interrupted: bool = False  # stopped by Ctrl-C: what was read ahead was not appended
+    failure: LedgerError | None = None  # the ledger could not take a chunk (a full disk)
+    views_failure: LedgerError | None = None  # the views could not be brought up to date
 
 
 @dataclass
@@ -145,6 +147,17 @@ class _Run:
         self.actor = actor
         self.stopped = False
 
+    def submit(self, store: SqliteStore, lines: list[tuple[int, ImportLine]]) -> Future[_Outcome]:
+        """Queue a chunk on the writer. A chunk whose commit failed (a full disk) stops
+        the import: the chunks queued after it append nothing, so no line is skipped."""
+        future = store.submit(self.unit(lines))
+        future.add_done_callback(self._stop_on_failure)
+        return future
+
+    def _stop_on_failure(self, future: Future[_Outcome]) -> None:
+        if future.exception() is not None:  # set on the writer, before its next unit
+            self.stopped = True
+
     def unit(self, lines: list[tuple[int, ImportLine]]) -> Callable[[SqliteTransaction], _Outcome]:
         def work(txn: SqliteTransaction) -> _Outcome:
             if self.stopped:
@@ -200,6 +213,9 @@ class _DeferredViews:
         self.store = store
         self.progress = progress
         self.taken: list[Projector] = []
+        self.failed: LedgerError | None = None
+        """Why the fold did not commit (a full disk): the projectors are back, and catch up
+        at the next append or the next time the ledger is opened."""
 
     def __enter__(self) -> _DeferredViews:
         def take(txn: SqliteTransaction) -> None:
@@ -223,7 +239,16 @@ class _DeferredViews:
             self.store.projectors.extend(self.taken)
             self.taken = []
 
-        self.store.run_sync(give_back)
+        try:
+            self.store.run_sync(give_back)
+        except LedgerError as exc:  # rolled back; what was appended stays appended
+            self.failed = exc
+            self.store.run_sync(self._put_back)
+
+    def _put_back(self, txn: SqliteTransaction) -> None:
+        del txn
+        self.store.projectors.extend(self.taken)
+        self.taken = []
 
 
 def _wanted(
@@ -320,7 +345,7 @@ def import_file(
     actor: str,
     progress: Callable[[int, int], None] | None = None,
     *,
-    chunk_size: int = CHUNK,
+    chunk_size: int | None = None,
     fold_progress: Callable[[int, int], None] | None = None,
 ) -> ImportResult:
     """Append every line of `path`; stop at the first bad one.
@@ -334,6 +359,7 @@ def import_file(
     stops at once, as usual.
     """
     result = ImportResult()
+    size = CHUNK if chunk_size is None else chunk_size
     total = os.path.getsize(path)
     run = _Run(actor)
     pending: deque[tuple[Future[_Outcome], int, int]] = deque()
@@ -344,6 +370,10 @@ def import_file(
             future, done_bytes, last_line = pending[0]
             try:
                 outcome = future.result()
+            except LedgerError as exc:  # the chunk appended nothing; those after it neither
+                if result.failure is None:
+                    result.failure = exc
+                continue
             finally:
                 pending.popleft()
             if outcome.last is not None and outcome.first is not None:
@@ -354,16 +384,16 @@ def import_file(
             if outcome.problem is not None and result.error is None:
                 result.error = outcome.problem
                 result.done_lines = outcome.problem.line - 1  # its lines before it are in
-            if result.error is None:
+            if result.error is None and result.failure is None:
                 result.done_lines = last_line
             if progress is not None:
                 progress(done_bytes, total)
-        return result.error is None
+        return result.error is None and result.failure is None
 
     chunk: list[tuple[int, ImportLine]] = []
     done_bytes = 0
     decode_error: ImportError_ | None = None
-    with _stop_on_ctrl_c() as stop, _DeferredViews(store, fold_progress):
+    with _stop_on_ctrl_c() as stop, _DeferredViews(store, fold_progress) as views:
         try:
             with path.open("rb") as fh:
                 for number, raw in _numbered_lines(fh):
@@ -379,15 +409,18 @@ def import_file(
                     except _BadLine as bad:
                         decode_error = bad.problem
                         break
-                    if len(chunk) >= chunk_size:
-                        pending.append((store.submit(run.unit(chunk)), done_bytes, number))
+                    if len(chunk) >= size:
+                        pending.append((run.submit(store, chunk), done_bytes, number))
                         chunk = []
                         if not settle(IN_FLIGHT - 1):
                             break
             if chunk and result.error is None and not result.interrupted:
-                pending.append((store.submit(run.unit(chunk)), done_bytes, chunk[-1][0]))
+                pending.append((run.submit(store, chunk), done_bytes, chunk[-1][0]))
         finally:
             settle(0)
+    result.views_failure = views.failed
+    if result.failure is not None:
+        return result
     if result.error is None and decode_error is None and not result.interrupted:
         result.done_lines = result.lines  # blank lines at the end included
     if result.error is None:

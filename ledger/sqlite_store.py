@@ -469,6 +469,19 @@ class SqliteStore:
             log.error("appends_refused", path=str(self.path), reason=reason)
 
     def _load_tip(self, tail_check: int) -> _Tip:
+        """The log's tip, its tail checked first (see :func:`check_tail`), all read in one
+        snapshot: another process appending between two of these reads must not look like
+        a payload or a node past the head."""
+        conn = self._conn
+        if conn.in_transaction:  # the writer's own transaction is one snapshot already
+            return self._read_tip(tail_check)
+        conn.execute("BEGIN")
+        try:
+            return self._read_tip(tail_check)
+        finally:
+            conn.execute("COMMIT")
+
+    def _read_tip(self, tail_check: int) -> _Tip:
         try:
             check_tail(self._conn, tail_check)
         except TailProblem as exc:

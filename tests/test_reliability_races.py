@@ -150,3 +150,42 @@ async def test_one_owner_per_client_chosen_id_and_source(ledger: Ledger) -> None
         assert Counter(a.status_code for a in clashing) == {201: 1, 409: 15}
         assert (await head(client, ledger))["size"] == before["size"] + 3
         await _whole(client, ledger)
+
+
+def test_opening_a_ledger_while_another_store_appends_never_calls_it_broken(
+    tmp_path: Any,
+) -> None:
+    """The start-up check reads the tail, the tip and the Merkle frontier in one snapshot:
+    a commit by another writer between two of those reads (a server appending while the
+    command line opens the file) once looked like a payload past the head, and the
+    second store refused every append."""
+    import threading
+
+    from tests.factories import ledger as open_ledger
+    from tests.factories import quantity, run, seed_commands
+
+    path = tmp_path / "l.db"
+    stop = threading.Event()
+    with open_ledger(path) as busy:
+        run(busy, *seed_commands())
+
+        def append() -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                run(busy, quantity(n, n + 1, stated_at="2025", subject="s", claimants=("ap",)))
+
+        writers = [threading.Thread(target=append) for _ in range(2)]
+        for writer in writers:
+            writer.start()
+        refusals = []
+        try:
+            for _ in range(40):
+                with open_ledger(path) as other:
+                    refusals.append(other.write_refusal)
+        finally:
+            stop.set()
+            for writer in writers:
+                writer.join()
+        assert busy.size() > 100  # the other store did append throughout
+    assert refusals == [None] * 40

@@ -10,6 +10,7 @@ reads go on, instead of chaining new events onto a broken one.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -315,3 +316,49 @@ def test_a_path_that_cannot_hold_a_ledger_is_a_clear_error(tmp_path: Path, where
     path = tmp_path / where
     with pytest.raises(LedgerUnavailable, match=f"cannot open a ledger at {path}: "):
         SqliteStore(path)
+
+
+def test_an_import_that_fills_the_disk_stops_at_a_chunk_and_says_which_lines_are_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The chunk that needs room appends nothing, and neither does any chunk after it, so
+    the lines in the log are exactly 1..N; the command names N, not "nothing was
+    appended". With room again, the rest of the file goes in and the ledger verifies."""
+    from api import cli, importer
+    from bench import gen
+
+    source = tmp_path / "in.jsonl"
+    lines = gen.write(source, 900)
+    db = tmp_path / "l.db"
+    opened = cli.open_store
+
+    def capped(*args: Any, **kwargs: Any) -> SqliteStore:
+        store = opened(*args, **kwargs)
+        store.set_max_pages(store.page_count() + 120)
+        return store
+
+    monkeypatch.setattr(cli, "open_store", capped)
+    monkeypatch.setattr(importer, "CHUNK", 100)
+    code = cli.main(["import", str(source), "--db", str(db)])
+    err = capsys.readouterr().err
+    assert code == 1
+    found = re.search(r"lines 1\.\.(\d+) are in the log \((\d+) events appended", err)
+    assert found is not None, err
+    done, appended = int(found[1]), int(found[2])
+    assert 0 < done < lines
+    assert done % 100 == 0  # a whole number of chunks
+    assert appended == done  # one event a line: nothing from a later chunk slipped in
+    assert f"nothing from line {done + 1} on was appended" in err
+    assert "the database is full" in err
+
+    monkeypatch.setattr(cli, "open_store", opened)
+    rest = tmp_path / "rest.jsonl"
+    rest.write_bytes(b"".join(source.read_bytes().splitlines(keepends=True)[done:]))
+    assert cli.main(["import", str(rest), "--db", str(db)]) == 0
+    store = SqliteStore(db, all_projectors())
+    try:
+        assert store.size() == lines
+        assert verify_log(store.reader()).ok
+        assert audit(store, all_projectors).ok
+    finally:
+        store.close()
