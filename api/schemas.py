@@ -105,6 +105,9 @@ class ErasureItem(msgspec.Struct, frozen=True):
     assertion_id: str
     subject: str
     property: str
+    logged_seq: int | None = None
+    """The seq of the `PayloadErased` event that logs the erasure in the chain (null for an
+    erasure made before erasures were logged: `ledger erase --seq N` logs it)."""
 
 
 class ErasurePage(msgspec.Struct, frozen=True):

@@ -26,10 +26,16 @@ import msgspec
 
 from ledger.codec import encode_json
 from ledger.errors import FieldError, InvalidInput, LedgerError
-from ledger.events import AssertionRecorded, ErasedAssertion, Event, subject_stream
-from ledger.sqlite_store import SqliteStore, SqliteTransaction, event_at, log_size
+from ledger.events import (
+    AssertionRecorded,
+    ErasedAssertion,
+    Event,
+    NewEvent,
+    PayloadErased,
+    subject_stream,
+)
+from ledger.sqlite_store import SqliteStore, SqliteTransaction, event_at, events_where, log_size
 from ledger.text import MAX_WHOLE, one_line_problem
-from ledger.times import format_record_time, now_us
 
 ERASABLE = ("AssertionRecorded",)
 """The event types whose payload can be erased: an assertion's carries the quote, the
@@ -59,13 +65,15 @@ class EraseRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Erasure(msgspec.Struct, frozen=True):
-    """One erasure, as recorded."""
+    """One erasure, as recorded. `logged_seq` is the seq of its :class:`PayloadErased`
+    event (None for an erasure made before erasures were logged: see :func:`erase`)."""
 
     seq: int
     erased_at: str
     actor: str
     reason: str
     kept: ErasedAssertion
+    logged_seq: int | None = None
 
 
 class EraseResult(msgspec.Struct, frozen=True):
@@ -110,13 +118,30 @@ def _sound(record: tuple[Any, ...]) -> tuple[Erasure | None, str | None]:
     return Erasure(seq, erased_at, actor, reason, facts), None
 
 
+def logged_on(conn: sqlite3.Connection, subject: str) -> dict[int, int]:
+    """The erasures logged on `subject`'s stream: the seq of each :class:`PayloadErased`
+    event by the seq it names (one index range of the stream, not a scan of the log)."""
+    logged: dict[int, int] = {}
+    where = "WHERE e.stream = ? AND e.type = 'PayloadErased' ORDER BY e.seq"
+    for event in events_where(conn, where, (subject_stream(subject),)):
+        if isinstance(event.data, PayloadErased):
+            logged.setdefault(event.data.seq, event.seq)
+    return logged
+
+
 def erasures(conn: sqlite3.Connection) -> dict[int, Erasure]:
-    """Every sound erasure of the ledger on `conn`, by seq (see :func:`erasure_problems`)."""
+    """Every sound erasure of the ledger on `conn`, by seq (see :func:`erasure_problems`),
+    each with the seq of the event that logged it."""
     found: dict[int, Erasure] = {}
+    logged: dict[str, dict[int, int]] = {}
     for record in _records(conn):
         erasure, _ = _sound(record)
         if erasure is not None:
-            found[erasure.seq] = erasure
+            subject = erasure.kept.subject
+            if subject not in logged:
+                logged[subject] = logged_on(conn, subject)
+            at = logged[subject].get(erasure.seq)
+            found[erasure.seq] = msgspec.structs.replace(erasure, logged_seq=at)
     return found
 
 
@@ -204,6 +229,8 @@ def _erase_in(
     earlier = erasures(conn).get(seq)
     payload = event.data
     if payload is None:
+        if earlier is not None and earlier.logged_seq is None:
+            return _log_earlier(txn, earlier, actor), []
         when = "" if earlier is None else f" at {earlier.erased_at} by {earlier.actor}"
         raise _refuse("seq", f"the payload of seq {seq} was already erased{when}")
     if not isinstance(payload, AssertionRecorded):  # pragma: no cover - ERASABLE says so
@@ -216,7 +243,9 @@ def _erase_in(
     kept = ErasedAssertion(
         payload.assertion_id, payload.subject, payload.property, payload.value.kind
     )
-    erasure = Erasure(seq, format_record_time(now_us()), actor, request.reason, kept)
+    reason = request.reason if earlier is None else earlier.reason
+    (logged,) = txn.append_many([_event(kept.subject, seq, reason)], actor)
+    erasure = Erasure(seq, logged.recorded_at, actor, request.reason, kept, logged.seq)
     previous = conn.execute("PRAGMA secure_delete").fetchone()[0]
     conn.execute("PRAGMA secure_delete = ON")
     try:
@@ -226,7 +255,7 @@ def _erase_in(
                 (seq, erasure.erased_at, actor, request.reason, encode_json(kept).decode()),
             )
         else:
-            erasure = earlier
+            erasure = msgspec.structs.replace(earlier, logged_seq=logged.seq)
         conn.execute("DELETE FROM payloads WHERE seq = ?", (seq,))
         for projector in txn.projectors:
             forget = getattr(projector, "erase", None)
@@ -237,13 +266,28 @@ def _erase_in(
     return erasure, _texts(payload)
 
 
+def _event(subject: str, seq: int, reason: str) -> NewEvent:
+    return NewEvent(subject_stream(subject), PayloadErased(seq=seq, reason=reason))
+
+
+def _log_earlier(txn: SqliteTransaction, earlier: Erasure, actor: str) -> Erasure:
+    """Log an erasure made before erasures were logged: its :class:`PayloadErased`
+    event, with the reason recorded then, appended now by `actor`."""
+    (logged,) = txn.append_many([_event(earlier.kept.subject, earlier.seq, earlier.reason)], actor)
+    return msgspec.structs.replace(earlier, logged_seq=logged.seq)
+
+
 def erase(store: SqliteStore, request: EraseRequest, actor: str) -> EraseResult:
-    """Erase the payload of event `request.seq` and every copy the projections hold.
+    """Erase the payload of event `request.seq` and every copy the projections hold, and
+    log the erasure: a :class:`PayloadErased` event on the assertion's subject stream,
+    appended in the same transaction (its record time is the erasure's `erased_at`).
 
     Refuses (:class:`InvalidInput` naming `seq`) a seq outside the log, an event type not
     in :data:`ERASABLE`, a payload already erased and a seq whose erasure record does not
     fit its event; nothing is written then. A record whose payload is still there is
-    finished (the payload goes, the record stays as it was).
+    finished (the payload goes, the record stays as it was). A payload erased before
+    erasures were logged (a record and no event) is not refused: its event is appended,
+    with the reason recorded then, and nothing else changes.
     """
     erasure, texts = store.run_sync(lambda txn: _erase_in(txn, request, actor))
     return EraseResult(erasure, store.empty_wal(), texts)

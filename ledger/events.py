@@ -23,6 +23,7 @@ EVENT_TYPES = (
     "AssertionRecorded",
     "AssertionRetracted",
     "AssertionRanked",
+    "PayloadErased",
 )
 
 
@@ -110,6 +111,20 @@ class AssertionRanked(Payload, frozen=True):
     reason: str
 
 
+class PayloadErased(Payload, frozen=True):
+    """The payload of event `seq` was erased by law (`ledger erase`), for `reason`.
+
+    Appended in the same transaction that deletes the payload, on the erased assertion's
+    subject stream, so an erasure is part of the hash chain and the Merkle tree: an
+    outsider who checks the log can tell a lawful erasure (this event, who appended it,
+    when and why) from a payload deleted by other means (no such event). It holds no
+    text of the erased payload, and it cannot itself be erased.
+    """
+
+    seq: int
+    reason: str
+
+
 def updated(source: SourceRegistered, change: SourceUpdated) -> SourceRegistered:
     """`source` with the fields `change` sets or clears."""
     country = change.country if change.country is not None else source.country
@@ -124,7 +139,12 @@ def updated(source: SourceRegistered, change: SourceUpdated) -> SourceRegistered
 
 
 AnyPayload = (
-    SourceRegistered | SourceUpdated | AssertionRecorded | AssertionRetracted | AssertionRanked
+    SourceRegistered
+    | SourceUpdated
+    | AssertionRecorded
+    | AssertionRetracted
+    | AssertionRanked
+    | PayloadErased
 )
 
 PAYLOAD_TYPES: dict[str, type[AnyPayload]] = {
@@ -133,6 +153,7 @@ PAYLOAD_TYPES: dict[str, type[AnyPayload]] = {
     "AssertionRecorded": AssertionRecorded,
     "AssertionRetracted": AssertionRetracted,
     "AssertionRanked": AssertionRanked,
+    "PayloadErased": PayloadErased,
 }
 TYPE_OF: dict[type[AnyPayload], str] = {cls: name for name, cls in PAYLOAD_TYPES.items()}
 

@@ -448,6 +448,8 @@ class SqliteStore:
         if max_pages is not None:
             self._set_max_pages(self._conn, max_pages)
         self._appended = threading.Event()  # set after each commit that appended
+        # one checkpoint at a time in this process: SQLite answers a second one BUSY
+        self._checkpointing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
         self._checkpointer: threading.Thread | None = None
@@ -776,7 +778,8 @@ class SqliteStore:
                 try:
                     if conn is None:
                         conn = connect(self.path, self.synchronous, cache_mib=1)
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    with self._checkpointing:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 except sqlite3.Error as exc:  # the writer's own checkpoint still runs
                     if str(exc) != failing:
                         failing = str(exc)
@@ -792,10 +795,13 @@ class SqliteStore:
 
     def empty_wal(self) -> bool:
         """Copy the whole WAL into the database file and truncate it (a TRUNCATE
-        checkpoint); False when a reader kept it from finishing within the busy timeout."""
+        checkpoint); False when a reader kept it from finishing within the busy timeout.
+        Waits for a background checkpoint of this store that is under way (SQLite would
+        answer a second checkpoint BUSY at once)."""
         conn = connect(self.path, self.synchronous, cache_mib=1)
         try:
-            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            with self._checkpointing:
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         finally:
             conn.close()
         return not busy

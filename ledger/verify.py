@@ -6,8 +6,12 @@ each event's chain hash, each Merkle leaf and every complete node. It trusts no 
 hash it can recompute, so a file edited by someone who dropped the append-only triggers
 is caught at the first event the edit touched.
 
-A payload row that is absent was erased (by law, say): the envelope and its `data_sha256`
-still commit to it, so that is noted, not counted as a problem.
+A payload row that is absent was erased by law (`ledger erase`): the envelope and its
+`data_sha256` still commit to it, so that is noted, not counted as a problem, when a later
+`PayloadErased` event in the chain logs the erasure (or, for an erasure made before they
+were logged, an erasure record holds it). A payload gone with neither was deleted by other
+means, and is a problem; so is a `PayloadErased` that names an event whose payload is
+still there, is not before it, or cannot be erased.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ import msgspec
 
 from ledger import merkle
 from ledger.codec import ZERO_HASH, envelope_bytes
-from ledger.erasure import Erasure, erasure_problems, erasures
-from ledger.events import PAYLOAD_TYPES
+from ledger.erasure import ERASABLE, Erasure, erasure_problems, erasures
+from ledger.events import PAYLOAD_TYPES, PayloadErased
 
 Progress = Callable[[int, int], None]
 """Called as `progress(done, total)` after each chunk."""
@@ -269,11 +273,25 @@ def _check_strays(conn: sqlite3.Connection, size: int, findings: _Findings) -> N
 _decoders = {name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()}
 
 
-def _erased_note(seq: int, erasure: Erasure | None) -> str:
-    if erasure is None:
-        how = "erased, with no erasure recorded (deleted by other means)"
-    else:
+class _Logged(msgspec.Struct, frozen=True):
+    """A `PayloadErased` event as the chain holds it."""
+
+    seq: int
+    recorded_at: str
+    actor: str
+    reason: str
+
+
+def _erased_note(seq: int, logged: _Logged | None, erasure: Erasure | None) -> str | None:
+    """The note for the erased payload of `seq`, or None where nothing accounts for it."""
+    if logged is not None:
+        how = f"erased at {logged.recorded_at} by {logged.actor} ({logged.reason})"
+        how += f", logged at seq {logged.seq}"
+    elif erasure is not None:
         how = f"erased at {erasure.erased_at} by {erasure.actor} ({erasure.reason})"
+        how += f" before erasures were logged (`ledger erase --seq {seq}` logs it)"
+    else:
+        return None
     return f"seq {seq}: payload {how}; its data_sha256 still commits to it"
 
 
@@ -287,8 +305,11 @@ class _Verifier:
         self.prev: bytes | None = ZERO_HASH
         self.count = 0
         self.erased = 0
+        self.missing: dict[int, str] = {}  # seq -> type, of each payload not there
+        self.logged: dict[int, _Logged] = {}  # erased seq -> the event that logged it
         self.erasures = erasures(conn)
         unsound, still_there = erasure_problems(conn)
+        self.unsound = {seq for seq, _ in unsound}  # reported here, not again as deleted
         for seq, problem in unsound:
             findings.bad(seq, problem)
         for seq in still_there:
@@ -325,10 +346,12 @@ class _Verifier:
                     payload = decoders[etype].decode(data)
                 except (KeyError, msgspec.DecodeError) as exc:
                     findings.bad(seq, f"payload does not decode as {etype!r}: {exc}")
+                if type(payload) is PayloadErased:
+                    self._logs(seq, recorded_at, actor, payload)
             elif data is None:
                 payload = None
                 self.erased += 1
-                findings.note(_erased_note(seq, self.erasures.get(seq)))
+                self.missing[seq] = etype
             else:
                 findings.bad(seq, f"payload stored as {type(data).__name__}, not bytes")
             if keep is not None:
@@ -357,6 +380,37 @@ class _Verifier:
         self.expected, self.prev = expected, prev
         if self.tree is not None and not self.tree.add(leaves):
             self._stop_tree(self.tree.size, "an event is missing and so is its stored leaf")
+
+    def _logs(self, seq: int, recorded_at: str, actor: str, payload: PayloadErased) -> None:
+        """Take in event `seq`, which logs the erasure of `payload.seq`."""
+        target, findings = payload.seq, self.findings
+        first = self.logged.get(target)
+        if target >= seq:
+            findings.bad(seq, f"it logs the erasure of seq {target}, which is not before it")
+        elif first is not None:
+            findings.bad(seq, f"it logs the erasure of seq {target} again (first at {first.seq})")
+        else:
+            self.logged[target] = _Logged(seq, recorded_at, actor, payload.reason)
+
+    def finish(self) -> None:
+        """Match the payloads not there with the erasures logged and recorded."""
+        findings, logged = self.findings, self.logged
+        for seq, etype in self.missing.items():
+            log = logged.get(seq)
+            note = _erased_note(seq, log, self.erasures.get(seq))
+            if log is not None and etype not in ERASABLE:
+                findings.bad(log.seq, f"it logs the erasure of seq {seq}, whose {etype} cannot be")
+            elif note is not None:
+                findings.note(note)
+            elif seq not in self.unsound:
+                findings.bad(
+                    seq,
+                    "payload not there, and no erasure of it is logged or recorded "
+                    "(deleted by other means)",
+                )
+        for seq, log in logged.items():
+            if seq not in self.missing:
+                findings.bad(log.seq, f"it logs the erasure of seq {seq}, whose payload is there")
 
     def _stop_tree(self, after: int, why: str) -> None:
         if self.tree is not None:
@@ -400,6 +454,7 @@ def verify_log(
             after = int(rows[-1][0])
             if progress is not None:
                 progress(after, total)
+        verifier.finish()
         if verifier.tree is not None:
             root = verifier.tree.root()
             stored_root = _stored_root(conn, total, findings)

@@ -14,7 +14,9 @@ contract promises, from the RFCs (RFC 8785 canonical JSON, RFC 9162 Merkle trees
         the tree whose root the head gives
     python3 check_log.py URL --all
         every event: seqs from 1 with no gap, every payload digest, every link of the
-        hash chain, and the Merkle root of all of them against the head's
+        hash chain, and the Merkle root of all of them against the head's; and that
+        every payload that is not there (erased by law) has its erasure logged by a
+        later PayloadErased event in the chain, naming it
 
 Keep the state file where the server's operator cannot change it. A token for a server
 that needs one comes from --token or $LEDGER_TOKEN. Exit 0: everything checked holds;
@@ -222,19 +224,52 @@ def check_payload(event: dict[str, Any]) -> list[str]:
     return []
 
 
+def _erasure_logged(event: dict[str, Any], logged: dict[int, int]) -> list[str]:
+    """Take in a PayloadErased event: the seq it names, once, before it."""
+    seq, data = event["seq"], event.get("data")
+    named = data.get("seq") if isinstance(data, dict) else None
+    if type(named) is not int or not 1 <= named < seq:
+        return [f"seq {seq}: a PayloadErased that names no earlier event"]
+    if named in logged:
+        return [f"seq {seq}: logs the erasure of seq {named} again (first at {logged[named]})"]
+    logged[named] = seq
+    return []
+
+
+def _erasures_match(erased: list[int], logged: dict[int, int]) -> list[str]:
+    """Every payload not there was erased with a logged erasure, and every logged one is
+    not there."""
+    gone = set(erased)
+    failures = [
+        f"seq {seq}: the payload is not there and no PayloadErased logs its erasure"
+        for seq in erased
+        if seq not in logged
+    ]
+    failures += [
+        f"seq {at}: logs the erasure of seq {seq}, whose payload is still there"
+        for seq, at in logged.items()
+        if seq not in gone
+    ]
+    return failures
+
+
 def check_events(server: Server, size: int, root: bytes, say: Say) -> tuple[list[str], int]:
     """Every event of the tree of `size`: returns the failures and the erased count."""
     failures: list[str] = []
     builder = RootBuilder()
     previous = bytes(32)
-    erased = 0
+    erased: list[int] = []
+    logged: dict[int, int] = {}  # erased seq -> the seq of the event that logs it
     for event in server.events(0, size):
         seq = event["seq"]
         if seq != builder.size + 1:
             failures.append(f"seq {builder.size + 1} is missing (the next event is {seq})")
-            return failures, erased
+            return failures, len(erased)
         failures += check_payload(event)
-        erased += event.get("data") is None
+        if event.get("data") is None:
+            erased.append(seq)
+        elif event.get("type") == "PayloadErased":
+            failures += _erasure_logged(event, logged)
         chained = sha256(previous + canonical(event))
         if chained.hex() != event["hash"]:
             failures.append(f"seq {seq}: the hash chain breaks here")
@@ -246,7 +281,7 @@ def check_events(server: Server, size: int, root: bytes, say: Say) -> tuple[list
         failures.append(f"the log ends at seq {builder.size}, its head says {size}")
     elif builder.root() != root:
         failures.append("the Merkle root of the events is not the head's root")
-    return failures, erased
+    return failures + _erasures_match(erased, logged), len(erased)
 
 
 def check_included(server: Server, seq: int, size: int, root: bytes) -> list[str]:
@@ -328,7 +363,7 @@ def run(args: argparse.Namespace, say: Say) -> int:
         found, erased = check_events(server, size, root, say)
         failures += found
         if not found:
-            gone = f" ({erased} payloads erased, their envelopes checked)" if erased else ""
+            gone = f" ({erased} payloads erased, each erasure logged)" if erased else ""
             say(f"all {size} events: seqs, payload digests, hash chain and root hold{gone}")
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)

@@ -161,10 +161,17 @@ async def test_erasures_list_what_was_erased(client: Client, ledger: Ledger) -> 
     assert empty.json() == {"items": [], "next": None}
     events = [e for e in await all_events(client, ledger) if e["type"] == "AssertionRecorded"]
     chosen = events[:2]
+    size = await log_size(client, ledger)
     with factories.ledger(ledger.db) as store:  # another writer on the file, as the CLI is
         for event in chosen:
             erase(store, EraseRequest(event["seq"], f"order {event['seq']}"), "dpo")
     seqs = [e["seq"] for e in chosen]
+    # each erasure is logged: an event of its own on the subject's stream, in the chain
+    logs = (await client.get("/v1/events", params={"after": size}, headers=reader)).json()
+    assert [(e["type"], e["actor"], e["data"]) for e in logs["items"]] == [
+        ("PayloadErased", "dpo", {"seq": seq, "reason": f"order {seq}"}) for seq in seqs
+    ]
+    assert [e["stream"] for e in logs["items"]] == [e["stream"] for e in chosen]
 
     first = await client.get("/v1/erasures", params={"limit": 1}, headers=reader)
     page = first.json()
@@ -173,6 +180,8 @@ async def test_erasures_list_what_was_erased(client: Client, ledger: Ledger) -> 
     item = page["items"][0]
     data = chosen[0]["data"]
     assert (item["actor"], item["reason"]) == ("dpo", f"order {seqs[0]}")
+    assert item["logged_seq"] == logs["items"][0]["seq"]
+    assert item["erased_at"] == logs["items"][0]["recorded_at"]
     assert (item["assertion_id"], item["subject"], item["property"]) == (
         data["assertion_id"],
         data["subject"],

@@ -22,7 +22,7 @@ from ledger.codec import encode_json
 from ledger.sqlite_store import SqliteStore
 from scripts import check_log
 from tests.api_helpers import assertion_body
-from tests.browser import running_server
+from tests.browser import LEDGER, running_server
 from tests.factories import ledger, quantity, run, seed_commands
 
 SCRIPT = Path(check_log.__file__)
@@ -180,3 +180,56 @@ def test_the_checker_against_a_real_server(tmp_path: Path) -> None:
         assert "401" in err
     code, _, err = _check(server.base, server.token)
     assert code == 2  # the server is gone
+
+
+@pytest.mark.slow
+def test_the_checker_tells_a_logged_erasure_from_a_payload_deleted_by_other_means(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "l.db"
+    with running_server(tmp_path, public_read=False) as server:
+        conn = sqlite3.connect(db)
+        first, second = (
+            seq
+            for (seq,) in conn.execute(
+                "SELECT seq FROM events WHERE type = 'AssertionRecorded' ORDER BY seq LIMIT 2"
+            )
+        )
+        conn.close()
+        erased = subprocess.run(
+            [
+                str(LEDGER),
+                "erase",
+                "--db",
+                str(db),
+                "--seq",
+                str(first),
+                "--reason",
+                "a court order",
+            ],
+            capture_output=True,
+            check=False,  # exit 1 only says the running server kept the WAL from being emptied
+            text=True,
+        )
+        code, out, err = _check(server.base, server.token, "--all")
+        assert "erased the payload of seq" in erased.stdout, erased.stderr
+        assert code == 0, err
+        assert "all 28 events" in out  # the erasure is an event of its own
+        assert "(1 payloads erased, each erasure logged)" in out
+        logged = server.get("/v1/events", after=27, limit=1)["items"][0]
+        assert (logged["type"], logged["data"]) == (
+            "PayloadErased",
+            {"seq": first, "reason": "a court order"},
+        )
+
+        conn = sqlite3.connect(db)  # a payload deleted around the append-only triggers
+        conn.execute("DROP TRIGGER payloads_no_delete")
+        conn.execute("DELETE FROM payloads WHERE seq = ?", (second,))
+        conn.commit()
+        conn.close()
+        code, _, err = _check(server.base, server.token, "--all")
+        assert code == 1
+        assert (
+            f"seq {second}: the payload is not there and no PayloadErased logs its erasure" in err
+        )
+        assert f"seq {first}" not in err

@@ -31,6 +31,7 @@ from ledger.events import (
     AssertionRetracted,
     Document,
     Event,
+    PayloadErased,
     SourceRegistered,
     SourceUpdated,
     Value,
@@ -124,6 +125,7 @@ payloads: dict[type[Any], st.SearchStrategy[Any]] = {
         rank=st.sampled_from(["preferred", "normal", "deprecated"]),
         reason=texts,
     ),
+    PayloadErased: st.builds(PayloadErased, seq=st.integers(1, 2**53 - 1), reason=texts),
 }
 
 

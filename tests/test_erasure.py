@@ -13,10 +13,11 @@ import pytest
 from api.cli import main
 from ledger import replay as replay_module
 from ledger import sqlite_store
+from ledger.codec import encode_json
 from ledger.commands import RecordAssertion
 from ledger.erasure import EraseRequest, copies_left, erase, erasures, still_cited
 from ledger.errors import InvalidInput, LedgerError
-from ledger.events import AssertionRecorded
+from ledger.events import AssertionRecorded, NewEvent, PayloadErased
 from ledger.replay import audit, rebuild
 from ledger.sqlite_store import SqliteStore
 from ledger.text import one_line_problem
@@ -24,6 +25,7 @@ from ledger.verify import verify_log
 from projections import all_projectors
 from projections.details import assertion_detail
 from projections.pit import resolve
+from tests.api_helpers import verify_consistency
 from tests.factories import DEPLOYMENT, leave_in_free_page, ledger, quantity, run
 from tests.test_projections import all_tables, table_rows
 from tests.test_replay_folds import WRITE_MODEL_TABLES, busy_ledger
@@ -90,18 +92,32 @@ def test_the_payload_goes_and_every_hash_and_proof_stays(tmp_path: Path) -> None
         before = store.read(seq - 1, 1)[0]
         _erase(store, KR, "a court order of 2026-11-27")
         after = store.read(seq - 1, 1)[0]
-        assert store.head() == head
+        # the erasure is logged: one event more, and the old head's proofs all hold
+        assert store.head().size == head.size + 1
+        assert store.root(head.size) == head.root
         assert store.inclusion_proof(seq, head.size) == proof
+        grown = store.consistency_proof(head.size, head.size + 1)
+        assert verify_consistency(
+            head.size,
+            head.size + 1,
+            bytes.fromhex(head.root),
+            bytes.fromhex(store.head().root),
+            [bytes.fromhex(node) for node in grown.path],
+        )
         assert after.data is None
         assert (after.hash, after.data_sha256) == (before.hash, before.data_sha256)
+        (logged,) = store.read(head.size, 10)
         report = verify_log(store.reader())
         record = erasures(store.reader())[seq]
     assert report.ok
     assert report.erased == 1
+    assert (logged.type, logged.actor, logged.stream) == ("PayloadErased", "dpo", after.stream)
+    assert logged.data == PayloadErased(seq=seq, reason="a court order of 2026-11-27")
     assert (record.actor, record.reason) == ("dpo", "a court order of 2026-11-27")
+    assert (record.erased_at, record.logged_seq) == (logged.recorded_at, logged.seq)
     assert report.notes == [
         f"seq {seq}: payload erased at {record.erased_at} by dpo (a court order of "
-        "2026-11-27); its data_sha256 still commits to it"
+        f"2026-11-27), logged at seq {logged.seq}; its data_sha256 still commits to it"
     ]
 
 
@@ -191,8 +207,8 @@ def test_an_audit_still_sees_a_read_side_that_kept_the_text(
 def test_refusals_name_the_seq_and_write_nothing(tmp_path: Path) -> None:
     with ledger(tmp_path / "l.db") as store:
         _busy(store)
-        size = store.size()
         seq = _erase(store, KR)
+        size = store.size()  # the erasure's own event is the last
         before = table_rows(store.reader(), (*TABLES, "erasures", "payloads"))
         retraction = next(e.seq for e in store.read() if e.type == "AssertionRetracted")
         cases = {
@@ -200,6 +216,7 @@ def test_refusals_name_the_seq_and_write_nothing(tmp_path: Path) -> None:
             retraction: f"seq {retraction} is an AssertionRetracted; only the payload",
             size + 1: f"seq {size + 1} is not in the log \\(1..{size}\\)",
             1: "seq 1 is a SourceRegistered; only the payload of an AssertionRecorded",
+            size: f"seq {size} is a PayloadErased; only the payload",
             seq: f"the payload of seq {seq} was already erased at .* by dpo",
         }
         for target, message in cases.items():
@@ -486,8 +503,10 @@ def test_a_passage_another_assertion_still_quotes_is_not_a_copy_left(
         _busy(store)
         run(store, _claim(f"First: {shared}"))
         seq = run(store, _claim(f"Second: {shared}")).events[0].seq
-    assert main(["erase", "--db", str(path), "--seq", str(seq), "--reason", "x"]) == 0
-    assert "none is left" in capsys.readouterr().out
+    code = main(["erase", "--db", str(path), "--seq", str(seq), "--reason", "x"])
+    said = capsys.readouterr()
+    assert code == 0, said
+    assert "none is left" in said.out
 
 
 @pytest.mark.parametrize("size", [190, 400, 640, 990, 1_001, 3_000])
@@ -626,3 +645,121 @@ def test_a_reason_is_one_visible_line(
         actor = ["--reason", "x", "--actor", f"a{reason}"]
         assert main(["erase", "--db", str(path), "--seq", str(seq), *actor]) == 2
         assert capsys.readouterr().err.startswith("ledger: --actor: ")
+
+
+# ---- the erasure's own event: what the chain says about payloads that are gone ----
+
+
+def test_a_payload_deleted_by_other_means_is_a_problem_and_a_rebuild_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        seq = _seq_of(store, KR)
+    _tamper(path, "DROP TRIGGER payloads_no_delete", f"DELETE FROM payloads WHERE seq = {seq}")
+    with ledger(path) as store:
+        report = verify_log(store.reader())
+    assert not report.ok
+    assert report.first_bad_seq == seq
+    assert report.problems == [
+        f"seq {seq}: payload not there, and no erasure of it is logged or recorded "
+        "(deleted by other means)"
+    ]
+    assert main(["rebuild", "--db", str(path)]) == 1
+    assert f"at seq {seq}" in capsys.readouterr().err
+
+
+def test_an_erasure_from_before_erasures_were_logged_is_noted_and_erase_logs_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        seq = _seq_of(store, KR)
+        subject = store.read(seq - 1, 1)[0].stream.removeprefix("subject:")
+    kept = encode_json(
+        {"assertion_id": KR, "subject": subject, "property": "casualties", "kind": "quantity"}
+    ).decode()
+    # what `ledger erase` wrote before it logged erasures: the record, the payload gone
+    _tamper(
+        path,
+        f"INSERT INTO erasures VALUES ({seq}, '2026-01-02T00:00:00.000000Z', 'old-dpo', "
+        f"'an old order', '{kept}')",
+        f"DELETE FROM payloads WHERE seq = {seq}",
+    )
+    with ledger(path) as store:
+        report = verify_log(store.reader())
+        assert report.ok
+        assert report.notes == [
+            f"seq {seq}: payload erased at 2026-01-02T00:00:00.000000Z by old-dpo (an old "
+            f"order) before erasures were logged (`ledger erase --seq {seq}` logs it); its "
+            "data_sha256 still commits to it"
+        ]
+        assert erasures(store.reader())[seq].logged_seq is None
+        size = store.size()
+        result = erase(store, EraseRequest(seq, "logging it now"), "dpo")
+        (logged,) = store.read(size, 10)
+        assert (logged.type, logged.actor) == ("PayloadErased", "dpo")
+        assert logged.data == PayloadErased(seq=seq, reason="an old order")  # as recorded
+        assert result.erasure.logged_seq == logged.seq
+        assert result.erasure.erased_at == "2026-01-02T00:00:00.000000Z"
+        assert verify_log(store.reader()).notes == [
+            f"seq {seq}: payload erased at {logged.recorded_at} by dpo (an old order), logged "
+            f"at seq {logged.seq}; its data_sha256 still commits to it"
+        ]
+        with pytest.raises(InvalidInput, match=f"the payload of seq {seq} was already erased"):
+            erase(store, EraseRequest(seq, "again"), "dpo")
+        assert store.size() == size + 1
+
+
+def _append_log(store: SqliteStore, stream: str, names: int) -> int:
+    """A `PayloadErased` naming `names`, appended as a library could (never by `erase`)."""
+
+    def work(txn: Any) -> int:
+        (event,) = txn.append_many([NewEvent(stream, PayloadErased(seq=names, reason="r"))], "x")
+        return int(event.seq)
+
+    return store.run_sync(work)
+
+
+def test_a_logged_erasure_that_does_not_fit_the_log_is_a_problem(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        kr, us = _seq_of(store, KR), _seq_of(store, US)
+        stream = store.read(kr - 1, 1)[0].stream
+        _erase(store, KR)
+        again = _append_log(store, stream, kr)
+        there = _append_log(store, stream, us)  # its payload was never erased
+        later = store.size() + 5
+        ahead = _append_log(store, stream, later)
+        report = verify_log(store.reader())
+    assert not report.ok
+    assert report.problems == [
+        f"seq {again}: it logs the erasure of seq {kr} again (first at {again - 1})",
+        f"seq {ahead}: it logs the erasure of seq {later}, which is not before it",
+        f"seq {there}: it logs the erasure of seq {us}, whose payload is there",
+    ]
+    assert report.first_bad_seq == again
+
+
+def test_a_payload_put_back_after_a_logged_erasure_is_a_problem(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        seq = _seq_of(store, KR)
+        (data,) = (
+            store.reader().execute("SELECT data FROM payloads WHERE seq = ?", (seq,)).fetchone()
+        )
+        _erase(store, KR)
+        logged = store.size()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("INSERT INTO payloads (seq, data) VALUES (?, ?)", (seq, data))
+    conn.close()
+    with ledger(path) as store:
+        report = verify_log(store.reader())
+    assert report.problems == [
+        f"seq {logged}: it logs the erasure of seq {seq}, whose payload is there"
+    ]
+    assert f"seq {seq}: an erasure is recorded, but its payload is still there" in report.notes

@@ -239,14 +239,22 @@ def test_a_payload_edit_leaves_the_root_alone(ledger_file: Path) -> None:
     assert verify(ledger_file).root == root
 
 
-def test_erased_payload_is_noted_not_a_problem(ledger_file: Path) -> None:
+def test_a_payload_deleted_without_a_logged_erasure_is_a_problem(ledger_file: Path) -> None:
+    """The envelopes still commit to what is gone, so every hash and the root hold; but a
+    lawful erasure is logged in the chain (`ledger erase`), and these were not."""
+    root = verify(ledger_file).root
     conn = attacker(ledger_file)
     conn.execute("DELETE FROM payloads WHERE seq IN (3, 17)")
     conn.close()
     report = verify(ledger_file)
-    assert report.ok, report.problems
-    assert (report.erased, report.first_bad_seq, report.events) == (2, None, SIZE)
-    assert [n.split(":")[0] for n in report.notes] == ["seq 3", "seq 17"]
+    assert not report.ok
+    assert (report.erased, report.first_bad_seq, report.events) == (2, 3, SIZE)
+    assert report.root == root
+    assert report.problems == [
+        f"seq {seq}: payload not there, and no erasure of it is logged or recorded "
+        "(deleted by other means)"
+        for seq in (3, 17)
+    ]
 
 
 def test_problems_are_capped(ledger_file: Path) -> None:

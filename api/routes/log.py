@@ -225,7 +225,9 @@ async def run_audit(request: Request[Any, Any, Any]) -> Response[AuditReport]:
     operation_id="listErasures",
     summary="Payloads erased by law, in seq order: what a copy of the events must erase too",
     description="Each erased event still reads in `/v1/events`, with `data: null`; its "
-    "`data_sha256` and every proof stay. An erasure is made with `ledger erase`.",
+    "`data_sha256` and every proof stay. An erasure is made with `ledger erase`, which logs "
+    "it as a `PayloadErased` event (`logged_seq`; null for an erasure made before erasures "
+    "were logged).",
     opt=_READ,
     sync_to_thread=True,
     responses=_ERRORS,
@@ -243,6 +245,7 @@ def list_erasures(state: State, after: After = 0, limit: Limit = 100) -> Erasure
             e.kept.assertion_id,
             e.kept.subject,
             e.kept.property,
+            e.logged_seq,
         )
         for e in page
     ]

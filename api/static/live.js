@@ -12,6 +12,7 @@ const EVENT_TYPES = [
   "AssertionRecorded",
   "AssertionRetracted",
   "AssertionRanked",
+  "PayloadErased",
 ];
 const RETRY_MS = 2000;
 const POLL_MS = 2000;
