@@ -11,8 +11,9 @@ from typing import Any
 
 import msgspec
 
-from ledger.errors import FieldError, InvalidInput
+from ledger.errors import FieldError, InvalidInput, LedgerUnavailable
 from ledger.sqlite_store import log_size, seq_at
+from projections.projectors import AssertionsProjector, SourcesProjector
 from ledger.times import MAX_US, TimeFormatError, parse_time
 
 
@@ -79,12 +80,31 @@ def _time(name: str, text: str | None, errors: list[FieldError]) -> tuple[str | 
     return value.text, value.end
 
 
+_VIEWS = (AssertionsProjector.name, SourcesProjector.name)
+
+
+def views_reach(conn: sqlite3.Connection, head: int) -> int:
+    """The seq up to which the read side has folded the log (`head` when it is current).
+
+    It lags only while another process appends without it (an import folds its backlog
+    at its end) or after one that died before that: the next append of a store with the
+    read side, or the next open, folds the rest.
+    """
+    marks = dict(
+        conn.execute("SELECT name, seq FROM checkpoints WHERE name IN (?, ?)", _VIEWS).fetchall()
+    )
+    return min([head, *(int(marks.get(name, 0)) for name in _VIEWS)])
+
+
 def resolve(
     conn: sqlite3.Connection, as_of: str | None, known_at: str | None, seq: int | None
 ) -> PointInTime:
     """Check and resolve the query parameters; :class:`InvalidInput` names every bad one.
 
-    A reduced `as_of` or `known_at` stands for the end of its period.
+    A reduced `as_of` or `known_at` stands for the end of its period. With neither
+    `known_at` nor `seq`, the point is as far as the read side has folded the log (see
+    :func:`views_reach`), so a view never claims a seq it does not reflect; a point past
+    that is :class:`LedgerUnavailable` until the read side catches up.
     """
     errors: list[FieldError] = []
     as_of_text, as_of_end = _time("as_of", as_of, errors)
@@ -98,8 +118,14 @@ def resolve(
         errors.append(FieldError("seq", f"the log holds {head} events; seq must not exceed it"))
     if errors:
         raise InvalidInput(errors)
+    reach = views_reach(conn, head)
     if known_end is not None:
         seq = seq_at(conn, known_end)
     elif seq is None:
-        seq = head
+        seq = reach
+    if seq > reach:
+        raise LedgerUnavailable(
+            f"the views hold the log up to seq {reach} of {head} while another process "
+            "appends without them (an import); they catch up when it ends"
+        )
     return PointInTime(as_of=as_of_text, as_of_end=as_of_end, known_at=known_text, seq=seq)

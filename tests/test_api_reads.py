@@ -512,3 +512,42 @@ async def test_a_listing_held_at_its_first_pages_seq_never_shifts(
     ]
     latest = await get(client, ledger, "/v1/subjects")
     assert latest["seq"] == held + 1
+
+
+async def test_views_never_claim_a_seq_the_read_side_has_not_folded(
+    client: Client, ledger: Ledger
+) -> None:
+    """Another process appending without the read side (an import, or one killed before
+    its final fold) leaves the server's views behind the log: they answer at the seq they
+    reflect, a point past it is a 503, and the server's next append folds the rest."""
+    from ledger.service import execute_sync
+    from ledger.sqlite_store import SqliteStore
+    from tests.factories import quantity
+
+    reader = ledger.auth("reader")
+    before = (await get(client, ledger, "/v1/log/head"))["size"]
+    importer = SqliteStore(ledger.db)  # the write model only, as an import appends
+    try:
+        for n in range(3):
+            command = quantity(n, n + 1, stated_at="2025", subject="imported", claimants=("ap",))
+            execute_sync(importer, command, "import")
+    finally:
+        importer.close()
+    head = (await get(client, ledger, "/v1/log/head"))["size"]
+    assert head == before + 3
+
+    subjects = await get(client, ledger, "/v1/subjects")
+    assert subjects["seq"] == before  # what the views hold, not the log's length
+    assert "imported" not in {s["subject"] for s in subjects["items"]}
+    view = await get(client, ledger, f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}")
+    assert view["seq"] == before
+    ahead = await client.get("/v1/subjects", params={"seq": head}, headers=reader)
+    assert f"up to seq {before} of {head}" in problem(ahead, 503)["detail"]
+
+    posted = await client.post(
+        "/v1/assertions", json=assertion_body(), headers=ledger.auth("writer")
+    )
+    assert posted.status_code == 201  # the server's writer folds what it finds first
+    subjects = await get(client, ledger, "/v1/subjects")
+    assert subjects["seq"] == head + 1
+    assert "imported" in {s["subject"] for s in subjects["items"]}
