@@ -232,7 +232,12 @@ def _erase_in(
         if earlier is not None and earlier.logged_seq is None:
             return _log_earlier(txn, earlier, actor), []
         when = "" if earlier is None else f" at {earlier.erased_at} by {earlier.actor}"
-        raise _refuse("seq", f"the payload of seq {seq} was already erased{when}")
+        raise _refuse(
+            "seq",
+            f"the payload of seq {seq} was already erased{when} (if that command was "
+            "stopped before it finished, `ledger vacuum` makes sure no copy of the text is "
+            "left in the file)",
+        )
     if not isinstance(payload, AssertionRecorded):  # pragma: no cover - ERASABLE says so
         raise LedgerError(f"seq {seq}: not an assertion")
     # a record whose payload is still there (written by other means) is finished, not

@@ -390,6 +390,21 @@ class SqliteTransaction:
         return out
 
 
+def _sweep_partials(dest: Path) -> None:
+    """Remove what a killed backup to `dest` left beside it: its temporary copy (and
+    SQLite's journal of it), named after a process that is no longer running."""
+    for left in dest.parent.glob(f".{dest.name}.partial-*"):
+        pid = left.name.removesuffix("-journal").rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:  # gone: nothing will finish that copy
+            left.unlink(missing_ok=True)
+        except OSError:  # alive (or not ours to ask): leave it
+            continue
+
+
 class SqliteStore:
     """The embedded backend of :class:`ledger.store.EventStore`."""
 
@@ -835,6 +850,7 @@ class SqliteStore:
         whole copy or nothing, and a file that appears at `dest` meanwhile is never
         replaced. `progress` is called with the bytes written so far.
         """
+        _sweep_partials(dest)
         partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
         conn = connect(self.path, self.synchronous, cache_mib=64)
         try:

@@ -13,8 +13,8 @@ import msgspec
 
 from ledger.errors import FieldError, InvalidInput, LedgerUnavailable
 from ledger.sqlite_store import log_size, seq_at
-from projections.projectors import AssertionsProjector, SourcesProjector
 from ledger.times import MAX_US, TimeFormatError, parse_time
+from projections.projectors import AssertionsProjector, SourcesProjector
 
 
 class PointInTime(msgspec.Struct, frozen=True):

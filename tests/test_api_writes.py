@@ -615,9 +615,7 @@ async def test_limit_is_1_to_1000(client: Client, ledger: Ledger, path: str) -> 
 
 
 async def _stream_version(client: Client, ledger: Ledger, stream: str) -> int:
-    return int(
-        max(e["version"] for e in await all_events(client, ledger) if e["stream"] == stream)
-    )
+    return int(max(e["version"] for e in await all_events(client, ledger) if e["stream"] == stream))
 
 
 @pytest.mark.parametrize("write", ["retract", "rank", "update source", "register source"])

@@ -177,3 +177,29 @@ def test_a_ctrl_c_during_the_copy_is_an_interrupt_and_leaves_nothing(
         store.backup(dest, interrupted)
     assert not dest.exists()
     assert _leftovers(tmp_path) == []
+
+
+def test_what_a_killed_backup_left_is_swept_by_the_next(tmp_path: Path) -> None:
+    """A backup killed mid-copy leaves its temporary copy beside DEST (named after its
+    process); the next backup to DEST removes it, and never one a running backup owns."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    gone = int(dead.stdout)
+    dest = tmp_path / "copy.db"
+    stale = [tmp_path / f".copy.db.partial-{gone}", tmp_path / f".copy.db.partial-{gone}-journal"]
+    live = tmp_path / ".copy.db.partial-1"  # pid 1 is always running
+    for path in (*stale, live):
+        path.write_bytes(b"x" * 1000)
+    with ledger(tmp_path / "l.db") as store:
+        run(store, *seed_commands())
+        store.backup(dest)
+    assert dest.exists()
+    assert not any(path.exists() for path in stale)
+    assert live.exists()
