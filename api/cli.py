@@ -17,7 +17,7 @@ import msgspec
 from api.importer import import_file
 from api.progress import Progress
 from ledger import keys
-from ledger.errors import FieldError, InvalidInput, LedgerError, StorageFull
+from ledger.errors import FieldError, InvalidInput, LedgerError, LedgerUnavailable, StorageFull
 from ledger.logs import configure_logging
 from ledger.sqlite_store import SqliteStore, connect
 from ledger.text import MAX_WHOLE, whole_number
@@ -400,8 +400,10 @@ def cmd_state(args: argparse.Namespace) -> int:
             flags = {"as_of": "--as-of", "known_at": "--known-at", "seq": "--seq"}
             named = [FieldError(flags.get(e.field, e.field), e.message) for e in exc.errors]
             raise InvalidInput(named) from None
+        except LedgerUnavailable:  # past what the views hold: said below, with the way out
+            at = None
         reach = store.views_reach()
-        if at.seq > reach:  # the views could not catch up: they would answer for an older seq
+        if at is None or at.seq > reach:  # the views could not catch up: not an older view
             _fail(
                 f"the views hold the log up to seq {reach} of {store.size()} and could not "
                 "catch up (is the file read-only?): ask with --seq at most that, or open the "

@@ -248,8 +248,9 @@ def test_views_that_could_not_catch_up_are_never_shown_as_current(
     seeded: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A stopped import leaves the views behind the log; on a file that cannot be written
-    (here: a catch-up made to fail) they stay behind, and answering for the head would
-    label an old view with the current seq."""
+    (here: a catch-up made to fail) they stay behind: a view answers at the seq they
+    reflect (as the server does), and a seq past it is refused rather than labelled on an
+    old view."""
     conn = sqlite3.connect(seeded)
     conn.execute("UPDATE checkpoints SET seq = 20 WHERE name != 'write_model'")
     conn.commit()
@@ -260,8 +261,10 @@ def test_views_that_could_not_catch_up_are_never_shown_as_current(
 
     monkeypatch.setattr(replay_module, "catch_up", cannot)
     argv = ["state", DEPLOYMENT, "deployment.status", "--db", str(seeded)]
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["seq"] == 20
     with pytest.raises(SystemExit) as stopped:
-        cli.main(argv)
+        cli.main([*argv, "--seq", "27"])
     assert stopped.value.code == 1
     assert "the views hold the log up to seq 20 of 27" in capsys.readouterr().err
     assert cli.main([*argv, "--seq", "20"]) == 0
