@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from ledger.errors import FieldError, InvalidInput, LedgerUnavailable
-from ledger.sqlite_store import log_size, seq_at
+from ledger.sqlite_store import seq_at
 from ledger.times import MAX_US, TimeFormatError, parse_time
 from projections.projectors import AssertionsProjector, SourcesProjector
 
@@ -83,17 +83,23 @@ def _time(name: str, text: str | None, errors: list[FieldError]) -> tuple[str | 
 _VIEWS = (AssertionsProjector.name, SourcesProjector.name)
 
 
-def views_reach(conn: sqlite3.Connection, head: int) -> int:
-    """The seq up to which the read side has folded the log (`head` when it is current).
+_HEAD_AND_REACH = (
+    "SELECT (SELECT coalesce(max(seq), 0) FROM events),"
+    " (SELECT CASE count(*) WHEN 2 THEN min(seq) ELSE 0 END FROM checkpoints"
+    " WHERE name IN (?, ?))"
+)
 
-    It lags only while another process appends without it (an import folds its backlog
-    at its end) or after one that died before that: the next append of a store with the
-    read side, or the next open, folds the rest.
+
+def head_and_reach(conn: sqlite3.Connection) -> tuple[int, int]:
+    """The log's length and the seq up to which the read side has folded it (the same
+    when it is current), in one statement.
+
+    The read side lags only while another process appends without it (an import folds its
+    backlog at its end) or after one that died before that: the next append of a store
+    with the read side, or the next open, folds the rest.
     """
-    marks = dict(
-        conn.execute("SELECT name, seq FROM checkpoints WHERE name IN (?, ?)", _VIEWS).fetchall()
-    )
-    return min([head, *(int(marks.get(name, 0)) for name in _VIEWS)])
+    head, reach = conn.execute(_HEAD_AND_REACH, _VIEWS).fetchone()
+    return int(head), min(int(head), int(reach or 0))
 
 
 def resolve(
@@ -103,13 +109,13 @@ def resolve(
 
     A reduced `as_of` or `known_at` stands for the end of its period. With neither
     `known_at` nor `seq`, the point is as far as the read side has folded the log (see
-    :func:`views_reach`), so a view never claims a seq it does not reflect; a point past
+    :func:`head_and_reach`), so a view never claims a seq it does not reflect; a point past
     that is :class:`LedgerUnavailable` until the read side catches up.
     """
     errors: list[FieldError] = []
     as_of_text, as_of_end = _time("as_of", as_of, errors)
     known_text, known_end = _time("known_at", known_at, errors)
-    head = log_size(conn)
+    head, reach = head_and_reach(conn)
     if known_at is not None and seq is not None:
         errors.append(FieldError("seq", "give known_at or seq, not both"))
     elif seq is not None and seq < 0:
@@ -118,7 +124,6 @@ def resolve(
         errors.append(FieldError("seq", f"the log holds {head} events; seq must not exceed it"))
     if errors:
         raise InvalidInput(errors)
-    reach = views_reach(conn, head)
     if known_end is not None:
         seq = seq_at(conn, known_end)
     elif seq is None:
