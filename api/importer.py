@@ -138,39 +138,57 @@ class _Outcome:
     first: int | None = None
     last: int | None = None
     problem: ImportError_ | None = None
+    skipped: bool = False  # after a chunk that stopped the import: nothing was tried
 
 
 class _Run:
-    """State shared by the units of one import; only the writer thread changes it."""
+    """State shared by the units of one import; only the writer thread changes it.
+
+    The chunks are numbered in file order. `stop_at` is the first chunk that met a bad
+    line or failed (a full disk): a chunk after it appends nothing, one before it still
+    runs. The writer may run a batch's units again one by one after a failed batch, so a
+    chunk before a failed one can run after it: it must not be skipped, or its lines
+    would be counted as in the log without being there.
+    """
 
     def __init__(self, actor: str) -> None:
         self.actor = actor
-        self.stopped = False
+        self.stop_at: int | None = None
+        self._chunks = 0
 
     def submit(self, store: SqliteStore, lines: list[tuple[int, ImportLine]]) -> Future[_Outcome]:
-        """Queue a chunk on the writer. A chunk whose commit failed (a full disk) stops
-        the import: the chunks queued after it append nothing, so no line is skipped."""
-        future = store.submit(self.unit(lines))
-        future.add_done_callback(self._stop_on_failure)
+        """Queue a chunk on the writer (see the class)."""
+        index = self._chunks
+        self._chunks += 1
+        future = store.submit(self.unit(index, lines))
+        future.add_done_callback(partial(self._stop_on_failure, index))
         return future
 
-    def _stop_on_failure(self, future: Future[_Outcome]) -> None:
-        if future.exception() is not None:  # set on the writer, before its next unit
-            self.stopped = True
+    def _stop(self, index: int) -> None:
+        if self.stop_at is None or index < self.stop_at:
+            self.stop_at = index
 
-    def unit(self, lines: list[tuple[int, ImportLine]]) -> Callable[[SqliteTransaction], _Outcome]:
+    def _stop_on_failure(self, index: int, future: Future[_Outcome]) -> None:
+        if future.exception() is not None:  # set on the writer, before its next unit
+            self._stop(index)
+
+    def unit(
+        self, index: int, lines: list[tuple[int, ImportLine]]
+    ) -> Callable[[SqliteTransaction], _Outcome]:
         def work(txn: SqliteTransaction) -> _Outcome:
-            if self.stopped:
-                return _Outcome()
+            if self.stop_at is not None and index > self.stop_at:
+                return _Outcome(skipped=True)
             try:
-                return self._append(txn, lines)
+                return self._append(index, txn, lines)
             except BaseException:
-                self.stopped = True
+                self._stop(index)
                 raise
 
         return work
 
-    def _append(self, txn: SqliteTransaction, lines: list[tuple[int, ImportLine]]) -> _Outcome:
+    def _append(
+        self, index: int, txn: SqliteTransaction, lines: list[tuple[int, ImportLine]]
+    ) -> _Outcome:
         state = BatchWriteState(txn.connection)
         state.prefetch(*_wanted(lines))
         events: list[NewEvent] = []
@@ -184,7 +202,7 @@ class _Run:
                 name = "id" if isinstance(line, SourceLine) else "assertion_id"
                 problem = ImportError_(number, [FieldError(name, exc.detail)])
             if problem is not None:
-                self.stopped = True
+                self._stop(index)
                 break
             state.fold(decision.events)
             events += decision.events
@@ -384,7 +402,7 @@ def import_file(
             if outcome.problem is not None and result.error is None:
                 result.error = outcome.problem
                 result.done_lines = outcome.problem.line - 1  # its lines before it are in
-            if result.error is None and result.failure is None:
+            if result.error is None and result.failure is None and not outcome.skipped:
                 result.done_lines = last_line
             if progress is not None:
                 progress(done_bytes, total)

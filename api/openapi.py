@@ -29,11 +29,16 @@ WRITES = (*GUARDED, 413, 415, 422, 503, 507)
 """What any append may answer besides its own conflicts."""
 
 
-def errors_for(*statuses: int) -> dict[int, ResponseSpec]:
+VIEWS_BEHIND = "the views are catching up with the log (another process appending, an import)"
+
+
+def errors_for(*statuses: int, why: dict[int, str] | None = None) -> dict[int, ResponseSpec]:
+    """The problem responses of `statuses`; `why` gives a status a description of its own."""
+    reasons = {**_WHY, **(why or {})}
     return {
         s: ResponseSpec(
             data_container=Problem,
-            description=_WHY[s],
+            description=reasons[s],
             media_type="application/problem+json",
             generate_examples=False,  # random examples would change the schema every build
         )

@@ -106,10 +106,14 @@ def serve(
     else:  # a path that cannot hold a ledger is a one-line error here, not a startup trace
         store = SqliteStore(db, all_projectors(), background_checkpoints=False)
         try:
+            # only where the views could not be caught up on opening (the file cannot be
+            # written): an import appending beside may leave them behind meanwhile, which
+            # the views say (they answer at the seq they hold)
+            stuck = store.write_refusal is not None
             reach, size = store.views_reach(), store.size()
         finally:
             store.close()
-        if reach < size:  # every current view would answer for an older seq
+        if stuck and reach < size:  # every current view would answer for an older seq
             raise LedgerUnavailable(
                 f"the views hold the log up to seq {reach} of {size} and could not catch up "
                 "(is the file read-only?): start the server once with write access"

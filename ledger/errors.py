@@ -63,3 +63,10 @@ class LedgerUnavailable(LedgerError):
     """Writes are refused, e.g. because the stored log failed its start-up check (HTTP 503)."""
 
     title = "Ledger unavailable for writes"
+
+
+class ViewsBehind(LedgerUnavailable):
+    """A read asked for a point the read side has not folded yet (HTTP 503): another
+    process is appending without it, and it catches up when that ends."""
+
+    title = "Views catching up"

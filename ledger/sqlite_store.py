@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import hashlib
 import os
 import queue
@@ -393,7 +394,7 @@ class SqliteTransaction:
 def _sweep_partials(dest: Path) -> None:
     """Remove what a killed backup to `dest` left beside it: its temporary copy (and
     SQLite's journal of it), named after a process that is no longer running."""
-    for left in dest.parent.glob(f".{dest.name}.partial-*"):
+    for left in dest.parent.glob(f".{glob.escape(dest.name)}.partial-*"):
         pid = left.name.removesuffix("-journal").rsplit("-", 1)[-1]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue

@@ -284,7 +284,11 @@ class _Logged(msgspec.Struct, frozen=True):
 
 def _erased_note(seq: int, logged: _Logged | None, erasure: Erasure | None) -> str | None:
     """The note for the erased payload of `seq`, or None where nothing accounts for it."""
-    if logged is not None:
+    if logged is not None and erasure is not None and erasure.erased_at != logged.recorded_at:
+        # erased before erasures were logged, logged later: each says when and by whom
+        how = f"erased at {erasure.erased_at} by {erasure.actor} ({erasure.reason}), logged"
+        how += f" at seq {logged.seq} at {logged.recorded_at} by {logged.actor}"
+    elif logged is not None:
         how = f"erased at {logged.recorded_at} by {logged.actor} ({logged.reason})"
         how += f", logged at seq {logged.seq}"
     elif erasure is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from ledger.errors import FieldError, InvalidInput, LedgerUnavailable
+from ledger.errors import FieldError, InvalidInput, ViewsBehind
 from ledger.sqlite_store import seq_at
 from ledger.times import MAX_US, TimeFormatError, parse_time
 from projections.projectors import AssertionsProjector, SourcesProjector
@@ -110,7 +110,7 @@ def resolve(
     A reduced `as_of` or `known_at` stands for the end of its period. With neither
     `known_at` nor `seq`, the point is as far as the read side has folded the log (see
     :func:`head_and_reach`), so a view never claims a seq it does not reflect; a point past
-    that is :class:`LedgerUnavailable` until the read side catches up.
+    that is :class:`ViewsBehind` until the read side catches up.
     """
     errors: list[FieldError] = []
     as_of_text, as_of_end = _time("as_of", as_of, errors)
@@ -129,7 +129,7 @@ def resolve(
     elif seq is None:
         seq = reach
     if seq > reach:
-        raise LedgerUnavailable(
+        raise ViewsBehind(
             f"the views hold the log up to seq {reach} of {head} while another process "
             "appends without them (an import); they catch up when it ends"
         )

@@ -281,7 +281,24 @@ def check_events(server: Server, size: int, root: bytes, say: Say) -> tuple[list
         failures.append(f"the log ends at seq {builder.size}, its head says {size}")
     elif builder.root() != root:
         failures.append("the Merkle root of the events is not the head's root")
+    unmatched = [seq for seq in erased if seq not in logged]
+    if unmatched:  # erased while this check ran: logged past the head it checks
+        _logged_later(server, size, set(unmatched), logged, say)
     return failures + _erasures_match(erased, logged), len(erased)
+
+
+def _logged_later(
+    server: Server, size: int, wanted: set[int], logged: dict[int, int], say: Say
+) -> None:
+    """Look past the checked head, to the log's end now, for the PayloadErased of each
+    payload in `wanted`: one erased while the check ran is logged there."""
+    now = int(server.get("/v1/log/head")["size"])
+    for event in server.events(size, now):
+        data = event.get("data")
+        named = data.get("seq") if isinstance(data, dict) else None
+        if event.get("type") == "PayloadErased" and named in wanted and named not in logged:
+            logged[named] = event["seq"]
+            say(f"  seq {named} was erased while the check ran (logged at seq {event['seq']})")
 
 
 def check_included(server: Server, seq: int, size: int, root: bytes) -> list[str]:

@@ -196,6 +196,7 @@ def test_the_checker_tells_a_logged_erasure_from_a_payload_deleted_by_other_mean
             )
         )
         conn.close()
+        kept = server.get("/v1/log/head")  # a head taken before the erasure
         erased = subprocess.run(
             [
                 str(LEDGER),
@@ -221,6 +222,15 @@ def test_the_checker_tells_a_logged_erasure_from_a_payload_deleted_by_other_mean
             "PayloadErased",
             {"seq": first, "reason": "a court order"},
         )
+        # a check of the head kept before it (an erasure made while the check ran) finds
+        # the erasure logged past that head, and does not call the payload deleted
+        said: list[str] = []
+        outsider = check_log.Server(server.base, server.token, 30)
+        found, gone = check_log.check_events(
+            outsider, kept["size"], bytes.fromhex(kept["root"]), said.append
+        )
+        assert (found, gone) == ([], 1)
+        assert any(f"seq {first} was erased while the check ran" in line for line in said)
 
         conn = sqlite3.connect(db)  # a payload deleted around the append-only triggers
         conn.execute("DROP TRIGGER payloads_no_delete")

@@ -706,8 +706,9 @@ def test_an_erasure_from_before_erasures_were_logged_is_noted_and_erase_logs_it(
         assert result.erasure.logged_seq == logged.seq
         assert result.erasure.erased_at == "2026-01-02T00:00:00.000000Z"
         assert verify_log(store.reader()).notes == [
-            f"seq {seq}: payload erased at {logged.recorded_at} by dpo (an old order), logged "
-            f"at seq {logged.seq}; its data_sha256 still commits to it"
+            f"seq {seq}: payload erased at 2026-01-02T00:00:00.000000Z by old-dpo (an old "
+            f"order), logged at seq {logged.seq} at {logged.recorded_at} by dpo; its "
+            "data_sha256 still commits to it"
         ]
         with pytest.raises(InvalidInput, match=f"the payload of seq {seq} was already erased"):
             erase(store, EraseRequest(seq, "again"), "dpo")

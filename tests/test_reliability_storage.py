@@ -21,6 +21,7 @@ import pytest
 
 from ledger import merkle, sqlite_store
 from ledger.errors import LedgerUnavailable, StorageFull
+from ledger.events import AssertionRecorded
 from ledger.health import health_report
 from ledger.replay import audit
 from ledger.sqlite_store import SqliteStore, SqliteTransaction
@@ -360,5 +361,57 @@ def test_an_import_that_fills_the_disk_stops_at_a_chunk_and_says_which_lines_are
         assert store.size() == lines
         assert verify_log(store.reader()).ok
         assert audit(store, all_projectors).ok
+    finally:
+        store.close()
+
+
+def test_a_chunk_before_the_one_that_filled_the_disk_is_never_counted_unless_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two chunks in one batch: the later one fills the disk while it writes the batch's
+    rows, the batch rolls back, and the writer runs the earlier chunk again alone. That
+    chunk must run (not be skipped as after a failure), so every line counted as done is
+    in the log."""
+    import json
+
+    from api import importer
+    from bench import gen
+
+    source = tmp_path / "in.jsonl"
+    gen.write(source, 200)
+    store = SqliteStore(tmp_path / "l.db", all_projectors())
+    release = threading.Event()
+    submit = importer._Run.submit
+
+    def held(self: Any, st: SqliteStore, chunk: list[Any]) -> Any:
+        first = chunk[0][0]
+        if first == 41:  # hold the writer so chunks 41.. and 81.. are taken as one batch
+            st.set_max_pages(st.page_count() + 10)
+            started = threading.Event()
+
+            def hold(txn: SqliteTransaction) -> bool:
+                started.set()
+                return release.wait(10)
+
+            st.submit(hold)
+            started.wait(10)
+        future = submit(self, st, chunk)
+        if first == 81:
+            release.set()
+        return future
+
+    monkeypatch.setattr(importer._Run, "submit", held)
+    try:
+        result = importer.import_file(store, source, "t", chunk_size=40)
+        assert isinstance(result.failure, StorageFull)
+        recorded = {
+            e.data.assertion_id
+            for e in store.read(0, 10_000)
+            if isinstance(e.data, AssertionRecorded)
+        }
+        lines = source.read_bytes().splitlines()
+        claimed = [json.loads(lines[i]).get("assertion_id") for i in range(result.done_lines)]
+        assert [a for a in claimed if a is not None and a not in recorded] == []
+        assert result.appended == store.size() == result.done_lines
     finally:
         store.close()

@@ -10,14 +10,14 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 
 from api.deps import AsOf, Cursor, KnownAt, Limit, SeqParam, point_in_time, store_of
-from api.openapi import GUARDED, errors_for
+from api.openapi import GUARDED, VIEWS_BEHIND, errors_for
 from ledger.errors import NotFound
 from projections import views
 from projections.rows import Kind
 
 _READ = {"need": "read"}
-_LIST_ERRORS = errors_for(*GUARDED, 422)
-_ONE_ERRORS = errors_for(*GUARDED, 404, 422)
+_LIST_ERRORS = errors_for(*GUARDED, 422, 503, why={503: VIEWS_BEHIND})
+_ONE_ERRORS = errors_for(*GUARDED, 404, 422, 503, why={503: VIEWS_BEHIND})
 
 
 def _etag(response_body: Any, version: int) -> Response[Any]:
