@@ -131,7 +131,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
     if result.failure is not None:
         done = result.done_lines
-        kept = f"lines 1..{done} are in the log" if done else "no line was imported"
+        kept = _lines_in(done)
         why = "the database is full" if isinstance(result.failure, StorageFull) else result.failure
         sys.stderr.write(
             f"ledger import: stopped, the ledger could not take more ({why}); {kept} "
@@ -141,7 +141,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 1
     if result.interrupted and result.error is None:
         done = result.done_lines
-        kept = f"lines 1..{done} are in the log" if done else "no line was imported"
+        kept = _lines_in(done)
         sys.stderr.write(
             f"ledger import: interrupted; {kept} ({result.appended} events appended{span}); "
             f"nothing from line {done + 1} on was appended\n"
@@ -156,6 +156,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 1
     print(f"imported {result.lines} lines: {result.appended} events appended{span}")
     return 1 if result.views_failure is not None else 0
+
+
+def _lines_in(done: int) -> str:
+    """What a stopped import kept: the lines up to `done`."""
+    return f"lines 1..{done} are in the log" if done else "no line was imported"
 
 
 class _Phases:

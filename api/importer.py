@@ -254,8 +254,7 @@ class _DeferredViews:
             committed = checkpoint_of(conn, write_model)
             end = log_size(conn) if committed is None else committed
             catch_up(conn, self.taken, until=end, chunk=CATCH_UP_CHUNK, progress=self.progress)
-            self.store.projectors.extend(self.taken)
-            self.taken = []
+            self._put_back(txn)
 
         try:
             self.store.run_sync(give_back)

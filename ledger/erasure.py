@@ -129,14 +129,18 @@ def logged_on(conn: sqlite3.Connection, subject: str) -> dict[int, int]:
     return logged
 
 
-def erasures(conn: sqlite3.Connection) -> dict[int, Erasure]:
+def erasures(conn: sqlite3.Connection, *, with_logs: bool = True) -> dict[int, Erasure]:
     """Every sound erasure of the ledger on `conn`, by seq (see :func:`erasure_problems`),
-    each with the seq of the event that logged it."""
+    each with the seq of the event that logged it (not looked up without `with_logs`, for
+    a caller that needs only the records: a replay's kept facts, a verify that reads the
+    events itself)."""
     found: dict[int, Erasure] = {}
     logged: dict[str, dict[int, int]] = {}
     for record in _records(conn):
         erasure, _ = _sound(record)
-        if erasure is not None:
+        if erasure is not None and not with_logs:
+            found[erasure.seq] = erasure
+        elif erasure is not None:
             subject = erasure.kept.subject
             if subject not in logged:
                 logged[subject] = logged_on(conn, subject)
@@ -181,7 +185,7 @@ def _recorded_elsewhere(conn: sqlite3.Connection, erasure: Erasure) -> bool:
 
 def kept_facts(conn: sqlite3.Connection) -> dict[int, ErasedAssertion]:
     """What each erased payload's replay folds in its place, by seq."""
-    return {seq: erasure.kept for seq, erasure in erasures(conn).items()}
+    return {seq: erasure.kept for seq, erasure in erasures(conn, with_logs=False).items()}
 
 
 def with_erasures(events: list[Event], kept: dict[int, ErasedAssertion]) -> list[Event]:
@@ -249,15 +253,15 @@ def _erase_in(
         payload.assertion_id, payload.subject, payload.property, payload.value.kind
     )
     reason = request.reason if earlier is None else earlier.reason
-    (logged,) = txn.append_many([_event(kept.subject, seq, reason)], actor)
-    erasure = Erasure(seq, logged.recorded_at, actor, request.reason, kept, logged.seq)
+    logged = _log(txn, kept.subject, seq, reason, actor)
+    erasure = Erasure(seq, logged.recorded_at, actor, reason, kept, logged.seq)
     previous = conn.execute("PRAGMA secure_delete").fetchone()[0]
     conn.execute("PRAGMA secure_delete = ON")
     try:
         if earlier is None:
             conn.execute(
                 "INSERT INTO erasures (seq, erased_at, actor, reason, kept) VALUES (?, ?, ?, ?, ?)",
-                (seq, erasure.erased_at, actor, request.reason, encode_json(kept).decode()),
+                (seq, erasure.erased_at, actor, reason, encode_json(kept).decode()),
             )
         else:
             erasure = msgspec.structs.replace(earlier, logged_seq=logged.seq)
@@ -271,14 +275,17 @@ def _erase_in(
     return erasure, _texts(payload)
 
 
-def _event(subject: str, seq: int, reason: str) -> NewEvent:
-    return NewEvent(subject_stream(subject), PayloadErased(seq=seq, reason=reason))
+def _log(txn: SqliteTransaction, subject: str, seq: int, reason: str, actor: str) -> Event:
+    """Append the :class:`PayloadErased` event that logs the erasure of `seq`."""
+    new = NewEvent(subject_stream(subject), PayloadErased(seq=seq, reason=reason))
+    (logged,) = txn.append_many([new], actor)
+    return logged
 
 
 def _log_earlier(txn: SqliteTransaction, earlier: Erasure, actor: str) -> Erasure:
     """Log an erasure made before erasures were logged: its :class:`PayloadErased`
     event, with the reason recorded then, appended now by `actor`."""
-    (logged,) = txn.append_many([_event(earlier.kept.subject, earlier.seq, earlier.reason)], actor)
+    logged = _log(txn, earlier.kept.subject, earlier.seq, earlier.reason, actor)
     return msgspec.structs.replace(earlier, logged_seq=logged.seq)
 
 

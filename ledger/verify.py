@@ -311,7 +311,7 @@ class _Verifier:
         self.erased = 0
         self.missing: dict[int, str] = {}  # seq -> type, of each payload not there
         self.logged: dict[int, _Logged] = {}  # erased seq -> the event that logged it
-        self.erasures = erasures(conn)
+        self.erasures = erasures(conn, with_logs=False)  # the events are read below
         unsound, still_there = erasure_problems(conn)
         self.unsound = {seq for seq, _ in unsound}  # reported here, not again as deleted
         for seq, problem in unsound:

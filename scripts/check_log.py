@@ -224,10 +224,15 @@ def check_payload(event: dict[str, Any]) -> list[str]:
     return []
 
 
+def _named(event: dict[str, Any]) -> Any:
+    """The seq a PayloadErased event names (whatever its data holds there)."""
+    data = event.get("data")
+    return data.get("seq") if isinstance(data, dict) else None
+
+
 def _erasure_logged(event: dict[str, Any], logged: dict[int, int]) -> list[str]:
     """Take in a PayloadErased event: the seq it names, once, before it."""
-    seq, data = event["seq"], event.get("data")
-    named = data.get("seq") if isinstance(data, dict) else None
+    seq, named = event["seq"], _named(event)
     if type(named) is not int or not 1 <= named < seq:
         return [f"seq {seq}: a PayloadErased that names no earlier event"]
     if named in logged:
@@ -294,8 +299,7 @@ def _logged_later(
     payload in `wanted`: one erased while the check ran is logged there."""
     now = int(server.get("/v1/log/head")["size"])
     for event in server.events(size, now):
-        data = event.get("data")
-        named = data.get("seq") if isinstance(data, dict) else None
+        named = _named(event)
         if event.get("type") == "PayloadErased" and named in wanted and named not in logged:
             logged[named] = event["seq"]
             say(f"  seq {named} was erased while the check ran (logged at seq {event['seq']})")
