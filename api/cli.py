@@ -19,7 +19,7 @@ from api.progress import Progress
 from ledger import keys
 from ledger.errors import FieldError, InvalidInput, LedgerError, LedgerUnavailable, StorageFull
 from ledger.logs import configure_logging
-from ledger.sqlite_store import SqliteStore, connect
+from ledger.sqlite_store import SqliteStore, connect, connect_reader
 from ledger.text import MAX_WHOLE, whole_number
 from projections import all_projectors
 
@@ -424,8 +424,14 @@ def cmd_state(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    open_store(args.db).close()  # the ledger exists and is migrated
-    conn = connect(args.db)
+    store = open_store(args.db)  # the ledger exists and is migrated
+    store.close()
+    if args.keys_command == "list":
+        conn = connect_reader(Path(args.db))
+    elif store.snapshot is not None and store.write_refusal is not None:
+        _fail(store.write_refusal.replace("appends are", "key changes are", 1))
+    else:
+        conn = connect(args.db)
     try:
         if args.keys_command == "create":
             name = None if args.name is None else keys.checked_actor(args.name, "--name")

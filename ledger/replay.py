@@ -27,13 +27,19 @@ from typing import Any
 import msgspec
 import structlog
 
-from ledger.codec import PAYLOAD_DECODERS
 from ledger.erasure import kept_facts, with_erasures
 from ledger.errors import LedgerError
 from ledger.events import ErasedAssertion, Event
 from ledger.migrations import migrate
 from ledger.schema import LOG_MIGRATIONS
-from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size, row_to_event
+from ledger.sqlite_store import (
+    SqliteStore,
+    SqliteTransaction,
+    connect_reader,
+    log_size,
+    row_to_event,
+    rows_to_events,
+)
 from ledger.store import Projector
 from ledger.verify import UNDECODED, Progress, VerifyReport, read_snapshot, verify_log
 from ledger.writemodel import WriteModel
@@ -92,30 +98,11 @@ def read_chunks(
     kept = kept_facts(conn)
     while rows := conn.execute(_EVENTS_SQL, (after, until, chunk)).fetchall():
         try:
-            events = _events(rows)
+            events = rows_to_events(rows)
         except (KeyError, msgspec.DecodeError):
             events = [_decoded(row) for row in rows]
         yield with_erasures(events, kept)
         after = events[-1].seq
-
-
-def _events(rows: list[Any]) -> list[Event]:
-    """:func:`row_to_event` of each row, inlined: a replay decodes millions of them."""
-    decoders = PAYLOAD_DECODERS
-    return [
-        Event(
-            seq,
-            etype,
-            stream,
-            version,
-            recorded_at,
-            actor,
-            None if data is None else decoders[etype].decode(data),
-            dsha,
-            h,
-        )
-        for seq, etype, stream, version, recorded_at, actor, dsha, h, data in rows
-    ]
 
 
 def _decoded(row: Sequence[Any]) -> Event:
@@ -327,7 +314,11 @@ def catch_up_on_open(connection: sqlite3.Connection, projector: Projector) -> in
         return 0
     if (checkpoint_of(connection, projector.name) or 0) >= log_size(connection):
         return 0
-    connection.execute("BEGIN IMMEDIATE")
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:  # a read-only file or snapshot: views lag
+        log.warning("catch_up_skipped", projector=projector.name, error=str(exc))
+        return 0
     try:
         done = catch_up(connection, [projector])
     except (LedgerError, sqlite3.Error) as exc:  # a broken log: the store still opens
@@ -595,7 +586,7 @@ def _replay_file(
     to run again. The checkpoints (`limits`) come from the parent's snapshot.
     """
     projectors = _split(fresh_projectors(projector_factory))[1]
-    live = sqlite3.connect(db_file, isolation_level=None)
+    live = connect_reader(Path(db_file))
     scratch = sqlite3.connect(scratch_file, isolation_level=None)
     try:
         live.execute("PRAGMA query_only = ON")

@@ -38,6 +38,7 @@ import structlog
 
 from ledger import merkle
 from ledger.codec import (
+    PAYLOAD_DECODERS,
     ZERO_HASH,
     decode_payload,
     encode_payload,
@@ -58,6 +59,9 @@ Synchronous = Literal["FULL", "NORMAL"]
 log = structlog.get_logger("ledger.store")
 
 _EVENT_COLUMNS = "e.seq, e.type, e.stream, e.version, e.recorded_at, e.actor, e.data_sha256, e.hash"
+_SELECT_EVENTS = (
+    f"SELECT {_EVENT_COLUMNS}, p.data FROM events e LEFT JOIN payloads p ON p.seq = e.seq"
+)
 _FULL = "the database is full: nothing was appended"
 _NO_PAGE_LIMIT = 4294967294  # SQLite clamps this to its own largest page count
 _MAX_INT = 2**63 - 1  # SQLite's largest INTEGER
@@ -88,11 +92,75 @@ def connect(
 ) -> sqlite3.Connection:
     """A connection with the ledger's pragmas: WAL, durable commits, triggers that recurse."""
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.execute("PRAGMA recursive_triggers = ON")
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA recursive_triggers = ON")
+        conn.execute(f"PRAGMA cache_size = -{cache_mib * 1024}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+_SNAPSHOT_ERRORS = ("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_READONLY")
+
+
+def snapshot_reason(path: Path, exc: BaseException) -> str | None:
+    """Why the ledger file at `path` can be read only as a snapshot, when `exc` kept a
+    connection from reading it; None when `exc` is some other failure.
+
+    SQLite reads a WAL database through two files beside it, `-wal` and `-shm`, which it
+    creates and sizes even to read. On a full disk or a read-only file system (an archive
+    mounted read-only, say) it cannot, so a read fails before it starts. The database file
+    alone holds every commit while its `-wal` is absent or empty (a ledger closed cleanly
+    leaves none), and is then read as an immutable snapshot: no lock, no file beside it.
+    A `-wal` that holds frames may hold the last commits; reading without it would show
+    an older log as the whole one, so that case is refused here.
+    """
+    if not isinstance(exc, sqlite3.OperationalError) or not path.is_file():
+        return None
+    if not getattr(exc, "sqlite_errorname", "").startswith(_SNAPSHOT_ERRORS):
+        return None
+    why = f"SQLite cannot write beside it ({exc})"
+    with contextlib.suppress(OSError):
+        fs = os.statvfs(path.parent)
+        if fs.f_flag & os.ST_RDONLY:
+            why = "its file system is read-only"
+        elif fs.f_bavail == 0:
+            why = "its disk is full"
+    wal = path.with_name(f"{path.name}-wal")
+    with contextlib.suppress(OSError):
+        if wal.stat().st_size > 0:
+            raise LedgerUnavailable(
+                f"cannot open a ledger at {path}: {why}, and its last commits are in "
+                f"{wal.name}, which SQLite reads only once it can write {path.name}-shm "
+                f"beside it: free some room there, or copy {path.name} with its -wal and "
+                "-shm files to a disk with room and open the copy"
+            )
+    return why
+
+
+def connect_snapshot(path: Path, cache_mib: int = 8) -> sqlite3.Connection:
+    """A read-only connection to the database file alone, as it stands (see
+    :func:`snapshot_reason`): SQLite takes no lock and writes nothing beside it."""
+    uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     conn.execute(f"PRAGMA cache_size = -{cache_mib * 1024}")
+    return conn
+
+
+def connect_reader(path: Path, cache_mib: int = 8) -> sqlite3.Connection:
+    """A connection for reading only: the usual one, or a snapshot of the file where SQLite
+    cannot write beside it (see :func:`snapshot_reason`)."""
+    try:
+        conn = connect(path, cache_mib=cache_mib)
+    except sqlite3.OperationalError as exc:
+        if snapshot_reason(path, exc) is None:
+            raise
+        return connect_snapshot(path, cache_mib)
+    conn.execute("PRAGMA query_only = ON")
     return conn
 
 
@@ -112,13 +180,28 @@ def row_to_event(row: Sequence[Any]) -> Event:
     )
 
 
+def rows_to_events(rows: Sequence[Sequence[Any]]) -> list[Event]:
+    """:func:`row_to_event` of each row, inlined: a page read or a replay decodes many."""
+    decoders = PAYLOAD_DECODERS
+    return [
+        Event(
+            seq,
+            etype,
+            stream,
+            version,
+            recorded_at,
+            actor,
+            None if data is None else decoders[etype].decode(data),
+            dsha,
+            h,
+        )
+        for seq, etype, stream, version, recorded_at, actor, dsha, h, data in rows
+    ]
+
+
 def events_where(conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> Iterator[Event]:
     """The events (with their payloads, None where erased) that `where` selects on `conn`."""
-    sql = (
-        f"SELECT {_EVENT_COLUMNS}, p.data FROM events e "
-        f"LEFT JOIN payloads p ON p.seq = e.seq {where}"
-    )
-    for row in conn.execute(sql, args):
+    for row in conn.execute(f"{_SELECT_EVENTS} {where}", args):
         yield row_to_event(row)
 
 
@@ -445,18 +528,22 @@ class SqliteStore:
         self._cache = WriteCache()  # the write model as last committed, plus this batch
         self._pending = _Pending()
         self._listeners: list[Callable[[int], None]] = []
-        conn: sqlite3.Connection | None = None
+        self.snapshot: str | None
+        """Why the ledger is open as a read-only snapshot of its file (a full disk, a
+        read-only file system: see :func:`snapshot_reason`), or None."""
         try:
-            conn = self._conn = connect(self.path, synchronous, cache_mib=64)
-            migrate(conn, LOG_MIGRATIONS, family="ledger")
-            for projector in self.projectors:
-                projector.migrate(conn)
+            self._conn, self.snapshot = self._open(synchronous)
         except (sqlite3.DatabaseError, NewerSchema) as exc:  # no such folder, not a database,
-            if conn is not None:  # no permission, a newer version's ledger
-                conn.close()
+            # no permission, a newer version's ledger
             raise LedgerUnavailable(f"cannot open a ledger at {self.path}: {exc}") from None
+        if self.snapshot is not None:
+            self.write_refusal = (
+                f"appends are refused: the ledger is open as a read-only snapshot, since "
+                f"{self.snapshot}"
+            )
+            log.warning("read_only_snapshot", path=str(self.path), reason=self.snapshot)
         self._tip = self._load_tip(tail_check)
-        if not self._writable():  # a broken log, refused above, says so first
+        if self.snapshot is None and not self._writable():  # a broken log says so first
             if self.write_refusal is None:
                 self.write_refusal = "appends are refused: the database file is read-only"
             log.warning("read_only", path=str(self.path))
@@ -469,7 +556,7 @@ class SqliteStore:
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
         self._checkpointer: threading.Thread | None = None
-        if background_checkpoints:
+        if background_checkpoints and self.snapshot is None:
             # the thread copies the frames; the writer's own checkpoint, which holds a
             # batch while it copies what is left and syncs twice, then runs about once
             # per ~40 commits instead of once per ~10 (see _checkpoints)
@@ -478,6 +565,41 @@ class SqliteStore:
                 target=self._checkpoints, name="ledger-checkpointer", daemon=True
             )
             self._checkpointer.start()
+
+    def _open(self, synchronous: Synchronous) -> tuple[sqlite3.Connection, str | None]:
+        """The writer's connection, the schema brought up to date; a snapshot of the file
+        where SQLite cannot write beside it, with the reason (see :func:`snapshot_reason`)."""
+        snapshot: str | None = None
+        try:
+            conn = connect(self.path, synchronous, cache_mib=64)
+        except sqlite3.OperationalError as exc:
+            snapshot = snapshot_reason(self.path, exc)
+            if snapshot is None:
+                raise
+            conn = connect_snapshot(self.path, cache_mib=64)
+        try:
+            migrate(conn, LOG_MIGRATIONS, family="ledger")
+            for projector in self.projectors:
+                projector.migrate(conn)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if snapshot is None:
+                raise
+            raise sqlite3.OperationalError(
+                f"its schema is older than this version's, and upgrading it needs writing, "
+                f"but {snapshot} ({exc})"
+            ) from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn, snapshot
+
+    def _connect(self, cache_mib: int = 8) -> sqlite3.Connection:
+        """Another connection to the file, for reading: a snapshot's own where the store
+        is one (see :attr:`snapshot`)."""
+        if self.snapshot is not None:
+            return connect_snapshot(self.path, cache_mib)
+        return connect(self.path, self.synchronous, cache_mib)
 
     # ---- the writer ----
 
@@ -638,6 +760,10 @@ class SqliteStore:
         pending = batch
         if not started:
             pending = [job for job in batch if job.start()]
+        if self.snapshot is not None:  # no transaction can even begin on a snapshot
+            refused = LedgerUnavailable(self.write_refusal or self.snapshot)
+            _settle([(job, None, refused) for job in pending])
+            return
         while pending:
             pending = self._try_batch(pending)
 
@@ -853,7 +979,7 @@ class SqliteStore:
         """
         _sweep_partials(dest)
         partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
-        conn = connect(self.path, self.synchronous, cache_mib=64)
+        conn = self._connect(cache_mib=64)
         try:
             if progress is not None:
                 report = progress  # narrowed for the closure
@@ -970,7 +1096,7 @@ class SqliteStore:
         """This thread's read connection."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path, self.synchronous)
+            conn = self._connect()
             conn.execute("PRAGMA query_only = ON")
             self._local.conn = conn
             with self._readers_lock:
@@ -983,7 +1109,8 @@ class SqliteStore:
     def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
         """At most `limit` events after seq `after` (any integers: clamped to SQLite's range)."""
         after, limit = max(0, min(after, _MAX_INT)), max(0, min(limit, _MAX_INT))
-        return list(self._events("WHERE e.seq > ? ORDER BY e.seq LIMIT ?", (after, limit)))
+        sql = f"{_SELECT_EVENTS} WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
+        return rows_to_events(self.reader().execute(sql, (after, limit)).fetchall())
 
     def read_stream(self, stream: str) -> list[Event]:
         return list(self._events("WHERE e.stream = ? ORDER BY e.version", (stream,)))
