@@ -769,3 +769,31 @@ def test_a_wait_longer_than_a_minute_is_not_waited_for(
     assert len(asked) == 1
     watched.errors.clear()
     watched.check(server.base)
+
+
+def test_while_the_views_catch_up_the_page_never_calls_them_the_whole_log(
+    watched: Watched, server: LiveServer
+) -> None:
+    """An import appending beside the server leaves the views behind the log's head: the
+    page says how far they reach, not "the whole log". (The head is made to run ahead
+    here by answering it five events longer than it is.)"""
+    page = watched.page
+    sizes: list[int] = []
+
+    def ahead(route: Any) -> None:
+        response = route.fetch()
+        head = response.json()
+        sizes.append(head["size"])
+        route.fulfill(response=response, json={**head, "size": head["size"] + 5})
+
+    page.route(re.compile(r"/v1/log/head$"), ahead)
+    page.goto(f"{server.base}/?subject={DEPLOYMENT}")
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    size = sizes[0]
+    meta = page.locator("#subject .meta")
+    expect(meta).to_contain_text(f"the log up to event {size} of {size + 5}, while the views")
+    expect(meta).not_to_contain_text("whole log")
+    page.unroute(re.compile(r"/v1/log/head$"))
+    page.reload()
+    expect(page.locator("#subject .meta")).to_contain_text(f"the whole log ({size} events)")
+    watched.check(server.base)

@@ -32,6 +32,7 @@ const state = {
   asOf: "", // statement-time cutoff as typed, "" for everything
   seq: null, // log position, or null to follow the latest
   head: 0, // the log's size as last seen
+  shown: null, // the seq the views last answered at (less than head while they catch up)
   subjects: [],
   sources: new Map(),
   seen: new Map(), // subject -> ids of the assertions already shown (to mark new ones)
@@ -227,8 +228,15 @@ async function applyControls({ asOf, seq }) {
 
 function describePoint() {
   const said = state.asOf ? `claims stated by ${state.asOf}` : "every claim";
-  const known = state.seq === null ? `the whole log (${state.head} events)` : `the log up to event ${state.seq} of ${state.head}`;
-  return `Showing ${said}, as known from ${known}.`;
+  return `Showing ${said}, as known from ${knownFrom(state.seq ?? state.shown ?? state.head)}.`;
+}
+
+/** Which part of the log a view answered at `seq` reflects. Following the latest, the
+ * views can be behind the log's head (an import is appending): say so, never "whole". */
+function knownFrom(seq) {
+  if (state.seq === null && seq >= state.head) return `the whole log (${seq} events)`;
+  const lag = state.seq === null ? ", while the views catch up" : "";
+  return `the log up to event ${seq} of ${state.head}${lag}`;
 }
 
 function bindControls() {
@@ -394,6 +402,7 @@ async function refreshSubject({ markNew = false } = {}) {
   $("as-of").removeAttribute("aria-invalid");
   showError("");
   state.sources = new Map(sources.map((src) => [src.id, src]));
+  state.shown = timeline.seq;
   for (const a of assertions) state.statedTimes.add(a.stated_at);
   fillStatedTimes();
   renderSubject({ subject, row, timeline, assertions, views, kinds, markNew });
@@ -559,7 +568,7 @@ function renderSubject({ subject, row, timeline, assertions, views, kinds, markN
 
   const notCounted = assertions.filter((a) => !liveIds.has(a.assertion_id)).length;
   const meta = [
-    state.seq === null ? `the whole log (event ${timeline.seq})` : `the log up to event ${timeline.seq} of ${state.head}`,
+    knownFrom(timeline.seq),
     timeline.as_of ? `claims stated by ${timeline.as_of}` : "every claim",
     `${plural(assertions.length, "assertion")}${notCounted ? `, ${notCounted} not counted` : ""}`,
   ];
