@@ -394,7 +394,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_state(args: argparse.Namespace) -> int:
     from projections.pit import resolve
-    from projections.views import property_view
+    from projections.views import property_kind, property_view
 
     store = existing_store(args.db)
     try:
@@ -414,11 +414,17 @@ def cmd_state(args: argparse.Namespace) -> int:
                 "catch up (is the file read-only?): ask with --seq at most that, or open the "
                 "ledger with write access once"
             )
-        view = property_view(conn, args.subject, args.property, at)
+        kind = property_kind(conn, args.subject, args.property)
+        if args.kind is not None and kind not in (None, args.kind):
+            _fail(f"{args.subject}/{args.property} holds {kind} values, not {args.kind} ones")
+        view = property_view(conn, args.subject, args.property, at, kind=args.kind)
     finally:
         store.close()
     if view is None:
-        _fail(f"no property {args.property!r} on subject {args.subject!r}")
+        _fail(
+            f"no property {args.property!r} on subject {args.subject!r}: nothing claimed it "
+            "yet (--kind quantity or --kind status prints the empty view, as HTTP does)"
+        )
     _print_json(view)
     return 0
 
@@ -522,6 +528,12 @@ def build_parser() -> argparse.ArgumentParser:
     when = p.add_mutually_exclusive_group()
     when.add_argument("--known-at", dest="known_at", help="record-time cutoff (RFC 3339)")
     when.add_argument("--seq", type=_nonneg, help="log position cutoff")
+    p.add_argument(
+        "--kind",
+        choices=("quantity", "status"),
+        help="the view to print: needed only for a property nothing has claimed yet "
+        "(its empty view); another kind than the property's is an error",
+    )
     p.set_defaults(fn=cmd_state)
 
     p = add("keys", "manage API keys")

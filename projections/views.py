@@ -136,10 +136,11 @@ def property_kind(conn: sqlite3.Connection, subject: str, prop: str) -> Kind | N
 
 
 def property_view(
-    conn: sqlite3.Connection, subject: str, prop: str, at: PointInTime
+    conn: sqlite3.Connection, subject: str, prop: str, at: PointInTime, kind: Kind | None = None
 ) -> QuantityView | StatusView | None:
-    """The view of the property's kind, or None for a property that was never claimed."""
-    kind = property_kind(conn, subject, prop)
+    """The view of the property's kind; for a property never claimed, the empty view of
+    `kind`, or None without one."""
+    kind = property_kind(conn, subject, prop) or kind
     if kind is None:
         return None
     if kind == "quantity":

@@ -206,6 +206,28 @@ def test_state_names_the_flags_it_was_given(seeded: Path) -> None:
         assert done.stderr.startswith(f"ledger: {named}: ")
 
 
+def test_state_of_a_property_nothing_claimed_prints_the_empty_view_of_the_kind_asked(
+    seeded: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As HTTP answers an empty view for it; without --kind there is no view to choose."""
+    db = ["--db", str(seeded)]
+    with pytest.raises(SystemExit) as unknown:
+        cli.main(["state", DEPLOYMENT, "troops.rotated", *db])
+    assert unknown.value.code == 1
+    assert "nothing claimed it yet (--kind quantity" in capsys.readouterr().err
+    assert cli.main(["state", DEPLOYMENT, "troops.rotated", "--kind", "quantity", *db]) == 0
+    empty = json.loads(capsys.readouterr().out)
+    assert (empty["estimate"], empty["basis"], empty["claimants"]) == (None, [], [])
+    assert cli.main(["state", DEPLOYMENT, "troops.rotated", "--kind", "status", *db]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "unreported"
+    assert cli.main(["state", DEPLOYMENT, "troops.deployed", "--kind", "quantity", *db]) == 0
+    assert json.loads(capsys.readouterr().out)["estimate"]["low"] == 13000
+    with pytest.raises(SystemExit) as other:
+        cli.main(["state", DEPLOYMENT, "troops.deployed", "--kind", "status", *db])
+    assert other.value.code == 1
+    assert "holds quantity values, not status ones" in capsys.readouterr().err
+
+
 def test_a_file_of_one_huge_line_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
     source = '{"record":"source","id":"x","name":"n","kind":"military"}'
     huge = tmp_path / "array.jsonl"
