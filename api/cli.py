@@ -118,11 +118,16 @@ def cmd_import(args: argparse.Namespace) -> int:
         _fail(f"{path}: {exc.strerror or exc}", 2)
     store = open_store(args.db, synchronous=args.synchronous)
     phases = _Phases(Progress(f"importing {path.name}", path.stat().st_size))
+    first = args.from_line
     try:
-        result = import_file(store, path, actor, phases.current, fold_progress=phases.fold)
+        result = import_file(
+            store, path, actor, phases.current, fold_progress=phases.fold, from_line=first
+        )
     finally:
         phases.finish()
         store.close()
+    if result.lines < first and not result.interrupted:
+        _fail(f"{path} has {result.lines} lines: there is no line {first} to import from", 2)
     span = f" (seq {result.first_seq}..{result.last_seq})" if result.appended else ""
     if result.views_failure is not None:
         sys.stderr.write(
@@ -131,36 +136,44 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
     if result.failure is not None:
         done = result.done_lines
-        kept = _lines_in(done)
+        kept = _lines_in(first, done)
         why = "the database is full" if isinstance(result.failure, StorageFull) else result.failure
         sys.stderr.write(
             f"ledger import: stopped, the ledger could not take more ({why}); {kept} "
             f"({result.appended} events appended{span}); nothing from line {done + 1} on was "
-            "appended\n"
+            f"appended{_resume(done + 1)}\n"
         )
         return 1
     if result.interrupted and result.error is None:
         done = result.done_lines
-        kept = _lines_in(done)
+        kept = _lines_in(first, done)
         sys.stderr.write(
             f"ledger import: interrupted; {kept} ({result.appended} events appended{span}); "
-            f"nothing from line {done + 1} on was appended\n"
+            f"nothing from line {done + 1} on was appended{_resume(done + 1)}\n"
         )
         return 130
     if result.error is not None:
+        line = result.error.line
         sys.stderr.write(f"ledger import: {path}: {result.error.describe()}\n")
         sys.stderr.write(
             f"ledger import: stopped; {result.appended} events from the lines before it "
-            f"were appended{span}, nothing from line {result.error.line} on\n"
+            f"were appended{span}, nothing from line {line} on{_resume(line, mended=True)}\n"
         )
         return 1
-    print(f"imported {result.lines} lines: {result.appended} events appended{span}")
+    lines = f"{result.lines} lines" if first == 1 else f"lines {first}..{result.lines}"
+    print(f"imported {lines}: {result.appended} events appended{span}")
     return 1 if result.views_failure is not None else 0
 
 
-def _lines_in(done: int) -> str:
-    """What a stopped import kept: the lines up to `done`."""
-    return f"lines 1..{done} are in the log" if done else "no line was imported"
+def _lines_in(first: int, done: int) -> str:
+    """What a stopped import kept: the lines `first` to `done`."""
+    return f"lines {first}..{done} are in the log" if done >= first else "no line was imported"
+
+
+def _resume(line: int, *, mended: bool = False) -> str:
+    """How to import the rest of the file once the cause is dealt with."""
+    fix = "once it is mended, " if mended else ""
+    return f" ({fix}`--from-line {line}` imports the rest)"
 
 
 class _Phases:
@@ -490,6 +503,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--actor", default=os.environ.get("USER") or "cli", help="who appends")
     p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    p.add_argument(
+        "--from-line",
+        dest="from_line",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="start at line N (1 is the first): resumes an import that stopped, whose "
+        "message names N",
+    )
     p.set_defaults(fn=cmd_import)
 
     p = add("events", "print the log as JSON lines")
@@ -586,6 +608,13 @@ def _nonneg(text: str) -> int:
     value = whole_number(text)
     if value is None:
         raise argparse.ArgumentTypeError(f"{text!r} is too large (at most {MAX_WHOLE})")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _nonneg(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
     return value
 
 

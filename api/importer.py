@@ -66,6 +66,7 @@ CATCH_UP_CHUNK = 5000
 @dataclass
 class ImportResult:
     lines: int = 0
+    first_line: int = 1  # the first line this run imports (`from_line`)
     appended: int = 0
     first_seq: int | None = None
     last_seq: int | None = None
@@ -364,8 +365,12 @@ def import_file(
     *,
     chunk_size: int | None = None,
     fold_progress: Callable[[int, int], None] | None = None,
+    from_line: int = 1,
 ) -> ImportResult:
-    """Append every line of `path`; stop at the first bad one.
+    """Append every line of `path` from line `from_line` on; stop at the first bad one.
+
+    Lines before `from_line` are read past, never decoded (an import that stopped is
+    resumed so: they are in the log already); line numbers stay the file's.
 
     `progress` is told the bytes read; `fold_progress` the events folded into the views
     once the lines are in (the last quarter or so of a large import's time).
@@ -375,7 +380,7 @@ def import_file(
     `interrupted` and `done_lines` (every line up to it is in the log); a second Ctrl-C
     stops at once, as usual.
     """
-    result = ImportResult()
+    result = ImportResult(first_line=from_line, done_lines=from_line - 1)
     size = CHUNK if chunk_size is None else chunk_size
     total = os.path.getsize(path)
     run = _Run(actor)
@@ -419,7 +424,7 @@ def import_file(
                         break
                     done_bytes += len(raw) + 1
                     result.lines = number
-                    if not raw.strip():
+                    if number < from_line or not raw.strip():
                         continue
                     try:
                         chunk.append((number, decode_line(raw, number)))
@@ -439,7 +444,7 @@ def import_file(
     if result.failure is not None:
         return result
     if result.error is None and decode_error is None and not result.interrupted:
-        result.done_lines = result.lines  # blank lines at the end included
+        result.done_lines = max(result.lines, from_line - 1)  # blank lines at the end too
     if result.error is None:
         result.error = decode_error
     if progress is not None and result.error is None:

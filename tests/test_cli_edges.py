@@ -24,7 +24,7 @@ from ledger import replay as replay_module
 from ledger.errors import LedgerError, LedgerUnavailable
 from ledger.replay import rebuild
 from ledger.sqlite_store import SqliteStore
-from tests.factories import DEPLOYMENT, ledger, run, seed_commands
+from tests.factories import DEPLOYMENT, SEED, ledger, run, seed_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "fixtures" / "seed.jsonl"
@@ -226,6 +226,47 @@ def test_state_of_a_property_nothing_claimed_prints_the_empty_view_of_the_kind_a
         cli.main(["state", DEPLOYMENT, "troops.deployed", "--kind", "status", *db])
     assert other.value.code == 1
     assert "holds quantity values, not status ones" in capsys.readouterr().err
+
+
+def test_from_line_resumes_an_import_where_the_message_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lines before N are read past, never decoded; line numbers stay the file's, and a
+    bad line's message says where to resume once it is mended."""
+    seed = SEED.read_text().splitlines()
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("\n".join([*seed[:5], '{"record": "nonsense"}', *seed[5:]]) + "\n")
+    db = ["--db", str(tmp_path / "l.db")]
+    assert cli.main(["import", str(broken), *db]) == 1
+    err = capsys.readouterr().err
+    assert "line 6: " in err
+    assert "nothing from line 6 on (once it is mended, `--from-line 6` imports the rest)" in err
+
+    assert cli.main(["import", str(broken), "--from-line", "7", *db]) == 0
+    total = len(seed) + 1
+    assert capsys.readouterr().out.startswith(f"imported lines 7..{total}: {total - 6} events")
+    whole = tmp_path / "whole.db"
+    assert cli.main(["import", str(SEED), "--db", str(whole)]) == 0
+    capsys.readouterr()
+    resumed, once = SqliteStore(tmp_path / "l.db"), SqliteStore(whole)
+    try:  # the same events in the same order, whether imported at once or resumed
+        assert [(e.type, e.stream, e.data) for e in resumed.read(0, 100)] == [
+            (e.type, e.stream, e.data) for e in once.read(0, 100)
+        ]
+    finally:
+        resumed.close()
+        once.close()
+
+    with pytest.raises(SystemExit) as past:
+        cli.main(["import", str(broken), "--from-line", str(total + 1), *db])
+    assert past.value.code == 2
+    assert f"has {total} lines: there is no line {total + 1} to import from" in (
+        capsys.readouterr().err
+    )
+    for bad in ("0", "-3", "x"):
+        done = cli_run("import", str(broken), "--from-line", bad, *db)
+        assert done.returncode == 2
+        assert "--from-line" in done.stderr
 
 
 def test_a_file_of_one_huge_line_is_refused_without_reading_it_whole(tmp_path: Path) -> None:

@@ -324,7 +324,8 @@ def test_an_import_that_fills_the_disk_stops_at_a_chunk_and_says_which_lines_are
 ) -> None:
     """The chunk that needs room appends nothing, and neither does any chunk after it, so
     the lines in the log are exactly 1..N; the command names N, not "nothing was
-    appended". With room again, the rest of the file goes in and the ledger verifies."""
+    appended". With room again, `--from-line N+1` puts the rest of the file in, and the
+    ledger verifies."""
     from api import cli, importer
     from bench import gen
 
@@ -349,13 +350,16 @@ def test_an_import_that_fills_the_disk_stops_at_a_chunk_and_says_which_lines_are
     assert 0 < done < lines
     assert done % 100 == 0  # a whole number of chunks
     assert appended == done  # one event a line: nothing from a later chunk slipped in
-    assert f"nothing from line {done + 1} on was appended" in err
+    assert f"nothing from line {done + 1} on was appended (`--from-line {done + 1}`" in err
     assert "the database is full" in err
 
     monkeypatch.setattr(cli, "open_store", opened)
-    rest = tmp_path / "rest.jsonl"
-    rest.write_bytes(b"".join(source.read_bytes().splitlines(keepends=True)[done:]))
-    assert cli.main(["import", str(rest), "--db", str(db)]) == 0
+    resume = ["import", str(source), "--from-line", str(done + 1), "--db", str(db)]
+    assert cli.main(resume) == 0
+    assert capsys.readouterr().out == (
+        f"imported lines {done + 1}..{lines}: {lines - done} events appended "
+        f"(seq {done + 1}..{lines})\n"
+    )
     store = SqliteStore(db, all_projectors())
     try:
         assert store.size() == lines
