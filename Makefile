@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 
 demo: install
 	mkdir -p $(dir $(DEMO_DB))
-	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm $(dir $(DEMO_DB))kept-head.json
 	$(BIN)/ledger serve --demo --public-read --db $(DEMO_DB) --host $(HOST) --port $(PORT)
 
 lint: install

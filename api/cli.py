@@ -117,7 +117,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     except OSError as exc:  # missing, unreadable: said before any ledger is created
         _fail(f"{path}: {exc.strerror or exc}", 2)
     store = open_store(args.db, synchronous=args.synchronous)
-    phases = _Phases(Progress(f"importing {path.name}", path.stat().st_size))
+    phases = _Phases(Progress(f"importing {path.name}", path.stat().st_size, unit="bytes"))
     first = args.from_line
     try:
         result = import_file(
@@ -126,7 +126,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     finally:
         phases.finish()
         store.close()
-    if result.lines < first and not result.interrupted:
+    if first > 1 and result.lines < first and not result.interrupted:
         _fail(f"{path} has {result.lines} lines: there is no line {first} to import from", 2)
     span = f" (seq {result.first_seq}..{result.last_seq})" if result.appended else ""
     if result.views_failure is not None:
@@ -154,10 +154,18 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 130
     if result.error is not None:
         line = result.error.line
+        taken = any("already taken" in e.message for e in result.error.errors)
+        resume = (
+            f" (if line {line} is in the log already, from an earlier import of this file, "
+            f"`--from-line {line + 1}` imports the rest; if not, once it is mended, "
+            f"`--from-line {line}`)"
+            if taken
+            else _resume(line, mended=True)
+        )
         sys.stderr.write(f"ledger import: {path}: {result.error.describe()}\n")
         sys.stderr.write(
             f"ledger import: stopped; {result.appended} events from the lines before it "
-            f"were appended{span}, nothing from line {line} on{_resume(line, mended=True)}\n"
+            f"were appended{span}, nothing from line {line} on{resume}\n"
         )
         return 1
     lines = f"{result.lines} lines" if first == 1 else f"lines {first}..{result.lines}"
@@ -303,7 +311,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
         print(f"not looked for, since another payload still holds it: {_clip(text)}")
     wanted = [t for t in result.texts if t not in shared]
     path = Path(args.db)
-    bar = Progress(f"checking {path.name}", path.stat().st_size)
+    bar = Progress(f"checking {path.name}", path.stat().st_size, unit="bytes")
     try:
         left = copies_left(path, wanted, bar, cited=cited_by(path))
     finally:
@@ -365,7 +373,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         _fail(f"{dest.parent}: no such folder", 2)
     store = existing_store(args.db)
     try:
-        bar = Progress("copying", store.file_bytes())
+        bar = Progress("copying", store.file_bytes(), unit="bytes")
         try:
             written = store.backup(dest, bar)
             bar(written, written)  # the copy holds live rows only: smaller than the file
@@ -493,7 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument(
-            "--db", type=_db_path, default=default_db(), help="database file ($LEDGER_DB)"
+            "--db",
+            type=_db_path,
+            default=default_db(),
+            help="database file ($LEDGER_DB, else ./ledger.db)",
         )
         return p
 
@@ -548,7 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("property")
     p.add_argument("--as-of", dest="as_of", help="statement-time cutoff")
     when = p.add_mutually_exclusive_group()
-    when.add_argument("--known-at", dest="known_at", help="record-time cutoff (RFC 3339)")
+    when.add_argument(
+        "--known-at", dest="known_at", help="record-time cutoff (a time, as --as-of takes)"
+    )
     when.add_argument("--seq", type=_nonneg, help="log position cutoff")
     p.add_argument(
         "--kind",
@@ -561,19 +574,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("keys", "manage API keys")
     p.set_defaults(fn=cmd_keys)
     ks = p.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    c = ks.add_parser("create", help="create a key; prints its token on the last line")
-    c.add_argument("--role", required=True, choices=keys.ROLES)
-    c.add_argument("--name")
-    c.add_argument("--db", type=_db_path, default=argparse.SUPPRESS)
-    ks.add_parser("list", help="list keys (never their tokens)").add_argument(
-        "--db", type=_db_path, default=argparse.SUPPRESS
+    db_help = "database file ($LEDGER_DB, else ./ledger.db)"
+    c = ks.add_parser(
+        "create",
+        help="create a key; prints its token on the last line",
+        description="Create an API key; its token is printed once, on the last line.",
     )
-    r = ks.add_parser("revoke", help="revoke a key by name")
+    c.add_argument("--role", required=True, choices=keys.ROLES)
+    c.add_argument(
+        "--name", help="the key's name, its actor in the log (default: ROLE-<8 hex digits>)"
+    )
+    c.add_argument("--db", type=_db_path, default=argparse.SUPPRESS, help=db_help)
+    ks.add_parser(
+        "list",
+        help="list keys (never their tokens)",
+        description="List the API keys (never their tokens) as JSON lines.",
+    ).add_argument("--db", type=_db_path, default=argparse.SUPPRESS, help=db_help)
+    r = ks.add_parser(
+        "revoke", help="revoke a key by name", description="Revoke an API key by its name."
+    )
     r.add_argument("name")
-    r.add_argument("--db", type=_db_path, default=argparse.SUPPRESS)
+    r.add_argument("--db", type=_db_path, default=argparse.SUPPRESS, help=db_help)
 
     p = add("serve", "run the HTTP API")
-    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    p.add_argument(
+        "--host", default=os.environ.get("HOST", "127.0.0.1"), help="$HOST, else 127.0.0.1"
+    )
     # a string default goes through `type` too, so $PORT is checked as --port is
     p.add_argument(
         "--port", type=_port, default=os.environ.get("PORT", "8000"), help="$PORT, else 8000"

@@ -29,7 +29,10 @@ WRITES = (*GUARDED, 413, 415, 422, 503, 507)
 """What any append may answer besides its own conflicts."""
 
 
-VIEWS_BEHIND = "the views are catching up with the log (another process appending, an import)"
+VIEWS_BEHIND = (
+    "the views are catching up with the log (another process appending, an import), or the "
+    "ledger, read as a snapshot of its file (a full disk, a read-only mount), was written since"
+)
 
 
 def errors_for(*statuses: int, why: dict[int, str] | None = None) -> dict[int, ResponseSpec]:

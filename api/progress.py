@@ -8,8 +8,11 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, label: str, total: int, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, label: str, total: int, stream: TextIO | None = None, *, unit: str = "events"
+    ) -> None:
         self.label = label
+        self.unit = unit
         self.total = max(total, 1)
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty()
@@ -28,7 +31,8 @@ class Progress:
         bar = "#" * int(frac * width)
         rate = done / max(now - self._start, 1e-9)
         self.stream.write(
-            f"\r{self.label} [{bar:<{width}}] {frac:6.1%} {done:,}/{self.total:,} ({rate:,.0f}/s)"
+            f"\r{self.label} [{bar:<{width}}] {frac:6.1%} {done:,}/{self.total:,} {self.unit} "
+            f"({rate:,.0f}/s)"
         )
         self.stream.flush()
 

@@ -70,3 +70,11 @@ class ViewsBehind(LedgerUnavailable):
     process is appending without it, and it catches up when that ends."""
 
     title = "Views catching up"
+
+
+class SnapshotChanged(LedgerUnavailable):
+    """A ledger opened as a read-only snapshot of its file (a full disk, a read-only mount)
+    was written since by something else: nothing can be read from the snapshot any more
+    (HTTP 503) until it is opened again."""
+
+    title = "Ledger file changed"

@@ -20,6 +20,7 @@ import msgspec
 
 from ledger import merkle
 from ledger.codec import ZERO_HASH, decode_payload, envelope_bytes
+from ledger.errors import LedgerUnavailable
 from ledger.times import TimeFormatError, parse_record_time
 
 TAIL_DEPTH = 64
@@ -167,8 +168,16 @@ class _Store(Protocol):
 
     def size(self) -> int: ...
 
+    def opened_size(self) -> int: ...
+
 
 def health_report(store: _Store) -> HealthReport:
-    """The store's health: degraded while it refuses appends or its disk was full."""
+    """The store's health: degraded while it refuses appends or its disk was full, or when
+    it cannot read at all (a snapshot whose file was written since: `seq` is then the size
+    the log had when it was opened)."""
+    try:
+        size = store.size()
+    except LedgerUnavailable as exc:
+        return HealthReport("degraded", store.opened_size(), str(exc))
     reason = store.write_refusal or store.storage_problem
-    return HealthReport("ok" if reason is None else "degraded", store.size(), reason)
+    return HealthReport("ok" if reason is None else "degraded", size, reason)

@@ -45,7 +45,13 @@ from ledger.codec import (
     envelope_bytes,
     sha256_hex,
 )
-from ledger.errors import ConcurrencyConflict, LedgerError, LedgerUnavailable, StorageFull
+from ledger.errors import (
+    ConcurrencyConflict,
+    LedgerError,
+    LedgerUnavailable,
+    SnapshotChanged,
+    StorageFull,
+)
 from ledger.events import Event, NewEvent
 from ledger.health import TAIL_DEPTH, TailProblem, check_tail
 from ledger.migrations import NewerSchema, migrate
@@ -123,23 +129,37 @@ def snapshot_reason(path: Path, exc: BaseException) -> str | None:
         return None
     if not getattr(exc, "sqlite_errorname", "").startswith(_SNAPSHOT_ERRORS):
         return None
+    real = path.resolve()  # SQLite follows a link: its -wal sits beside the file itself
     why = f"SQLite cannot write beside it ({exc})"
+    way_out = "a folder you can write"
     with contextlib.suppress(OSError):
-        fs = os.statvfs(path.parent)
+        fs = os.statvfs(real.parent)
         if fs.f_flag & os.ST_RDONLY:
-            why = "its file system is read-only"
+            why, way_out = "its file system is read-only", "a disk you can write"
         elif fs.f_bavail == 0:
-            why = "its disk is full"
-    wal = path.with_name(f"{path.name}-wal")
+            why, way_out = "its disk is full", "a disk with room"
+    wal = real.with_name(f"{real.name}-wal")
     with contextlib.suppress(OSError):
         if wal.stat().st_size > 0:
+            free = "free some room there, or " if why == "its disk is full" else ""
             raise LedgerUnavailable(
                 f"cannot open a ledger at {path}: {why}, and its last commits are in "
-                f"{wal.name}, which SQLite reads only once it can write {path.name}-shm "
-                f"beside it: free some room there, or copy {path.name} with its -wal and "
-                "-shm files to a disk with room and open the copy"
+                f"{wal}, which SQLite reads only once it can write {real.name}-shm beside "
+                f"it: {free}copy {real.name} with its -wal and -shm files to {way_out} and "
+                "open the copy"
             )
     return why
+
+
+def file_state(path: Path) -> tuple[int, int, int, int]:
+    """What any write to the ledger at `path` changes: the database file's identity, size
+    and modification time, and the size of its `-wal` (0 when there is none)."""
+    real = path.resolve()
+    st = real.stat()
+    wal = 0
+    with contextlib.suppress(OSError):
+        wal = real.with_name(f"{real.name}-wal").stat().st_size
+    return st.st_ino, st.st_size, st.st_mtime_ns, wal
 
 
 def connect_snapshot(path: Path, cache_mib: int = 8) -> sqlite3.Connection:
@@ -536,7 +556,9 @@ class SqliteStore:
         except (sqlite3.DatabaseError, NewerSchema) as exc:  # no such folder, not a database,
             # no permission, a newer version's ledger
             raise LedgerUnavailable(f"cannot open a ledger at {self.path}: {exc}") from None
+        self._snapshot_of: tuple[int, int, int, int] | None = None
         if self.snapshot is not None:
+            self._snapshot_of = file_state(self.path)
             self.write_refusal = (
                 f"appends are refused: the ledger is open as a read-only snapshot, since "
                 f"{self.snapshot}"
@@ -593,6 +615,11 @@ class SqliteStore:
             conn.close()
             raise
         return conn, snapshot
+
+    def _refuse_on_snapshot(self) -> None:
+        """Any write to the file is refused on a snapshot, saying why (as appends are)."""
+        if self.snapshot is not None:
+            raise LedgerUnavailable(self.write_refusal or self.snapshot)
 
     def _connect(self, cache_mib: int = 8) -> sqlite3.Connection:
         """Another connection to the file, for reading: a snapshot's own where the store
@@ -940,6 +967,7 @@ class SqliteStore:
         checkpoint); False when a reader kept it from finishing within the busy timeout.
         Waits for a background checkpoint of this store that is under way (SQLite would
         answer a second checkpoint BUSY at once)."""
+        self._refuse_on_snapshot()
         conn = connect(self.path, self.synchronous, cache_mib=1)
         try:
             with self._checkpointing:
@@ -952,6 +980,7 @@ class SqliteStore:
         """Rewrite the database file from its live rows (SQLite's VACUUM), so no free page
         or free space inside a page keeps bytes of anything deleted; the rewritten pages
         pass through the WAL (see :meth:`empty_wal`)."""
+        self._refuse_on_snapshot()
         conn = connect(self.path, self.synchronous, cache_mib=64)
         try:
             conn.execute("VACUUM")
@@ -1092,8 +1121,28 @@ class SqliteStore:
 
     # ---- reads ----
 
+    def _check_snapshot(self) -> None:
+        """A snapshot holds while nothing writes the file: once something does (a writer
+        that found room again), a read could mix the old state with the new, or find the
+        file malformed, so every read is refused, and appends with them, saying why."""
+        if self._snapshot_of is None:
+            return
+        try:
+            same = file_state(self.path) == self._snapshot_of
+        except OSError:
+            same = False
+        if not same:
+            changed = (
+                "the ledger file changed since it was opened as a read-only snapshot (it was "
+                "written, so SQLite can write beside it again): open it again (restart the "
+                "server) to read it as it is now"
+            )
+            self.write_refusal = f"appends are refused: {changed}"
+            raise SnapshotChanged(changed)
+
     def reader(self) -> sqlite3.Connection:
-        """This thread's read connection."""
+        """This thread's read connection (see :meth:`_check_snapshot` for a snapshot's)."""
+        self._check_snapshot()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
@@ -1118,6 +1167,11 @@ class SqliteStore:
     def size(self) -> int:
         row = self.reader().execute("SELECT max(seq) FROM events").fetchone()
         return int(row[0] or 0)
+
+    def opened_size(self) -> int:
+        """The log's size as this store last knew it without reading: when it was opened,
+        or after its own last append."""
+        return self._tip.seq
 
     def views_reach(self) -> int:
         """The seq up to which every projector has folded the log: the log's size, but for

@@ -24,7 +24,7 @@ from ledger import replay as replay_module
 from ledger.errors import LedgerError, LedgerUnavailable
 from ledger.replay import rebuild
 from ledger.sqlite_store import SqliteStore
-from tests.factories import DEPLOYMENT, SEED, ledger, run, seed_commands
+from tests.factories import DEPLOYMENT, ledger, run, seed_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "fixtures" / "seed.jsonl"
@@ -257,12 +257,25 @@ def test_from_line_resumes_an_import_where_the_message_says(
         resumed.close()
         once.close()
 
+    assert cli.main(["import", str(SEED), *db]) == 1  # the same file again
+    again = capsys.readouterr().err
+    assert "line 14: assertion_id: assertion id 'ap-2025-04-28.troops-fall-2024' is already" in (
+        again
+    )
+    assert "if line 14 is in the log already, from an earlier import of this file, " in again
+    assert "`--from-line 15` imports the rest" in again
+
     with pytest.raises(SystemExit) as past:
         cli.main(["import", str(broken), "--from-line", str(total + 1), *db])
     assert past.value.code == 2
     assert f"has {total} lines: there is no line {total + 1} to import from" in (
         capsys.readouterr().err
     )
+    for empty in (b"", b"\xef\xbb\xbf", b"\n\n"):  # nothing to import is no error
+        nothing = tmp_path / "nothing.jsonl"
+        nothing.write_bytes(empty)
+        assert cli.main(["import", str(nothing), *db]) == 0
+        assert "events appended" in capsys.readouterr().out
     for bad in ("0", "-3", "x"):
         done = cli_run("import", str(broken), "--from-line", bad, *db)
         assert done.returncode == 2

@@ -104,6 +104,7 @@ def test_readme_walkthrough(tmp_path: Path) -> None:
     update = os.environ.get("UPDATE_README") == "1"
     outputs: dict[int, list[str]] = {}
     (tmp_path / "scripts").symlink_to(ROOT / "scripts")  # the README's paths are the repo's
+    (tmp_path / ".demo").mkdir()  # as `make demo` leaves it
     with running_server(tmp_path) as server:
         env = {
             **os.environ,

@@ -28,7 +28,8 @@ import pytest
 
 from api import cli
 from ledger import sqlite_store
-from ledger.errors import LedgerUnavailable
+from ledger.errors import LedgerUnavailable, SnapshotChanged
+from ledger.health import health_report
 from ledger.sqlite_store import SqliteStore, snapshot_reason
 from ledger.verify import verify_log
 from projections import all_projectors
@@ -43,6 +44,7 @@ from tests.api_helpers import (
     problem,
 )
 from tests.reliability import live, store_of
+from tests.store_contract import new_events
 
 template, ledger = api_helpers.template, api_helpers.ledger
 
@@ -201,22 +203,66 @@ def test_a_store_that_cannot_write_beside_its_file_reads_a_snapshot(
     assert _digest(ledger.db) == before
 
 
+def test_a_snapshot_whose_file_is_written_since_refuses_to_read(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once something writes the file (room again, a writer), the snapshot could mix the
+    old state with the new or find the file malformed: every read is a SnapshotChanged
+    (503), and health says why, with the size the log had when it was opened."""
+    _cannot_write_beside(monkeypatch)
+    snapshot = SqliteStore(ledger.db, all_projectors())
+    monkeypatch.undo()
+    try:
+        assert snapshot.size() == SEED_EVENTS
+        with pytest.raises(LedgerUnavailable, match="read-only snapshot"):
+            snapshot.vacuum()  # a write of the file: refused as appends are
+        writer = SqliteStore(ledger.db, all_projectors())
+        try:
+            assert writer.snapshot is None
+            writer.append_sync("subject:later", new_events("subject:later", 1), "t")
+        finally:
+            writer.close()
+        with pytest.raises(SnapshotChanged, match="changed since it was opened as a read-only"):
+            snapshot.size()
+        report = health_report(snapshot)
+        assert (report.status, report.seq) == ("degraded", SEED_EVENTS)
+        assert report.reason is not None
+        assert "open it again" in report.reason
+        assert snapshot.write_refusal is not None
+        assert "changed since it was opened" in snapshot.write_refusal
+    finally:
+        snapshot.close()
+
+
+def _wal_with_commits(db: Path) -> SqliteStore:
+    """A ledger at `db` whose commits stay in its `-wal` (no checkpoint) while it is open."""
+    store = SqliteStore(db, all_projectors(), background_checkpoints=False)
+    store.run_sync(lambda txn: txn.sql.execute("PRAGMA wal_autocheckpoint = 0"))
+    from api.importer import import_file
+
+    assert import_file(store, SEED, "test").error is None
+    assert db.with_name("l.db-wal").stat().st_size > 0
+    return store
+
+
 def test_a_wal_that_holds_commits_is_never_left_out(tmp_path: Path) -> None:
     """The last commits sit in the `-wal` until a checkpoint copies them: a snapshot of
-    the database file alone would miss them, so it is refused, naming the file."""
-    db = tmp_path / "l.db"
-    store = SqliteStore(db, all_projectors(), background_checkpoints=False)
+    the database file alone would miss them, so it is refused, naming the file, whether
+    the ledger is named by its path or through a link (SQLite follows the link, and the
+    `-wal` is beside the file itself)."""
+    real = tmp_path / "real"
+    real.mkdir()
+    db = real / "l.db"
+    store = _wal_with_commits(db)
+    linked = tmp_path / "elsewhere"
+    linked.mkdir()
+    (linked / "l.db").symlink_to(db)
     try:
-        store.run_sync(lambda txn: txn.sql.execute("PRAGMA wal_autocheckpoint = 0"))
-        from api.importer import import_file
-
-        assert import_file(store, SEED, "test").error is None
-        wal = tmp_path / "l.db-wal"
-        assert wal.stat().st_size > 0
         exc = sqlite3.OperationalError("disk I/O error")
         exc.sqlite_errorname = "SQLITE_IOERR_SHMSIZE"
-        with pytest.raises(LedgerUnavailable, match=r"its last commits are in l\.db-wal"):
-            snapshot_reason(db, exc)
+        for name in (db, linked / "l.db"):
+            with pytest.raises(LedgerUnavailable, match=f"its last commits are in {db}-wal"):
+                snapshot_reason(name, exc)
     finally:
         store.close()
 

@@ -209,6 +209,7 @@ async function applyControls({ asOf, seq }) {
   const before = { asOf: state.asOf, seq: state.seq };
   state.asOf = wantAsOf;
   state.seq = wantSeq;
+  state.shown = null;
   const ok = await refreshAll();
   if (!ok) {
     // the server refused the values: keep the last good view and its URL; when it could
@@ -291,7 +292,7 @@ function bindControls() {
   window.addEventListener("popstate", () => {
     const wanted = readUrl();
     if (wanted.subject === state.subject && wanted.asOf === state.asOf && wanted.seq === state.seq) return;
-    Object.assign(state, wanted);
+    Object.assign(state, wanted, { shown: null }); // what the views reach is read anew
     syncControls({ force: true });
     announce(describePoint());
     refreshAll().then((ok) => {
