@@ -219,6 +219,10 @@ def test_the_ledger_as_it_knew_at_a_seq(watched: Watched, server: LiveServer) ->
     page.go_back()
     expect(page.locator("#seq")).to_have_value(str(head))
     expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    # said from the point gone back to, not from the view at seq 14 still on screen
+    expect(page.locator("#notice")).to_have_text(
+        f"Showing every claim, as known from the whole log ({head} events)."
+    )
     watched.check(server.base)
 
 
