@@ -6,7 +6,7 @@ schema's `bearer` scheme (so cases that drop it on purpose go without it). The
 in-suite run (`tests/test_fuzz_api.py`) does the same in process with a few examples per
 operation and without the coverage phase.
 
-`positive_data_acceptance` also accepts a 422 (see tests/test_fuzz_api.py for why).
+`positive_data_acceptance` also accepts a 422 and a 412 (see tests/test_fuzz_api.py for why).
 
 Usage: .venv/bin/python scripts/fuzz_api.py [--max-examples 200] [--seed 1] [--keep DIR]
 Exits with schemathesis' own code; the report is in DIR/report.json and its summary is
@@ -32,7 +32,7 @@ CONFIG = """
 bearer = "{token}"
 
 [checks.positive_data_acceptance]
-expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+expected-statuses = ["2xx", "401", "403", "404", "409", "412", "422", "429"]
 """
 
 
