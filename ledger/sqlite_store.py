@@ -25,6 +25,8 @@ import glob
 import hashlib
 import os
 import queue
+import re
+import socket
 import sqlite3
 import threading
 import time
@@ -494,11 +496,28 @@ class SqliteTransaction:
         return out
 
 
+def _host() -> str:
+    """This machine's name, as a backup's temporary file carries it (letters, digits, dots)."""
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def _partial(dest: Path) -> Path:
+    """Where a backup to `dest` is written before it is linked into place: named after this
+    machine and process, so a sweep knows whose it is."""
+    return dest.with_name(f".{dest.name}.partial-{_host()}-{os.getpid()}")
+
+
 def _sweep_partials(dest: Path) -> None:
     """Remove what a killed backup to `dest` left beside it: its temporary copy (and
-    SQLite's journal of it), named after a process that is no longer running."""
+    SQLite's journal of it), named after a process of this machine that is no longer
+    running. A copy another machine is writing into a shared folder is left alone (whether
+    its process runs cannot be asked from here); one named by an older version, without a
+    machine, counts as this machine's."""
     for left in dest.parent.glob(f".{glob.escape(dest.name)}.partial-*"):
-        pid = left.name.removesuffix("-journal").rsplit("-", 1)[-1]
+        owner = left.name.removesuffix("-journal").rsplit(".partial-", 1)[-1]
+        host, _, pid = owner.rpartition("-")
+        if host and host != _host():
+            continue
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
@@ -1007,7 +1026,7 @@ class SqliteStore:
         replaced. `progress` is called with the bytes written so far.
         """
         _sweep_partials(dest)
-        partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+        partial = _partial(dest)
         conn = self._connect(cache_mib=64)
         try:
             if progress is not None:

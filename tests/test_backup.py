@@ -193,13 +193,21 @@ def test_what_a_killed_backup_left_is_swept_by_the_next(tmp_path: Path) -> None:
     )
     gone = int(dead.stdout)
     dest = tmp_path / "copy.db"
-    stale = [tmp_path / f".copy.db.partial-{gone}", tmp_path / f".copy.db.partial-{gone}-journal"]
-    live = tmp_path / ".copy.db.partial-1"  # pid 1 is always running
-    for path in (*stale, live):
+    here = sqlite_store._host()
+    stale = [
+        tmp_path / f".copy.db.partial-{here}-{gone}",
+        tmp_path / f".copy.db.partial-{here}-{gone}-journal",
+        tmp_path / f".copy.db.partial-{gone}",  # named by an older version: this machine's
+    ]
+    kept = [
+        tmp_path / f".copy.db.partial-{here}-1",  # pid 1 is always running
+        tmp_path / f".copy.db.partial-other.host-{gone}",  # another machine's: cannot ask
+    ]
+    for path in (*stale, *kept):
         path.write_bytes(b"x" * 1000)
     with ledger(tmp_path / "l.db") as store:
         run(store, *seed_commands())
         store.backup(dest)
     assert dest.exists()
     assert not any(path.exists() for path in stale)
-    assert live.exists()
+    assert all(path.exists() for path in kept)
