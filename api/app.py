@@ -18,7 +18,14 @@ from litestar.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
 from api.auth import Authenticator, guard
-from api.deps import BODY, checked_body, header_problems, query_check, query_problems
+from api.deps import (
+    BODY,
+    assertion_problems_beside,
+    checked_body,
+    header_problems,
+    query_check,
+    query_problems,
+)
 from api.middleware import AccessLog, Methods, RateLimit
 from api.openapi import SchemaJson
 from api.problems import EXCEPTION_HANDLERS
@@ -29,6 +36,7 @@ from api.routes.writes import WRITE_HANDLERS
 from api.settings import Settings
 from api.tail import Tail, watch_other_writers
 from api.writer import LocalWriter, ProcessWriter, Writer
+from ledger.commands import RecordAssertion
 from ledger.errors import FieldError, InvalidInput
 from ledger.sqlite_store import SqliteStore
 from projections import all_projectors
@@ -114,6 +122,10 @@ def create_app(settings: Settings) -> Litestar:
                 await checked_body(request, body)
             except InvalidInput as bad:
                 problems += bad.errors
+            if problems and body is RecordAssertion:  # and what the ledger holds, at once
+                problems += await asyncio.to_thread(
+                    assertion_problems_beside, request.app.state, await request.body(), problems
+                )
         if problems:
             raise InvalidInput(problems)
 

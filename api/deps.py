@@ -17,13 +17,15 @@ from litestar.params import HeaderParameter, QueryParameter
 from api.middleware import header
 from api.schemas import AssertionReceipt, EventReceipt
 from api.writer import Writer
-from ledger.commands import AnyCommand
+from ledger.commands import AnyCommand, RecordAssertion
+from ledger.domain import PropertyKind, ledger_problems
 from ledger.errors import FieldError, InvalidInput
 from ledger.service import Idempotency, Receipt, Reply
 from ledger.sqlite_store import SqliteStore
 from ledger.text import MAX_WHOLE, whole_number
 from ledger.times import TIME_PATTERN, TimeFormatError, parse_time
 from ledger.validation import decode_all
+from ledger.writemodel import SqliteWriteState
 from projections.pit import PointInTime, resolve
 
 # The time forms are published in the schema but checked by `resolve`, which names the
@@ -235,3 +237,46 @@ async def checked_body(request: Request[Any, Any, Any], cls: type[Any]) -> Any:
     checked = decode_all(await request.body(), cls)
     request.scope.setdefault("state", {})[CHECKED] = checked
     return checked
+
+
+_ASSERTION_FIELDS = {f.name: f.type for f in msgspec.structs.fields(RecordAssertion)}
+
+
+def _well_formed(raw: dict[str, Any], name: str, named: set[str]) -> Any:
+    """Field `name` of a body, converted, when it is there and nothing named it bad."""
+    if name in named or name not in raw:
+        return None
+    try:
+        return msgspec.convert(raw[name], _ASSERTION_FIELDS[name], strict=True)
+    except msgspec.ValidationError:
+        return None
+
+
+def assertion_problems_beside(
+    state: State, body: bytes, problems: Sequence[FieldError]
+) -> list[FieldError]:
+    """The ledger's own checks of an assertion body (unknown claimants, a value of the
+    property's other kind, an unknown `supersedes`) on its well-formed fields, for a
+    request already refused for `problems`: so one 422 names every bad field, not the
+    body's shape first and what the ledger holds in a second round. Reads the write
+    model; the request appends nothing either way."""
+    try:
+        raw = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError, ValueError):
+        return []
+    if not isinstance(raw, dict):
+        return []
+    named = {e.field.split(".", 1)[0].split("[", 1)[0] for e in problems}
+    value = _well_formed(raw, "value", named)
+    kind: PropertyKind | None = None
+    if value is not None:
+        kind = "status" if value.status is not None else "quantity"
+    found = ledger_problems(
+        SqliteWriteState(store_of(state).reader()),
+        claimants=_well_formed(raw, "claimants", named) or (),
+        subject=_well_formed(raw, "subject", named),
+        prop=_well_formed(raw, "property", named),
+        kind=kind,
+        supersedes=_well_formed(raw, "supersedes", named),
+    )
+    return [e for e in found if e.field not in {p.field for p in problems}]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
@@ -139,27 +140,60 @@ def _update(cmd: UpdateSource, state: WriteState) -> Decision:
     return Decision([NewEvent(stream, changed)], stream)
 
 
-def _record(cmd: RecordAssertion, state: WriteState) -> Decision:
+def ledger_problems(
+    state: WriteState,
+    *,
+    claimants: Sequence[str] = (),
+    subject: str | None = None,
+    prop: str | None = None,
+    kind: PropertyKind | None = None,
+    supersedes: str | None = None,
+) -> list[FieldError]:
+    """What an assertion's fields get wrong against what the ledger holds: unknown
+    claimants, a value of the other kind than the property's, an unknown `supersedes` or
+    one of another subject or property. Each check runs on the fields it is given (a
+    request refused for other reasons is judged on the fields that are well-formed)."""
     errors: list[FieldError] = []
-    missing = set(state.missing_sources(cmd.claimants))
+    missing = set(state.missing_sources(list(claimants))) if claimants else set()
     errors += [
         FieldError(f"claimants[{i}]", f"unknown source {c!r}: register it first")
-        for i, c in enumerate(cmd.claimants)
+        for i, c in enumerate(claimants)
         if c in missing
     ]
-    kind: PropertyKind = "status" if cmd.value.status is not None else "quantity"
-    known_kind = state.property_kind(cmd.subject, cmd.property)
-    if known_kind is not None and known_kind != kind:
-        where = f"{cmd.subject}/{cmd.property}"
-        errors.append(FieldError("value", f"{where} holds {known_kind} values, not {kind}"))
-    if cmd.supersedes is not None:
-        old = state.assertion(cmd.supersedes)
+    if subject is not None and prop is not None and kind is not None:
+        known_kind = state.property_kind(subject, prop)
+        if known_kind is not None and known_kind != kind:
+            where = f"{subject}/{prop}"
+            errors.append(FieldError("value", f"{where} holds {known_kind} values, not {kind}"))
+    if supersedes is not None:
+        old = state.assertion(supersedes)
         if old is None:
-            errors.append(FieldError("supersedes", f"unknown assertion {cmd.supersedes!r}"))
-        elif (old.subject, old.property) != (cmd.subject, cmd.property):
+            errors.append(FieldError("supersedes", f"unknown assertion {supersedes!r}"))
+        elif (
+            subject is not None
+            and prop is not None
+            and (old.subject, old.property)
+            != (
+                subject,
+                prop,
+            )
+        ):
             errors.append(
                 FieldError("supersedes", "must name an assertion of the same subject and property")
             )
+    return errors
+
+
+def _record(cmd: RecordAssertion, state: WriteState) -> Decision:
+    kind: PropertyKind = "status" if cmd.value.status is not None else "quantity"
+    errors = ledger_problems(
+        state,
+        claimants=cmd.claimants,
+        subject=cmd.subject,
+        prop=cmd.property,
+        kind=kind,
+        supersedes=cmd.supersedes,
+    )
     if errors:
         raise InvalidInput(errors)
     assertion_id = cmd.assertion_id or uuid7()

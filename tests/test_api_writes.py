@@ -326,6 +326,27 @@ INVALID_ASSERTIONS: list[tuple[str, dict[str, Any], set[str]]] = [
         assertion_body(value={"low": 5, "high": 1}, valid_from="2026", valid_to="2025"),
         {"value", "valid_from"},
     ),
+    # what the ledger holds is judged on the well-formed fields in the same answer
+    (
+        "an unknown claimant beside a bad time",
+        assertion_body(claimants=["kr-intel", "nobody"], stated_at="yesterday"),
+        {"claimants[1]", "stated_at"},
+    ),
+    (
+        "the property's other kind beside an empty quote",
+        assertion_body(value={"status": "confirmed"}, quote=""),
+        {"value", "quote"},
+    ),
+    (
+        "an unknown supersedes beside a bad credibility",
+        assertion_body(supersedes="no-such-assertion", credibility=9),
+        {"supersedes", "credibility"},
+    ),
+    (
+        "a claimant list with a bad item is not looked up",
+        assertion_body(claimants=["nobody", 5], quote=""),
+        {"claimants[1]", "quote"},
+    ),
 ]
 
 
@@ -340,6 +361,20 @@ async def test_an_invalid_assertion_names_every_bad_field(
     response = await client.post("/v1/assertions", json=body, headers=ledger.auth("writer"))
     assert fields_of(response) == fields
     assert (await client.get("/v1/log/head", headers=ledger.auth("reader"))).json() == head
+
+
+async def test_a_bad_header_and_an_unknown_claimant_are_named_together(
+    client: Client, ledger: Ledger
+) -> None:
+    headers = {**ledger.auth("writer"), "If-Match": "three"}
+    body = assertion_body(claimants=["nobody"])
+    response = await client.post("/v1/assertions", json=body, headers=headers)
+    assert fields_of(response) == {"If-Match", "claimants[0]"}
+    alone = await client.post("/v1/assertions", json=body, headers=ledger.auth("writer"))
+    assert fields_of(alone) == {"claimants[0]"}  # the same words from the writer's rules
+    assert problem(alone, 422)["errors"] == [
+        e for e in problem(response, 422)["errors"] if e["field"] == "claimants[0]"
+    ]
 
 
 async def test_malformed_json_is_a_422_on_body(client: Client, ledger: Ledger) -> None:
