@@ -17,8 +17,8 @@ from litestar.params import HeaderParameter, QueryParameter
 from api.middleware import header
 from api.schemas import AssertionReceipt, EventReceipt
 from api.writer import Writer
-from ledger.commands import AnyCommand, RecordAssertion
-from ledger.domain import PropertyKind, ledger_problems
+from ledger.commands import AnyCommand
+from ledger.domain import problems_beside
 from ledger.errors import FieldError, InvalidInput
 from ledger.service import Idempotency, Receipt, Reply
 from ledger.sqlite_store import SqliteStore
@@ -239,44 +239,14 @@ async def checked_body(request: Request[Any, Any, Any], cls: type[Any]) -> Any:
     return checked
 
 
-_ASSERTION_FIELDS = {f.name: f.type for f in msgspec.structs.fields(RecordAssertion)}
-
-
-def _well_formed(raw: dict[str, Any], name: str, named: set[str]) -> Any:
-    """Field `name` of a body, converted, when it is there and nothing named it bad."""
-    if name in named or name not in raw:
-        return None
-    try:
-        return msgspec.convert(raw[name], _ASSERTION_FIELDS[name], strict=True)
-    except msgspec.ValidationError:
-        return None
-
-
 def assertion_problems_beside(
     state: State, body: bytes, problems: Sequence[FieldError]
 ) -> list[FieldError]:
-    """The ledger's own checks of an assertion body (unknown claimants, a value of the
-    property's other kind, an unknown `supersedes`) on its well-formed fields, for a
-    request already refused for `problems`: so one 422 names every bad field, not the
-    body's shape first and what the ledger holds in a second round. Reads the write
-    model; the request appends nothing either way."""
+    """The ledger's own checks of an assertion body on its well-formed fields, for a
+    request already refused for `problems`, so one 422 names every bad field (see
+    :func:`ledger.domain.problems_beside`). Reads the write model; nothing is appended."""
     try:
         raw = msgspec.json.decode(body)
     except (msgspec.DecodeError, RecursionError, ValueError):
         return []
-    if not isinstance(raw, dict):
-        return []
-    named = {e.field.split(".", 1)[0].split("[", 1)[0] for e in problems}
-    value = _well_formed(raw, "value", named)
-    kind: PropertyKind | None = None
-    if value is not None:
-        kind = "status" if value.status is not None else "quantity"
-    found = ledger_problems(
-        SqliteWriteState(store_of(state).reader()),
-        claimants=_well_formed(raw, "claimants", named) or (),
-        subject=_well_formed(raw, "subject", named),
-        prop=_well_formed(raw, "property", named),
-        kind=kind,
-        supersedes=_well_formed(raw, "supersedes", named),
-    )
-    return [e for e in found if e.field not in {p.field for p in problems}]
+    return problems_beside(SqliteWriteState(store_of(state).reader()), raw, problems)

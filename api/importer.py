@@ -47,14 +47,14 @@ from ledger.commands import (
     RetractionLine,
     SourceLine,
 )
-from ledger.domain import decide
+from ledger.domain import decide, problems_beside
 from ledger.errors import FieldError, InvalidInput, LedgerError
 from ledger.events import NewEvent
 from ledger.replay import catch_up, checkpoint_of
 from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size
 from ledger.store import Projector
 from ledger.validation import convert_all
-from ledger.writemodel import BatchWriteState, stream_versions
+from ledger.writemodel import BatchWriteState, SqliteWriteState, stream_versions
 
 _decoder = msgspec.json.Decoder(ImportLine)
 CHUNK = 5000
@@ -291,6 +291,20 @@ def _wanted(
     return sources, assertions, properties
 
 
+def _with_ledger_problems(store: SqliteStore, problem: ImportError_, line: bytes) -> ImportError_:
+    """A bad assertion line's problems, with what its well-formed fields get wrong against
+    the ledger (unknown claimants, ...), as an HTTP 422 names them: judged once every line
+    before it is in the log, since one of those may register a claimant it names."""
+    try:
+        raw = msgspec.json.decode(line)
+    except (ValueError, RecursionError):
+        return problem
+    if not isinstance(raw, dict) or raw.get("record") != "assertion":
+        return problem
+    extra = problems_beside(SqliteWriteState(store.reader()), raw, problem.errors)
+    return ImportError_(problem.line, [*problem.errors, *extra], problem.detail)
+
+
 BOM = b"\xef\xbb\xbf"
 
 
@@ -415,6 +429,7 @@ def import_file(
     chunk: list[tuple[int, ImportLine]] = []
     done_bytes = 0
     decode_error: ImportError_ | None = None
+    bad_line = b""
     with _stop_on_ctrl_c() as stop, _DeferredViews(store, fold_progress) as views:
         try:
             with path.open("rb") as fh:
@@ -429,7 +444,7 @@ def import_file(
                     try:
                         chunk.append((number, decode_line(raw, number)))
                     except _BadLine as bad:
-                        decode_error = bad.problem
+                        decode_error, bad_line = bad.problem, raw
                         break
                     if len(chunk) >= size:
                         pending.append((run.submit(store, chunk), done_bytes, number))
@@ -443,6 +458,8 @@ def import_file(
     result.views_failure = views.failed
     if result.failure is not None:
         return result
+    if decode_error is not None and result.error is None:  # every line before it is in
+        decode_error = _with_ledger_problems(store, decode_error, bad_line)
     if result.error is None and decode_error is None and not result.interrupted:
         result.done_lines = max(result.lines, from_line - 1)  # blank lines at the end too
     if result.error is None:

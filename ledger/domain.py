@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
 
@@ -182,6 +182,45 @@ def ledger_problems(
                 FieldError("supersedes", "must name an assertion of the same subject and property")
             )
     return errors
+
+
+_ASSERTION_FIELDS = {f.name: f.type for f in msgspec.structs.fields(RecordAssertion)}
+
+
+def _well_formed(raw: dict[str, Any], name: str, named: set[str]) -> Any:
+    """Field `name` of an assertion body, converted, when it is there and not named bad."""
+    if name in named or name not in raw:
+        return None
+    try:
+        return msgspec.convert(raw[name], _ASSERTION_FIELDS[name], strict=True)
+    except msgspec.ValidationError:
+        return None
+
+
+def problems_beside(
+    state: WriteState, raw: object, problems: Sequence[FieldError]
+) -> list[FieldError]:
+    """:func:`ledger_problems` of an assertion body (decoded JSON, `raw`) already refused
+    for `problems` (its shape, a header), judged on its fields that are well-formed and
+    not named among them: so one answer names every bad field, not the body's shape first
+    and what the ledger holds in a second round."""
+    if not isinstance(raw, dict):
+        return []
+    named = {e.field.split(".", 1)[0].split("[", 1)[0] for e in problems}
+    value = _well_formed(raw, "value", named)
+    kind: PropertyKind | None = None
+    if value is not None:
+        kind = "status" if value.status is not None else "quantity"
+    found = ledger_problems(
+        state,
+        claimants=_well_formed(raw, "claimants", named) or (),
+        subject=_well_formed(raw, "subject", named),
+        prop=_well_formed(raw, "property", named),
+        kind=kind,
+        supersedes=_well_formed(raw, "supersedes", named),
+    )
+    given = {p.field for p in problems}
+    return [e for e in found if e.field not in given]
 
 
 def _record(cmd: RecordAssertion, state: WriteState) -> Decision:

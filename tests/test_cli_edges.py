@@ -282,6 +282,30 @@ def test_from_line_resumes_an_import_where_the_message_says(
         assert "--from-line" in done.stderr
 
 
+def test_a_bad_assertion_line_is_judged_against_the_lines_before_it_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its well-formed fields meet the ledger's checks in the same message, once every line
+    before it is in the log: a claimant registered by an earlier line is known."""
+    seed = SEED.read_text().splitlines()
+    source = json.dumps({"record": "source", "id": "new-src", "name": "N", "kind": "media"})
+    bad = json.loads(seed[13])  # the seed's first assertion
+    bad.update(
+        assertion_id="x.bad",
+        claimants=["new-src", "nobody"],
+        stated_at="yesterday",
+        supersedes="no-such",
+    )
+    file = tmp_path / "in.jsonl"
+    file.write_text("\n".join([*seed[:13], source, json.dumps(bad)]) + "\n")
+    assert cli.main(["import", str(file), "--db", str(tmp_path / "l.db")]) == 1
+    err = capsys.readouterr().err
+    assert "line 15: stated_at: " in err
+    assert "claimants[1]: unknown source 'nobody'" in err
+    assert "supersedes: unknown assertion 'no-such'" in err
+    assert "new-src" not in err  # registered by line 14, in the log before line 15 is judged
+
+
 def test_a_file_of_one_huge_line_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
     source = '{"record":"source","id":"x","name":"n","kind":"military"}'
     huge = tmp_path / "array.jsonl"
