@@ -118,13 +118,18 @@ def create_app(settings: Settings) -> Litestar:
         body = opt.get(BODY)
         if body is not None:
             problems += header_problems(request, opt[HEADER_NAMES])
+            body_problems: list[FieldError] = []
             try:
                 await checked_body(request, body)
             except InvalidInput as bad:
-                problems += bad.errors
+                body_problems = bad.errors
+            problems += body_problems
             if problems and body is RecordAssertion:  # and what the ledger holds, at once
                 problems += await asyncio.to_thread(
-                    assertion_problems_beside, request.app.state, await request.body(), problems
+                    assertion_problems_beside,
+                    request.app.state,
+                    await request.body(),
+                    body_problems,
                 )
         if problems:
             raise InvalidInput(problems)

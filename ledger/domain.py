@@ -187,9 +187,9 @@ def ledger_problems(
 _ASSERTION_FIELDS = {f.name: f.type for f in msgspec.structs.fields(RecordAssertion)}
 
 
-def _well_formed(raw: dict[str, Any], name: str, named: set[str]) -> Any:
-    """Field `name` of an assertion body, converted, when it is there and not named bad."""
-    if name in named or name not in raw:
+def _well_formed(raw: dict[str, Any], name: str) -> Any:
+    """Field `name` of an assertion body, converted, when it is there and well-formed."""
+    if name not in raw:
         return None
     try:
         return msgspec.convert(raw[name], _ASSERTION_FIELDS[name], strict=True)
@@ -201,23 +201,23 @@ def problems_beside(
     state: WriteState, raw: object, problems: Sequence[FieldError]
 ) -> list[FieldError]:
     """:func:`ledger_problems` of an assertion body (decoded JSON, `raw`) already refused
-    for `problems` (its shape, a header), judged on its fields that are well-formed and
-    not named among them: so one answer names every bad field, not the body's shape first
-    and what the ledger holds in a second round."""
+    for `problems` (its shape, a header, its query), judged on its fields that are
+    well-formed: so one answer names every bad field, not the body's shape first and what
+    the ledger holds in a second round. A field a problem already names is not named again
+    (a value above its high bound is not also of the wrong kind)."""
     if not isinstance(raw, dict):
         return []
-    named = {e.field.split(".", 1)[0].split("[", 1)[0] for e in problems}
-    value = _well_formed(raw, "value", named)
+    value = _well_formed(raw, "value")
     kind: PropertyKind | None = None
     if value is not None:
         kind = "status" if value.status is not None else "quantity"
     found = ledger_problems(
         state,
-        claimants=_well_formed(raw, "claimants", named) or (),
-        subject=_well_formed(raw, "subject", named),
-        prop=_well_formed(raw, "property", named),
+        claimants=_well_formed(raw, "claimants") or (),
+        subject=_well_formed(raw, "subject"),
+        prop=_well_formed(raw, "property"),
         kind=kind,
-        supersedes=_well_formed(raw, "supersedes", named),
+        supersedes=_well_formed(raw, "supersedes"),
     )
     given = {p.field for p in problems}
     return [e for e in found if e.field not in given]

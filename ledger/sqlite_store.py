@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import glob
 import hashlib
 import os
 import queue
-import re
-import socket
 import sqlite3
 import threading
 import time
@@ -496,36 +495,49 @@ class SqliteTransaction:
         return out
 
 
-def _host() -> str:
-    """This machine's name, as a backup's temporary file carries it (letters, digits, dots)."""
-    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
-
-
 def _partial(dest: Path) -> Path:
-    """Where a backup to `dest` is written before it is linked into place: named after this
-    machine and process, so a sweep knows whose it is."""
-    return dest.with_name(f".{dest.name}.partial-{_host()}-{os.getpid()}")
+    """Where a backup to `dest` is written before it is linked into place."""
+    return dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+
+
+def _claim(partial: Path) -> int:
+    """Create `partial` empty (as VACUUM INTO takes it) and hold a lock on it while the
+    backup runs: a sweep leaves a file whose lock is held. Returns the descriptor to close."""
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    with contextlib.suppress(OSError):  # a file system without locks: on, unguarded
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _abandoned(partial: Path) -> bool:
+    """Whether no backup holds `partial`'s lock, so nothing will finish it (or it is gone).
+
+    A lock, not the process id the name carries: a lock is seen by every process that
+    shares the file, in other containers or on other machines of a shared folder, where
+    a process id means nothing. Where the lock cannot be asked, the file is kept.
+    """
+    try:
+        fd = os.open(partial, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held (BlockingIOError), or not to be asked
+        return False
+    finally:
+        os.close(fd)  # and the lock with it
+    return True
 
 
 def _sweep_partials(dest: Path) -> None:
     """Remove what a killed backup to `dest` left beside it: its temporary copy (and
-    SQLite's journal of it), named after a process of this machine that is no longer
-    running. A copy another machine is writing into a shared folder is left alone (whether
-    its process runs cannot be asked from here); one named by an older version, without a
-    machine, counts as this machine's."""
+    SQLite's journal of it) that no running backup holds (see :func:`_abandoned`)."""
     for left in dest.parent.glob(f".{glob.escape(dest.name)}.partial-*"):
-        owner = left.name.removesuffix("-journal").rsplit(".partial-", 1)[-1]
-        host, _, pid = owner.rpartition("-")
-        if host and host != _host():
-            continue
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:  # gone: nothing will finish that copy
-            left.unlink(missing_ok=True)
-        except OSError:  # alive (or not ours to ask): leave it
-            continue
+        if _abandoned(left.with_name(left.name.removesuffix("-journal"))):
+            with contextlib.suppress(OSError):
+                left.unlink()
 
 
 class SqliteStore:
@@ -1027,6 +1039,12 @@ class SqliteStore:
         """
         _sweep_partials(dest)
         partial = _partial(dest)
+        try:
+            claim = _claim(partial)
+        except FileExistsError:  # this process's own copy to `dest` is under way
+            raise LedgerError(f"a backup to {dest} is already running here") from None
+        except OSError as exc:
+            raise LedgerUnavailable(f"the copy could not be written: {exc}") from None
         conn = self._connect(cache_mib=64)
         try:
             if progress is not None:
@@ -1066,7 +1084,9 @@ class SqliteStore:
             return dest.stat().st_size
         finally:
             conn.close()
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # never hide the error that got us here
+                partial.unlink(missing_ok=True)
+            os.close(claim)
 
     def add_listener(self, listener: Callable[[int], None]) -> None:
         """Call `listener(seq)` on the writer thread after each commit that appended."""

@@ -292,7 +292,7 @@ INVALID_ASSERTIONS: list[tuple[str, dict[str, Any], set[str]]] = [
     (
         "a bad field beside a broken rule",
         assertion_body(quote="", valid_from="2026", valid_to="2025", claimants=["a", "a"]),
-        {"quote", "valid_from", "claimants"},
+        {"quote", "valid_from", "claimants", "claimants[0]", "claimants[1]"},  # "a": unknown
     ),
     (
         "a broken rule beside a bad time",
@@ -375,6 +375,18 @@ async def test_a_bad_header_and_an_unknown_claimant_are_named_together(
     assert problem(alone, 422)["errors"] == [
         e for e in problem(response, 422)["errors"] if e["field"] == "claimants[0]"
     ]
+
+
+async def test_a_query_parameter_named_like_a_field_hides_no_body_problem(
+    client: Client, ledger: Ledger
+) -> None:
+    body = assertion_body(claimants=["nobody"], value={"status": "confirmed"})
+    for path in ("/v1/assertions?claimants=1&value=2", "/v1/assertions?x=1"):
+        response = await client.post(path, json=body, headers=ledger.auth("writer"))
+        assert {"claimants[0]", "value"} <= fields_of(response), path
+    odd = {**body, "claimants.x": 1, "value[0]": 2}  # unknown keys named like fields
+    response = await client.post("/v1/assertions", json=odd, headers=ledger.auth("writer"))
+    assert fields_of(response) == {"claimants.x", "value[0]", "claimants[0]", "value"}
 
 
 async def test_malformed_json_is_a_422_on_body(client: Client, ledger: Ledger) -> None:

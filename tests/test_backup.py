@@ -4,6 +4,7 @@ verified against the ledger, never replacing a file and never carrying deleted b
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -179,35 +180,40 @@ def test_a_ctrl_c_during_the_copy_is_an_interrupt_and_leaves_nothing(
     assert _leftovers(tmp_path) == []
 
 
-def test_what_a_killed_backup_left_is_swept_by_the_next(tmp_path: Path) -> None:
-    """A backup killed mid-copy leaves its temporary copy beside DEST (named after its
-    process); the next backup to DEST removes it, and never one a running backup owns."""
-    import subprocess
-    import sys
+def test_what_a_killed_backup_left_is_swept_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup killed mid-copy leaves its temporary copy beside DEST; the next backup to
+    DEST removes it, and never one a running backup holds. What tells them apart is the
+    lock a backup holds on its copy, which every process sharing the file sees (in another
+    container, or on another machine of a shared folder), not the process id in its name."""
+    import fcntl
 
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    gone = int(dead.stdout)
     dest = tmp_path / "copy.db"
-    here = sqlite_store._host()
     stale = [
-        tmp_path / f".copy.db.partial-{here}-{gone}",
-        tmp_path / f".copy.db.partial-{here}-{gone}-journal",
-        tmp_path / f".copy.db.partial-{gone}",  # named by an older version: this machine's
+        tmp_path / ".copy.db.partial-4242",
+        tmp_path / ".copy.db.partial-4242-journal",
+        tmp_path / ".copy.db.partial-\u00b2",  # any name at all: nothing is parsed
+        tmp_path / ".copy.db.partial-99999999999999999999",
     ]
-    kept = [
-        tmp_path / f".copy.db.partial-{here}-1",  # pid 1 is always running
-        tmp_path / f".copy.db.partial-other.host-{gone}",  # another machine's: cannot ask
-    ]
+    running = tmp_path / ".copy.db.partial-1"  # pid 1 runs, but what counts is the lock
+    kept = [running, tmp_path / ".copy.db.partial-1-journal"]
     for path in (*stale, *kept):
         path.write_bytes(b"x" * 1000)
-    with ledger(tmp_path / "l.db") as store:
-        run(store, *seed_commands())
-        store.backup(dest)
+    held = os.open(running, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    seen: list[bool] = []
+    monkeypatch.setattr(sqlite_store, "BACKUP_PROGRESS_STEPS", 50)  # asked during the copy
+    try:
+        with ledger(tmp_path / "l.db") as store:
+            run(store, *seed_commands())
+            partial = sqlite_store._partial(dest)
+            store.backup(dest, lambda done: seen.append(sqlite_store._abandoned(partial)))
+    finally:
+        os.close(held)
     assert dest.exists()
     assert not any(path.exists() for path in stale)
     assert all(path.exists() for path in kept)
+    assert seen
+    assert not any(seen)  # the backup held its own copy's lock while it wrote it
+    assert not partial.exists()
