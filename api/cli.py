@@ -14,7 +14,7 @@ from typing import Literal, NoReturn, TextIO, cast
 
 import msgspec
 
-from api.importer import import_file
+from api.importer import has_lines_after, import_file
 from api.progress import Progress
 from ledger import keys
 from ledger.errors import FieldError, InvalidInput, LedgerError, LedgerUnavailable, StorageFull
@@ -155,10 +155,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     if result.error is not None:
         line = result.error.line
         taken = any("already taken" in e.message for e in result.error.errors)
+        rest = (
+            f"`--from-line {line + 1}` imports the rest"
+            if has_lines_after(path, line)
+            else "the whole file is in"
+        )
         resume = (
             f" (if line {line} is in the log already, from an earlier import of this file, "
-            f"`--from-line {line + 1}` imports the rest; if not, once it is mended, "
-            f"`--from-line {line}`)"
+            f"{rest}; if not, once it is mended, `--from-line {line}`)"
             if taken
             else _resume(line, mended=True)
         )

@@ -371,6 +371,12 @@ def _numbered_lines(
         yield number + 1, b"".join(parts)
 
 
+def has_lines_after(path: Path, line: int) -> bool:
+    """Whether `path` holds a line that is not blank after line `line`."""
+    with path.open("rb") as fh:
+        return any(n > line and raw.strip() for n, raw in _numbered_lines(fh))
+
+
 def import_file(
     store: SqliteStore,
     path: Path,

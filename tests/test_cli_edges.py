@@ -264,6 +264,12 @@ def test_from_line_resumes_an_import_where_the_message_says(
     )
     assert "if line 14 is in the log already, from an earlier import of this file, " in again
     assert "`--from-line 15` imports the rest" in again
+    last = tmp_path / "last.jsonl"
+    last.write_text(seed[13] + "\n\n")  # that assertion alone, then a blank line
+    assert cli.main(["import", str(last), *db]) == 1
+    assert "in the log already, from an earlier import of this file, the whole file is in" in (
+        capsys.readouterr().err
+    )
 
     with pytest.raises(SystemExit) as past:
         cli.main(["import", str(broken), "--from-line", str(total + 1), *db])
