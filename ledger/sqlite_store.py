@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import glob
 import hashlib
 import os
@@ -133,7 +132,7 @@ def snapshot_reason(path: Path, exc: BaseException) -> str | None:
     real = path.resolve()  # SQLite follows a link: its -wal sits beside the file itself
     why = f"SQLite cannot write beside it ({exc})"
     way_out = "a folder you can write"
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, AttributeError):  # no statvfs on Windows
         fs = os.statvfs(real.parent)
         if fs.f_flag & os.ST_RDONLY:
             why, way_out = "its file system is read-only", "a disk you can write"
@@ -504,7 +503,10 @@ def _claim(partial: Path) -> int:
     """Create `partial` empty (as VACUUM INTO takes it) and hold a lock on it while the
     backup runs: a sweep leaves a file whose lock is held. Returns the descriptor to close."""
     fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-    with contextlib.suppress(OSError):  # a file system without locks: on, unguarded
+    # a file system (or a system: Windows) without these locks: on, unguarded
+    with contextlib.suppress(OSError, ImportError):
+        import fcntl
+
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     return fd
 
@@ -516,6 +518,10 @@ def _abandoned(partial: Path) -> bool:
     shares the file, in other containers or on other machines of a shared folder, where
     a process id means nothing. Where the lock cannot be asked, the file is kept.
     """
+    try:
+        import fcntl
+    except ImportError:  # no such locks here (Windows): nothing can be told, so keep it
+        return not partial.exists()
     try:
         fd = os.open(partial, os.O_RDONLY)
     except FileNotFoundError:
