@@ -217,3 +217,21 @@ def test_what_a_killed_backup_left_is_swept_by_the_next(
     assert seen
     assert not any(seen)  # the backup held its own copy's lock while it wrote it
     assert not partial.exists()
+
+
+def test_without_file_locks_a_backup_still_runs_and_keeps_what_it_cannot_judge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where `fcntl` does not exist (Windows), nothing tells a running backup's copy from an
+    abandoned one: the sweep keeps every copy, and the backup itself still works."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # `import fcntl` raises ImportError
+    left = tmp_path / ".copy.db.partial-4242"
+    left.write_bytes(b"x" * 1000)
+    with ledger(tmp_path / "l.db") as store:
+        run(store, *seed_commands())
+        store.backup(tmp_path / "copy.db")
+    assert (tmp_path / "copy.db").exists()
+    assert left.exists()
+    assert sqlite_store._abandoned(tmp_path / ".copy.db.partial-gone")  # no file: nothing kept
