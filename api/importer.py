@@ -66,7 +66,6 @@ CATCH_UP_CHUNK = 5000
 @dataclass
 class ImportResult:
     lines: int = 0
-    first_line: int = 1  # the first line this run imports (`from_line`)
     appended: int = 0
     first_seq: int | None = None
     last_seq: int | None = None
@@ -400,7 +399,7 @@ def import_file(
     `interrupted` and `done_lines` (every line up to it is in the log); a second Ctrl-C
     stops at once, as usual.
     """
-    result = ImportResult(first_line=from_line, done_lines=from_line - 1)
+    result = ImportResult(done_lines=from_line - 1)
     size = CHUNK if chunk_size is None else chunk_size
     total = os.path.getsize(path)
     run = _Run(actor)

@@ -172,11 +172,7 @@ def ledger_problems(
         elif (
             subject is not None
             and prop is not None
-            and (old.subject, old.property)
-            != (
-                subject,
-                prop,
-            )
+            and (old.subject, old.property) != (subject, prop)
         ):
             errors.append(
                 FieldError("supersedes", "must name an assertion of the same subject and property")

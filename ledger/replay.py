@@ -589,7 +589,6 @@ def _replay_file(
     live = connect_reader(Path(db_file))
     scratch = sqlite3.connect(scratch_file, isolation_level=None)
     try:
-        live.execute("PRAGMA query_only = ON")
         _scratch_pragmas(scratch)
         with read_snapshot(live):
             if log_size(live) < total:

@@ -40,7 +40,6 @@ from ledger import merkle
 from ledger.codec import (
     PAYLOAD_DECODERS,
     ZERO_HASH,
-    decode_payload,
     encode_payload,
     envelope_bytes,
     sha256_hex,
@@ -171,37 +170,35 @@ def connect_snapshot(path: Path, cache_mib: int = 8) -> sqlite3.Connection:
     return conn
 
 
-def connect_reader(path: Path, cache_mib: int = 8) -> sqlite3.Connection:
-    """A connection for reading only: the usual one, or a snapshot of the file where SQLite
-    cannot write beside it (see :func:`snapshot_reason`)."""
+def connect_or_snapshot(
+    path: Path, synchronous: Synchronous = "FULL", cache_mib: int = 8
+) -> tuple[sqlite3.Connection, str | None]:
+    """The usual connection, or a snapshot of the file where SQLite cannot write beside it,
+    with the reason (see :func:`snapshot_reason`)."""
     try:
-        conn = connect(path, cache_mib=cache_mib)
+        return connect(path, synchronous, cache_mib), None
     except sqlite3.OperationalError as exc:
-        if snapshot_reason(path, exc) is None:
+        reason = snapshot_reason(path, exc)
+        if reason is None:
             raise
-        return connect_snapshot(path, cache_mib)
+        return connect_snapshot(path, cache_mib), reason
+
+
+def connect_reader(path: Path, cache_mib: int = 8) -> sqlite3.Connection:
+    """A connection for reading only (see :func:`connect_or_snapshot`)."""
+    conn, _ = connect_or_snapshot(path, cache_mib=cache_mib)
     conn.execute("PRAGMA query_only = ON")
     return conn
 
 
 def row_to_event(row: Sequence[Any]) -> Event:
     """An `events` row joined with its payload (None where erased) as an :class:`Event`."""
-    seq, etype, stream, version, recorded_at, actor, dsha, h, data = row
-    return Event(
-        seq=seq,
-        type=etype,
-        stream=stream,
-        version=version,
-        recorded_at=recorded_at,
-        actor=actor,
-        data=decode_payload(etype, data) if data is not None else None,
-        data_sha256=dsha,
-        hash=h,
-    )
+    return rows_to_events((row,))[0]
 
 
 def rows_to_events(rows: Sequence[Sequence[Any]]) -> list[Event]:
-    """:func:`row_to_event` of each row, inlined: a page read or a replay decodes many."""
+    """`events` rows joined with their payloads (None where erased) as :class:`Event` s,
+    decoded in one pass: a page read or a replay decodes many."""
     decoders = PAYLOAD_DECODERS
     return [
         Event(
@@ -628,14 +625,7 @@ class SqliteStore:
     def _open(self, synchronous: Synchronous) -> tuple[sqlite3.Connection, str | None]:
         """The writer's connection, the schema brought up to date; a snapshot of the file
         where SQLite cannot write beside it, with the reason (see :func:`snapshot_reason`)."""
-        snapshot: str | None = None
-        try:
-            conn = connect(self.path, synchronous, cache_mib=64)
-        except sqlite3.OperationalError as exc:
-            snapshot = snapshot_reason(self.path, exc)
-            if snapshot is None:
-                raise
-            conn = connect_snapshot(self.path, cache_mib=64)
+        conn, snapshot = connect_or_snapshot(self.path, synchronous, cache_mib=64)
         try:
             migrate(conn, LOG_MIGRATIONS, family="ledger")
             for projector in self.projectors:
