@@ -8,7 +8,7 @@ view can never drift from the log.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -97,6 +97,11 @@ class EventStore(Protocol):
         """Run `work` in the single writer's transaction; acknowledged after commit."""
 
     def read(self, after: int = 0, limit: int = 1000) -> list[Event]: ...
+
+    def scan(self, after: int = 0) -> Generator[Event, None, None]:
+        """Every event after `after`, in order, streamed: the whole log in bounded memory;
+        `close()` ends the read early."""
+        ...
 
     def read_stream(self, stream: str) -> list[Event]: ...
 

@@ -211,6 +211,29 @@ class StoreContract:
                 got = store.read(after=after, limit=limit)
                 assert got == events[after : after + limit]
 
+    async def test_scan_streams_the_log_in_order(self, store: EventStore) -> None:
+        assert list(store.scan()) == []
+        events = await fill(store, 300)  # longer than a chunk of any sensible size
+        assert list(store.scan()) == events
+        for after in (-5, 0, 1, 127, 128, 129, 299, 300, 10**30):
+            assert list(store.scan(after)) == events[max(after, 0) :]
+
+    async def test_scan_reads_the_log_as_it_stood_when_it_began(self, store: EventStore) -> None:
+        events = await fill(store, 300)
+        scan = store.scan()
+        first = next(scan)
+        later = await fill(store, 5)  # appended while the scan is open
+        assert [first, *scan] == events
+        assert list(store.scan(after=300)) == later
+
+    async def test_a_scan_left_unfinished_holds_nothing(self, store: EventStore) -> None:
+        events = await fill(store, 300)
+        scan = store.scan()
+        assert next(scan) == events[0]
+        scan.close()
+        events += await fill(store, 3)
+        assert list(store.scan()) == events
+
     async def test_read_stream(self, store: EventStore) -> None:
         events = await fill(store, 30, streams=("subject:a", "subject:b", "source:c"))
         for stream in ("subject:a", "subject:b", "source:c"):
