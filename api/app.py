@@ -44,6 +44,7 @@ from projections import all_projectors
 API_VERSION = "1.0.0"
 QUERY_NAMES = "query_names"
 QUERY_CHECKS = "query_checks"
+PATH_CHECKS = "path_checks"
 QUERY_REQUIRED = "query_required"
 HEADER_NAMES = "header_names"
 SWAGGER_ASSETS = "/schema/assets"
@@ -100,6 +101,8 @@ def create_app(settings: Settings) -> Litestar:
         if opt.get("need") != "none":
             await guard(request, handler)
         problems: list[FieldError] = []
+        if path_checks := opt.get(PATH_CHECKS):
+            problems += query_problems(request.path_params, path_checks)
         allowed = opt.get(QUERY_NAMES)
         # nothing to check without a query string and no required parameter (every write)
         if allowed is not None and (request.scope["query_string"] or opt[QUERY_REQUIRED]):
@@ -196,7 +199,7 @@ def create_app(settings: Settings) -> Litestar:
 
 def _note_query_names(app: Litestar) -> None:
     """Record on each handler the query parameters it takes (so others are refused) with
-    their checks, and the headers it takes."""
+    their checks, its path parameters' checks, and the headers it takes."""
     for route in app.routes:
         for handler, kwargs_model in getattr(route, "route_handler_map", {}).values():
             if handler.include_in_schema:  # the page and its assets may carry cache-busters
@@ -213,6 +216,20 @@ def _note_query_names(app: Litestar) -> None:
                     for p in sorted(params, key=lambda p: p.field_alias)
                 ]
                 handler.opt[QUERY_REQUIRED] = any(p.is_required for p in params)
+                # the API's own names (not the static files' paths) carry a pattern
+                handler.opt[PATH_CHECKS] = [
+                    query_check(
+                        p.field_alias,
+                        signature[p.field_name].annotation,
+                        signature[p.field_name].kwarg_definition,
+                        True,
+                    )
+                    for p in sorted(
+                        kwargs_model.expected_path_params,
+                        key=lambda p: route.path.find("{" + p.field_alias),
+                    )
+                    if getattr(signature[p.field_name].kwarg_definition, "pattern", None)
+                ]
                 handler.opt[HEADER_NAMES] = frozenset(
                     p.field_alias for p in kwargs_model.expected_header_params
                 )

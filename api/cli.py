@@ -5,18 +5,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, NoReturn, TextIO, cast
+from typing import Any, Literal, NoReturn, TextIO, cast
 
 import msgspec
 
 from api.importer import has_lines_after, import_file
 from api.progress import Progress
 from ledger import keys
+from ledger.commands import END, PROPERTY, SUBJECT, Property, Subject
 from ledger.errors import FieldError, InvalidInput, LedgerError, LedgerUnavailable, StorageFull
 from ledger.logs import configure_logging
 from ledger.sqlite_store import SqliteStore, connect, connect_reader
@@ -209,16 +211,8 @@ class _Phases:
 def cmd_events(args: argparse.Namespace) -> int:
     store = existing_store(args.db)
     try:
-        after, left = args.after, args.limit
-        while left is None or left > 0:
-            batch = store.read(after, 1000 if left is None else min(left, 1000))
-            if not batch:
-                break
-            for event in batch:
-                sys.stdout.write(_json.encode(event).decode() + "\n")
-            after = batch[-1].seq
-            if left is not None:
-                left -= len(batch)
+        for event in itertools.islice(store.scan(args.after), args.limit):
+            sys.stdout.write(_json.encode(event).decode() + "\n")
     finally:
         store.close()
     return 0
@@ -473,7 +467,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             for k in keys.list_keys(conn):
                 _print_json(k)
         else:
-            key = keys.revoke_key(conn, args.name)
+            key = keys.revoke_key(conn, keys.checked_actor(args.name, "NAME"))
             print(f"revoked {key.name!r}")
     finally:
         conn.close()
@@ -559,8 +553,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_backup)
 
     p = add("state", "print the view of SUBJECT's PROPERTY (the JSON the HTTP view returns)")
-    p.add_argument("subject")
-    p.add_argument("property")
+    p.add_argument("subject", type=_slug(Subject, "subject slug", SUBJECT))
+    p.add_argument("property", type=_slug(Property, "property slug", PROPERTY))
     p.add_argument("--as-of", dest="as_of", help="statement-time cutoff")
     when = p.add_mutually_exclusive_group()
     when.add_argument(
@@ -602,7 +596,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("serve", "run the HTTP API")
     p.add_argument(
-        "--host", default=os.environ.get("HOST", "127.0.0.1"), help="$HOST, else 127.0.0.1"
+        "--host",
+        type=_host,
+        default=os.environ.get("HOST", "127.0.0.1"),
+        help="$HOST, else 127.0.0.1 (0.0.0.0 or :: for every interface)",
     )
     # a string default goes through `type` too, so $PORT is checked as --port is
     p.add_argument(
@@ -646,6 +643,28 @@ def _positive(text: str) -> int:
     if value == 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
     return value
+
+
+def _slug(kind: Any, what: str, rule: str) -> Callable[[str], str]:
+    """An argument checked as the HTTP API checks the same name (`kind`'s pattern)."""
+
+    def check(text: str) -> str:
+        try:
+            return str(msgspec.convert(text, kind))
+        except msgspec.ValidationError:
+            shown = rule.removeprefix("^").removesuffix(END)
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what} ({shown})") from None
+
+    return check
+
+
+def _host(text: str) -> str:
+    """A host name or address to listen on: an empty one would mean every interface."""
+    if not text.strip() or not text.isprintable() or " " in text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a host name or address (0.0.0.0 or :: listens everywhere)"
+        )
+    return text
 
 
 def _port(text: str) -> int:

@@ -12,12 +12,12 @@ import msgspec
 from litestar import Request
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
-from litestar.params import HeaderParameter, QueryParameter
+from litestar.params import HeaderParameter, Parameter, QueryParameter
 
 from api.middleware import header
 from api.schemas import AssertionReceipt, EventReceipt
 from api.writer import Writer
-from ledger.commands import AnyCommand
+from ledger.commands import ASSERTION_ID, PROPERTY, SOURCE_ID, SUBJECT, AnyCommand
 from ledger.domain import problems_beside
 from ledger.errors import FieldError, InvalidInput
 from ledger.service import Idempotency, Receipt, Reply
@@ -53,6 +53,23 @@ SeqParam = Annotated[
 ]
 Limit = Annotated[
     int, QueryParameter(name="limit", ge=1, le=1000, description="page size, 1..1000")
+]
+# Path parameters and list filters take the slug rules of the body's fields; the gate
+# checks them (see `query_check`), so a malformed one is a 422 naming it, not a 404 or an
+# empty answer.
+SourceIdPath = Annotated[str, Parameter(pattern=SOURCE_ID, description="source id, a slug")]
+AssertionIdPath = Annotated[str, Parameter(pattern=ASSERTION_ID, description="assertion id")]
+SubjectPath = Annotated[str, Parameter(pattern=SUBJECT, description="subject slug")]
+PropertyPath = Annotated[str, Parameter(pattern=PROPERTY, description="property slug with dots")]
+SubjectFilter = Annotated[
+    str | None, QueryParameter(pattern=SUBJECT, description="only this subject's assertions")
+]
+PropertyFilter = Annotated[
+    str | None, QueryParameter(pattern=PROPERTY, description="only assertions on this property")
+]
+ClaimantFilter = Annotated[
+    str | None,
+    QueryParameter(pattern=SOURCE_ID, description="only assertions this source claims"),
 ]
 Cursor = Annotated[
     str | None, QueryParameter(name="cursor", max_length=200, description="next page")
@@ -92,6 +109,9 @@ class QueryCheck:
     name: str
     type: Any
     required: bool
+    whole: bool = False
+    """An integer: ASCII digits only, as :func:`ledger.text.whole_number` reads them
+    (msgspec alone would take `5.0` or `1e2`)."""
 
 
 def query_check(name: str, annotation: Any, kwargs: Any, required: bool) -> QueryCheck:
@@ -99,14 +119,19 @@ def query_check(name: str, annotation: Any, kwargs: Any, required: bool) -> Quer
     QueryParameter's constraints)."""
     meta = {
         key: value
-        for key in ("ge", "le", "gt", "lt", "min_length", "max_length")
+        for key in ("ge", "le", "gt", "lt", "min_length", "max_length", "pattern")
         if (value := getattr(kwargs, key, None)) is not None
     }
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     optional = len(args) == 1 and type(None) in typing.get_args(annotation)
     base = args[0] if optional else annotation
     checked: Any = Annotated[base, msgspec.Meta(**meta)] if meta else base
-    return QueryCheck(name, checked | None if optional else checked, required)
+    return QueryCheck(name, checked | None if optional else checked, required, base is int)
+
+
+def _whole(text: str) -> int | None:
+    """A whole number written as litestar reads one afterwards: no leading zeros."""
+    return None if text.startswith("0") and text != "0" else whole_number(text)
 
 
 def query_problems(query: Mapping[str, str], checks: Sequence[QueryCheck]) -> list[FieldError]:
@@ -123,16 +148,36 @@ def query_problems(query: Mapping[str, str], checks: Sequence[QueryCheck]) -> li
             except TimeFormatError as exc:
                 problems.append(FieldError(check.name, str(exc)))
         else:
+            number = _whole(value) if check.whole else value
+            if number is None:
+                whole = f"not a whole number (digits 0-9, no leading 0, at most {MAX_WHOLE})"
+                problems.append(FieldError(check.name, whole))
+                continue
             try:
-                msgspec.convert(value, check.type, strict=False)
+                msgspec.convert(number, check.type, strict=False)
             except msgspec.ValidationError as exc:
                 problems.append(FieldError(check.name, str(exc)))
     return problems
 
 
+_ONCE = {
+    b"if-match": "If-Match",
+    b"idempotency-key": "Idempotency-Key",
+    b"content-type": "Content-Type",
+}
+"""Headers a write reads once: two copies (which a proxy may join or either may win) are
+refused rather than one of them silently taken."""
+
+
 def header_problems(request: Request[Any, Any, Any], names: frozenset[str]) -> list[FieldError]:
-    """The write headers among `names` (If-Match, Idempotency-Key) that are bad."""
-    problems: list[FieldError] = []
+    """The write headers among `names` (If-Match, Idempotency-Key) that are bad, and any
+    of :data:`_ONCE` given more than once."""
+    seen = [name for name, _ in request.scope["headers"] if name in _ONCE]
+    problems = [
+        FieldError(_ONCE[name], "given more than once (give it once)")
+        for name in dict.fromkeys(seen)
+        if seen.count(name) > 1
+    ]
     if "If-Match" in names:
         try:
             parse_if_match(request.headers.get("if-match"))

@@ -19,17 +19,18 @@ from ledger.times import TIME_PATTERN, TimeFormatError, parse_time
 
 NO_NUL = r"^[^\u0000]*$"
 
-SourceId = Annotated[
-    str, Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="source id, a slug")
-]
-Subject = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9.-]{0,127}$", description="subject slug")]
-Property = Annotated[
-    str,
-    Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="property slug with dots"),
-]
-AssertionId = Annotated[
-    str, Meta(pattern=r"^[a-z0-9][a-z0-9._-]{0,127}$", description="assertion id")
-]
+# msgspec matches a pattern with Python's `re.search`, where `$` also matches before a
+# final newline, so "gb-mod\n" would pass `^[a-z0-9._-]+$`; END refuses that newline (and
+# reads the same in the JSON Schema's ECMA-262 regexes, where `$` is only the end).
+END = r"$(?!\n)"
+SOURCE_ID = r"^[a-z0-9][a-z0-9._-]{0,63}" + END
+SUBJECT = r"^[a-z0-9][a-z0-9.-]{0,127}" + END
+PROPERTY = r"^[a-z0-9][a-z0-9._-]{0,127}" + END
+ASSERTION_ID = r"^[a-z0-9][a-z0-9._-]{0,127}" + END
+SourceId = Annotated[str, Meta(pattern=SOURCE_ID, description="source id, a slug")]
+Subject = Annotated[str, Meta(pattern=SUBJECT, description="subject slug")]
+Property = Annotated[str, Meta(pattern=PROPERTY, description="property slug with dots")]
+AssertionId = Annotated[str, Meta(pattern=ASSERTION_ID, description="assertion id")]
 Count = Annotated[int, Meta(ge=0, le=MAX_SAFE_INT)]
 Time = Annotated[
     str,
@@ -40,14 +41,14 @@ Time = Annotated[
 ]
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 Kind = Annotated[
-    str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="e.g. intelligence, military")
+    str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}" + END, description="e.g. intelligence, military")
 ]
-Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code")]
+Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}" + END, description="ISO 3166-1 alpha-2 code")]
 Reason = Annotated[str, Meta(min_length=1, max_length=2000, pattern=NO_NUL)]
 Quote = Annotated[str, Meta(min_length=1, max_length=4000, pattern=NO_NUL)]
 Note = Annotated[str, Meta(max_length=4000, pattern=NO_NUL)]
-Url = Annotated[str, Meta(max_length=2000, pattern=r"^https?://[^\s\u0000]+$")]
-Sha256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+Url = Annotated[str, Meta(max_length=2000, pattern=r"^https?://[^\s\u0000]+" + END)]
+Sha256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}" + END)]
 Credibility = Annotated[int, Meta(ge=1, le=6)]
 
 

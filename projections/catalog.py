@@ -6,6 +6,9 @@ import sqlite3
 from itertools import groupby
 from typing import Any
 
+import msgspec
+
+from ledger.commands import SourceId, Subject
 from ledger.errors import FieldError, InvalidInput
 from ledger.sqlite_store import stream_version_at
 from projections.details import check_limit
@@ -15,12 +18,15 @@ from projections.rows import SourcePage, SourceVersion, SourceView, SubjectPage,
 _SOURCE_COLUMNS = "id, seq, recorded_at, name, kind, country, reliability"
 
 
-def _id_cursor(cursor: str | None) -> str:
+def _id_cursor(cursor: str | None, kind: Any) -> str:
+    """A listing's cursor is the last id of the page before: an id of the listing's `kind`
+    (a subject or a source id), or none this listing could have given out."""
     if cursor is None:
         return ""
-    if not cursor or len(cursor) > 200 or not cursor.isascii() or not cursor.isprintable():
-        raise InvalidInput([FieldError("cursor", "not a cursor this listing gave out")])
-    return cursor
+    try:
+        return str(msgspec.convert(cursor, kind))
+    except msgspec.ValidationError:
+        raise InvalidInput([FieldError("cursor", "not a cursor this listing gave out")]) from None
 
 
 def list_subjects(
@@ -31,7 +37,7 @@ def list_subjects(
     rows = conn.execute(
         "SELECT subject, property, kind FROM proj_properties "
         "WHERE subject > ? AND first_seq <= ? ORDER BY subject, property",
-        (_id_cursor(cursor), at.seq),
+        (_id_cursor(cursor, Subject), at.seq),
     )
     items: list[SubjectRow] = []
     more = False
@@ -95,7 +101,7 @@ def list_sources(
     rows = conn.execute(
         f"SELECT {_SOURCE_COLUMNS} FROM proj_source_versions WHERE id > ? AND seq <= ? "
         "ORDER BY id, seq",
-        (_id_cursor(cursor), at.seq),
+        (_id_cursor(cursor, SourceId), at.seq),
     )
     items: list[SourceView] = []
     more = False

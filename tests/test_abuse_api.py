@@ -190,8 +190,7 @@ async def test_pages_params_headers_and_paths_out_of_range(ledger: Ledger) -> No
                 view = f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}"
                 assert fields_of(await send(client, "GET", view, reader, params=params))
             huge = await send(client, "GET", "/v1/events", reader, params={"after": str(2**70)})
-            assert huge.status_code == 200
-            assert huge.json() == {"items": [], "next": None}
+            assert fields_of(huge) == {"after"}
             for params in ({"seq": "1", "size": str(2**70)}, {"seq": "0", "size": "1"}):
                 answer = await send(client, "GET", "/v1/log/inclusion", reader, params=params)
                 assert fields_of(answer)
@@ -200,10 +199,15 @@ async def test_pages_params_headers_and_paths_out_of_range(ledger: Ledger) -> No
                     client, "POST", "/v1/assertions", {**writer, **header}, json=assertion_body()
                 )
                 assert fields_of(answer)
-            for path in ("/v1/assertions/%00", "/v1/assertions/" + "a" * 5000, "/v1/sources/%FF"):
-                problem(await send(client, "GET", path, reader), 404)
+            for path, name in (
+                ("/v1/assertions/%00", "assertion_id"),
+                ("/v1/assertions/" + "a" * 5000, "assertion_id"),
+                ("/v1/sources/%FF", "source_id"),
+            ):
+                assert fields_of(await send(client, "GET", path, reader)) == {name}
             retract = "/v1/assertions/%00%FF/retract"
-            problem(await send(client, "POST", retract, writer, json={"reason": "x"}), 404)
+            answer = await send(client, "POST", retract, writer, json={"reason": "x"})
+            assert fields_of(answer) == {"assertion_id"}
 
         await unchanged(client, ledger, attack)
 
@@ -261,8 +265,7 @@ async def test_sql_in_every_text_field_is_stored_verbatim(ledger: Ledger) -> Non
         src = (await client.get("/v1/sources/sql-src", headers=reader)).json()
         assert src["name"] == SQL
         found = await client.get("/v1/assertions", params={"claimant": SQL}, headers=reader)
-        assert found.status_code == 200
-        assert found.json()["items"] == []
+        assert fields_of(found) == {"claimant"}  # not a source id: refused, never run
         audit = await client.post("/v1/audit", headers=ledger.auth("auditor"))
         assert audit.json()["ok"], audit.json()["problems"]
 

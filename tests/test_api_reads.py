@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
@@ -314,6 +315,93 @@ async def test_bad_point_in_time_is_a_422(
         f"{ESTIMATES}/{TROOPS}", params=params, headers=ledger.auth("reader")
     )
     assert fields_of(response) == fields
+
+
+MALFORMED_SLUGS = ("North-Korea", "a b", "x" * 300, "a\x00b", "\ufffd", "-lead", "a_b!")
+
+
+@pytest.mark.parametrize("bad", MALFORMED_SLUGS)
+@pytest.mark.parametrize(
+    ("template_path", "fields"),
+    [
+        ("/v1/subjects/{bad}/estimates/troops.deployed", {"subject"}),
+        ("/v1/subjects/north-korea.russia-deployment/estimates/{bad}", {"property"}),
+        ("/v1/subjects/{bad}/statuses/{bad}", {"subject", "property"}),
+        ("/v1/subjects/{bad}/timeline", {"subject"}),
+        ("/v1/sources/{bad}", {"source_id"}),
+        ("/v1/assertions/{bad}", {"assertion_id"}),
+    ],
+)
+async def test_a_malformed_path_parameter_is_a_422_naming_it(
+    client: Client, ledger: Ledger, template_path: str, fields: set[str], bad: str
+) -> None:
+    path = template_path.format(bad=quote(bad, safe=""))
+    response = await client.get(path, headers=ledger.auth("reader"))
+    assert fields_of(response) == fields
+    # an encoded slash splits the path before any route is chosen: no route, a 404
+    split = await client.get(template_path.format(bad="a%2Fb"), headers=ledger.auth("reader"))
+    problem(split, 404)
+
+
+@pytest.mark.parametrize("bad", [*MALFORMED_SLUGS, "a/b"])
+async def test_a_malformed_list_filter_is_a_422_naming_it(
+    client: Client, ledger: Ledger, bad: str
+) -> None:
+    for name in ("subject", "property", "claimant"):
+        response = await client.get(
+            "/v1/assertions", params={name: bad}, headers=ledger.auth("reader")
+        )
+        assert fields_of(response) == {name}
+    response = await client.get(
+        "/v1/assertions",
+        params={"subject": bad, "property": bad, "claimant": "ok", "limit": 0},
+        headers=ledger.auth("reader"),
+    )
+    assert fields_of(response) == {"subject", "property", "limit"}
+
+
+@pytest.mark.parametrize(
+    "bad", ["5.0", "1e2", "+5", " 5", "0x10", "007", "\u0663", "99999999999999999999"]
+)
+async def test_a_whole_number_parameter_takes_digits_only(
+    client: Client, ledger: Ledger, bad: str
+) -> None:
+    for path, name, more in [
+        ("/v1/events", "after", {}),
+        ("/v1/events", "limit", {}),
+        ("/v1/assertions", "seq", {}),
+        ("/v1/log/consistency", "from", {"to": "2"}),
+    ]:
+        params = {name: bad, **more}
+        response = await client.get(path, params=params, headers=ledger.auth("reader"))
+        assert fields_of(response) == {name}, (path, name)
+    digits = await get(client, ledger, "/v1/events", after="3", limit="2")
+    assert [e["seq"] for e in digits["items"]] == [4, 5]
+    assert (await get(client, ledger, "/v1/events", after="0", limit="1"))["next"] == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/sources", "/v1/subjects"])
+async def test_a_cursor_is_an_id_of_the_listing(client: Client, ledger: Ledger, path: str) -> None:
+    for bad in [*MALFORMED_SLUGS, "a/b", ".."]:
+        response = await client.get(path, params={"cursor": bad}, headers=ledger.auth("reader"))
+        assert fields_of(response) == {"cursor"}, bad
+    first = await get(client, ledger, path, limit=1)
+    rest = await get(client, ledger, path, cursor=first["next"])
+    assert rest["items"]
+    assert rest["items"][0] != first["items"][0]
+
+
+async def test_well_formed_names_nothing_holds_are_empty_answers(
+    client: Client, ledger: Ledger
+) -> None:
+    """The slug rules refuse what can never exist; a name that could is answered."""
+    view = await get(client, ledger, "/v1/subjects/nobody/estimates/troops.deployed")
+    assert view["estimate"] is None
+    assert view["basis"] == []
+    listing = await get(client, ledger, "/v1/assertions", subject="nobody", claimant="nobody")
+    assert listing["items"] == []
+    missing = await client.get("/v1/sources/nobody", headers=ledger.auth("reader"))
+    problem(missing, 404)
 
 
 # ---- the log ----

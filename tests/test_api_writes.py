@@ -5,6 +5,7 @@ Every failure is a problem document, and a failed request appends nothing.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -25,6 +26,7 @@ from tests.api_helpers import (
     serve,
     source_body,
 )
+from tests.reliability import head, live
 
 # the fixtures every test here starts from
 template, ledger, client = api_helpers.template, api_helpers.ledger, api_helpers.client
@@ -465,6 +467,43 @@ async def test_rank(client: Client, ledger: Ledger) -> None:
     )
     problem(unknown, 404)
     assert await log_size(client, ledger) == size
+
+
+async def test_a_malformed_id_in_a_write_path_is_named_with_the_body(
+    client: Client, ledger: Ledger
+) -> None:
+    writer = ledger.auth("writer")
+    size = await log_size(client, ledger)
+    for path, body, fields in [
+        ("/v1/assertions/No%20Such/retract", {"reason": "x"}, {"assertion_id"}),
+        ("/v1/assertions/No%20Such/retract", {}, {"assertion_id", "reason"}),
+        ("/v1/assertions/-x/rank", {"rank": "preferred", "reason": "x"}, {"assertion_id"}),
+        ("/v1/assertions/-x/rank", {"rank": "best", "reason": "x"}, {"assertion_id", "rank"}),
+    ]:
+        assert fields_of(await client.post(path, json=body, headers=writer)) == fields
+    for body, fields in [({"name": "X"}, {"source_id"}), ({"name": ""}, {"source_id", "name"})]:
+        patched = await client.patch("/v1/sources/UK%20MoD", json=body, headers=writer)
+        assert fields_of(patched) == fields
+    assert await log_size(client, ledger) == size
+
+
+async def test_a_write_header_given_twice_is_named(ledger: Ledger) -> None:
+    """Over a real connection (the test client would join the copies into one line)."""
+    auth = list(ledger.auth("writer").items())
+    async with live(ledger) as client:
+        size = (await head(client, ledger))["size"]
+        for twice, field in [
+            ([("If-Match", '"1"'), ("If-Match", '"2"')], "If-Match"),
+            ([("Idempotency-Key", "a"), ("Idempotency-Key", "a")], "Idempotency-Key"),
+            ([("Content-Type", "application/json")] * 2, "Content-Type"),
+        ]:
+            response = await client.post(
+                "/v1/assertions",
+                content=json.dumps(assertion_body(assertion_id="twice")),
+                headers=[*auth, *twice],
+            )
+            assert fields_of(response) == {field}
+        assert (await head(client, ledger))["size"] == size
 
 
 async def test_supersede_shows_in_the_detail(client: Client, ledger: Ledger) -> None:

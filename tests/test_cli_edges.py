@@ -206,6 +206,27 @@ def test_state_names_the_flags_it_was_given(seeded: Path) -> None:
         assert done.stderr.startswith(f"ledger: {named}: ")
 
 
+@pytest.mark.parametrize("bad", ["North-Korea", "a b", "x\n", "\udcff", "", "x" * 200, "-x"])
+def test_names_given_on_the_command_line_follow_the_apis_rules(seeded: Path, bad: str) -> None:
+    """Refused where they are read, naming the argument, as HTTP refuses them with a 422:
+    never a traceback (SQLite cannot even take a lone surrogate) nor an empty answer."""
+    db = ["--db", str(seeded)]
+    for args in (["state", bad, "troops.deployed", *db], ["state", DEPLOYMENT, bad, *db]):
+        with pytest.raises(SystemExit) as refused:
+            cli.build_parser().parse_args(args)
+        assert refused.value.code == 2, args
+    for host in ("", " ", "a b", "x\n"):  # an empty host would listen on every interface
+        with pytest.raises(SystemExit) as refused:
+            cli.build_parser().parse_args(["serve", "--host", host, *db])
+        assert refused.value.code == 2, host
+    done = cli_run("state", "North Korea", "troops.deployed", *db)
+    assert done.returncode == 2
+    assert "argument subject: 'North Korea' is not a subject slug" in done.stderr
+    revoked = cli_run("keys", "revoke", "bad\nname", *db)
+    assert revoked.returncode == 2
+    assert revoked.stderr.startswith("ledger: NAME: ")
+
+
 def test_state_of_a_property_nothing_claimed_prints_the_empty_view_of_the_kind_asked(
     seeded: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

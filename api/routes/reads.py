@@ -7,9 +7,23 @@ from typing import Any
 
 from litestar import Response, get
 from litestar.datastructures import State
-from litestar.params import FromPath, FromQuery
 
-from api.deps import AsOf, Cursor, KnownAt, Limit, SeqParam, point_in_time, store_of
+from api.deps import (
+    AsOf,
+    AssertionIdPath,
+    ClaimantFilter,
+    Cursor,
+    KnownAt,
+    Limit,
+    PropertyFilter,
+    PropertyPath,
+    SeqParam,
+    SourceIdPath,
+    SubjectFilter,
+    SubjectPath,
+    point_in_time,
+    store_of,
+)
 from api.openapi import GUARDED, VIEWS_BEHIND, errors_for
 from ledger.errors import NotFound
 from projections import views
@@ -62,7 +76,7 @@ def list_sources(
     responses=_ONE_ERRORS,
 )
 def get_source(
-    state: State, source_id: FromPath[str], known_at: KnownAt = None, seq: SeqParam = None
+    state: State, source_id: SourceIdPath, known_at: KnownAt = None, seq: SeqParam = None
 ) -> views.SourceAt:
     at = point_in_time(state, None, known_at, seq)
     found = views.read_source(store_of(state).reader(), source_id, at)
@@ -80,7 +94,7 @@ def get_source(
     responses=_ONE_ERRORS,
 )
 def get_assertion(
-    state: State, assertion_id: FromPath[str], known_at: KnownAt = None, seq: SeqParam = None
+    state: State, assertion_id: AssertionIdPath, known_at: KnownAt = None, seq: SeqParam = None
 ) -> views.AssertionAt:
     at = point_in_time(state, None, known_at, seq)
     found = views.read_assertion(store_of(state).reader(), assertion_id, at)
@@ -99,9 +113,9 @@ def get_assertion(
 )
 def list_assertions(
     state: State,
-    subject: FromQuery[str | None] = None,
-    property: FromQuery[str | None] = None,
-    claimant: FromQuery[str | None] = None,
+    subject: SubjectFilter = None,
+    property: PropertyFilter = None,
+    claimant: ClaimantFilter = None,
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seq: SeqParam = None,
@@ -149,8 +163,8 @@ def list_subjects(
 )
 def get_estimate(
     state: State,
-    subject: FromPath[str],
-    property: FromPath[str],
+    subject: SubjectPath,
+    property: PropertyPath,
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seq: SeqParam = None,
@@ -172,8 +186,8 @@ def get_estimate(
 )
 def get_status(
     state: State,
-    subject: FromPath[str],
-    property: FromPath[str],
+    subject: SubjectPath,
+    property: PropertyPath,
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seq: SeqParam = None,
@@ -195,7 +209,7 @@ def get_status(
 )
 def get_timeline(
     state: State,
-    subject: FromPath[str],
+    subject: SubjectPath,
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seq: SeqParam = None,

@@ -6,14 +6,16 @@ from typing import Any
 
 from litestar import Request, Response, patch, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 from litestar.response.base import ASGIResponse
 
 from api.deps import (
     BODY,
     CHECKED,
+    AssertionIdPath,
     IdempotencyKey,
     IfMatch,
+    SourceIdPath,
     render_assertion,
     render_event,
     run_write,
@@ -178,7 +180,7 @@ async def register_source(
 )
 async def update_source(
     request: Request[Any, Any, Any],
-    source_id: FromPath[str],
+    source_id: SourceIdPath,
     data: JSONBody[SourceChanges],
     idempotency_key: IdempotencyKey = None,
     if_match: IfMatch = None,
@@ -226,7 +228,7 @@ async def record_assertion(
 )
 async def retract_assertion(
     request: Request[Any, Any, Any],
-    assertion_id: FromPath[str],
+    assertion_id: AssertionIdPath,
     data: JSONBody[RetractBody],
     idempotency_key: IdempotencyKey = None,
     if_match: IfMatch = None,
@@ -251,7 +253,7 @@ async def retract_assertion(
 )
 async def rank_assertion(
     request: Request[Any, Any, Any],
-    assertion_id: FromPath[str],
+    assertion_id: AssertionIdPath,
     data: JSONBody[RankBody],
     idempotency_key: IdempotencyKey = None,
     if_match: IfMatch = None,
