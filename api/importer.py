@@ -53,7 +53,7 @@ from ledger.events import NewEvent
 from ledger.replay import catch_up, checkpoint_of
 from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size
 from ledger.store import Projector
-from ledger.validation import convert_all
+from ledger.validation import convert_all, repeated_keys
 from ledger.writemodel import BatchWriteState, SqliteWriteState, stream_versions
 
 _decoder = msgspec.json.Decoder(ImportLine)
@@ -123,9 +123,9 @@ def decode_line(raw: bytes, number: int) -> ImportLine:
         try:
             line = convert_all(obj, IMPORT_LINE_TYPES[obj["record"]])
         except InvalidInput as bad:
-            raise _BadLine(0, ImportError_(number, bad.errors)) from None
+            raise _BadLine(0, ImportError_(number, repeated_keys(raw) + bad.errors)) from None
         return line  # pragma: no cover - the fast path would have decoded it
-    problems = line.problems()
+    problems = repeated_keys(raw) + line.problems()
     if problems:
         raise _BadLine(0, ImportError_(number, problems))
     return line

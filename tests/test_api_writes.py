@@ -506,6 +506,29 @@ async def test_a_write_header_given_twice_is_named(ledger: Ledger) -> None:
         assert (await head(client, ledger))["size"] == size
 
 
+async def test_a_key_given_twice_in_a_body_is_named(client: Client, ledger: Ledger) -> None:
+    """Parsers differ on which copy wins; the ledger takes neither and names the key."""
+    writer = ledger.auth("writer")
+    size = await log_size(client, ledger)
+    body = json.dumps(assertion_body(assertion_id="twice"))[:-1]
+    for extra, fields in [
+        (', "quote": "another quote"}', {"quote"}),
+        (', "quot\\u0065": "escaped"}', {"quote"}),
+        (
+            ', "document": {"publisher": "A", "published_at": "2025", "publisher": "B"}}',
+            {"document", "document.publisher"},
+        ),
+        (', "quote": "", "subject": "x"}', {"quote", "subject"}),
+    ]:
+        response = await client.post(
+            "/v1/assertions",
+            content=body + extra,
+            headers={**writer, "Content-Type": "application/json"},
+        )
+        assert fields_of(response) == fields, extra
+    assert await log_size(client, ledger) == size
+
+
 async def test_supersede_shows_in_the_detail(client: Client, ledger: Ledger) -> None:
     writer, reader = ledger.auth("writer"), ledger.auth("reader")
     correction = assertion_body(

@@ -148,8 +148,23 @@ def test_rebuild_keeps_the_views(seeded: Path) -> None:
         (b"[" * 200_000 + b"\n", "nested too deeply"),
         (b'{"record":"sauce","id":"y"}\n', "record: must be one of"),
         (b'{"record":[],"id":"y"}\n', "record: must be one of"),
+        (
+            b'{"record":"source","id":"y","name":"Y","kind":"military","name":"Z"}\n',
+            "name: given more than once",
+        ),
+        (
+            b'{"record":"source","id":"y","name":"Y","kind":"military","name":"Z","kind":1}\n',
+            "name: given more than once in its object (give it once); kind: given more",
+        ),
     ],
-    ids=["invalid-utf8", "deep-nesting", "unknown-record", "a list as record"],
+    ids=[
+        "invalid-utf8",
+        "deep-nesting",
+        "unknown-record",
+        "a list as record",
+        "a key twice",
+        "keys twice, one wrong",
+    ],
 )
 def test_import_names_a_malformed_line(tmp_path: Path, content: bytes, why: str) -> None:
     db = tmp_path / "l.db"
