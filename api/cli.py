@@ -18,7 +18,7 @@ import msgspec
 from api.importer import has_lines_after, import_file
 from api.progress import Progress
 from ledger import keys
-from ledger.commands import END, PROPERTY, SUBJECT, Property, Subject
+from ledger.commands import END, PROPERTY, SUBJECT, PropertyRef, SubjectRef
 from ledger.errors import FieldError, InvalidInput, LedgerError, LedgerUnavailable, StorageFull
 from ledger.logs import configure_logging
 from ledger.sqlite_store import SqliteStore, connect, connect_reader
@@ -467,7 +467,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
             for k in keys.list_keys(conn):
                 _print_json(k)
         else:
-            key = keys.revoke_key(conn, keys.checked_actor(args.name, "NAME"))
+            # looked up as given: a key an earlier version let through must stay revocable
+            try:
+                args.name.encode()
+            except UnicodeEncodeError:  # bytes that are not UTF-8: no key can have it
+                raise InvalidInput([FieldError("NAME", "not UTF-8 text")]) from None
+            key = keys.revoke_key(conn, args.name)
             print(f"revoked {key.name!r}")
     finally:
         conn.close()
@@ -553,8 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_backup)
 
     p = add("state", "print the view of SUBJECT's PROPERTY (the JSON the HTTP view returns)")
-    p.add_argument("subject", type=_slug(Subject, "subject slug", SUBJECT))
-    p.add_argument("property", type=_slug(Property, "property slug", PROPERTY))
+    p.add_argument("subject", type=_slug(SubjectRef, "subject slug", SUBJECT))
+    p.add_argument("property", type=_slug(PropertyRef, "property slug", PROPERTY))
     p.add_argument("--as-of", dest="as_of", help="statement-time cutoff")
     when = p.add_mutually_exclusive_group()
     when.add_argument(

@@ -17,7 +17,14 @@ from litestar.params import HeaderParameter, Parameter, QueryParameter
 from api.middleware import header
 from api.schemas import AssertionReceipt, EventReceipt
 from api.writer import Writer
-from ledger.commands import ASSERTION_ID, PROPERTY, SOURCE_ID, SUBJECT, AnyCommand
+from ledger.commands import (
+    ASSERTION_ID_REF,
+    PROPERTY_REF,
+    SOURCE_ID_REF,
+    SUBJECT_REF,
+    AnyCommand,
+    in_words,
+)
 from ledger.domain import problems_beside
 from ledger.errors import FieldError, InvalidInput
 from ledger.service import Idempotency, Receipt, Reply
@@ -57,19 +64,21 @@ Limit = Annotated[
 # Path parameters and list filters take the slug rules of the body's fields; the gate
 # checks them (see `query_check`), so a malformed one is a 422 naming it, not a 404 or an
 # empty answer.
-SourceIdPath = Annotated[str, Parameter(pattern=SOURCE_ID, description="source id, a slug")]
-AssertionIdPath = Annotated[str, Parameter(pattern=ASSERTION_ID, description="assertion id")]
-SubjectPath = Annotated[str, Parameter(pattern=SUBJECT, description="subject slug")]
-PropertyPath = Annotated[str, Parameter(pattern=PROPERTY, description="property slug with dots")]
+SourceIdPath = Annotated[str, Parameter(pattern=SOURCE_ID_REF, description="source id, a slug")]
+AssertionIdPath = Annotated[str, Parameter(pattern=ASSERTION_ID_REF, description="assertion id")]
+SubjectPath = Annotated[str, Parameter(pattern=SUBJECT_REF, description="subject slug")]
+PropertyPath = Annotated[
+    str, Parameter(pattern=PROPERTY_REF, description="property slug with dots")
+]
 SubjectFilter = Annotated[
-    str | None, QueryParameter(pattern=SUBJECT, description="only this subject's assertions")
+    str | None, QueryParameter(pattern=SUBJECT_REF, description="only this subject's assertions")
 ]
 PropertyFilter = Annotated[
-    str | None, QueryParameter(pattern=PROPERTY, description="only assertions on this property")
+    str | None, QueryParameter(pattern=PROPERTY_REF, description="only assertions on this property")
 ]
 ClaimantFilter = Annotated[
     str | None,
-    QueryParameter(pattern=SOURCE_ID, description="only assertions this source claims"),
+    QueryParameter(pattern=SOURCE_ID_REF, description="only assertions this source claims"),
 ]
 Cursor = Annotated[
     str | None, QueryParameter(name="cursor", max_length=200, description="next page")
@@ -156,7 +165,7 @@ def query_problems(query: Mapping[str, str], checks: Sequence[QueryCheck]) -> li
             try:
                 msgspec.convert(number, check.type, strict=False)
             except msgspec.ValidationError as exc:
-                problems.append(FieldError(check.name, str(exc)))
+                problems.append(FieldError(check.name, in_words(str(exc))))
     return problems
 
 

@@ -31,6 +31,45 @@ SourceId = Annotated[str, Meta(pattern=SOURCE_ID, description="source id, a slug
 Subject = Annotated[str, Meta(pattern=SUBJECT, description="subject slug")]
 Property = Annotated[str, Meta(pattern=PROPERTY, description="property slug with dots")]
 AssertionId = Annotated[str, Meta(pattern=ASSERTION_ID, description="assertion id")]
+# A name that refers to one the ledger may already hold: before END, the patterns let one
+# trailing newline through, so a ledger may hold "gb-mod\n", and such a name must stay
+# reachable (to read, cite, retract, rank or supersede). New names take the strict rule.
+REF_END = r"\n?" + END
+SOURCE_ID_REF = SOURCE_ID.removesuffix(END) + REF_END
+SUBJECT_REF = SUBJECT.removesuffix(END) + REF_END
+PROPERTY_REF = PROPERTY.removesuffix(END) + REF_END
+ASSERTION_ID_REF = ASSERTION_ID.removesuffix(END) + REF_END
+_SLUG_CHARS = "a-z, 0-9, '.', '_' and '-'"
+SLUG_WORDS = {
+    SOURCE_ID: f"a source id: 1 to 64 of {_SLUG_CHARS}, starting with a letter or digit",
+    SUBJECT: "a subject slug: 1 to 128 of a-z, 0-9, '.' and '-', starting with a letter or digit",
+    PROPERTY: f"a property slug: 1 to 128 of {_SLUG_CHARS}, starting with a letter or digit",
+    ASSERTION_ID: f"an assertion id: 1 to 128 of {_SLUG_CHARS}, starting with a letter or digit",
+}
+"""What each name's pattern asks, in words, for messages (a regex is no answer to a person)."""
+SLUG_WORDS.update(
+    {
+        SOURCE_ID_REF: SLUG_WORDS[SOURCE_ID],
+        SUBJECT_REF: SLUG_WORDS[SUBJECT],
+        PROPERTY_REF: SLUG_WORDS[PROPERTY],
+        ASSERTION_ID_REF: SLUG_WORDS[ASSERTION_ID],
+    }
+)
+
+
+def in_words(message: str) -> str:
+    """msgspec's message for a name that breaks its pattern, with the rule in words."""
+    for pattern, words in SLUG_WORDS.items():
+        quoted = f"Expected `str` matching regex {pattern!r}"
+        if message.startswith(quoted):
+            return f"expected {words}{message[len(quoted) :]}"
+    return message
+
+
+SourceIdRef = Annotated[str, Meta(pattern=SOURCE_ID_REF, description="a registered source's id")]
+SubjectRef = Annotated[str, Meta(pattern=SUBJECT_REF, description="subject slug")]
+PropertyRef = Annotated[str, Meta(pattern=PROPERTY_REF, description="property slug with dots")]
+AssertionIdRef = Annotated[str, Meta(pattern=ASSERTION_ID_REF, description="an assertion's id")]
 Count = Annotated[int, Meta(ge=0, le=MAX_SAFE_INT)]
 Time = Annotated[
     str,
@@ -94,7 +133,7 @@ class SourceChanges(Command, frozen=True):
 
 
 class UpdateSource(Command, frozen=True):
-    id: SourceId
+    id: SourceIdRef
     changes: SourceChanges
 
 
@@ -144,7 +183,7 @@ class RecordAssertion(Command, frozen=True):
     subject: Subject
     property: Property
     value: ValueIn
-    claimants: Annotated[list[SourceId], Meta(min_length=1, max_length=20)]
+    claimants: Annotated[list[SourceIdRef], Meta(min_length=1, max_length=20)]
     stated_at: Time
     document: DocumentIn
     quote: Quote
@@ -154,7 +193,7 @@ class RecordAssertion(Command, frozen=True):
     valid_from: Time | None = None
     valid_to: Time | None = None
     credibility: Credibility | None = None
-    supersedes: AssertionId | None = None
+    supersedes: AssertionIdRef | None = None
     note: Note | None = None
 
     def problems(self) -> list[FieldError]:
@@ -188,12 +227,12 @@ class RecordAssertion(Command, frozen=True):
 
 
 class RetractAssertion(Command, frozen=True):
-    assertion_id: AssertionId
+    assertion_id: AssertionIdRef
     reason: Reason
 
 
 class RankAssertion(Command, frozen=True):
-    assertion_id: AssertionId
+    assertion_id: AssertionIdRef
     rank: Rank
     reason: Reason
 

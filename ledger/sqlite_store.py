@@ -1201,21 +1201,25 @@ class SqliteStore:
         return rows_to_events(self.reader().execute(sql, (after, limit)).fetchall())
 
     def scan(self, after: int = 0) -> Generator[Event, None, None]:
-        """Every event after seq `after`, in order, as one read of the log: the log as it
-        stood at the first event taken, however long the scan runs.
+        """Every event after seq `after`, in order: the log as it stood when `scan` was
+        called, however long the caller takes over it.
 
-        Rows are decoded :data:`SCAN_CHUNK` at a time, so a scan of the whole log holds
-        only a chunk in memory. Take it on one thread: the first event taken opens the
-        read on that thread's connection, and closing the iterator (or dropping it) ends it.
+        Read :data:`SCAN_CHUNK` events a statement, each on the calling thread's connection,
+        so no read transaction outlives a chunk (a slow reader never holds the WAL back) and
+        a scan may be taken on any thread. The log only grows, so stopping at its size at
+        the call reads it as it stood then; a payload erased meanwhile reads as erased.
         """
-        after = max(0, min(after, _MAX_INT))
-        cursor = self.reader().execute(f"{_SELECT_EVENTS} WHERE e.seq > ? ORDER BY e.seq", (after,))
-        try:
-            while rows := cursor.fetchmany(SCAN_CHUNK):
-                self._check_snapshot()
-                yield from rows_to_events(rows)
-        finally:
-            cursor.close()
+        start = max(0, min(after, _MAX_INT))
+        return self._scan(start, self.size())
+
+    def _scan(self, after: int, end: int) -> Generator[Event, None, None]:
+        sql = f"{_SELECT_EVENTS} WHERE e.seq > ? AND e.seq <= ? ORDER BY e.seq LIMIT ?"
+        while after < end:
+            rows = self.reader().execute(sql, (after, end, SCAN_CHUNK)).fetchall()
+            if not rows:
+                return
+            yield from rows_to_events(rows)
+            after = rows[-1][0]
 
     def read_stream(self, stream: str) -> list[Event]:
         return list(self._events("WHERE e.stream = ? ORDER BY e.version", (stream,)))

@@ -99,8 +99,8 @@ class EventStore(Protocol):
     def read(self, after: int = 0, limit: int = 1000) -> list[Event]: ...
 
     def scan(self, after: int = 0) -> Generator[Event, None, None]:
-        """Every event after `after`, in order, streamed: the whole log in bounded memory;
-        `close()` ends the read early."""
+        """Every event after `after`, in order, as the log stood at the call, streamed: the
+        whole log in bounded memory, on any thread; `close()` ends it early."""
         ...
 
     def read_stream(self, stream: str) -> list[Event]: ...

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from ledger.commands import in_words
 from ledger.errors import FieldError, InvalidInput
 from ledger.times import TIME_PATTERN, TimeFormatError, parse_time
 
@@ -37,7 +38,7 @@ def _msgspec_error(exc: msgspec.ValidationError, base: str) -> FieldError:
     if where:
         field = f"{base}.{where}" if base and not where.startswith("[") else base + where
         field = field.lstrip(".")
-    return FieldError(field or "body", text)
+    return FieldError(field or "body", in_words(text))
 
 
 def _struct_errors(raw: Any, cls: type[msgspec.Struct], path: str) -> list[FieldError]:

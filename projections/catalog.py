@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from ledger.commands import SourceId, Subject
+from ledger.commands import SourceIdRef, SubjectRef
 from ledger.errors import FieldError, InvalidInput
 from ledger.sqlite_store import stream_version_at
 from projections.details import check_limit
@@ -37,7 +37,7 @@ def list_subjects(
     rows = conn.execute(
         "SELECT subject, property, kind FROM proj_properties "
         "WHERE subject > ? AND first_seq <= ? ORDER BY subject, property",
-        (_id_cursor(cursor, Subject), at.seq),
+        (_id_cursor(cursor, SubjectRef), at.seq),
     )
     items: list[SubjectRow] = []
     more = False
@@ -101,7 +101,7 @@ def list_sources(
     rows = conn.execute(
         f"SELECT {_SOURCE_COLUMNS} FROM proj_source_versions WHERE id > ? AND seq <= ? "
         "ORDER BY id, seq",
-        (_id_cursor(cursor, SourceId), at.seq),
+        (_id_cursor(cursor, SourceIdRef), at.seq),
     )
     items: list[SourceView] = []
     more = False

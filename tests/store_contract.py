@@ -226,6 +226,12 @@ class StoreContract:
         assert [first, *scan] == events
         assert list(store.scan(after=300)) == later
 
+    async def test_a_scan_may_be_taken_on_another_thread(self, store: EventStore) -> None:
+        events = await fill(store, 300)
+        scan = store.scan(after=100)
+        assert next(scan) == events[100]
+        assert await asyncio.to_thread(list, scan) == events[101:]
+
     async def test_a_scan_left_unfinished_holds_nothing(self, store: EventStore) -> None:
         events = await fill(store, 300)
         scan = store.scan()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -504,6 +505,90 @@ async def test_a_write_header_given_twice_is_named(ledger: Ledger) -> None:
             )
             assert fields_of(response) == {field}
         assert (await head(client, ledger))["size"] == size
+
+
+def _legacy_names(db: Path) -> None:
+    """Names as versions before session 11 let them in: one trailing newline."""
+    with factories.ledger(db) as store:
+        factories.run(
+            store,
+            factories.source("old-src\n"),
+            factories.quantity(
+                1,
+                2,
+                stated_at="2025-01",
+                subject="old\n",
+                prop="troops.deployed\n",
+                claimants=("old-src\n",),
+                assertion_id="old-a\n",
+            ),
+            factories.quantity(
+                3,
+                4,
+                stated_at="2025-01",
+                subject="old\n",
+                prop="troops.deployed\n",
+                claimants=("old-src\n",),
+                assertion_id="old-b\n",
+            ),
+        )
+
+
+async def test_names_an_earlier_version_let_in_stay_reachable(ledger: Ledger) -> None:
+    """A trailing newline is refused in a new name, but a ledger may hold such names from
+    before: each can still be read, listed, cited, retracted, ranked and superseded."""
+    _legacy_names(ledger.db)
+    reader, writer = ledger.auth("reader"), ledger.auth("writer")
+    async with live(ledger) as client:
+
+        async def ok(method: str, path: str, **kwargs: Any) -> Any:
+            response = await client.request(method, path, **kwargs)
+            assert response.status_code in (200, 201), (path, response.text)
+            return response.json()
+
+        assert (await ok("GET", "/v1/sources/old-src%0A", headers=reader))["id"] == "old-src\n"
+        view = await ok("GET", "/v1/subjects/old%0A/estimates/troops.deployed%0A", headers=reader)
+        assert view["basis"] == ["old-b\n"]
+        timeline = await ok("GET", "/v1/subjects/old%0A/timeline", headers=reader)
+        assert len(timeline["items"]) == 2
+        cited = await ok("GET", "/v1/assertions?claimant=old-src%0A", headers=reader)
+        assert len(cited["items"]) == 2
+        subjects = await ok("GET", "/v1/subjects?limit=1", headers=reader)
+        cursor = subjects["next"]
+        assert await ok("GET", "/v1/subjects", params={"cursor": cursor}, headers=reader)
+        await ok("POST", "/v1/assertions/old-b%0A/retract", json={"reason": "x"}, headers=writer)
+        await ok(
+            "POST",
+            "/v1/assertions/old-a%0A/rank",
+            json={"rank": "preferred", "reason": "x"},
+            headers=writer,
+        )
+        body = assertion_body(
+            assertion_id="new-a",
+            subject="old",
+            claimants=["old-src\n"],
+        )
+        await ok("POST", "/v1/assertions", json=body, headers=writer)
+        for field, bad in [("subject", "fresh\n"), ("assertion_id", "fresh\n")]:
+            refused = await client.post("/v1/assertions", json={**body, field: bad}, headers=writer)
+            assert fields_of(refused) == {field}
+        new_source = await client.post("/v1/sources", json=source_body(id="x\n"), headers=writer)
+        assert fields_of(new_source) == {"id"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("kind", "military\n"),
+        ("country", "GB\n"),
+    ],
+)
+async def test_a_trailing_newline_is_refused_in_a_new_sources_fields(
+    client: Client, ledger: Ledger, field: str, value: str
+) -> None:
+    writer = ledger.auth("writer")
+    response = await client.post("/v1/sources", json=source_body(**{field: value}), headers=writer)
+    assert fields_of(response) == {field}
 
 
 async def test_a_key_given_twice_in_a_body_is_named(client: Client, ledger: Ledger) -> None:

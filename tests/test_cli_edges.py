@@ -206,7 +206,7 @@ def test_state_names_the_flags_it_was_given(seeded: Path) -> None:
         assert done.stderr.startswith(f"ledger: {named}: ")
 
 
-@pytest.mark.parametrize("bad", ["North-Korea", "a b", "x\n", "\udcff", "", "x" * 200, "-x"])
+@pytest.mark.parametrize("bad", ["North-Korea", "a b", "x\n\n", "\udcff", "", "x" * 200, "-x"])
 def test_names_given_on_the_command_line_follow_the_apis_rules(seeded: Path, bad: str) -> None:
     """Refused where they are read, naming the argument, as HTTP refuses them with a 422:
     never a traceback (SQLite cannot even take a lone surrogate) nor an empty answer."""
@@ -222,9 +222,23 @@ def test_names_given_on_the_command_line_follow_the_apis_rules(seeded: Path, bad
     done = cli_run("state", "North Korea", "troops.deployed", *db)
     assert done.returncode == 2
     assert "argument subject: 'North Korea' is not a subject slug" in done.stderr
-    revoked = cli_run("keys", "revoke", "bad\nname", *db)
-    assert revoked.returncode == 2
-    assert revoked.stderr.startswith("ledger: NAME: ")
+    undecodable = cli_run("keys", "revoke", "\udcff", *db)
+    assert undecodable.returncode == 2
+    assert undecodable.stderr.startswith("ledger: NAME: not UTF-8 text")
+
+
+def test_a_key_an_earlier_version_named_loosely_can_still_be_revoked(seeded: Path) -> None:
+    """Names were once unchecked: a live credential must never become unrevocable."""
+    conn = sqlite3.connect(seeded)
+    conn.execute(
+        "INSERT INTO api_keys (name, role, token_sha256, created_at) "
+        "VALUES ('legacy\n', 'admin', 'x', '2026-01-01T00:00:00.000000Z')"
+    )
+    conn.commit()
+    conn.close()
+    done = cli_run("keys", "revoke", "legacy\n", "--db", str(seeded))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "revoked 'legacy\\n'\n"
 
 
 def test_state_of_a_property_nothing_claimed_prints_the_empty_view_of_the_kind_asked(

@@ -185,6 +185,20 @@ def test_a_time_the_ledger_cannot_read_is_named_and_the_view_stays(
     watched.errors.clear()  # the browser logs the 422 itself
 
 
+def test_a_link_to_a_name_no_subject_can_have_says_so_and_offers_the_list(
+    watched: Watched, server: LiveServer
+) -> None:
+    page = watched.page
+    page.goto(f"{server.base}/?subject=North-Korea")
+    expect(page.locator("#error")).to_contain_text("No subject can be named “North-Korea”")
+    expect(page.locator("#error")).to_contain_text("a subject slug")
+    expect(page.locator("#error")).not_to_contain_text("regex")
+    page.locator(f'#subjects a[data-subject="{DEPLOYMENT}"]').click()
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    expect(page.locator("#error")).to_have_text("")
+    watched.errors.clear()  # the browser logs the first load's 422 itself
+
+
 def test_the_ledger_as_it_knew_at_a_seq(watched: Watched, server: LiveServer) -> None:
     head = server.get("/v1/log/head")["size"]
     page = open_page(watched, server, f"?subject={DEPLOYMENT}&seq=14")

@@ -364,6 +364,12 @@ function reportError(err) {
       showError("");
       return;
     }
+    const subjectMessage = err.fieldMessage("subject");
+    if (subjectMessage) {
+      // a mistyped link or an old bookmark: no subject could have that name
+      showError(`No subject can be named “${state.subject}”: ${subjectMessage}. Choose one from the list.`);
+      return;
+    }
   }
   showError(problemText(err));
 }
