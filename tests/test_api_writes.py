@@ -509,29 +509,20 @@ async def test_a_write_header_given_twice_is_named(ledger: Ledger) -> None:
 
 def _legacy_names(db: Path) -> None:
     """Names as versions before session 11 let them in: one trailing newline."""
-    with factories.ledger(db) as store:
-        factories.run(
-            store,
-            factories.source("old-src\n"),
-            factories.quantity(
-                1,
-                2,
-                stated_at="2025-01",
-                subject="old\n",
-                prop="troops.deployed\n",
-                claimants=("old-src\n",),
-                assertion_id="old-a\n",
-            ),
-            factories.quantity(
-                3,
-                4,
-                stated_at="2025-01",
-                subject="old\n",
-                prop="troops.deployed\n",
-                claimants=("old-src\n",),
-                assertion_id="old-b\n",
-            ),
+    claims = [
+        factories.quantity(
+            low,
+            low + 1,
+            stated_at="2025-01",
+            subject="old\n",
+            prop="troops.deployed\n",
+            claimants=("old-src\n",),
+            assertion_id=f"{name}\n",
         )
+        for low, name in ((1, "old-a"), (3, "old-b"))
+    ]
+    with factories.ledger(db) as store:
+        factories.run(store, factories.source("old-src\n"), *claims)
 
 
 async def test_names_an_earlier_version_let_in_stay_reachable(ledger: Ledger) -> None:
