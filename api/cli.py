@@ -18,7 +18,7 @@ import msgspec
 from api.importer import has_lines_after, import_file
 from api.progress import Progress
 from ledger import keys
-from ledger.commands import END, PROPERTY, SUBJECT, PropertyRef, SubjectRef
+from ledger.commands import PROPERTY, SLUG_WORDS, SUBJECT, PropertyRef, SubjectRef
 from ledger.errors import FieldError, InvalidInput, LedgerError, LedgerUnavailable, StorageFull
 from ledger.logs import configure_logging
 from ledger.sqlite_store import SqliteStore, connect, connect_reader
@@ -657,8 +657,8 @@ def _slug(kind: Any, what: str, rule: str) -> Callable[[str], str]:
         try:
             return str(msgspec.convert(text, kind))
         except msgspec.ValidationError:
-            shown = rule.removeprefix("^").removesuffix(END)
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {what} ({shown})") from None
+            words = SLUG_WORDS[rule]
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what} ({words})") from None
 
     return check
 

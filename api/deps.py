@@ -24,6 +24,7 @@ from ledger.commands import (
     SUBJECT_REF,
     AnyCommand,
     in_words,
+    published,
 )
 from ledger.domain import problems_beside
 from ledger.errors import FieldError, InvalidInput
@@ -64,21 +65,61 @@ Limit = Annotated[
 # Path parameters and list filters take the slug rules of the body's fields; the gate
 # checks them (see `query_check`), so a malformed one is a 422 naming it, not a 404 or an
 # empty answer.
-SourceIdPath = Annotated[str, Parameter(pattern=SOURCE_ID_REF, description="source id, a slug")]
-AssertionIdPath = Annotated[str, Parameter(pattern=ASSERTION_ID_REF, description="assertion id")]
-SubjectPath = Annotated[str, Parameter(pattern=SUBJECT_REF, description="subject slug")]
+SourceIdPath = Annotated[
+    str,
+    Parameter(
+        pattern=SOURCE_ID_REF,
+        schema_extra={"pattern": published(SOURCE_ID_REF)},
+        description="source id, a slug",
+    ),
+]
+AssertionIdPath = Annotated[
+    str,
+    Parameter(
+        pattern=ASSERTION_ID_REF,
+        schema_extra={"pattern": published(ASSERTION_ID_REF)},
+        description="assertion id",
+    ),
+]
+SubjectPath = Annotated[
+    str,
+    Parameter(
+        pattern=SUBJECT_REF,
+        schema_extra={"pattern": published(SUBJECT_REF)},
+        description="subject slug",
+    ),
+]
 PropertyPath = Annotated[
-    str, Parameter(pattern=PROPERTY_REF, description="property slug with dots")
+    str,
+    Parameter(
+        pattern=PROPERTY_REF,
+        schema_extra={"pattern": published(PROPERTY_REF)},
+        description="property slug with dots",
+    ),
 ]
 SubjectFilter = Annotated[
-    str | None, QueryParameter(pattern=SUBJECT_REF, description="only this subject's assertions")
+    str | None,
+    QueryParameter(
+        pattern=SUBJECT_REF,
+        schema_extra={"pattern": published(SUBJECT_REF)},
+        description="only this subject's assertions",
+    ),
 ]
 PropertyFilter = Annotated[
-    str | None, QueryParameter(pattern=PROPERTY_REF, description="only assertions on this property")
+    str | None,
+    QueryParameter(
+        pattern=PROPERTY_REF,
+        schema_extra={"pattern": published(PROPERTY_REF)},
+        description="only assertions on this property",
+    ),
 ]
 ClaimantFilter = Annotated[
     str | None,
-    QueryParameter(pattern=SOURCE_ID_REF, description="only assertions this source claims"),
+    QueryParameter(
+        pattern=SOURCE_ID_REF,
+        schema_extra={"pattern": published(SOURCE_ID_REF)},
+        description="only assertions this source claims",
+    ),
 ]
 Cursor = Annotated[
     str | None, QueryParameter(name="cursor", max_length=200, description="next page")
@@ -229,8 +270,13 @@ def idempotency_of(
 ) -> Idempotency | None:
     if key is None:
         return None
-    scope = f"{request.method} {request.url.path}\n".encode()
-    return Idempotency(key, scope + body)
+    path = request.url.path
+    # the request line ends at the first newline; a path that holds one (a name an earlier
+    # version let in) is given with its length, so no path and body can pass for another
+    line = (
+        f"{request.method} {path}" if "\n" not in path else f"{request.method} {len(path)}:{path}"
+    )
+    return Idempotency(key, f"{line}\n".encode() + body)
 
 
 def render_assertion(receipt: Receipt) -> Reply:

@@ -27,10 +27,26 @@ SOURCE_ID = r"^[a-z0-9][a-z0-9._-]{0,63}" + END
 SUBJECT = r"^[a-z0-9][a-z0-9.-]{0,127}" + END
 PROPERTY = r"^[a-z0-9][a-z0-9._-]{0,127}" + END
 ASSERTION_ID = r"^[a-z0-9][a-z0-9._-]{0,127}" + END
-SourceId = Annotated[str, Meta(pattern=SOURCE_ID, description="source id, a slug")]
-Subject = Annotated[str, Meta(pattern=SUBJECT, description="subject slug")]
-Property = Annotated[str, Meta(pattern=PROPERTY, description="property slug with dots")]
-AssertionId = Annotated[str, Meta(pattern=ASSERTION_ID, description="assertion id")]
+
+
+def published(pattern: str) -> str:
+    """`pattern` as the JSON Schema shows it: in ECMA-262 `$` is already only the end, and
+    validators built on RE2 (Go, Rust) cannot compile a lookahead."""
+    return pattern.removesuffix(END) + "$"
+
+
+def checked(pattern: str, description: str | None = None, max_length: int | None = None) -> Meta:
+    """A string's pattern, checked as written and published as :func:`published` says."""
+    schema = {"extra": {"pattern": published(pattern)}}
+    return Meta(
+        pattern=pattern, description=description, max_length=max_length, extra_json_schema=schema
+    )
+
+
+SourceId = Annotated[str, checked(SOURCE_ID, "source id, a slug")]
+Subject = Annotated[str, checked(SUBJECT, "subject slug")]
+Property = Annotated[str, checked(PROPERTY, "property slug with dots")]
+AssertionId = Annotated[str, checked(ASSERTION_ID, "assertion id")]
 # A name that refers to one the ledger may already hold: before END, the patterns let one
 # trailing newline through, so a ledger may hold "gb-mod\n", and such a name must stay
 # reachable (to read, cite, retract, rank or supersede). New names take the strict rule.
@@ -40,19 +56,36 @@ SUBJECT_REF = SUBJECT.removesuffix(END) + REF_END
 PROPERTY_REF = PROPERTY.removesuffix(END) + REF_END
 ASSERTION_ID_REF = ASSERTION_ID.removesuffix(END) + REF_END
 _SLUG_CHARS = "a-z, 0-9, '.', '_' and '-'"
+_FIRST = "starting with a letter or digit"
 SLUG_WORDS = {
-    SOURCE_ID: f"a source id: 1 to 64 of {_SLUG_CHARS}, starting with a letter or digit",
-    SUBJECT: "a subject slug: 1 to 128 of a-z, 0-9, '.' and '-', starting with a letter or digit",
-    PROPERTY: f"a property slug: 1 to 128 of {_SLUG_CHARS}, starting with a letter or digit",
-    ASSERTION_ID: f"an assertion id: 1 to 128 of {_SLUG_CHARS}, starting with a letter or digit",
+    SOURCE_ID: f"1 to 64 of {_SLUG_CHARS}, {_FIRST}",
+    SUBJECT: f"1 to 128 of a-z, 0-9, '.' and '-', {_FIRST}",
+    PROPERTY: f"1 to 128 of {_SLUG_CHARS}, {_FIRST}",  # an assertion id's rule too
 }
-"""What each name's pattern asks, in words, for messages (a regex is no answer to a person)."""
+"""What a name's pattern asks, in words, for messages (a regex is no answer to a person).
+Keyed by the pattern, which the field's name in the message completes: a property and an
+assertion id share theirs."""
 SLUG_WORDS.update(
     {
-        SOURCE_ID_REF: SLUG_WORDS[SOURCE_ID],
-        SUBJECT_REF: SLUG_WORDS[SUBJECT],
-        PROPERTY_REF: SLUG_WORDS[PROPERTY],
-        ASSERTION_ID_REF: SLUG_WORDS[ASSERTION_ID],
+        ref: SLUG_WORDS[name]
+        for name, ref in [
+            (SOURCE_ID, SOURCE_ID_REF),
+            (SUBJECT, SUBJECT_REF),
+            (PROPERTY, PROPERTY_REF),
+        ]
+    }
+)
+KIND = r"^[a-z][a-z0-9_-]{0,63}" + END
+COUNTRY = r"^[A-Z]{2}" + END
+URL = r"^https?://[^\s\u0000]+" + END
+SHA256 = r"^[0-9a-f]{64}" + END
+SLUG_WORDS.update(
+    {
+        KIND: "1 to 64 of a-z, 0-9, '_' and '-', starting with a letter",
+        COUNTRY: "two capital letters (ISO 3166-1 alpha-2, e.g. GB)",
+        URL: "an http:// or https:// address without spaces",
+        SHA256: "64 hexadecimal digits, lower case",
+        NO_NUL: "text without NUL characters (U+0000)",
     }
 )
 
@@ -66,10 +99,10 @@ def in_words(message: str) -> str:
     return message
 
 
-SourceIdRef = Annotated[str, Meta(pattern=SOURCE_ID_REF, description="a registered source's id")]
-SubjectRef = Annotated[str, Meta(pattern=SUBJECT_REF, description="subject slug")]
-PropertyRef = Annotated[str, Meta(pattern=PROPERTY_REF, description="property slug with dots")]
-AssertionIdRef = Annotated[str, Meta(pattern=ASSERTION_ID_REF, description="an assertion's id")]
+SourceIdRef = Annotated[str, checked(SOURCE_ID_REF, "a registered source's id")]
+SubjectRef = Annotated[str, checked(SUBJECT_REF, "subject slug")]
+PropertyRef = Annotated[str, checked(PROPERTY_REF, "property slug with dots")]
+AssertionIdRef = Annotated[str, checked(ASSERTION_ID_REF, "an assertion's id")]
 Count = Annotated[int, Meta(ge=0, le=MAX_SAFE_INT)]
 Time = Annotated[
     str,
@@ -79,15 +112,13 @@ Time = Annotated[
     ),
 ]
 Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
-Kind = Annotated[
-    str, Meta(pattern=r"^[a-z][a-z0-9_-]{0,63}" + END, description="e.g. intelligence, military")
-]
-Country = Annotated[str, Meta(pattern=r"^[A-Z]{2}" + END, description="ISO 3166-1 alpha-2 code")]
+Kind = Annotated[str, checked(KIND, "e.g. intelligence, military")]
+Country = Annotated[str, checked(COUNTRY, "ISO 3166-1 alpha-2 code")]
 Reason = Annotated[str, Meta(min_length=1, max_length=2000, pattern=NO_NUL)]
 Quote = Annotated[str, Meta(min_length=1, max_length=4000, pattern=NO_NUL)]
 Note = Annotated[str, Meta(max_length=4000, pattern=NO_NUL)]
-Url = Annotated[str, Meta(max_length=2000, pattern=r"^https?://[^\s\u0000]+" + END)]
-Sha256 = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}" + END)]
+Url = Annotated[str, checked(URL, max_length=2000)]
+Sha256 = Annotated[str, checked(SHA256)]
 Credibility = Annotated[int, Meta(ge=1, le=6)]
 
 

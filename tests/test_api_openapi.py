@@ -116,3 +116,21 @@ def test_the_snapshot_is_the_live_schema(schema: dict[str, Any]) -> None:
             f"{SNAPSHOT.relative_to(ROOT)} differs from the live schema "
             f"(paths changed: {changed or 'none; components or info'}); {how}"
         )
+
+
+def _patterns(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        here = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+        return here + [p for value in node.values() for p in _patterns(value)]
+    if isinstance(node, list):
+        return [p for item in node for p in _patterns(item)]
+    return []
+
+
+def test_published_patterns_need_no_lookaround(schema: dict[str, Any]) -> None:
+    """Validators built on RE2 (Go, Rust) cannot compile a lookahead: the server checks
+    `$(?!\\n)` (Python's `$` would take a final newline), the schema says `$`, which in
+    ECMA-262 already means the end."""
+    patterns = _patterns(schema)
+    assert any("[a-z0-9][a-z0-9.-]{0,127}$" in p for p in patterns)
+    assert not [p for p in patterns if "(?=" in p or "(?!" in p or "(?<" in p]

@@ -566,20 +566,47 @@ async def test_names_an_earlier_version_let_in_stay_reachable(ledger: Ledger) ->
         new_source = await client.post("/v1/sources", json=source_body(id="x\n"), headers=writer)
         assert fields_of(new_source) == {"id"}
 
+        # an idempotency key's request is its method, path and body: a path that ends in a
+        # newline must not pass for another path with a body that starts with one
+        change = json.dumps({"name": "Renamed"})
+        key = {**writer, "Idempotency-Key": "k1", "Content-Type": "application/json"}
+        await ok("PATCH", "/v1/sources/old-src%0A", content=change, headers=key)
+        other = await client.patch("/v1/sources/old-src", content="\n" + change, headers=key)
+        assert fields_of(other) == {"Idempotency-Key"}
+
 
 @pytest.mark.parametrize(
-    ("field", "value"),
+    ("field", "value", "words"),
     [
-        ("kind", "military\n"),
-        ("country", "GB\n"),
+        ("kind", "military\n", "starting with a letter"),
+        ("country", "GB\n", "two capital letters"),
+        ("id", "UK MoD", "1 to 64 of a-z"),
+        ("name", "a\u0000b", "without NUL"),
     ],
 )
-async def test_a_trailing_newline_is_refused_in_a_new_sources_fields(
-    client: Client, ledger: Ledger, field: str, value: str
+async def test_a_bad_field_of_a_new_source_is_named_with_its_rule_in_words(
+    client: Client, ledger: Ledger, field: str, value: str, words: str
 ) -> None:
     writer = ledger.auth("writer")
     response = await client.post("/v1/sources", json=source_body(**{field: value}), headers=writer)
     assert fields_of(response) == {field}
+    message = response.json()["errors"][0]["message"]
+    assert words in message
+    assert "regex" not in message
+
+
+async def test_each_name_of_an_assertion_is_refused_with_its_own_rule(
+    client: Client, ledger: Ledger
+) -> None:
+    body = assertion_body(subject="Sub ject", property="Prop", assertion_id="A!")
+    body["document"] = {**body["document"], "url": "ftp://x"}  # a copy: the dict is shared
+    response = await client.post("/v1/assertions", json=body, headers=ledger.auth("writer"))
+    messages = {e["field"]: e["message"] for e in response.json()["errors"]}
+    assert "'.' and '-'" in messages["subject"]
+    assert "'.', '_' and '-'" in messages["property"]
+    assert "'.', '_' and '-'" in messages["assertion_id"]
+    assert "http:// or https://" in messages["document.url"]
+    assert not [m for m in messages.values() if "regex" in m or "assertion id" in m]
 
 
 async def test_a_key_given_twice_in_a_body_is_named(client: Client, ledger: Ledger) -> None:

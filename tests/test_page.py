@@ -191,7 +191,7 @@ def test_a_link_to_a_name_no_subject_can_have_says_so_and_offers_the_list(
     page = watched.page
     page.goto(f"{server.base}/?subject=North-Korea")
     expect(page.locator("#error")).to_contain_text("No subject can be named “North-Korea”")
-    expect(page.locator("#error")).to_contain_text("a subject slug")
+    expect(page.locator("#error")).to_contain_text("1 to 128 of a-z")
     expect(page.locator("#error")).not_to_contain_text("regex")
     page.locator(f'#subjects a[data-subject="{DEPLOYMENT}"]').click()
     expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
