@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -12,7 +12,7 @@ import msgspec
 from litestar import Request
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
-from litestar.params import HeaderParameter, Parameter, QueryParameter
+from litestar.params import HeaderParameter, Parameter, ParameterKwarg, QueryParameter
 
 from api.middleware import header
 from api.schemas import AssertionReceipt, EventReceipt
@@ -62,64 +62,30 @@ SeqParam = Annotated[
 Limit = Annotated[
     int, QueryParameter(name="limit", ge=1, le=1000, description="page size, 1..1000")
 ]
-# Path parameters and list filters take the slug rules of the body's fields; the gate
-# checks them (see `query_check`), so a malformed one is a 422 naming it, not a 404 or an
-# empty answer.
-SourceIdPath = Annotated[
-    str,
-    Parameter(
-        pattern=SOURCE_ID_REF,
-        schema_extra={"pattern": published(SOURCE_ID_REF)},
-        description="source id, a slug",
-    ),
-]
-AssertionIdPath = Annotated[
-    str,
-    Parameter(
-        pattern=ASSERTION_ID_REF,
-        schema_extra={"pattern": published(ASSERTION_ID_REF)},
-        description="assertion id",
-    ),
-]
-SubjectPath = Annotated[
-    str,
-    Parameter(
-        pattern=SUBJECT_REF,
-        schema_extra={"pattern": published(SUBJECT_REF)},
-        description="subject slug",
-    ),
-]
-PropertyPath = Annotated[
-    str,
-    Parameter(
-        pattern=PROPERTY_REF,
-        schema_extra={"pattern": published(PROPERTY_REF)},
-        description="property slug with dots",
-    ),
-]
+
+
+def _named(kind: Callable[..., ParameterKwarg], pattern: str, description: str) -> ParameterKwarg:
+    """A name's parameter: checked with `pattern`, published as :func:`published` says.
+
+    Path parameters and list filters take the slug rules of the body's fields; the gate
+    checks them (see `query_check`), so a malformed one is a 422 naming it, not a 404 or
+    an empty answer."""
+    extra = {"pattern": published(pattern)}
+    return kind(pattern=pattern, schema_extra=extra, description=description)
+
+
+SourceIdPath = Annotated[str, _named(Parameter, SOURCE_ID_REF, "source id, a slug")]
+AssertionIdPath = Annotated[str, _named(Parameter, ASSERTION_ID_REF, "assertion id")]
+SubjectPath = Annotated[str, _named(Parameter, SUBJECT_REF, "subject slug")]
+PropertyPath = Annotated[str, _named(Parameter, PROPERTY_REF, "property slug with dots")]
 SubjectFilter = Annotated[
-    str | None,
-    QueryParameter(
-        pattern=SUBJECT_REF,
-        schema_extra={"pattern": published(SUBJECT_REF)},
-        description="only this subject's assertions",
-    ),
+    str | None, _named(QueryParameter, SUBJECT_REF, "only this subject's assertions")
 ]
 PropertyFilter = Annotated[
-    str | None,
-    QueryParameter(
-        pattern=PROPERTY_REF,
-        schema_extra={"pattern": published(PROPERTY_REF)},
-        description="only assertions on this property",
-    ),
+    str | None, _named(QueryParameter, PROPERTY_REF, "only assertions on this property")
 ]
 ClaimantFilter = Annotated[
-    str | None,
-    QueryParameter(
-        pattern=SOURCE_ID_REF,
-        schema_extra={"pattern": published(SOURCE_ID_REF)},
-        description="only assertions this source claims",
-    ),
+    str | None, _named(QueryParameter, SOURCE_ID_REF, "only assertions this source claims")
 ]
 Cursor = Annotated[
     str | None, QueryParameter(name="cursor", max_length=200, description="next page")
