@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any, cast
@@ -20,6 +20,7 @@ from swagger_ui_bundle import swagger_ui_path
 from api.auth import Authenticator, guard
 from api.deps import (
     BODY,
+    QueryCheck,
     assertion_problems_beside,
     checked_body,
     header_problems,
@@ -207,23 +208,12 @@ def _note_query_names(app: Litestar) -> None:
                 params = kwargs_model.expected_query_params
                 handler.opt[QUERY_NAMES] = frozenset(p.field_alias for p in params)
                 handler.opt[QUERY_CHECKS] = [
-                    query_check(
-                        p.field_alias,
-                        signature[p.field_name].annotation,
-                        signature[p.field_name].kwarg_definition,
-                        p.is_required,
-                    )
-                    for p in sorted(params, key=lambda p: p.field_alias)
+                    _check_of(p, signature) for p in sorted(params, key=lambda p: p.field_alias)
                 ]
                 handler.opt[QUERY_REQUIRED] = any(p.is_required for p in params)
                 # the API's own names (not the static files' paths) carry a pattern
                 handler.opt[PATH_CHECKS] = [
-                    query_check(
-                        p.field_alias,
-                        signature[p.field_name].annotation,
-                        signature[p.field_name].kwarg_definition,
-                        True,
-                    )
+                    _check_of(p, signature)
                     for p in sorted(
                         kwargs_model.expected_path_params,
                         key=lambda p: route.path.find("{" + p.field_alias),
@@ -233,6 +223,15 @@ def _note_query_names(app: Litestar) -> None:
                 handler.opt[HEADER_NAMES] = frozenset(
                     p.field_alias for p in kwargs_model.expected_header_params
                 )
+
+
+def _check_of(param: Any, signature: Mapping[str, Any]) -> QueryCheck:
+    """The gate's check of a handler's query or path parameter (a litestar
+    `ParameterDefinition`), as declared in the handler's signature."""
+    declared = signature[param.field_name]
+    return query_check(
+        param.field_alias, declared.annotation, declared.kwarg_definition, param.is_required
+    )
 
 
 def end_streams(app: Litestar) -> None:

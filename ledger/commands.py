@@ -55,39 +55,31 @@ SOURCE_ID_REF = SOURCE_ID.removesuffix(END) + REF_END
 SUBJECT_REF = SUBJECT.removesuffix(END) + REF_END
 PROPERTY_REF = PROPERTY.removesuffix(END) + REF_END
 ASSERTION_ID_REF = ASSERTION_ID.removesuffix(END) + REF_END
-_SLUG_CHARS = "a-z, 0-9, '.', '_' and '-'"
-_FIRST = "starting with a letter or digit"
-SLUG_WORDS = {
-    SOURCE_ID: f"1 to 64 of {_SLUG_CHARS}, {_FIRST}",
-    SUBJECT: f"1 to 128 of a-z, 0-9, '.' and '-', {_FIRST}",
-    PROPERTY: f"1 to 128 of {_SLUG_CHARS}, {_FIRST}",  # an assertion id's rule too
-}
-"""What a name's pattern asks, in words, for messages (a regex is no answer to a person).
-Keyed by the pattern, which the field's name in the message completes: a property and an
-assertion id share theirs."""
-SLUG_WORDS.update(
-    {
-        ref: SLUG_WORDS[name]
-        for name, ref in [
-            (SOURCE_ID, SOURCE_ID_REF),
-            (SUBJECT, SUBJECT_REF),
-            (PROPERTY, PROPERTY_REF),
-        ]
-    }
-)
 KIND = r"^[a-z][a-z0-9_-]{0,63}" + END
 COUNTRY = r"^[A-Z]{2}" + END
 URL = r"^https?://[^\s\u0000]+" + END
 SHA256 = r"^[0-9a-f]{64}" + END
-SLUG_WORDS.update(
-    {
-        KIND: "1 to 64 of a-z, 0-9, '_' and '-', starting with a letter",
-        COUNTRY: "two capital letters (ISO 3166-1 alpha-2, e.g. GB)",
-        URL: "an http:// or https:// address without spaces",
-        SHA256: "64 hexadecimal digits, lower case",
-        NO_NUL: "text without NUL characters (U+0000)",
-    }
-)
+_SLUG_CHARS = "a-z, 0-9, '.', '_' and '-'"
+_FIRST = "starting with a letter or digit"
+_SOURCE_ID_WORDS = f"1 to 64 of {_SLUG_CHARS}, {_FIRST}"
+_SUBJECT_WORDS = f"1 to 128 of a-z, 0-9, '.' and '-', {_FIRST}"
+_PROPERTY_WORDS = f"1 to 128 of {_SLUG_CHARS}, {_FIRST}"  # an assertion id's rule too
+SLUG_WORDS = {
+    SOURCE_ID: _SOURCE_ID_WORDS,
+    SOURCE_ID_REF: _SOURCE_ID_WORDS,
+    SUBJECT: _SUBJECT_WORDS,
+    SUBJECT_REF: _SUBJECT_WORDS,
+    PROPERTY: _PROPERTY_WORDS,
+    PROPERTY_REF: _PROPERTY_WORDS,
+    KIND: "1 to 64 of a-z, 0-9, '_' and '-', starting with a letter",
+    COUNTRY: "two capital letters (ISO 3166-1 alpha-2, e.g. GB)",
+    URL: "an http:// or https:// address without spaces",
+    SHA256: "64 hexadecimal digits, lower case",
+    NO_NUL: "text without NUL characters (U+0000)",
+}
+"""What a pattern asks, in words, for messages (a regex is no answer to a person). Keyed
+by the pattern, which the field's name in the message completes: a property and an
+assertion id share theirs."""
 
 
 def in_words(message: str) -> str:

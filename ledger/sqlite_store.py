@@ -1213,13 +1213,12 @@ class SqliteStore:
         return self._scan(start, self.size())
 
     def _scan(self, after: int, end: int) -> Generator[Event, None, None]:
-        sql = f"{_SELECT_EVENTS} WHERE e.seq > ? AND e.seq <= ? ORDER BY e.seq LIMIT ?"
-        while after < end:
-            rows = self.reader().execute(sql, (after, end, SCAN_CHUNK)).fetchall()
-            if not rows:
+        while after < end:  # seqs have no gaps: a page never passes `end`
+            page = self.read(after, min(SCAN_CHUNK, end - after))
+            if not page:
                 return
-            yield from rows_to_events(rows)
-            after = rows[-1][0]
+            yield from page
+            after = page[-1].seq
 
     def read_stream(self, stream: str) -> list[Event]:
         return list(self._events("WHERE e.stream = ? ORDER BY e.version", (stream,)))
