@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from ledger.backend import row_to_event, rows_to_events
 from ledger.erasure import kept_facts, with_erasures
 from ledger.errors import LedgerError
 from ledger.events import ErasedAssertion, Event
@@ -37,8 +38,6 @@ from ledger.sqlite_store import (
     SqliteTransaction,
     connect_reader,
     log_size,
-    row_to_event,
-    rows_to_events,
 )
 from ledger.store import Projector
 from ledger.verify import UNDECODED, Progress, VerifyReport, read_snapshot, verify_log

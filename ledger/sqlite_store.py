@@ -19,33 +19,37 @@ disk (or `max_pages`) fails only the appends that need room, as :class:`StorageF
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import glob
-import hashlib
 import os
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import structlog
 
 from ledger import merkle
+from ledger.backend import (
+    Job,
+    LogReads,
+    Pending,
+    QueuedWriter,
+    Tip,
+    chain,
+    checked_version,
+    row_to_event,
+    rows_to_events,
+    settle,
+)
 from ledger.codec import (
-    PAYLOAD_DECODERS,
     ZERO_HASH,
-    encode_payload,
-    envelope_bytes,
-    sha256_hex,
 )
 from ledger.errors import (
-    ConcurrencyConflict,
     LedgerError,
     LedgerUnavailable,
     SnapshotChanged,
@@ -55,8 +59,8 @@ from ledger.events import Event, NewEvent
 from ledger.health import TAIL_DEPTH, TailProblem, check_tail
 from ledger.migrations import NewerSchema, migrate
 from ledger.schema import LOG_MIGRATIONS
-from ledger.store import ConsistencyProof, InclusionProof, LogHead, Projector
-from ledger.times import TimeFormatError, format_record_time, now_us, parse_record_time
+from ledger.store import Projector
+from ledger.times import TimeFormatError, format_record_time, parse_record_time
 from ledger.writemodel import SqliteWriteState, WriteCache, WriteModel
 
 T = TypeVar("T")
@@ -70,7 +74,6 @@ _SELECT_EVENTS = (
 _FULL = "the database is full: nothing was appended"
 _NO_PAGE_LIMIT = 4294967294  # SQLite clamps this to its own largest page count
 _MAX_INT = 2**63 - 1  # SQLite's largest INTEGER
-SCAN_CHUNK = 128
 """Events :meth:`SqliteStore.scan` decodes at a time. The objects of a small chunk stay in
 the CPU's cache: reading and decoding the whole log took ~5.5 us an event in chunks of
 64-128, ~7-9 us in chunks of 1,000 and ~8-10 us in chunks of 5,000 (docs/benchmarks.md)."""
@@ -195,31 +198,6 @@ def connect_reader(path: Path, cache_mib: int = 8) -> sqlite3.Connection:
     return conn
 
 
-def row_to_event(row: Sequence[Any]) -> Event:
-    """An `events` row joined with its payload (None where erased) as an :class:`Event`."""
-    return rows_to_events((row,))[0]
-
-
-def rows_to_events(rows: Sequence[Sequence[Any]]) -> list[Event]:
-    """`events` rows joined with their payloads (None where erased) as :class:`Event` s,
-    decoded in one pass: a page read or a replay decodes many."""
-    decoders = PAYLOAD_DECODERS
-    return [
-        Event(
-            seq,
-            etype,
-            stream,
-            version,
-            recorded_at,
-            actor,
-            None if data is None else decoders[etype].decode(data),
-            dsha,
-            h,
-        )
-        for seq, etype, stream, version, recorded_at, actor, dsha, h, data in rows
-    ]
-
-
 def events_where(conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> Iterator[Event]:
     """The events (with their payloads, None where erased) that `where` selects on `conn`."""
     for row in conn.execute(f"{_SELECT_EVENTS} {where}", args):
@@ -297,106 +275,6 @@ def log_size(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
-@dataclass(slots=True)
-class _Tip:
-    """What the writer knows about the end of the log, restored on rollback."""
-
-    seq: int
-    hash: bytes
-    recorded_us: int
-    frontier: merkle.MerkleFrontier
-
-    def copy(self) -> _Tip:
-        return _Tip(
-            self.seq,
-            self.hash,
-            self.recorded_us,
-            merkle.MerkleFrontier(self.frontier.size, self.frontier.hashes),
-        )
-
-
-@dataclass(slots=True)
-class _Pending:
-    """Rows appended in the open transaction and not yet written, in log order.
-
-    The writer writes them with one statement per table, just before the read side is
-    folded and the transaction commits (or when a unit asks for the raw connection), so
-    a unit of work costs no statement of its own in the usual case; a unit that fails is
-    undone by cutting these lists back.
-    """
-
-    events: list[tuple[Any, ...]] = field(default_factory=list)
-    payloads: list[tuple[int, bytes]] = field(default_factory=list)
-    nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
-    appended: list[Event] = field(default_factory=list)
-
-    def mark(self) -> tuple[int, int, int, int]:
-        return len(self.events), len(self.payloads), len(self.nodes), len(self.appended)
-
-    def cut(self, mark: tuple[int, int, int, int]) -> None:
-        del self.events[mark[0] :], self.payloads[mark[1] :], self.nodes[mark[2] :]
-        del self.appended[mark[3] :]
-
-
-@dataclass(slots=True)
-class _Job:
-    """A unit of work and who waits for it: a thread (`future`) or a coroutine (`waiter`)."""
-
-    work: Callable[[SqliteTransaction], Any]
-    future: Future[Any] | None = None
-    loop: asyncio.AbstractEventLoop | None = None
-    waiter: asyncio.Future[Any] | None = None
-
-    def answered(self) -> bool:
-        """Whether its caller already has an answer (or gave up)."""
-        if self.waiter is not None:
-            return self.waiter.done()
-        assert self.future is not None
-        return self.future.done()
-
-    def start(self) -> bool:
-        """Whether to run it: False if its caller gave up before it started."""
-        if self.waiter is not None:
-            return not self.waiter.cancelled()  # a stale read only runs a unit nobody hears
-        assert self.future is not None
-        return self.future.set_running_or_notify_cancel()
-
-
-def _answer(waiter: asyncio.Future[Any], result: Any, problem: BaseException | None) -> None:
-    if waiter.done():  # cancelled, or answered already
-        return
-    if problem is None:
-        waiter.set_result(result)
-    else:
-        waiter.set_exception(problem)
-
-
-def _answer_all(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    """Runs on the waiters' event loop: one wake-up for a whole batch."""
-    for waiter, result, problem in answers:
-        _answer(waiter, result, problem)
-
-
-def _settle(outcomes: Sequence[tuple[_Job, Any, BaseException | None]]) -> None:
-    """Hand each job's result or error to whoever waits for it.
-
-    Coroutine waiters get theirs with one call into each event loop for the whole batch,
-    not one cross-thread wake-up per unit.
-    """
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
-    for job, result, problem in outcomes:
-        if job.waiter is not None and job.loop is not None:
-            by_loop.setdefault(job.loop, []).append((job.waiter, result, problem))
-        elif job.future is not None and not job.future.done():
-            if problem is None:
-                job.future.set_result(result)
-            else:
-                job.future.set_exception(problem)
-    for loop, answers in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is left to answer
-            loop.call_soon_threadsafe(_answer_all, answers)
-
-
 class SqliteTransaction:
     """The writer's view of one unit of work (see :class:`ledger.store.Transaction`)."""
 
@@ -441,12 +319,7 @@ class SqliteTransaction:
         actor: str,
         expected_version: int | None = None,
     ) -> list[Event]:
-        version = self.stream_version(stream)
-        if expected_version is not None and version != expected_version:
-            raise ConcurrencyConflict(stream, expected_version, version)
-        for new in events:
-            if new.stream != stream:
-                raise ValueError(f"event for {new.stream!r} appended to {stream!r}")
+        version = checked_version(stream, events, expected_version, self.stream_version)
         return self.append_many(events, actor, {stream: version})
 
     def append_many(
@@ -461,36 +334,12 @@ class SqliteTransaction:
         if self._store.write_refusal is not None:
             raise LedgerUnavailable(self._store.write_refusal)
         store = self._store
-        tip = store._tip
-        versions = dict(versions or {})
-        recorded_us = max(now_us(), tip.recorded_us)
-        recorded_at = format_record_time(recorded_us)
-        out: list[Event] = []
-        pending = store._pending
-        event_rows, payload_rows, node_rows = pending.events, pending.payloads, pending.nodes
-        seq, prev = tip.seq, tip.hash
-        for new in events:
-            stream = new.stream
-            if stream not in versions:
-                versions[stream] = self.stream_version(stream)
-            versions[stream] += 1
-            version = versions[stream]
-            seq += 1
-            etype = new.type
-            data = encode_payload(new.payload)
-            dsha = sha256_hex(data)
-            canonical = envelope_bytes(seq, etype, stream, version, recorded_at, actor, dsha)
-            prev = hashlib.sha256(prev + canonical).digest()
-            h = prev.hex()
-            node_rows.extend(tip.frontier.append(merkle.leaf_hash(canonical)))
-            event_rows.append((seq, etype, stream, version, recorded_at, actor, dsha, h))
-            payload_rows.append((seq, data))
-            out.append(Event(seq, etype, stream, version, recorded_at, actor, new.payload, dsha, h))
-        tip.seq, tip.hash, tip.recorded_us = seq, prev, recorded_us
+        out = chain(
+            store._tip, store._pending, events, actor, dict(versions or {}), self.stream_version
+        )
         # later units of this batch decide on the cache; the rows, the write model's
         # tables and the read side are written once for the whole batch
         store._cache.appended(out, self._conn)
-        pending.appended.extend(out)
         store._unprojected.extend(out)
         return out
 
@@ -547,7 +396,7 @@ def _sweep_partials(dest: Path) -> None:
                 left.unlink()
 
 
-class SqliteStore:
+class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
     """The embedded backend of :class:`ledger.store.EventStore`."""
 
     def __init__(
@@ -576,7 +425,7 @@ class SqliteStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._closed = False
         self.write_refusal: str | None = None
         """Why appends are refused (the stored log failed its start-up check), or None."""
@@ -584,7 +433,7 @@ class SqliteStore:
         """Set while the last append that needed room found the database full."""
         self._unprojected: list[Event] = []  # appended in this batch, read side not yet
         self._cache = WriteCache()  # the write model as last committed, plus this batch
-        self._pending = _Pending()
+        self._pending = Pending()
         self._listeners: list[Callable[[int], None]] = []
         self.snapshot: str | None
         """Why the ledger is open as a read-only snapshot of its file (a full disk, a
@@ -666,7 +515,7 @@ class SqliteStore:
             self.write_refusal = f"appends are refused: {reason}; run `ledger verify`"
             log.error("appends_refused", path=str(self.path), reason=reason)
 
-    def _load_tip(self, tail_check: int) -> _Tip:
+    def _load_tip(self, tail_check: int) -> Tip:
         """The log's tip, its tail checked first (see :func:`check_tail`), all read in one
         snapshot: another process appending between two of these reads must not look like
         a payload or a node past the head."""
@@ -679,7 +528,7 @@ class SqliteStore:
         finally:
             conn.execute("COMMIT")
 
-    def _read_tip(self, tail_check: int) -> _Tip:
+    def _read_tip(self, tail_check: int) -> Tip:
         try:
             check_tail(self._conn, tail_check)
         except TailProblem as exc:
@@ -688,16 +537,16 @@ class SqliteStore:
             "SELECT seq, hash, recorded_at FROM events ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         if row is None:
-            return _Tip(0, ZERO_HASH, 0, merkle.MerkleFrontier.empty())
+            return Tip(0, ZERO_HASH, 0, merkle.MerkleFrontier.empty())
         size = int(row[0])
         try:
             frontier = merkle.MerkleFrontier.load(size, lambda ids: fetch_nodes(self._conn, ids))
-            return _Tip(size, bytes.fromhex(row[1]), parse_record_time(row[2]), frontier)
+            return Tip(size, bytes.fromhex(row[1]), parse_record_time(row[2]), frontier)
         except LedgerError as exc:
             self._refuse(f"the stored Merkle tree is incomplete: {exc}")
         except (TypeError, ValueError, TimeFormatError) as exc:
             self._refuse(f"the last event (seq {size}) is malformed: {exc}")
-        return _Tip(size, ZERO_HASH, 0, merkle.MerkleFrontier.empty())
+        return Tip(size, ZERO_HASH, 0, merkle.MerkleFrontier.empty())
 
     def _version(self) -> int:
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
@@ -764,19 +613,6 @@ class SqliteStore:
             lambda txn: int(txn.connection.execute("PRAGMA page_count").fetchone()[0])
         )
 
-    def _take(self, batch: list[_Job]) -> bool:
-        """Add whatever is queued to `batch`; False once the store is closing."""
-        while len(batch) < self.max_batch:
-            try:
-                nxt = self._queue.get_nowait()
-            except queue.Empty:
-                return True
-            if nxt is None:
-                self._queue.put(None)
-                return False
-            batch.append(nxt)
-        return True
-
     def _run(self) -> None:
         recent = 1.0  # how many units the last batches held (a moving average)
         while True:
@@ -799,7 +635,7 @@ class SqliteStore:
             except Exception as exc:  # a fault in the writer itself: nobody waits forever
                 self._crashed(batch, exc)
 
-    def _crashed(self, batch: list[_Job], exc: Exception) -> None:
+    def _crashed(self, batch: list[Job], exc: Exception) -> None:
         """The writer failed outside any unit: roll back, answer the batch's callers
         that have no answer yet, and refuse appends from now on, since what the writer
         holds in memory (the tip, the cache) can no longer be trusted."""
@@ -808,19 +644,19 @@ class SqliteStore:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
         self._cache.clear()
-        self._pending = _Pending()
+        self._pending = Pending()
         self._unprojected = []
         self._refuse(f"the writer failed ({type(exc).__name__}: {exc}), restart the server")
         problem = LedgerUnavailable(f"the write failed: {exc}")
-        _settle([(job, None, problem) for job in batch if not job.answered()])
+        settle([(job, None, problem) for job in batch if not job.answered()])
 
-    def _commit_batch(self, batch: list[_Job], started: bool = False) -> None:
+    def _commit_batch(self, batch: list[Job], started: bool = False) -> None:
         pending = batch
         if not started:
             pending = [job for job in batch if job.start()]
         if self.snapshot is not None:  # no transaction can even begin on a snapshot
             refused = LedgerUnavailable(self.write_refusal or self.snapshot)
-            _settle([(job, None, refused) for job in pending])
+            settle([(job, None, refused) for job in pending])
             return
         while pending:
             pending = self._try_batch(pending)
@@ -839,9 +675,9 @@ class SqliteStore:
                 "INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", pending.nodes
             )
             self.projectors[0].apply(conn, pending.appended)
-        self._pending = _Pending()
+        self._pending = Pending()
 
-    def _try_batch(self, batch: list[_Job]) -> list[_Job]:
+    def _try_batch(self, batch: list[Job]) -> list[Job]:
         """Run `batch` in one transaction; returns the units to run again, if any.
 
         A unit that fails having appended only to the pending rows (the usual case: a rule
@@ -856,9 +692,9 @@ class SqliteStore:
         """
         conn = self._conn
         cache = self._cache
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        outcomes: list[tuple[Job, Any, BaseException | None]] = []
         start_tip = self._tip.copy()
-        self._pending = _Pending()
+        self._pending = Pending()
         begun = False
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -893,8 +729,8 @@ class SqliteStore:
                     self._tip = start_tip
                     self._data_version = -1  # what _follow_others did is undone too
                     cache.clear()
-                    self._pending = _Pending()
-                    _settle([(job, None, _failure(exc))])
+                    self._pending = Pending()
+                    settle([(job, None, _failure(exc))])
                     return [other for other in batch if other is not job]
                 if txn.raw:
                     cache.clear()
@@ -918,13 +754,13 @@ class SqliteStore:
             self._tip = start_tip
             self._data_version = -1
             cache.clear()
-            self._pending = _Pending()
+            self._pending = Pending()
             self._note_storage(exc)
             if not begun:  # no unit is at fault (another writer held the lock past the
                 # busy timeout, say): the whole batch fails once rather than once a unit
                 log.error("begin_failed", error=str(exc), units=len(batch))
                 problem = LedgerUnavailable(f"the write could not start: {exc}")
-                _settle([(job, None, problem) for job in batch])
+                settle([(job, None, problem) for job in batch])
                 return []
             if len(batch) > 1:  # find the unit(s) at fault: each again in its own transaction
                 log.warning("batch_split", error=str(exc), units=len(batch))
@@ -937,11 +773,11 @@ class SqliteStore:
                 else LedgerUnavailable(f"the write failed and was rolled back: {exc}")
             )
             log.error("batch_rolled_back", error=str(exc), units=len(batch))
-            _settle([(job, None, error) for job in batch])
+            settle([(job, None, error) for job in batch])
             return []
         if self._tip.seq > start_seq:
             self.storage_problem = None
-        _settle(outcomes)
+        settle(outcomes)
         if self._tip.seq > start_seq:
             self._appended.set()
             self.announce(self._tip.seq)
@@ -1103,44 +939,7 @@ class SqliteStore:
         While :attr:`write_refusal` is set, work still runs (reads, schema steps) but any
         append in it raises :class:`LedgerUnavailable` with the reason.
         """
-        if self._closed:
-            raise LedgerUnavailable("the store is closed")
-        future: Future[T] = Future()
-        self._queue.put(_Job(work, future))
-        return future
-
-    def run_sync(self, work: Callable[[SqliteTransaction], T]) -> T:
-        return self.submit(work).result()
-
-    async def run(self, work: Callable[[SqliteTransaction], T]) -> T:
-        """Run `work` on the writer; resolves after its commit (see :meth:`submit`).
-
-        Cancelling the caller before the writer takes the unit means it never runs.
-        """
-        if self._closed:
-            raise LedgerUnavailable("the store is closed")
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[T] = loop.create_future()
-        self._queue.put(_Job(work, None, loop, waiter))
-        return await waiter
-
-    async def append(
-        self,
-        stream: str,
-        events: Sequence[NewEvent],
-        actor: str,
-        expected_version: int | None = None,
-    ) -> list[Event]:
-        return await self.run(lambda txn: txn.append(stream, events, actor, expected_version))
-
-    def append_sync(
-        self,
-        stream: str,
-        events: Sequence[NewEvent],
-        actor: str,
-        expected_version: int | None = None,
-    ) -> list[Event]:
-        return self.run_sync(lambda txn: txn.append(stream, events, actor, expected_version))
+        return super().submit(work)
 
     def close(self) -> None:
         """Finish every queued write, then close all connections."""
@@ -1200,26 +999,6 @@ class SqliteStore:
         sql = f"{_SELECT_EVENTS} WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
         return rows_to_events(self.reader().execute(sql, (after, limit)).fetchall())
 
-    def scan(self, after: int = 0) -> Generator[Event, None, None]:
-        """Every event after seq `after`, in order: the log as it stood when `scan` was
-        called, however long the caller takes over it.
-
-        Read :data:`SCAN_CHUNK` events a statement, each on the calling thread's connection,
-        so no read transaction outlives a chunk (a slow reader never holds the WAL back) and
-        a scan may be taken on any thread. The log only grows, so stopping at its size at
-        the call reads it as it stood then; a payload erased meanwhile reads as erased.
-        """
-        start = max(0, min(after, _MAX_INT))
-        return self._scan(start, self.size())
-
-    def _scan(self, after: int, end: int) -> Generator[Event, None, None]:
-        while after < end:  # seqs have no gaps: a page never passes `end`
-            page = self.read(after, min(SCAN_CHUNK, end - after))
-            if not page:
-                return
-            yield from page
-            after = page[-1].seq
-
     def read_stream(self, stream: str) -> list[Event]:
         return list(self._events("WHERE e.stream = ? ORDER BY e.version", (stream,)))
 
@@ -1246,34 +1025,6 @@ class SqliteStore:
 
     def _fetch(self, ids: Sequence[merkle.NodeId]) -> Mapping[merkle.NodeId, bytes]:
         return fetch_nodes(self.reader(), ids)
-
-    def root(self, size: int) -> str:
-        self._check_size(size)
-        return merkle.root(size, self._fetch).hex()
-
-    def head(self) -> LogHead:
-        size = self.size()
-        return LogHead(size, self.root(size))
-
-    def _check_size(self, size: int) -> None:
-        current = self.size()
-        if not 0 <= size <= current:
-            raise LedgerError(f"size {size} is outside the log (0..{current})")
-
-    def inclusion_proof(self, seq: int, size: int) -> InclusionProof:
-        self._check_size(size)
-        if not 1 <= seq <= size:
-            raise LedgerError(f"seq {seq} is not in a log of size {size}")
-        leaf = self._fetch([(0, seq - 1)])[(0, seq - 1)]
-        path = merkle.inclusion_proof(seq - 1, size, self._fetch)
-        return InclusionProof(seq, size, leaf.hex(), [p.hex() for p in path])
-
-    def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof:
-        self._check_size(new_size)
-        if not 1 <= old_size <= new_size:
-            raise LedgerError(f"need 1 <= from <= to, got {old_size} and {new_size}")
-        path = merkle.consistency_proof(old_size, new_size, self._fetch)
-        return ConsistencyProof(old_size, new_size, [p.hex() for p in path])
 
     def checkpoints(self) -> dict[str, int]:
         return dict(self.reader().execute("SELECT name, seq FROM checkpoints").fetchall())

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from api.importer import import_file
+from ledger.backend import Job
 from ledger.commands import RegisterSource
 from ledger.errors import LedgerUnavailable
 from ledger.replay import audit_projections
@@ -22,7 +23,6 @@ from ledger.sqlite_store import (
     WRITER_AUTOCHECKPOINT,
     SqliteStore,
     SqliteTransaction,
-    _Job,
     connect,
     log_size,
 )
@@ -169,7 +169,7 @@ def test_a_write_lock_held_elsewhere_fails_the_batch_once(tmp_path: Path) -> Non
             stream = f"subject:{i}"
             return lambda txn: txn.append(stream, new_events(stream, 1), "w")
 
-        jobs = [_Job(unit(i)) for i in range(5)]
+        jobs = [Job(unit(i)) for i in range(5)]
         for job in jobs:
             job.future = Future()
         other.execute("BEGIN IMMEDIATE")

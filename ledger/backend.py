@@ -1,0 +1,342 @@
+"""What every event store backend shares: the writer's queue of units, chaining new events
+onto the tip of the log, turning stored rows into events, and the reads and proofs that
+follow from a backend's `size`, `read` and Merkle node fetch.
+
+A backend (:mod:`ledger.sqlite_store`, :mod:`ledger.postgres_store`) supplies the storage:
+how rows are written and read, how writers exclude each other, what a transaction is.
+Everything here is the same whatever stores the rows, so the chain, the Merkle tree and the
+proofs of two backends cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import queue
+from collections.abc import Callable, Generator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from ledger import merkle
+from ledger.codec import PAYLOAD_DECODERS, encode_payload, envelope_bytes, sha256_hex
+from ledger.errors import ConcurrencyConflict, LedgerError, LedgerUnavailable
+from ledger.events import Event, NewEvent
+from ledger.store import ConsistencyProof, InclusionProof, LogHead, Transaction
+from ledger.times import format_record_time, now_us
+
+T = TypeVar("T")
+TxnT = TypeVar("TxnT", bound=Transaction)
+
+SCAN_CHUNK = 128
+"""Events a scan reads per statement: a chunk's objects stay in the CPU's cache (see
+docs/benchmarks.md, target 6)."""
+
+
+def row_to_event(row: Sequence[Any]) -> Event:
+    """An `events` row joined with its payload (None where erased) as an :class:`Event`."""
+    return rows_to_events((row,))[0]
+
+
+def rows_to_events(rows: Sequence[Sequence[Any]]) -> list[Event]:
+    """`events` rows joined with their payloads (None where erased) as :class:`Event` s,
+    decoded in one pass: a page read or a replay decodes many."""
+    decoders = PAYLOAD_DECODERS
+    return [
+        Event(
+            seq,
+            etype,
+            stream,
+            version,
+            recorded_at,
+            actor,
+            None if data is None else decoders[etype].decode(data),
+            dsha,
+            h,
+        )
+        for seq, etype, stream, version, recorded_at, actor, dsha, h, data in rows
+    ]
+
+
+@dataclass(slots=True)
+class Tip:
+    """What the writer knows about the end of the log, restored on rollback."""
+
+    seq: int
+    hash: bytes
+    recorded_us: int
+    frontier: merkle.MerkleFrontier
+
+    def copy(self) -> Tip:
+        return Tip(
+            self.seq,
+            self.hash,
+            self.recorded_us,
+            merkle.MerkleFrontier(self.frontier.size, self.frontier.hashes),
+        )
+
+
+@dataclass(slots=True)
+class Pending:
+    """Rows appended in the open transaction and not yet written, in log order.
+
+    The writer writes them with one statement per table before the transaction commits, so
+    a unit of work costs no statement of its own in the usual case; a unit that fails is
+    undone by cutting these lists back.
+    """
+
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    payloads: list[tuple[int, bytes]] = field(default_factory=list)
+    nodes: list[tuple[int, int, bytes]] = field(default_factory=list)
+    appended: list[Event] = field(default_factory=list)
+
+    def mark(self) -> tuple[int, int, int, int]:
+        return len(self.events), len(self.payloads), len(self.nodes), len(self.appended)
+
+    def cut(self, mark: tuple[int, int, int, int]) -> None:
+        del self.events[mark[0] :], self.payloads[mark[1] :], self.nodes[mark[2] :]
+        del self.appended[mark[3] :]
+
+
+def checked_version(
+    stream: str,
+    events: Sequence[NewEvent],
+    expected_version: int | None,
+    version_of: Callable[[str], int],
+) -> int:
+    """The stream's version, once the append of `events` to it is known to be allowed:
+    every event is of that stream, and the stream is at `expected_version` (None: any)."""
+    version = version_of(stream)
+    if expected_version is not None and version != expected_version:
+        raise ConcurrencyConflict(stream, expected_version, version)
+    for new in events:
+        if new.stream != stream:
+            raise ValueError(f"event for {new.stream!r} appended to {stream!r}")
+    return version
+
+
+def chain(
+    tip: Tip,
+    pending: Pending,
+    events: Sequence[NewEvent],
+    actor: str,
+    versions: dict[str, int],
+    version_of: Callable[[str], int],
+) -> list[Event]:
+    """Chain `events` onto `tip`: seq, per-stream version, record time, payload digest,
+    hash chain and Merkle nodes. Their rows go to `pending`; `tip` and `versions` (the
+    versions this call has seen, filled from `version_of` for a stream not in it) move on.
+    """
+    recorded_us = max(now_us(), tip.recorded_us)
+    recorded_at = format_record_time(recorded_us)
+    out: list[Event] = []
+    event_rows, payload_rows, node_rows = pending.events, pending.payloads, pending.nodes
+    seq, prev = tip.seq, tip.hash
+    for new in events:
+        stream = new.stream
+        if stream not in versions:
+            versions[stream] = version_of(stream)
+        versions[stream] += 1
+        version = versions[stream]
+        seq += 1
+        etype = new.type
+        data = encode_payload(new.payload)
+        dsha = sha256_hex(data)
+        canonical = envelope_bytes(seq, etype, stream, version, recorded_at, actor, dsha)
+        prev = hashlib.sha256(prev + canonical).digest()
+        h = prev.hex()
+        node_rows.extend(tip.frontier.append(merkle.leaf_hash(canonical)))
+        event_rows.append((seq, etype, stream, version, recorded_at, actor, dsha, h))
+        payload_rows.append((seq, data))
+        out.append(Event(seq, etype, stream, version, recorded_at, actor, new.payload, dsha, h))
+    tip.seq, tip.hash, tip.recorded_us = seq, prev, recorded_us
+    pending.appended.extend(out)
+    return out
+
+
+@dataclass(slots=True)
+class Job:
+    """A unit of work and who waits for it: a thread (`future`) or a coroutine (`waiter`)."""
+
+    work: Callable[[Any], Any]
+    future: Future[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[Any] | None = None
+
+    def answered(self) -> bool:
+        """Whether its caller already has an answer (or gave up)."""
+        if self.waiter is not None:
+            return self.waiter.done()
+        assert self.future is not None
+        return self.future.done()
+
+    def start(self) -> bool:
+        """Whether to run it: False if its caller gave up before it started."""
+        if self.waiter is not None:
+            return not self.waiter.cancelled()  # a stale read only runs a unit nobody hears
+        assert self.future is not None
+        return self.future.set_running_or_notify_cancel()
+
+
+def _answer(waiter: asyncio.Future[Any], result: Any, problem: BaseException | None) -> None:
+    if waiter.done():  # cancelled, or answered already
+        return
+    if problem is None:
+        waiter.set_result(result)
+    else:
+        waiter.set_exception(problem)
+
+
+def _answer_all(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    """Runs on the waiters' event loop: one wake-up for a whole batch."""
+    for waiter, result, problem in answers:
+        _answer(waiter, result, problem)
+
+
+def settle(outcomes: Sequence[tuple[Job, Any, BaseException | None]]) -> None:
+    """Hand each job's result or error to whoever waits for it.
+
+    Coroutine waiters get theirs with one call into each event loop for the whole batch,
+    not one cross-thread wake-up per unit.
+    """
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
+    for job, result, problem in outcomes:
+        if job.waiter is not None and job.loop is not None:
+            by_loop.setdefault(job.loop, []).append((job.waiter, result, problem))
+        elif job.future is not None and not job.future.done():
+            if problem is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(problem)
+    for loop, answers in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is left to answer
+            loop.call_soon_threadsafe(_answer_all, answers)
+
+
+class LogReads:
+    """Scans, heads, roots and proofs, from a backend's :meth:`size`, :meth:`read` and
+    :meth:`_fetch` (Merkle nodes by id; a missing one is a :class:`LedgerError`)."""
+
+    def size(self) -> int:
+        raise NotImplementedError
+
+    def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        raise NotImplementedError
+
+    def _fetch(self, ids: Sequence[merkle.NodeId]) -> Mapping[merkle.NodeId, bytes]:
+        raise NotImplementedError
+
+    def scan(self, after: int = 0) -> Generator[Event, None, None]:
+        """Every event after seq `after`, in order: the log as it stood when `scan` was
+        called, however long the caller takes over it.
+
+        Read :data:`SCAN_CHUNK` events a statement, each its own read, so no read
+        transaction outlives a chunk (a slow reader never holds the log back) and a scan
+        may be taken on any thread. The log only grows, so stopping at its size at the call
+        reads it as it stood then; a payload erased meanwhile reads as erased.
+        """
+        start = max(0, min(after, 2**63 - 1))
+        return self._scan(start, self.size())
+
+    def _scan(self, after: int, end: int) -> Generator[Event, None, None]:
+        while after < end:  # seqs have no gaps: a page never passes `end`
+            page = self.read(after, min(SCAN_CHUNK, end - after))
+            if not page:
+                return
+            yield from page
+            after = page[-1].seq
+
+    def root(self, size: int) -> str:
+        self._check_size(size)
+        return merkle.root(size, self._fetch).hex()
+
+    def head(self) -> LogHead:
+        size = self.size()
+        return LogHead(size, self.root(size))
+
+    def _check_size(self, size: int) -> None:
+        current = self.size()
+        if not 0 <= size <= current:
+            raise LedgerError(f"size {size} is outside the log (0..{current})")
+
+    def inclusion_proof(self, seq: int, size: int) -> InclusionProof:
+        self._check_size(size)
+        if not 1 <= seq <= size:
+            raise LedgerError(f"seq {seq} is not in a log of size {size}")
+        leaf = self._fetch([(0, seq - 1)])[(0, seq - 1)]
+        path = merkle.inclusion_proof(seq - 1, size, self._fetch)
+        return InclusionProof(seq, size, leaf.hex(), [p.hex() for p in path])
+
+    def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof:
+        self._check_size(new_size)
+        if not 1 <= old_size <= new_size:
+            raise LedgerError(f"need 1 <= from <= to, got {old_size} and {new_size}")
+        path = merkle.consistency_proof(old_size, new_size, self._fetch)
+        return ConsistencyProof(old_size, new_size, [p.hex() for p in path])
+
+
+class QueuedWriter(Generic[TxnT]):
+    """How callers hand units of work to a backend's single writer thread.
+
+    The backend sets `_queue` and `_closed`, runs a thread that takes :class:`Job` s from
+    the queue (None: stop) and answers each through :func:`settle` after its commit.
+    """
+
+    max_batch: int
+    _queue: queue.SimpleQueue[Job | None]
+    _closed: bool
+
+    def _take(self, batch: list[Job]) -> bool:
+        """Add whatever is queued to `batch`; False once the store is closing."""
+        while len(batch) < self.max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return True
+            if nxt is None:
+                self._queue.put(None)
+                return False
+            batch.append(nxt)
+        return True
+
+    def submit(self, work: Callable[[TxnT], T]) -> Future[T]:
+        """Queue `work` for the writer; the future resolves after its commit."""
+        if self._closed:
+            raise LedgerUnavailable("the store is closed")
+        future: Future[T] = Future()
+        self._queue.put(Job(work, future))
+        return future
+
+    def run_sync(self, work: Callable[[TxnT], T]) -> T:
+        return self.submit(work).result()
+
+    async def run(self, work: Callable[[TxnT], T]) -> T:
+        """Run `work` on the writer; resolves after its commit (see :meth:`submit`).
+
+        Cancelling the caller before the writer takes the unit means it never runs.
+        """
+        if self._closed:
+            raise LedgerUnavailable("the store is closed")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[T] = loop.create_future()
+        self._queue.put(Job(work, None, loop, waiter))
+        return await waiter
+
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        actor: str,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        return await self.run(lambda txn: txn.append(stream, events, actor, expected_version))
+
+    def append_sync(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        actor: str,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        return self.run_sync(lambda txn: txn.append(stream, events, actor, expected_version))

@@ -1,0 +1,475 @@
+"""The PostgreSQL event store: the log on a PostgreSQL server, behind the same contract.
+
+It keeps what :mod:`ledger.sqlite_store` keeps of the log itself, in the same shape: the
+events, their payloads and the Merkle nodes, in tables of one schema, with triggers that
+refuse every UPDATE, DELETE and TRUNCATE. One writer thread per store takes every unit
+of work waiting in its queue and commits them in one transaction (group commit); writers
+in other processes are kept out by a transaction-scoped advisory lock on the schema, and a
+writer that finds the log moved under it reads its tip again, so nothing is chained onto a
+stale hash. Readers use a connection per thread, each statement its own snapshot.
+
+Projectors given to the store are folded in the append transaction with the store's
+`psycopg` connection. The ledger's own read side (:mod:`projections`) is written for
+SQLite, so `ledger serve` and the other commands still run on SQLite only; this backend is
+the log, for deployments that keep it in PostgreSQL and for checking that the storage
+contract (`tests/store_contract.py`) is not tied to one engine.
+
+`psycopg` (3.x) is an optional dependency: `pip install 'osint-ledger[postgres]'`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg import pq, sql
+
+from ledger import merkle
+from ledger.backend import (
+    Job,
+    LogReads,
+    Pending,
+    QueuedWriter,
+    Tip,
+    chain,
+    checked_version,
+    rows_to_events,
+    settle,
+)
+from ledger.codec import ZERO_HASH
+from ledger.errors import LedgerError, LedgerUnavailable
+from ledger.events import Event, NewEvent
+from ledger.store import Projector
+from ledger.times import parse_record_time
+
+log = structlog.get_logger("ledger.postgres")
+
+SCHEMA_VERSION = 1
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_MAX_INT = 2**63 - 1  # PostgreSQL's largest bigint
+
+_SELECT_EVENTS = (
+    "SELECT e.seq, e.type, e.stream, e.version, e.recorded_at, e.actor, e.data_sha256, "
+    "e.hash, p.data FROM events e JOIN payloads p ON p.seq = e.seq"
+)
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS ledger_schema (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    version integer NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq bigint PRIMARY KEY CHECK (seq > 0),
+    type text NOT NULL,
+    stream text NOT NULL,
+    version bigint NOT NULL CHECK (version > 0),
+    recorded_at text NOT NULL,
+    actor text NOT NULL,
+    data_sha256 text NOT NULL,
+    hash text NOT NULL,
+    UNIQUE (stream, version)
+);
+CREATE TABLE IF NOT EXISTS payloads (
+    seq bigint PRIMARY KEY REFERENCES events (seq),
+    data bytea
+);
+CREATE TABLE IF NOT EXISTS merkle_nodes (
+    level integer NOT NULL CHECK (level >= 0),
+    idx bigint NOT NULL CHECK (idx >= 0),
+    hash bytea NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name text PRIMARY KEY,
+    seq bigint NOT NULL
+);
+CREATE OR REPLACE FUNCTION ledger_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the ledger''s % table is append-only: % refused', TG_TABLE_NAME, TG_OP;
+END
+$$;
+"""
+
+_APPEND_ONLY = ("events", "payloads", "merkle_nodes")
+
+
+def _lock_key(schema: str) -> int:
+    """The advisory lock that makes one writer at a time append to `schema`'s log."""
+    digest = hashlib.sha256(f"osint-ledger writer {schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def connect(dsn: str, schema: str, *, autocommit: bool) -> psycopg.Connection[Any]:
+    """A connection to `dsn` whose unqualified names are those of `schema`."""
+    try:
+        conn = psycopg.connect(dsn, autocommit=autocommit, options=f"-c search_path={schema}")
+    except psycopg.Error as exc:
+        raise LedgerUnavailable(f"cannot connect to PostgreSQL: {exc}") from None
+    return conn
+
+
+class PostgresTransaction:
+    """The writer's view of one unit of work (see :class:`ledger.store.Transaction`)."""
+
+    def __init__(self, store: PostgresStore, connection: psycopg.Connection[Any]) -> None:
+        self._store = store
+        self._conn = connection
+        self.raw = False  # the unit had the connection: a failure undoes the transaction
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        """The writer's connection, with every row appended so far written to it."""
+        self.raw = True
+        self._store._flush()
+        return self._conn
+
+    def stream_version(self, stream: str) -> int:
+        return self._store._version_of(stream)
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        actor: str,
+        expected_version: int | None = None,
+    ) -> list[Event]:
+        checked_version(stream, events, expected_version, self.stream_version)
+        if not events:
+            return []
+        store = self._store
+        return chain(store._tip, store._pending, events, actor, store._batch, store._version_of)
+
+
+class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
+    """A PostgreSQL backend of :class:`ledger.store.EventStore`.
+
+    `dsn` is a libpq connection string or URI; the log lives in `schema` (created if need
+    be), so one database can hold several ledgers.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        projectors: Sequence[Projector] = (),
+        *,
+        schema: str = "ledger",
+        max_batch: int = 1024,
+    ) -> None:
+        if not SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(
+                f"schema {schema!r}: lower-case letters, digits and _, not starting with a "
+                f"digit, at most 63 characters"
+            )
+        self.dsn = dsn
+        self.schema = schema
+        self.max_batch = max_batch
+        self.projectors = list(projectors)
+        self._lock = _lock_key(schema)
+        self._local = threading.local()
+        self._readers: list[psycopg.Connection[Any]] = []
+        self._readers_lock = threading.Lock()
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._closed = False
+        self._pending = Pending()
+        self._batch: dict[str, int] = {}  # stream versions as this transaction has them
+        self._known: dict[str, int] = {}  # stream versions as last committed
+        self._appended: list[Event] = []  # appended in this transaction, rows written
+        self._conn = connect(dsn, schema, autocommit=False)
+        try:
+            self._migrate()
+            self._tip = self._read_tip()
+            self._conn.commit()
+        except BaseException:
+            self._conn.close()
+            raise
+        self._thread = threading.Thread(target=self._run, name="ledger-pg-writer", daemon=True)
+        self._thread.start()
+
+    # ---- schema ----
+
+    def _migrate(self) -> None:
+        conn = self._conn
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+        conn.execute(_TABLES)
+        for table in _APPEND_ONLY:
+            for name, when, each in (
+                (f"{table}_append_only", "UPDATE OR DELETE", "ROW"),
+                (f"{table}_no_truncate", "TRUNCATE", "STATEMENT"),
+            ):
+                conn.execute(
+                    sql.SQL(
+                        "CREATE OR REPLACE TRIGGER {} BEFORE " + when + " ON {} "
+                        "FOR EACH " + each + " EXECUTE FUNCTION ledger_append_only()"
+                    ).format(sql.Identifier(name), sql.Identifier(table))
+                )
+        row = conn.execute("SELECT version FROM ledger_schema").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO ledger_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise LedgerUnavailable(
+                f"the ledger in schema {self.schema!r} is at version {row[0]}, newer than "
+                f"this program's {SCHEMA_VERSION}: upgrade the program"
+            )
+        for projector in self.projectors:
+            projector.migrate(conn)
+
+    # ---- the writer ----
+
+    def _read_tip(self) -> Tip:
+        row = self._conn.execute(
+            "SELECT seq, hash, recorded_at FROM events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return Tip(0, ZERO_HASH, 0, merkle.MerkleFrontier.empty())
+        size = int(row[0])
+        frontier = merkle.MerkleFrontier.load(size, lambda ids: _nodes(self._conn, ids))
+        return Tip(size, bytes.fromhex(row[1]), parse_record_time(row[2]), frontier)
+
+    def _follow_others(self) -> None:
+        """Inside the write lock: if another writer appended since this one last looked,
+        read the tip again, forget the cached stream versions and fold what this store's
+        projectors have not folded yet."""
+        row = self._conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        seq, digest = row.fetchone() or (0, ZERO_HASH.hex())
+        if (seq, digest) == (self._tip.seq, self._tip.hash.hex()):
+            return
+        log.info("tip_moved", schema=self.schema, seq=seq, was=self._tip.seq)
+        self._known.clear()
+        self._tip = self._read_tip()
+        marks = dict(self._conn.execute("SELECT name, seq FROM checkpoints").fetchall())
+        for projector in self.projectors:
+            after = int(marks.get(projector.name, 0))
+            while after < self._tip.seq:
+                events = self._read(self._conn, after, 1000)
+                projector.apply(self._conn, events)
+                after = events[-1].seq
+        self._mark_checkpoints()
+
+    def _version_of(self, stream: str) -> int:
+        """The stream's version in the open transaction (pending appends included)."""
+        version = self._batch.get(stream)
+        if version is None:
+            version = self._known.get(stream)
+        if version is None:
+            row = self._conn.execute(
+                "SELECT coalesce(max(version), 0) FROM events WHERE stream = %s", (stream,)
+            ).fetchone()
+            version = int(row[0]) if row else 0
+            self._known[stream] = version
+        return version
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            batch = [job]
+            self._take(batch)
+            pending = [job for job in batch if job.start()]
+            try:
+                while pending:
+                    pending = self._try_batch(pending)
+            except Exception as exc:  # a fault in the writer itself: nobody waits forever
+                log.exception("writer_failed", units=len(batch))
+                self._reset()
+                problem = LedgerUnavailable(f"the write failed: {exc}")
+                settle([(job, None, problem) for job in batch if not job.answered()])
+
+    def _connected(self) -> psycopg.Connection[Any]:
+        """The writer's connection, opened again if the last one was lost (the server
+        restarted, say); the tip is read again under the write lock."""
+        if self._conn.closed or self._conn.broken:
+            log.warning("writer_reconnects", schema=self.schema)
+            self._conn = connect(self.dsn, self.schema, autocommit=False)
+            self._known.clear()
+            self._tip = Tip(-1, ZERO_HASH, 0, merkle.MerkleFrontier.empty())  # never current
+        return self._conn
+
+    def _locked(self) -> psycopg.Connection[Any]:
+        """Begin the batch's transaction holding the write lock; a connection found lost
+        here, before any unit ran, is opened again once."""
+        for attempt in (1, 2):
+            conn = self._connected()
+            try:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
+                return conn
+            except psycopg.OperationalError:
+                if attempt == 2 or not conn.broken:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _reset(self) -> None:
+        """Roll back and forget what the failed transaction held."""
+        if not (self._conn.closed or self._conn.broken):
+            self._conn.rollback()
+        self._pending = Pending()
+        self._batch = {}
+        self._known.clear()
+
+    def _flush(self) -> None:
+        """Write the rows appended in this transaction, one statement per table."""
+        pending, conn = self._pending, self._conn
+        if pending.events:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO events (seq, type, stream, version, recorded_at, actor, "
+                    "data_sha256, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    pending.events,
+                )
+                cur.executemany(
+                    "INSERT INTO payloads (seq, data) VALUES (%s, %s)", pending.payloads
+                )
+                cur.executemany(
+                    "INSERT INTO merkle_nodes (level, idx, hash) VALUES (%s, %s, %s)",
+                    pending.nodes,
+                )
+        self._appended += pending.appended
+        self._pending = Pending()
+
+    def _mark_checkpoints(self) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO checkpoints (name, seq) VALUES (%s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                [(p.name, self._tip.seq) for p in self.projectors],
+            )
+
+    def _try_batch(self, batch: list[Job]) -> list[Job]:
+        """Run `batch` in one transaction; returns the units to run again, if any.
+
+        A unit that fails having only appended (a rule refused it) fails alone: its rows
+        are cut off. One that fails after using the connection rolls the transaction back:
+        it fails, and the others run again in a new transaction. If writing the rows, a
+        fold or the commit fails, each unit runs again alone, so only the ones at fault
+        fail.
+        """
+        conn = self._conn
+        outcomes: list[tuple[Job, Any, BaseException | None]] = []
+        start_tip = self._tip.copy()
+        self._pending, self._batch, self._appended = Pending(), {}, []
+        try:
+            conn = self._locked()
+            self._follow_others()
+            start_tip = self._tip.copy()
+            txn = PostgresTransaction(self, conn)
+            for job in batch:
+                txn.raw = False
+                saved, mark, versions = self._tip.copy(), self._pending.mark(), dict(self._batch)
+                try:
+                    result = job.work(txn)
+                except BaseException as exc:
+                    failed = conn.info.transaction_status == pq.TransactionStatus.INERROR
+                    if not (txn.raw or failed):  # it only appended to pending rows: cut them
+                        self._tip, self._batch = saved, versions
+                        self._pending.cut(mark)
+                        outcomes.append((job, None, exc))
+                        continue
+                    self._reset()
+                    self._tip = start_tip
+                    settle([(job, None, exc)])
+                    return [other for other in batch if other is not job]
+                outcomes.append((job, result, None))
+            self._flush()
+            if self._appended:
+                for projector in self.projectors:
+                    projector.apply(conn, self._appended)
+                self._mark_checkpoints()
+            conn.commit()
+        except Exception as exc:  # writing the rows, a fold or the commit failed
+            self._reset()
+            self._tip = start_tip
+            if len(batch) > 1:
+                log.warning("batch_split", error=str(exc), units=len(batch))
+                for job in batch:
+                    self._try_batch([job])
+                return []
+            log.error("batch_rolled_back", error=str(exc), units=len(batch))
+            problem = LedgerUnavailable(f"the write failed and was rolled back: {exc}")
+            settle([(job, None, problem) for job in batch])
+            return []
+        self._known.update(self._batch)
+        settle(outcomes)
+        return []
+
+    def close(self) -> None:
+        """Finish every queued write, then close all connections."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        self._conn.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    # ---- reads ----
+
+    def reader(self) -> psycopg.Connection[Any]:
+        """This thread's read connection: autocommit, so each statement reads the log as
+        it stands when the statement starts."""
+        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed or conn.broken:
+            if self._closed:
+                raise LedgerUnavailable("the store is closed")
+            conn = connect(self.dsn, self.schema, autocommit=True)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    @staticmethod
+    def _read(conn: psycopg.Connection[Any], after: int, limit: int) -> list[Event]:
+        rows = conn.execute(
+            f"{_SELECT_EVENTS} WHERE e.seq > %s ORDER BY e.seq LIMIT %s", (after, limit)
+        ).fetchall()
+        return rows_to_events(rows)
+
+    def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
+        """At most `limit` events after seq `after` (any integers: clamped to bigint)."""
+        after, limit = max(0, min(after, _MAX_INT)), max(0, min(limit, _MAX_INT))
+        return self._read(self.reader(), after, limit)
+
+    def read_stream(self, stream: str) -> list[Event]:
+        rows = (
+            self.reader()
+            .execute(f"{_SELECT_EVENTS} WHERE e.stream = %s ORDER BY e.version", (stream,))
+            .fetchall()
+        )
+        return rows_to_events(rows)
+
+    def size(self) -> int:
+        row = self.reader().execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        return int(row[0]) if row else 0
+
+    def _fetch(self, ids: Sequence[merkle.NodeId]) -> Mapping[merkle.NodeId, bytes]:
+        return _nodes(self.reader(), ids)
+
+    def checkpoints(self) -> dict[str, int]:
+        rows = self.reader().execute("SELECT name, seq FROM checkpoints").fetchall()
+        return {str(name): int(seq) for name, seq in rows}
+
+
+def _nodes(
+    conn: psycopg.Connection[Any], ids: Sequence[merkle.NodeId]
+) -> dict[merkle.NodeId, bytes]:
+    """Merkle nodes by (level, idx), in one statement; a missing one is a LedgerError."""
+    rows = conn.execute(
+        "SELECT n.level, n.idx, n.hash FROM merkle_nodes n "
+        "JOIN unnest(%s::integer[], %s::bigint[]) AS want(level, idx) "
+        "ON n.level = want.level AND n.idx = want.idx",
+        ([level for level, _ in ids], [idx for _, idx in ids]),
+    ).fetchall()
+    found = {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
+    if len(found) != len(set(ids)):
+        missing = sorted(set(ids) - found.keys())
+        raise LedgerError(f"Merkle nodes missing from the store: {missing[:5]}")
+    return found
