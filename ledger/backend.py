@@ -218,6 +218,8 @@ class LogReads:
     """Scans, heads, roots and proofs, from a backend's :meth:`size`, :meth:`read` and
     :meth:`_fetch` (Merkle nodes by id; a missing one is a :class:`LedgerError`)."""
 
+    scan_chunk = SCAN_CHUNK
+
     def size(self) -> int:
         raise NotImplementedError
 
@@ -231,7 +233,7 @@ class LogReads:
         """Every event after seq `after`, in order: the log as it stood when `scan` was
         called, however long the caller takes over it.
 
-        Read :data:`SCAN_CHUNK` events a statement, each its own read, so no read
+        Read :attr:`scan_chunk` events a statement, each its own read, so no read
         transaction outlives a chunk (a slow reader never holds the log back) and a scan
         may be taken on any thread. The log only grows, so stopping at its size at the call
         reads it as it stood then; a payload erased meanwhile reads as erased.
@@ -241,7 +243,7 @@ class LogReads:
 
     def _scan(self, after: int, end: int) -> Generator[Event, None, None]:
         while after < end:  # seqs have no gaps: a page never passes `end`
-            page = self.read(after, min(SCAN_CHUNK, end - after))
+            page = self.read(after, min(self.scan_chunk, end - after))
             if not page:
                 return
             yield from page

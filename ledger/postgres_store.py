@@ -153,6 +153,9 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
     be), so one database can hold several ledgers.
     """
 
+    scan_chunk = 1000  # a statement is a round trip to the server: 175k events/s against
+    # 122k with 128 a statement (20,000 events, Unix socket)
+
     def __init__(
         self,
         dsn: str,
@@ -232,12 +235,11 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         frontier = merkle.MerkleFrontier.load(size, lambda ids: _nodes(self._conn, ids))
         return Tip(size, bytes.fromhex(row[1]), parse_record_time(row[2]), frontier)
 
-    def _follow_others(self) -> None:
-        """Inside the write lock: if another writer appended since this one last looked,
-        read the tip again, forget the cached stream versions and fold what this store's
-        projectors have not folded yet."""
-        row = self._conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-        seq, digest = row.fetchone() or (0, ZERO_HASH.hex())
+    def _follow_others(self, last: tuple[int, str] | None) -> None:
+        """Inside the write lock, given the log's last (seq, hash): if another writer
+        appended since this one last looked, read the tip again, forget the cached stream
+        versions and fold what this store's projectors have not folded yet."""
+        seq, digest = last or (0, ZERO_HASH.hex())
         if (seq, digest) == (self._tip.seq, self._tip.hash.hex()):
             return
         log.info("tip_moved", schema=self.schema, seq=seq, was=self._tip.seq)
@@ -292,14 +294,18 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
             self._tip = Tip(-1, ZERO_HASH, 0, merkle.MerkleFrontier.empty())  # never current
         return self._conn
 
-    def _locked(self) -> psycopg.Connection[Any]:
-        """Begin the batch's transaction holding the write lock; a connection found lost
-        here, before any unit ran, is opened again once."""
+    def _locked(self) -> tuple[psycopg.Connection[Any], tuple[int, str] | None]:
+        """Begin the batch's transaction holding the write lock, and read the log's last
+        (seq, hash) once it is held, in one round trip (a statement's snapshot is taken
+        when it starts, so the second sees every writer that held the lock before). A
+        connection found lost here, before any unit ran, is opened again once."""
         for attempt in (1, 2):
             conn = self._connected()
             try:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
-                return conn
+                with conn.pipeline():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
+                    tip = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+                return conn, tip.fetchone()
             except psycopg.OperationalError:
                 if attempt == 2 or not conn.broken:
                     raise
@@ -314,10 +320,11 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         self._known.clear()
 
     def _flush(self) -> None:
-        """Write the rows appended in this transaction, one statement per table."""
+        """Write the rows appended in this transaction: one statement per table, all in
+        one round trip to the server."""
         pending, conn = self._pending, self._conn
         if pending.events:
-            with conn.cursor() as cur:
+            with conn.pipeline(), conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO events (seq, type, stream, version, recorded_at, actor, "
                     "data_sha256, hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
@@ -355,8 +362,8 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         start_tip = self._tip.copy()
         self._pending, self._batch, self._appended = Pending(), {}, []
         try:
-            conn = self._locked()
-            self._follow_others()
+            conn, last = self._locked()
+            self._follow_others(last)
             start_tip = self._tip.copy()
             txn = PostgresTransaction(self, conn)
             for job in batch:
@@ -428,8 +435,12 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
 
     @staticmethod
     def _read(conn: psycopg.Connection[Any], after: int, limit: int) -> list[Event]:
+        # both bounds: with only the events' one, the planner merge-joins the payloads
+        # from their first row on every page (1.3 ms a page at 20,000 events)
         rows = conn.execute(
-            f"{_SELECT_EVENTS} WHERE e.seq > %s ORDER BY e.seq LIMIT %s", (after, limit)
+            f"{_SELECT_EVENTS} WHERE e.seq > %s AND p.seq > %s ORDER BY e.seq LIMIT %s",
+            (after, after, limit),
+            binary=True,  # bytea as it is stored, not hex text to decode
         ).fetchall()
         return rows_to_events(rows)
 
@@ -441,7 +452,9 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
     def read_stream(self, stream: str) -> list[Event]:
         rows = (
             self.reader()
-            .execute(f"{_SELECT_EVENTS} WHERE e.stream = %s ORDER BY e.version", (stream,))
+            .execute(
+                f"{_SELECT_EVENTS} WHERE e.stream = %s ORDER BY e.version", (stream,), binary=True
+            )
             .fetchall()
         )
         return rows_to_events(rows)
