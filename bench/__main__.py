@@ -1,7 +1,8 @@
 """`python -m bench [SCENARIO ...] [--quick] [--n N]`: run the benchmark scenarios.
 
 Scenarios: import (target 2), rebuild (3), views (4), proofs and audit (5), http (1),
-peer (6), memory (7); none named runs them all, in that order, so the large ledger the
+peer (6), postgres (context: the PostgreSQL store against the SQLite one), memory (7);
+none named runs them all, in that order, so the large ledger the
 import builds is reused by the ones after it. `--quick` runs every one at small sizes
 (a smoke run, not figures). Results print as a Markdown table and are written as JSON
 to `bench/results/`.
@@ -18,7 +19,17 @@ from pathlib import Path
 
 from bench.common import HEADER, ROOT, Result, machine, say, to_json
 
-SCENARIOS = ("import", "rebuild", "views", "proofs", "audit", "http", "peer", "memory")
+SCENARIOS = (
+    "import",
+    "rebuild",
+    "views",
+    "proofs",
+    "audit",
+    "http",
+    "peer",
+    "postgres",
+    "memory",
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,7 +63,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[], list[Result]]]]:
-    from bench import http, peer, storage
+    from bench import http, peer, postgres, storage
 
     quick = args.quick
     n = args.n or (20_000 if quick else 1_000_000)
@@ -69,6 +80,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[], list[Result]]
         "audit": lambda: storage.bench_audit(work, n),
         "http": lambda: http.bench_http(work, seconds, args.load),
         "peer": lambda: peer.bench_peer(work, peer_events),
+        "postgres": lambda: postgres.bench_postgres(work, peer_events),
         "memory": lambda: storage.bench_memory(work, n, small, 50 if quick else 1_000),
     }
     chosen = args.scenarios or list(SCENARIOS)

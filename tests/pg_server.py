@@ -35,20 +35,37 @@ def _binaries() -> tuple[str, str] | None:
     return None
 
 
+class NoServer(Exception):
+    """No PostgreSQL server can be had here; the message says why."""
+
+
 @contextlib.contextmanager
 def postgres_dsn() -> Iterator[str]:
-    """A DSN of a PostgreSQL server for the duration of the block; skips the test
+    """A DSN of a PostgreSQL server for the duration of the block, for a test; skips it
     (saying why) when neither `psycopg` nor a server can be had."""
-    psycopg = pytest.importorskip(
-        "psycopg", reason="psycopg is not installed (pip install -e '.[dev]')"
-    )
+    try:
+        with server() as dsn:
+            yield dsn
+    except NoServer as exc:
+        pytest.skip(str(exc))
+
+
+@contextlib.contextmanager
+def server(*, durable: bool = False) -> Iterator[str]:
+    """A DSN of a PostgreSQL server for the duration of the block: the one
+    `LEDGER_TEST_POSTGRES_DSN` names, or a throwaway cluster, without fsync unless
+    `durable` (a benchmark's). :class:`NoServer` says why there is none."""
+    try:
+        import psycopg
+    except ImportError:
+        raise NoServer("psycopg is not installed (pip install -e '.[dev]')") from None
     given = os.environ.get(DSN_VARIABLE)
     if given:
         yield given
         return
     found = _binaries()
     if found is None:
-        pytest.skip(
+        raise NoServer(
             f"no PostgreSQL server binaries (initdb, postgres) on PATH or under "
             f"/usr/lib/postgresql, and {DSN_VARIABLE} is not set"
         )
@@ -64,14 +81,16 @@ def postgres_dsn() -> Iterator[str]:
         capture_output=True,
         user=user,
     )
+    fast = [] if durable else [
+        "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"
+    ]  # fmt: skip
     with open(logfile, "wb") as out:
-        server = subprocess.Popen(
-            [postgres, "-D", str(data), "-k", str(folder), "-c", "listen_addresses=",
-             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+        process = subprocess.Popen(
+            [postgres, "-D", str(data), "-k", str(folder), "-c", "listen_addresses=", *fast],
             stdout=out,
             stderr=subprocess.STDOUT,
             user=user,
-        )  # fmt: skip
+        )
     dsn = f"host={folder} port=5432 user=ledger dbname=postgres"
     try:
         deadline = time.monotonic() + START_TIMEOUT
@@ -80,17 +99,17 @@ def postgres_dsn() -> Iterator[str]:
                 psycopg.connect(dsn).close()
                 break
             except psycopg.OperationalError:
-                if server.poll() is not None or time.monotonic() > deadline:
+                if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
                         f"the test PostgreSQL server did not start:\n{logfile.read_text()}"
                     ) from None
                 time.sleep(0.05)
         yield dsn
     finally:
-        server.terminate()
+        process.terminate()
         try:
-            server.wait(30)
+            process.wait(30)
         except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+            process.kill()
+            process.wait()
         shutil.rmtree(folder, ignore_errors=True)

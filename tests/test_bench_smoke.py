@@ -38,7 +38,7 @@ def test_every_scenario_runs_at_tiny_sizes(tmp_path: Path) -> None:
         ]
     )
     targets = {r.target for r in results}
-    assert targets == {"1", "2", "3", "4", "5", "6", "7"}
+    assert targets == {"1", "2", "3", "4", "5", "6", "7", "pg"}
     for result in results:
         assert math.isfinite(result.value)
         if result.ok is not None:  # a skipped peer reports no verdict
@@ -54,6 +54,10 @@ def test_every_scenario_runs_at_tiny_sizes(tmp_path: Path) -> None:
     assert all(r.baseline and r.baseline > 0 for r in floors), floors
     audit = next(r for r in results if "audit" in r.name)
     assert not audit.notes, audit.notes  # the audit of the imported ledger passed
+    postgres = [r for r in results if r.target == "pg"]
+    skipped = any("skipped" in note for r in postgres for note in r.notes)
+    assert skipped or [r.unit for r in postgres] == ["appends/s", "events/s"], postgres
+    assert skipped or all(r.baseline and r.ratio for r in postgres), postgres
     saved = json.loads(out.read_text())
     assert len(saved["results"]) == len(results)
     assert saved["machine"]["cores"]
