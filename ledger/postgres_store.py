@@ -19,16 +19,18 @@ contract (`tests/store_contract.py`) is not tied to one engine.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
 import structlog
-from psycopg import pq, sql
+from psycopg import IsolationLevel, pq, sql
+from psycopg.conninfo import conninfo_to_dict
 
 from ledger import merkle
 from ledger.backend import (
@@ -53,6 +55,9 @@ log = structlog.get_logger("ledger.postgres")
 SCHEMA_VERSION = 1
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _MAX_INT = 2**63 - 1  # PostgreSQL's largest bigint
+LOCK_TIMEOUT = 10.0  # seconds a batch waits for another writer's lock before it fails
+MAX_IDLE_READERS = 4  # read connections kept open between reads
+_UNKNOWN_TIP = Tip(-1, ZERO_HASH, 0, merkle.MerkleFrontier.empty())  # never the log's
 
 _SELECT_EVENTS = (
     "SELECT e.seq, e.type, e.stream, e.version, e.recorded_at, e.actor, e.data_sha256, "
@@ -97,6 +102,10 @@ $$;
 """
 
 _APPEND_ONLY = ("events", "payloads", "merkle_nodes")
+_UNIT_FAILED = (
+    "a statement of this unit failed and left the transaction failed: nothing of it was appended"
+)
+_FOLD_FAILED = "a statement failed and left the transaction failed: nothing was appended"
 
 
 def _lock_key(schema: str) -> int:
@@ -106,9 +115,20 @@ def _lock_key(schema: str) -> int:
 
 
 def connect(dsn: str, schema: str, *, autocommit: bool) -> psycopg.Connection[Any]:
-    """A connection to `dsn` whose unqualified names are those of `schema`."""
+    """A connection to `dsn` whose unqualified names are those of `schema` (any `options`
+    the DSN gives are kept). One that is not autocommit reads at READ COMMITTED, whatever
+    the database's default: each statement of the writer must see every commit before it
+    (see :meth:`PostgresStore._locked`)."""
     try:
-        conn = psycopg.connect(dsn, autocommit=autocommit, options=f"-c search_path={schema}")
+        given = conninfo_to_dict(dsn).get("options") or ""
+        conn = psycopg.connect(
+            dsn,
+            autocommit=autocommit,
+            options=f"{given} -c search_path={schema}".strip(),
+            application_name=f"osint-ledger {schema}",
+        )
+        if not autocommit:
+            conn.isolation_level = IsolationLevel.READ_COMMITTED
     except psycopg.Error as exc:
         raise LedgerUnavailable(f"cannot connect to PostgreSQL: {exc}") from None
     return conn
@@ -163,6 +183,7 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         *,
         schema: str = "ledger",
         max_batch: int = 1024,
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         if not SCHEMA_NAME.fullmatch(schema):
             raise ValueError(
@@ -174,8 +195,8 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         self.max_batch = max_batch
         self.projectors = list(projectors)
         self._lock = _lock_key(schema)
-        self._local = threading.local()
-        self._readers: list[psycopg.Connection[Any]] = []
+        self._lock_timeout = f"{max(1, round(lock_timeout * 1000))}ms"
+        self._idle: list[psycopg.Connection[Any]] = []  # read connections between reads
         self._readers_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._closed = False
@@ -187,6 +208,7 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         try:
             self._migrate()
             self._tip = self._read_tip()
+            self._catch_up()  # another writer may have appended without these projectors
             self._conn.commit()
         except BaseException:
             self._conn.close()
@@ -245,11 +267,17 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         log.info("tip_moved", schema=self.schema, seq=seq, was=self._tip.seq)
         self._known.clear()
         self._tip = self._read_tip()
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Fold into each projector what it has not folded yet, up to the tip."""
+        if not self.projectors:
+            return
         marks = dict(self._conn.execute("SELECT name, seq FROM checkpoints").fetchall())
         for projector in self.projectors:
             after = int(marks.get(projector.name, 0))
             while after < self._tip.seq:
-                events = self._read(self._conn, after, 1000)
+                events = self._read(self._conn, after, min(1000, self._tip.seq - after))
                 projector.apply(self._conn, events)
                 after = events[-1].seq
         self._mark_checkpoints()
@@ -291,18 +319,22 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
             log.warning("writer_reconnects", schema=self.schema)
             self._conn = connect(self.dsn, self.schema, autocommit=False)
             self._known.clear()
-            self._tip = Tip(-1, ZERO_HASH, 0, merkle.MerkleFrontier.empty())  # never current
+            self._tip = _UNKNOWN_TIP.copy()
         return self._conn
 
     def _locked(self) -> tuple[psycopg.Connection[Any], tuple[int, str] | None]:
         """Begin the batch's transaction holding the write lock, and read the log's last
-        (seq, hash) once it is held, in one round trip (a statement's snapshot is taken
-        when it starts, so the second sees every writer that held the lock before). A
-        connection found lost here, before any unit ran, is opened again once."""
+        (seq, hash) once it is held, in one round trip (at READ COMMITTED a statement's
+        snapshot is taken when it starts, so the second sees every writer that held the
+        lock before). The lock is waited for at most `lock_timeout`. A connection found
+        lost here, before any unit ran, is opened again once."""
         for attempt in (1, 2):
             conn = self._connected()
             try:
                 with conn.pipeline():
+                    conn.execute(
+                        "SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,)
+                    )
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
                     tip = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
                 return conn, tip.fetchone()
@@ -352,10 +384,12 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         """Run `batch` in one transaction; returns the units to run again, if any.
 
         A unit that fails having only appended (a rule refused it) fails alone: its rows
-        are cut off. One that fails after using the connection rolls the transaction back:
-        it fails, and the others run again in a new transaction. If writing the rows, a
-        fold or the commit fails, each unit runs again alone, so only the ones at fault
-        fail.
+        are cut off. One that fails after using the connection, or leaves the transaction
+        failed, rolls it back: it fails, and the others run again in a new transaction. If
+        writing the rows, a fold or the commit fails, each unit runs again alone, so only
+        the ones at fault fail. A connection lost during COMMIT is checked again (see
+        :meth:`_after_lost_commit`): a batch is never both answered as failed and kept,
+        nor appended twice.
         """
         conn = self._conn
         outcomes: list[tuple[Job, Any, BaseException | None]] = []
@@ -363,6 +397,15 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         self._pending, self._batch, self._appended = Pending(), {}, []
         try:
             conn, last = self._locked()
+        except Exception as exc:  # no unit is at fault: the whole batch fails once
+            self._reset()
+            self._tip = start_tip
+            log.error("begin_failed", error=str(exc), units=len(batch))
+            refused = LedgerUnavailable(f"the write could not start: {exc}")
+            settle([(job, None, refused) for job in batch])
+            return []
+        committing = False
+        try:
             self._follow_others(last)
             start_tip = self._tip.copy()
             txn = PostgresTransaction(self, conn)
@@ -371,25 +414,34 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
                 saved, mark, versions = self._tip.copy(), self._pending.mark(), dict(self._batch)
                 try:
                     result = job.work(txn)
+                    problem: BaseException | None = None
                 except BaseException as exc:
-                    failed = conn.info.transaction_status == pq.TransactionStatus.INERROR
-                    if not (txn.raw or failed):  # it only appended to pending rows: cut them
-                        self._tip, self._batch = saved, versions
-                        self._pending.cut(mark)
-                        outcomes.append((job, None, exc))
-                        continue
-                    self._reset()
-                    self._tip = start_tip
-                    settle([(job, None, exc)])
-                    return [other for other in batch if other is not job]
-                outcomes.append((job, result, None))
+                    problem, result = exc, None
+                failed = conn.info.transaction_status == pq.TransactionStatus.INERROR
+                if problem is None and not failed:
+                    outcomes.append((job, result, None))
+                    continue
+                if problem is not None and not (txn.raw or failed):  # it only appended to
+                    self._tip, self._batch = saved, versions  # pending rows: cut them off
+                    self._pending.cut(mark)
+                    outcomes.append((job, None, problem))
+                    continue
+                self._reset()
+                self._tip = start_tip
+                settle([(job, None, problem or LedgerUnavailable(_UNIT_FAILED))])
+                return [other for other in batch if other is not job]
             self._flush()
             if self._appended:
                 for projector in self.projectors:
                     projector.apply(conn, self._appended)
                 self._mark_checkpoints()
+            if conn.info.transaction_status == pq.TransactionStatus.INERROR:  # PostgreSQL
+                raise LedgerUnavailable(_FOLD_FAILED)  # would answer COMMIT with a rollback
+            committing = True
             conn.commit()
         except Exception as exc:  # writing the rows, a fold or the commit failed
+            if committing and (conn.closed or conn.broken):
+                return self._after_lost_commit(outcomes, start_tip, exc)
             self._reset()
             self._tip = start_tip
             if len(batch) > 1:
@@ -398,12 +450,62 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
                     self._try_batch([job])
                 return []
             log.error("batch_rolled_back", error=str(exc), units=len(batch))
-            problem = LedgerUnavailable(f"the write failed and was rolled back: {exc}")
-            settle([(job, None, problem) for job in batch])
+            undone = LedgerUnavailable(f"the write failed and was rolled back: {exc}")
+            settle([(job, None, undone) for job in batch])
             return []
         self._known.update(self._batch)
         settle(outcomes)
         return []
+
+    def _after_lost_commit(
+        self,
+        outcomes: list[tuple[Job, Any, BaseException | None]],
+        start_tip: Tip,
+        exc: BaseException,
+    ) -> list[Job]:
+        """The connection was lost during COMMIT, so whether the batch committed is not
+        known: look, on a new connection, once the old transaction has let go of the write
+        lock. If the batch's last event is there with the hash it was given, the batch
+        committed, and its callers get their answers; if not, the units that succeeded run
+        again. If it cannot be looked up, every caller is told the outcome is unknown."""
+        expected, versions = self._tip.copy(), dict(self._batch)
+        appended = expected.seq > start_tip.seq
+        self._pending, self._batch, self._appended = Pending(), {}, []
+        self._tip = _UNKNOWN_TIP.copy()  # read again under the lock by the next batch
+        found: str | None = None
+        try:
+            conn = self._connected()
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
+            row = conn.execute("SELECT hash FROM events WHERE seq = %s", (expected.seq,))
+            hit = row.fetchone()
+            found = None if hit is None else str(hit[0])
+            conn.rollback()
+        except Exception as check:  # any failure leaves the outcome unknown
+            log.error("commit_outcome_unknown", error=str(exc), check=str(check))
+            unknown = LedgerUnavailable(
+                f"the connection to PostgreSQL was lost during COMMIT ({exc}) and could not "
+                f"be checked again ({check}): whether this write took effect is unknown; "
+                f"read the log before trying again"
+            )
+            settle([(job, None, unknown) for job, _, _ in outcomes])
+            return []
+        if not appended:  # nothing to look for: the unit's own work cannot be checked
+            unknown = LedgerUnavailable(
+                f"the connection to PostgreSQL was lost during COMMIT ({exc}): whether this "
+                f"work took effect is unknown"
+            )
+            settle([(job, None, unknown) for job, _, _ in outcomes])
+            return []
+        if found == expected.hash.hex():
+            log.warning("commit_reply_lost", committed=True, seq=expected.seq)
+            self._tip = expected
+            self._known.update(versions)
+            settle(outcomes)
+            return []
+        log.warning("commit_reply_lost", committed=False, seq=expected.seq)
+        settle([(job, None, problem) for job, _, problem in outcomes if problem is not None])
+        return [job for job, _, problem in outcomes if problem is None]
 
     def close(self) -> None:
         """Finish every queued write, then close all connections."""
@@ -414,24 +516,34 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         self._thread.join()
         self._conn.close()
         with self._readers_lock:
-            for conn in self._readers:
+            for conn in self._idle:
                 conn.close()
-            self._readers.clear()
+            self._idle.clear()
 
     # ---- reads ----
 
-    def reader(self) -> psycopg.Connection[Any]:
-        """This thread's read connection: autocommit, so each statement reads the log as
-        it stands when the statement starts."""
-        conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.broken:
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[psycopg.Connection[Any]]:
+        """A read connection for one read (autocommit: each statement reads the log as it
+        stands when the statement starts), kept for the next read afterwards; at most
+        :data:`MAX_IDLE_READERS` are kept, so threads that come and go hold none."""
+        with self._readers_lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
             if self._closed:
                 raise LedgerUnavailable("the store is closed")
             conn = connect(self.dsn, self.schema, autocommit=True)
-            self._local.conn = conn
+        try:
+            yield conn
+        finally:
             with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+                keep = not (self._closed or conn.closed or conn.broken)
+                if keep and len(self._idle) < MAX_IDLE_READERS:
+                    self._idle.append(conn)
+                    keep = False
+                    conn = None
+            if conn is not None:
+                conn.close()
 
     @staticmethod
     def _read(conn: psycopg.Connection[Any], after: int, limit: int) -> list[Event]:
@@ -447,27 +559,26 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
     def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
         """At most `limit` events after seq `after` (any integers: clamped to bigint)."""
         after, limit = max(0, min(after, _MAX_INT)), max(0, min(limit, _MAX_INT))
-        return self._read(self.reader(), after, limit)
+        with self._reading() as conn:
+            return self._read(conn, after, limit)
 
     def read_stream(self, stream: str) -> list[Event]:
-        rows = (
-            self.reader()
-            .execute(
-                f"{_SELECT_EVENTS} WHERE e.stream = %s ORDER BY e.version", (stream,), binary=True
-            )
-            .fetchall()
-        )
-        return rows_to_events(rows)
+        sql_ = f"{_SELECT_EVENTS} WHERE e.stream = %s ORDER BY e.version"
+        with self._reading() as conn:
+            return rows_to_events(conn.execute(sql_, (stream,), binary=True).fetchall())
 
     def size(self) -> int:
-        row = self.reader().execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        with self._reading() as conn:
+            row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
         return int(row[0]) if row else 0
 
     def _fetch(self, ids: Sequence[merkle.NodeId]) -> Mapping[merkle.NodeId, bytes]:
-        return _nodes(self.reader(), ids)
+        with self._reading() as conn:
+            return _nodes(conn, ids)
 
     def checkpoints(self) -> dict[str, int]:
-        rows = self.reader().execute("SELECT name, seq FROM checkpoints").fetchall()
+        with self._reading() as conn:
+            rows = conn.execute("SELECT name, seq FROM checkpoints").fetchall()
         return {str(name): int(seq) for name, seq in rows}
 
 

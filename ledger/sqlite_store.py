@@ -74,9 +74,6 @@ _SELECT_EVENTS = (
 _FULL = "the database is full: nothing was appended"
 _NO_PAGE_LIMIT = 4294967294  # SQLite clamps this to its own largest page count
 _MAX_INT = 2**63 - 1  # SQLite's largest INTEGER
-"""Events :meth:`SqliteStore.scan` decodes at a time. The objects of a small chunk stay in
-the CPU's cache: reading and decoding the whole log took ~5.5 us an event in chunks of
-64-128, ~7-9 us in chunks of 1,000 and ~8-10 us in chunks of 5,000 (docs/benchmarks.md)."""
 BUSY_TIMEOUT_MS = 10000  # how long a connection waits for another's lock
 LINGER_NAP = 0.0002  # seconds the writer waits for more units when batches have been fuller
 LINGER_NAPS = 3

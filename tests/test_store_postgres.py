@@ -7,7 +7,11 @@ be had.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import secrets
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,9 +25,17 @@ psycopg = pytest.importorskip(
     "psycopg", reason="psycopg is not installed (pip install -e '.[dev]')"
 )
 
+from psycopg.conninfo import make_conninfo  # noqa: E402
+
+from ledger import postgres_store  # noqa: E402
 from ledger.errors import LedgerError, LedgerUnavailable  # noqa: E402
 from ledger.events import Event  # noqa: E402
-from ledger.postgres_store import SCHEMA_VERSION, PostgresStore  # noqa: E402
+from ledger.postgres_store import (  # noqa: E402
+    MAX_IDLE_READERS,
+    SCHEMA_VERSION,
+    PostgresStore,
+    PostgresTransaction,
+)
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +115,7 @@ async def test_the_log_tables_refuse_update_delete_and_truncate(
         "TRUNCATE payloads",
         "UPDATE merkle_nodes SET hash = '\\x00' WHERE level = 0 AND idx = 0",
         "DELETE FROM merkle_nodes",
+        "TRUNCATE merkle_nodes",
     ]
     with psycopg.connect(dsn, autocommit=True, options=f"-c search_path={schema}") as conn:
         for statement in statements:
@@ -196,3 +209,233 @@ async def test_a_closed_store_refuses_work(pg: PostgresStore) -> None:
     pg.close()
     with pytest.raises(LedgerError, match="closed"):
         await pg.append("subject:a", new_events("subject:a", 1), "t")
+
+
+def append_from_threads(stores: Sequence[PostgresStore], threads: int, each: int) -> None:
+    """`threads` threads per store, each appending `each` one-event units at once."""
+    errors: list[BaseException] = []
+
+    def work(store: PostgresStore, n: int) -> None:
+        try:
+            for i in range(each):
+                stream = f"subject:{n % 3}"
+                store.append_sync(stream, new_events(stream, 1, i), f"thread-{n}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    running = [
+        threading.Thread(target=work, args=(store, n)) for store in stores for n in range(threads)
+    ]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    assert errors == []
+
+
+async def test_concurrent_writers_in_two_stores_share_one_chain(dsn: str, schema: str) -> None:
+    stores = [PostgresStore(dsn, schema=schema), PostgresStore(dsn, schema=schema)]
+    try:
+        await asyncio.to_thread(append_from_threads, stores, 6, 20)
+        events = read_all(stores[0])
+        assert len(events) == 2 * 6 * 20
+        check_log(events)
+        check_head(stores[1], events)
+    finally:
+        for store in stores:
+            store.close()
+
+
+async def test_writers_read_committed_whatever_the_database_default(dsn: str) -> None:
+    name = f"ledger_rr_{secrets.token_hex(4)}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        admin.execute(
+            f"ALTER DATABASE {name} SET default_transaction_isolation = 'repeatable read'"
+        )
+    other = make_conninfo(dsn, dbname=name)
+    try:
+        stores = [PostgresStore(other), PostgresStore(other)]
+        try:
+            await asyncio.to_thread(append_from_threads, stores, 4, 15)
+            events = read_all(stores[0])
+            assert len(events) == 2 * 4 * 15
+            check_log(events)
+        finally:
+            for store in stores:
+                store.close()
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def lose_commit_reply(store: PostgresStore, *, at_call: int, committed: bool) -> list[int]:
+    """Make the writer's `at_call`-th COMMIT from now lose its connection, after the
+    server committed (`committed`) or before it did; returns the call counter."""
+    conn = store._conn
+    real, calls = conn.commit, [0]
+
+    def commit() -> None:
+        calls[0] += 1
+        if calls[0] != at_call:
+            return real()
+        if committed:
+            real()
+        conn.close()
+        raise psycopg.OperationalError("server closed the connection unexpectedly (a test)")
+
+    conn.commit = commit  # type: ignore[method-assign]
+    return calls
+
+
+async def batch_of_three(store: PostgresStore, release: threading.Event) -> list[Any]:
+    """A blocking unit, then three appends queued behind it, so they form one batch."""
+    started = threading.Event()
+
+    def blocker(txn: PostgresTransaction) -> list[Event]:
+        started.set()
+        release.wait(10)
+        return txn.append("subject:block", new_events("subject:block", 1), "t")
+
+    first = asyncio.ensure_future(store.run(blocker))
+    assert await asyncio.to_thread(started.wait, 10)
+    tasks = [
+        asyncio.ensure_future(store.append(s, new_events(s, 2), "t"))
+        for s in ("subject:p", "subject:q", "subject:r")
+    ]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    release.set()
+    return list(await asyncio.gather(first, *tasks, return_exceptions=True))
+
+
+@pytest.mark.parametrize("committed", [True, False])
+async def test_a_lost_commit_reply_neither_loses_nor_repeats_a_batch(
+    pg: PostgresStore, committed: bool
+) -> None:
+    await fill(pg, 3)
+    calls = lose_commit_reply(pg, at_call=2, committed=committed)  # the batch of three's
+    results = await batch_of_three(pg, threading.Event())
+    assert calls[0] >= 2
+    assert all(isinstance(r, list) for r in results), results  # every caller: appended
+    events = read_all(pg)
+    assert [e.stream for e in events[3:]] == ["subject:block"] + [
+        s for s in ("subject:p", "subject:q", "subject:r") for _ in range(2)
+    ]
+    assert sorted(e.seq for r in results for e in r) == list(range(4, 11))
+    check_log(events)
+    check_head(pg, events)
+    more = await pg.append("subject:p", new_events("subject:p", 1), "t")
+    assert [(e.seq, e.version) for e in more] == [(11, 3)]
+
+
+async def test_a_commit_that_cannot_be_checked_is_reported_unknown(
+    pg: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await fill(pg, 2)
+    lose_commit_reply(pg, at_call=1, committed=True)
+
+    def no_server(*args: Any, **kwargs: Any) -> Any:
+        raise LedgerUnavailable("cannot connect to PostgreSQL: (a test)")
+
+    monkeypatch.setattr(postgres_store, "connect", no_server)
+    with pytest.raises(LedgerUnavailable, match="unknown"):
+        await pg.append("subject:a", new_events("subject:a", 1), "t")
+    monkeypatch.undo()
+    later = await pg.append("subject:a", new_events("subject:a", 1), "t")
+    assert [e.seq for e in later] == [4]  # the lost write had committed: chained after it
+    check_log(read_all(pg))
+
+
+async def test_a_unit_that_hides_a_failed_statement_fails(pg: PostgresStore) -> None:
+    await fill(pg, 2)
+    head = pg.head()
+
+    def hides(txn: PostgresTransaction) -> list[Event]:
+        appended = txn.append("subject:x", new_events("subject:x", 2), "t")
+        with contextlib.suppress(psycopg.errors.DivisionByZero):
+            txn.connection.execute("SELECT 1 / 0")  # now the transaction is failed, and
+            # PostgreSQL would answer its COMMIT with a rollback
+        return appended
+
+    with pytest.raises(LedgerUnavailable, match="left the transaction failed"):
+        await pg.run(hides)
+    assert pg.head() == head
+    more = await pg.append("subject:x", new_events("subject:x", 1), "t")
+    assert [(e.seq, e.version) for e in more] == [(3, 1)]
+    check_log(read_all(pg))
+
+
+async def test_projectors_catch_up_on_opening(dsn: str, schema: str) -> None:
+    bare = PostgresStore(dsn, schema=schema)
+    try:
+        await fill(bare, 5, streams=("subject:a", "subject:b"))
+    finally:
+        bare.close()
+    store = PostgresStore(dsn, [StreamCounts()], schema=schema)
+    try:
+        assert counts(dsn, schema) == {"subject:a": 3, "subject:b": 2}
+        assert store.checkpoints() == {"stream_counts": 5}
+    finally:
+        store.close()
+
+
+def connections_of(dsn: str, schema: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            (f"osint-ledger {schema}",),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_readers_on_many_threads_hold_few_connections(
+    pg: PostgresStore, dsn: str, schema: str
+) -> None:
+    await fill(pg, 4)
+    sizes: list[int] = []
+
+    def read() -> None:
+        sizes.append(pg.size())
+        sizes.append(len(pg.read()))
+
+    for _ in range(10):
+        threads = [threading.Thread(target=read) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sizes == [4] * 240
+    assert connections_of(dsn, schema) <= MAX_IDLE_READERS + 1  # and the writer's
+    pg.close()
+    assert connections_of(dsn, schema) == 0
+
+
+async def test_a_writer_held_out_by_another_fails_after_its_lock_timeout(
+    dsn: str, schema: str
+) -> None:
+    store = PostgresStore(dsn, schema=schema, lock_timeout=0.2)
+    try:
+        await fill(store, 1)
+        with psycopg.connect(dsn, autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", (store._lock,))
+            with pytest.raises(LedgerUnavailable, match=r"could not start.*lock timeout"):
+                await store.append("subject:a", new_events("subject:a", 1), "t")
+        more = await store.append("subject:a", new_events("subject:a", 1), "t")
+        assert [e.seq for e in more] == [2]
+    finally:
+        store.close()
+
+
+async def test_options_given_in_the_dsn_are_kept(dsn: str, schema: str) -> None:
+    store = PostgresStore(make_conninfo(dsn, options="-c statement_timeout=1234"), schema=schema)
+    try:
+        with store._reading() as conn:
+            row = conn.execute("SHOW statement_timeout").fetchone()
+        assert row is not None
+        assert row[0] == "1234ms"
+        await fill(store, 2)
+        assert store.size() == 2
+    finally:
+        store.close()
