@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import queue
+import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -181,19 +182,34 @@ class Job:
         return self.future.set_running_or_notify_cancel()
 
 
+def _raisable(problem: BaseException) -> BaseException:
+    """What a waiter can be given: futures refuse StopIteration (it would end the awaiting
+    coroutine's frame as if it returned), so it goes wrapped in a RuntimeError."""
+    if isinstance(problem, StopIteration):
+        wrapped = RuntimeError(f"the unit of work raised StopIteration: {problem!r}")
+        wrapped.__cause__ = problem
+        return wrapped
+    return problem
+
+
 def _answer(waiter: asyncio.Future[Any], result: Any, problem: BaseException | None) -> None:
     if waiter.done():  # cancelled, or answered already
         return
     if problem is None:
         waiter.set_result(result)
     else:
-        waiter.set_exception(problem)
+        waiter.set_exception(_raisable(problem))
 
 
 def _answer_all(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    """Runs on the waiters' event loop: one wake-up for a whole batch."""
+    """Runs on the waiters' event loop: one wake-up for a whole batch. Each waiter is
+    answered whatever happened to the one before it."""
     for waiter, result, problem in answers:
-        _answer(waiter, result, problem)
+        try:
+            _answer(waiter, result, problem)
+        except Exception as exc:  # one answer that cannot be given: that caller hears why
+            if not waiter.done():
+                waiter.set_exception(RuntimeError(f"the answer could not be given: {exc!r}"))
 
 
 def settle(outcomes: Sequence[tuple[Job, Any, BaseException | None]]) -> None:
@@ -210,7 +226,7 @@ def settle(outcomes: Sequence[tuple[Job, Any, BaseException | None]]) -> None:
             if problem is None:
                 job.future.set_result(result)
             else:
-                job.future.set_exception(problem)
+                job.future.set_exception(_raisable(problem))
     for loop, answers in by_loop.items():
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody is left to answer
             loop.call_soon_threadsafe(_answer_all, answers)
@@ -290,6 +306,39 @@ class QueuedWriter(Generic[TxnT]):
     max_batch: int
     _queue: queue.SimpleQueue[Job | None]
     _closed: bool
+    _accepting: threading.Lock
+
+    def _open_queue(self) -> None:
+        self._queue = queue.SimpleQueue()
+        self._closed = False
+        self._accepting = threading.Lock()  # a unit is queued before the stop, or refused
+
+    def _enqueue(self, job: Job) -> None:
+        with self._accepting:
+            if self._closed:
+                raise LedgerUnavailable("the store is closed")
+            self._queue.put(job)
+
+    def _stop_queue(self) -> bool:
+        """Refuse new units and tell the writer to stop once it has run the queued ones;
+        False if the store was closed already."""
+        with self._accepting:
+            if self._closed:
+                return False
+            self._closed = True
+            self._queue.put(None)
+        return True
+
+    def _refuse_leftovers(self) -> None:
+        """Once the writer has stopped: answer any unit still queued (none should be)."""
+        closed = LedgerUnavailable("the store is closed")
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                settle([(job, None, closed)])
 
     def _take(self, batch: list[Job]) -> bool:
         """Add whatever is queued to `batch`; False once the store is closing."""
@@ -306,10 +355,8 @@ class QueuedWriter(Generic[TxnT]):
 
     def submit(self, work: Callable[[TxnT], T]) -> Future[T]:
         """Queue `work` for the writer; the future resolves after its commit."""
-        if self._closed:
-            raise LedgerUnavailable("the store is closed")
         future: Future[T] = Future()
-        self._queue.put(Job(work, future))
+        self._enqueue(Job(work, future))
         return future
 
     def run_sync(self, work: Callable[[TxnT], T]) -> T:
@@ -320,11 +367,9 @@ class QueuedWriter(Generic[TxnT]):
 
         Cancelling the caller before the writer takes the unit means it never runs.
         """
-        if self._closed:
-            raise LedgerUnavailable("the store is closed")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[T] = loop.create_future()
-        self._queue.put(Job(work, None, loop, waiter))
+        self._enqueue(Job(work, None, loop, waiter))
         return await waiter
 
     async def append(

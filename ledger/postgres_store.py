@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import queue
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
@@ -51,6 +50,7 @@ from ledger.store import Projector
 from ledger.times import parse_record_time
 
 log = structlog.get_logger("ledger.postgres")
+R = TypeVar("R")
 
 SCHEMA_VERSION = 1
 SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -198,8 +198,7 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         self._lock_timeout = f"{max(1, round(lock_timeout * 1000))}ms"
         self._idle: list[psycopg.Connection[Any]] = []  # read connections between reads
         self._readers_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._closed = False
+        self._open_queue()
         self._pending = Pending()
         self._batch: dict[str, int] = {}  # stream versions as this transaction has them
         self._known: dict[str, int] = {}  # stream versions as last committed
@@ -210,6 +209,11 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
             self._tip = self._read_tip()
             self._catch_up()  # another writer may have appended without these projectors
             self._conn.commit()
+        except psycopg.Error as exc:
+            self._conn.close()
+            raise LedgerUnavailable(
+                f"cannot open the ledger in PostgreSQL schema {schema!r}: {exc}"
+            ) from None
         except BaseException:
             self._conn.close()
             raise
@@ -220,8 +224,12 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
 
     def _migrate(self) -> None:
         conn = self._conn
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+        found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,))
+        if found.fetchone() is None:  # CREATE SCHEMA needs CREATE on the database even when
+            # the schema exists, so a role that only owns its schema never asks for it
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(self.schema)))
         conn.execute(_TABLES)
         for table in _APPEND_ONLY:
             for name, when, each in (
@@ -417,7 +425,11 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
                     problem: BaseException | None = None
                 except BaseException as exc:
                     problem, result = exc, None
-                failed = conn.info.transaction_status == pq.TransactionStatus.INERROR
+                status = conn.info.transaction_status
+                open_ = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
+                if txn.raw and not conn.broken and status not in open_:
+                    return self._ended_by_unit(batch, job, outcomes)
+                failed = status == pq.TransactionStatus.INERROR
                 if problem is None and not failed:
                     outcomes.append((job, result, None))
                     continue
@@ -447,7 +459,9 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
             if len(batch) > 1:
                 log.warning("batch_split", error=str(exc), units=len(batch))
                 for job in batch:
-                    self._try_batch([job])
+                    again = self._try_batch([job])
+                    while again:  # its COMMIT was lost and had not taken effect
+                        again = self._try_batch(again)
                 return []
             log.error("batch_rolled_back", error=str(exc), units=len(batch))
             undone = LedgerUnavailable(f"the write failed and was rolled back: {exc}")
@@ -456,6 +470,36 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         self._known.update(self._batch)
         settle(outcomes)
         return []
+
+    def _ended_by_unit(
+        self,
+        batch: list[Job],
+        job: Job,
+        outcomes: list[tuple[Job, Any, BaseException | None]],
+    ) -> list[Job]:
+        """`job` committed or rolled back the batch's transaction itself, through its
+        connection. What the units before it wrote may have been committed without the
+        rest of the batch, so their callers are told the outcome is unknown (none is run
+        again, so none is appended twice), `job` fails, the units after it run again, and
+        the tip is read again under the lock by the next batch."""
+        log.error("transaction_ended_by_unit", schema=self.schema)
+        with contextlib.suppress(psycopg.Error):
+            self._conn.rollback()
+        self._reset()
+        self._tip = _UNKNOWN_TIP.copy()
+        unknown = LedgerUnavailable(
+            "a unit of work in the same transaction ended it itself: whether this write took "
+            "effect is unknown; read the log before trying again"
+        )
+        ended = LedgerUnavailable(
+            "this unit of work ended the writer's transaction itself (a unit must not commit "
+            "or roll back): whether what it wrote took effect is unknown"
+        )
+        settle(
+            [(done, None, problem or unknown) for done, _, problem in outcomes]
+            + [(job, None, ended)]
+        )
+        return batch[batch.index(job) + 1 :]
 
     def _after_lost_commit(
         self,
@@ -475,12 +519,15 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         found: str | None = None
         try:
             conn = self._connected()
-            conn.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
-            row = conn.execute("SELECT hash FROM events WHERE seq = %s", (expected.seq,))
-            hit = row.fetchone()
-            found = None if hit is None else str(hit[0])
-            conn.rollback()
+            try:
+                conn.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
+                row = conn.execute("SELECT hash FROM events WHERE seq = %s", (expected.seq,))
+                hit = row.fetchone()
+                found = None if hit is None else str(hit[0])
+            finally:
+                if not (conn.closed or conn.broken):  # the next batch begins afresh
+                    conn.rollback()
         except Exception as check:  # any failure leaves the outcome unknown
             log.error("commit_outcome_unknown", error=str(exc), check=str(check))
             unknown = LedgerUnavailable(
@@ -488,14 +535,14 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
                 f"be checked again ({check}): whether this write took effect is unknown; "
                 f"read the log before trying again"
             )
-            settle([(job, None, unknown) for job, _, _ in outcomes])
+            settle([(job, None, problem or unknown) for job, _, problem in outcomes])
             return []
         if not appended:  # nothing to look for: the unit's own work cannot be checked
             unknown = LedgerUnavailable(
                 f"the connection to PostgreSQL was lost during COMMIT ({exc}): whether this "
                 f"work took effect is unknown"
             )
-            settle([(job, None, unknown) for job, _, _ in outcomes])
+            settle([(job, None, problem or unknown) for job, _, problem in outcomes])
             return []
         if found == expected.hash.hex():
             log.warning("commit_reply_lost", committed=True, seq=expected.seq)
@@ -509,16 +556,19 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
 
     def close(self) -> None:
         """Finish every queued write, then close all connections."""
-        if self._closed:
+        if not self._stop_queue():
             return
-        self._closed = True
-        self._queue.put(None)
         self._thread.join()
+        self._refuse_leftovers()
         self._conn.close()
+        self._drop_idle()
+
+    def _drop_idle(self) -> None:
+        """Close the read connections kept between reads."""
         with self._readers_lock:
-            for conn in self._idle:
-                conn.close()
-            self._idle.clear()
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
 
     # ---- reads ----
 
@@ -556,29 +606,46 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         ).fetchall()
         return rows_to_events(rows)
 
+    def _query(self, work: Callable[[psycopg.Connection[Any]], R]) -> R:
+        """`work` on a read connection; one found lost (a server restart) is replaced once,
+        and any other failure of the server is a :class:`LedgerUnavailable`."""
+        for attempt in (1, 2):
+            with self._reading() as conn:
+                try:
+                    return work(conn)
+                except psycopg.OperationalError as exc:
+                    if attempt == 1 and conn.broken:  # the others are likely lost with it
+                        self._drop_idle()
+                        continue
+                    raise LedgerUnavailable(f"cannot read the ledger: {exc}") from None
+                except psycopg.Error as exc:
+                    raise LedgerUnavailable(f"cannot read the ledger: {exc}") from None
+        raise AssertionError("unreachable")
+
     def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
         """At most `limit` events after seq `after` (any integers: clamped to bigint)."""
         after, limit = max(0, min(after, _MAX_INT)), max(0, min(limit, _MAX_INT))
-        with self._reading() as conn:
-            return self._read(conn, after, limit)
+        return self._query(lambda conn: self._read(conn, after, limit))
 
     def read_stream(self, stream: str) -> list[Event]:
         sql_ = f"{_SELECT_EVENTS} WHERE e.stream = %s ORDER BY e.version"
-        with self._reading() as conn:
-            return rows_to_events(conn.execute(sql_, (stream,), binary=True).fetchall())
+        return self._query(
+            lambda conn: rows_to_events(conn.execute(sql_, (stream,), binary=True).fetchall())
+        )
 
     def size(self) -> int:
-        with self._reading() as conn:
-            row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        row = self._query(
+            lambda conn: conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        )
         return int(row[0]) if row else 0
 
     def _fetch(self, ids: Sequence[merkle.NodeId]) -> Mapping[merkle.NodeId, bytes]:
-        with self._reading() as conn:
-            return _nodes(conn, ids)
+        return self._query(lambda conn: _nodes(conn, ids))
 
     def checkpoints(self) -> dict[str, int]:
-        with self._reading() as conn:
-            rows = conn.execute("SELECT name, seq FROM checkpoints").fetchall()
+        rows = self._query(
+            lambda conn: conn.execute("SELECT name, seq FROM checkpoints").fetchall()
+        )
         return {str(name): int(seq) for name, seq in rows}
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import queue
 import sqlite3
 import threading
 import time
@@ -422,8 +421,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._closed = False
+        self._open_queue()
         self.write_refusal: str | None = None
         """Why appends are refused (the stored log failed its start-up check), or None."""
         self.storage_problem: str | None = None
@@ -940,11 +938,10 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
 
     def close(self) -> None:
         """Finish every queued write, then close all connections."""
-        if self._closed:
+        if not self._stop_queue():
             return
-        self._closed = True
-        self._queue.put(None)
         self._thread.join()
+        self._refuse_leftovers()
         if self._checkpointer is not None:
             self._appended.set()
             self._checkpointer.join()

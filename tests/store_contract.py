@@ -334,6 +334,76 @@ class StoreContract:
         assert [(e.seq, e.version) for e in later] == [(7, 1)]
         check_log(read_all(store))
 
+    async def test_a_unit_raising_stop_iteration_fails_alone(self, store: EventStore) -> None:
+        started, release = threading.Event(), threading.Event()
+
+        def blocker(txn: Transaction) -> list[Event]:
+            started.set()
+            release.wait(10)
+            return txn.append("subject:block", new_events("subject:block", 1), "t")
+
+        def stops(txn: Transaction) -> None:
+            raise StopIteration("a generator's end, escaping a unit")
+
+        def good(txn: Transaction) -> list[Event]:
+            return txn.append("subject:good", new_events("subject:good", 1), "t")
+
+        first = asyncio.ensure_future(store.run(blocker))
+        assert await asyncio.to_thread(started.wait, 10)
+        tasks = [asyncio.ensure_future(store.run(unit)) for unit in (good, stops, good)]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        release.set()
+        results: list[Any] = await asyncio.wait_for(
+            asyncio.gather(first, *tasks, return_exceptions=True), timeout=20
+        )
+        assert isinstance(results[2], RuntimeError)
+        assert "StopIteration" in str(results[2])
+        assert [[e.seq for e in r] for r in (results[0], results[1], results[3])] == [
+            [1],
+            [2],
+            [3],
+        ]
+
+    async def test_units_submitted_while_closing_are_all_answered(self, path: Path) -> None:
+        store = self.make_store(path)
+        futures: list[Any] = []
+        refused: list[BaseException] = []
+        go = threading.Event()
+
+        def submitter(n: int) -> None:
+            go.wait(10)
+            for i in range(200):
+                stream = f"subject:{n}"
+                try:
+                    futures.append(
+                        store.submit(  # type: ignore[attr-defined]
+                            lambda txn, s=stream, i=i: txn.append(s, new_events(s, 1, i), "t")
+                        )
+                    )
+                except LedgerError as exc:
+                    refused.append(exc)
+                    return
+
+        threads = [threading.Thread(target=submitter, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        go.set()
+        await asyncio.sleep(0.01)
+        await asyncio.to_thread(store.close)
+        for thread in threads:
+            thread.join()
+        for future in futures:  # each was run and answered, or answered as refused
+            assert future.done()
+            if future.exception() is not None:
+                assert "closed" in str(future.exception())
+        reopened = self.make_store(path)
+        try:
+            appended = sum(1 for f in futures if f.exception() is None)
+            assert reopened.head().size == appended
+        finally:
+            reopened.close()
+
     async def test_unit_result_is_returned(self, store: EventStore) -> None:
         def work(txn: Transaction) -> tuple[int, int]:
             txn.append("subject:a", new_events("subject:a", 2), "t")

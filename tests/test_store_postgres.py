@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import secrets
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -288,25 +288,33 @@ def lose_commit_reply(store: PostgresStore, *, at_call: int, committed: bool) ->
     return calls
 
 
-async def batch_of_three(store: PostgresStore, release: threading.Event) -> list[Any]:
-    """A blocking unit, then three appends queued behind it, so they form one batch."""
-    started = threading.Event()
+Unit = Callable[[PostgresTransaction], Any]
+
+
+def appends_to(stream: str, count: int = 2) -> Unit:
+    return lambda txn: txn.append(stream, new_events(stream, count), "t")
+
+
+async def one_batch(store: PostgresStore, units: Sequence[Unit] | None = None) -> list[Any]:
+    """A blocking unit, then `units` (by default three appends of two events to
+    subject:p, q and r) queued behind it, so they form one batch; every outcome."""
+    started, release = threading.Event(), threading.Event()
 
     def blocker(txn: PostgresTransaction) -> list[Event]:
         started.set()
         release.wait(10)
         return txn.append("subject:block", new_events("subject:block", 1), "t")
 
+    if units is None:
+        units = [appends_to(s) for s in ("subject:p", "subject:q", "subject:r")]
     first = asyncio.ensure_future(store.run(blocker))
     assert await asyncio.to_thread(started.wait, 10)
-    tasks = [
-        asyncio.ensure_future(store.append(s, new_events(s, 2), "t"))
-        for s in ("subject:p", "subject:q", "subject:r")
-    ]
+    tasks = [asyncio.ensure_future(store.run(unit)) for unit in units]
     for _ in range(5):
         await asyncio.sleep(0)
     release.set()
-    return list(await asyncio.gather(first, *tasks, return_exceptions=True))
+    done = asyncio.gather(first, *tasks, return_exceptions=True)
+    return list(await asyncio.wait_for(done, timeout=30))  # a caller never waits forever
 
 
 @pytest.mark.parametrize("committed", [True, False])
@@ -315,7 +323,7 @@ async def test_a_lost_commit_reply_neither_loses_nor_repeats_a_batch(
 ) -> None:
     await fill(pg, 3)
     calls = lose_commit_reply(pg, at_call=2, committed=committed)  # the batch of three's
-    results = await batch_of_three(pg, threading.Event())
+    results = await one_batch(pg)
     assert calls[0] >= 2
     assert all(isinstance(r, list) for r in results), results  # every caller: appended
     events = read_all(pg)
@@ -408,7 +416,14 @@ async def test_readers_on_many_threads_hold_few_connections(
             thread.join()
     assert sizes == [4] * 240
     assert connections_of(dsn, schema) <= MAX_IDLE_READERS + 1  # and the writer's
+    for _ in range(20):  # one thread after another: one read connection, kept
+        assert pg.size() == 4
+    assert connections_of(dsn, schema) >= 2
     pg.close()
+    for _ in range(100):  # the server's backends end a moment after their clients go
+        if connections_of(dsn, schema) == 0:
+            break
+        await asyncio.sleep(0.05)
     assert connections_of(dsn, schema) == 0
 
 
@@ -439,3 +454,125 @@ async def test_options_given_in_the_dsn_are_kept(dsn: str, schema: str) -> None:
         assert store.size() == 2
     finally:
         store.close()
+
+
+async def test_a_lost_commit_after_a_split_batch_runs_the_unit_again(dsn: str, schema: str) -> None:
+    store = PostgresStore(dsn, [StreamCounts()], schema=schema)
+    try:
+        # the batch's fold fails (subject:refused), so each unit runs alone; the first
+        # one's COMMIT (the 2nd from now: the blocker's is the 1st) loses its connection
+        # before it took effect, so that unit must run again, and its caller hear once
+        lose_commit_reply(store, at_call=2, committed=False)
+        units = [appends_to(s) for s in ("subject:p", "subject:refused", "subject:r")]
+        results = await one_batch(store, units)
+        assert isinstance(results[2], LedgerUnavailable)
+        assert [[e.stream for e in r] for r in (results[0], results[1], results[3])] == [
+            ["subject:block"],
+            ["subject:p"] * 2,
+            ["subject:r"] * 2,
+        ]
+        events = read_all(store)
+        assert [e.stream for e in events] == ["subject:block"] + ["subject:p"] * 2 + [
+            "subject:r"
+        ] * 2
+        check_log(events)
+        assert counts(dsn, schema) == {"subject:block": 1, "subject:p": 2, "subject:r": 2}
+    finally:
+        store.close()
+
+
+async def test_a_lost_commit_that_cannot_be_checked_leaves_the_next_batch_whole(
+    dsn: str, schema: str
+) -> None:
+    store = PostgresStore(dsn, schema=schema, lock_timeout=0.3)
+    other = psycopg.connect(dsn, autocommit=True)
+    try:
+        await fill(store, 2)
+        conn, real = store._conn, store._conn.commit
+
+        calls = [0]
+
+        def commit() -> None:  # the 2nd commits; then, before the writer can look, another
+            real()  # session takes the write lock; then the reply is lost
+            calls[0] += 1
+            if calls[0] == 1:  # the blocker's batch
+                return
+            other.execute("SELECT pg_advisory_lock(%s)", (store._lock,))
+            conn.close()
+            raise psycopg.OperationalError("server closed the connection (a test)")
+
+        conn.commit = commit  # type: ignore[method-assign]
+
+        def refused(txn: PostgresTransaction) -> None:
+            raise ValueError("a rule refused this unit")
+
+        results = await one_batch(store, [appends_to("subject:p"), refused])
+        other.execute("SELECT pg_advisory_unlock(%s)", (store._lock,))
+        assert [e.stream for e in results[0]] == ["subject:block"]
+        assert "unknown" in str(results[1])
+        assert str(results[2]) == "a rule refused this unit"  # its own error, not unknown
+        later = await store.append("subject:a", new_events("subject:a", 1), "t")
+        events = read_all(store)
+        assert later[0].seq == len(events) == 2 + 1 + 2 + 1  # the lost COMMIT had kept both
+        check_log(events)
+    finally:
+        other.close()
+        store.close()
+
+
+@pytest.mark.parametrize("ending", ["commit", "rollback"])
+async def test_a_unit_that_ends_the_transaction_is_refused(pg: PostgresStore, ending: str) -> None:
+    await fill(pg, 2)
+
+    def ends(txn: PostgresTransaction) -> list[Event]:
+        appended = txn.append("subject:x", new_events("subject:x", 1), "t")
+        getattr(txn.connection, ending)()
+        return appended
+
+    units = [appends_to("subject:p"), ends, appends_to("subject:r")]
+    results = await one_batch(pg, units)  # the blocker commits alone, then the three
+    assert [e.stream for e in results[0]] == ["subject:block"]
+    assert "unknown" in str(results[1])
+    assert "ended the writer's transaction" in str(results[2])
+    assert "unknown" in str(results[2])
+    assert [e.stream for e in results[3]] == ["subject:r"] * 2  # run again, after
+    events = read_all(pg)
+    check_log(events)
+    check_head(pg, events)
+    kept = [e.stream for e in events[3:]]
+    if ending == "rollback":
+        assert kept == ["subject:r"] * 2
+    else:  # what was written up to the unit's own COMMIT was kept: their callers were
+        # told the outcome was unknown, and none of it was appended twice
+        assert kept == ["subject:p"] * 2 + ["subject:x"] + ["subject:r"] * 2
+
+
+async def test_a_role_that_only_owns_its_schema_can_open_it(dsn: str, schema: str) -> None:
+    role = f"owner_{secrets.token_hex(4)}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"CREATE SCHEMA {schema} AUTHORIZATION {role}")
+    store = PostgresStore(make_conninfo(dsn, user=role), schema=schema)
+    try:
+        await fill(store, 3)
+        check_log(read_all(store))
+    finally:
+        store.close()
+    with pytest.raises(LedgerUnavailable, match="cannot open the ledger in PostgreSQL schema"):
+        PostgresStore(make_conninfo(dsn, user=role), schema=f"{schema}_other")
+
+
+async def test_reads_and_appends_go_on_after_the_server_drops_every_connection(
+    pg: PostgresStore, dsn: str, schema: str
+) -> None:
+    await fill(pg, 3)
+    assert pg.size() == 3
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (f"osint-ledger {schema}",),
+        )
+    assert len(pg.read()) == 3
+    more = await pg.append("subject:a", new_events("subject:a", 1), "t")
+    assert [e.seq for e in more] == [4]
+    check_log(read_all(pg))
