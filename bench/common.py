@@ -12,6 +12,7 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -247,6 +248,17 @@ def rss_mb(pid: int) -> tuple[float, float]:
 def timed(fn: Callable[[], Any]) -> float:
     start = time.perf_counter()
     fn()
+    return time.perf_counter() - start
+
+
+def timed_threads(target: Callable[[int], Any], count: int) -> float:
+    """Seconds for `count` threads running `target(0)` .. `target(count - 1)` at once."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     return time.perf_counter() - start
 
 

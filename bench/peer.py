@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import msgspec
 
 from bench import gen
-from bench.common import Result, median, remove_db, say
+from bench.common import Result, median, remove_db, say, timed_threads
 from ledger.commands import RecordAssertion, RegisterSource
 from ledger.service import execute_sync
 from ledger.sqlite_store import SqliteStore
@@ -73,13 +72,7 @@ def _our_appends(store: SqliteStore, claims: list[dict[str, Any]]) -> float:
         for command in commands[i * share : (i + 1) * share]:
             execute_sync(store, command, "bench")
 
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(CALLERS)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - start
+    return timed_threads(caller, CALLERS)
 
 
 def _our_read(store: SqliteStore) -> tuple[int, float]:

@@ -11,12 +11,11 @@ or a server the scenario is skipped with a message.
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result, median, remove_db, say
+from bench.common import Result, median, remove_db, say, timed_threads
 from ledger.events import AssertionRecorded, Document, NewEvent, Value
 from ledger.sqlite_store import SqliteStore
 
@@ -51,13 +50,7 @@ def _appends(store: Any, events: list[NewEvent]) -> float:
         for new in events[i * share : (i + 1) * share]:
             store.append_sync(new.stream, [new], "bench")
 
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(CALLERS)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return share * CALLERS / (time.perf_counter() - start)
+    return share * CALLERS / timed_threads(caller, CALLERS)
 
 
 def _scan(store: Any) -> float:
