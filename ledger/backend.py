@@ -337,7 +337,7 @@ class QueuedWriter(Generic[TxnT]):
                 job = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if job is not None:
+            if job is not None and job.start():  # not one its caller gave up on
                 settle([(job, None, closed)])
 
     def _take(self, batch: list[Job]) -> bool:

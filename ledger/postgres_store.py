@@ -105,6 +105,13 @@ _APPEND_ONLY = ("events", "payloads", "merkle_nodes")
 _UNIT_FAILED = (
     "a statement of this unit failed and left the transaction failed: nothing of it was appended"
 )
+_XID = "SELECT pg_current_xact_id()::text"  # which transaction the writer is in
+
+
+def _one(row: tuple[Any, ...] | None) -> str:
+    return "" if row is None else str(row[0])
+
+
 _FOLD_FAILED = "a statement failed and left the transaction failed: nothing was appended"
 
 
@@ -203,6 +210,9 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         self._batch: dict[str, int] = {}  # stream versions as this transaction has them
         self._known: dict[str, int] = {}  # stream versions as last committed
         self._appended: list[Event] = []  # appended in this transaction, rows written
+        self._flushes: list[tuple[int, str, int]] = []  # (seq, hash, units) at each write
+        self._xid = ""  # the batch's transaction, to tell whether a unit ended it
+        self._units_done = 0  # units of the batch run before the one running now
         self._conn = connect(dsn, schema, autocommit=False)
         try:
             self._migrate()
@@ -345,6 +355,8 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
                     )
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
                     tip = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+                    xid = conn.execute(_XID)
+                self._xid = _one(xid.fetchone())
                 return conn, tip.fetchone()
             except psycopg.OperationalError:
                 if attempt == 2 or not conn.broken:
@@ -377,6 +389,8 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
                     "INSERT INTO merkle_nodes (level, idx, hash) VALUES (%s, %s, %s)",
                     pending.nodes,
                 )
+            last = pending.events[-1]
+            self._flushes.append((int(last[0]), str(last[7]), self._units_done))
         self._appended += pending.appended
         self._pending = Pending()
 
@@ -403,6 +417,7 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         outcomes: list[tuple[Job, Any, BaseException | None]] = []
         start_tip = self._tip.copy()
         self._pending, self._batch, self._appended = Pending(), {}, []
+        self._flushes, self._units_done = [], 0
         try:
             conn, last = self._locked()
         except Exception as exc:  # no unit is at fault: the whole batch fails once
@@ -419,17 +434,16 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
             txn = PostgresTransaction(self, conn)
             for job in batch:
                 txn.raw = False
+                self._units_done = len(outcomes)
                 saved, mark, versions = self._tip.copy(), self._pending.mark(), dict(self._batch)
                 try:
                     result = job.work(txn)
                     problem: BaseException | None = None
                 except BaseException as exc:
                     problem, result = exc, None
-                status = conn.info.transaction_status
-                open_ = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
-                if txn.raw and not conn.broken and status not in open_:
-                    return self._ended_by_unit(batch, job, outcomes)
-                failed = status == pq.TransactionStatus.INERROR
+                if txn.raw and not self._still_ours(conn):
+                    return self._unit_broke_transaction(batch, job, outcomes, problem)
+                failed = conn.info.transaction_status == pq.TransactionStatus.INERROR
                 if problem is None and not failed:
                     outcomes.append((job, result, None))
                     continue
@@ -471,35 +485,81 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         settle(outcomes)
         return []
 
-    def _ended_by_unit(
+    def _still_ours(self, conn: psycopg.Connection[Any]) -> bool:
+        """Whether the batch's transaction is still open and sound after a unit that had
+        the connection: not failed, not committed or rolled back by the unit (a statement
+        after that would open another, hence the transaction id), the connection not lost."""
+        if conn.broken or conn.info.transaction_status != pq.TransactionStatus.INTRANS:
+            return False
+        try:
+            return _one(conn.execute(_XID).fetchone()) == self._xid
+        except psycopg.Error:
+            return False
+
+    def _unit_broke_transaction(
         self,
         batch: list[Job],
         job: Job,
         outcomes: list[tuple[Job, Any, BaseException | None]],
+        problem: BaseException | None,
     ) -> list[Job]:
-        """`job` committed or rolled back the batch's transaction itself, through its
-        connection. What the units before it wrote may have been committed without the
-        rest of the batch, so their callers are told the outcome is unknown (none is run
-        again, so none is appended twice), `job` fails, the units after it run again, and
-        the tip is read again under the lock by the next batch."""
-        log.error("transaction_ended_by_unit", schema=self.schema)
+        """`job`, with the connection, left the batch's transaction failed, ended or lost.
+        It may have committed the rows written so far (a unit must not, but can): look
+        under the write lock for what was kept, newest write first. The units whose rows
+        are there are answered; the others run again; `job` fails, saying whether what it
+        wrote was kept; the units after it run again. If nothing can be looked up, the
+        callers of units that wrote are told the outcome is unknown and none runs again,
+        so nothing is appended twice."""
+        flushes = self._flushes
         with contextlib.suppress(psycopg.Error):
             self._conn.rollback()
         self._reset()
-        self._tip = _UNKNOWN_TIP.copy()
-        unknown = LedgerUnavailable(
-            "a unit of work in the same transaction ended it itself: whether this write took "
-            "effect is unknown; read the log before trying again"
+        self._tip = _UNKNOWN_TIP.copy()  # read again under the lock by the next batch
+        after = batch[batch.index(job) + 1 :]
+        kept, unit_kept = 0, False
+        if flushes:
+            try:
+                found = self._look_up([seq for seq, _, _ in flushes])
+            except Exception as check:  # the outcome of every write so far is unknown
+                log.error("unit_broke_transaction", schema=self.schema, check=str(check))
+                unknown = LedgerUnavailable(
+                    f"a unit of work in the same transaction left it failed or ended it, and "
+                    f"what was kept could not be looked up ({check}): whether this write took "
+                    f"effect is unknown; read the log before trying again"
+                )
+                settle([(done, None, err or unknown) for done, _, err in outcomes])
+                settle([(job, None, problem or unknown)])
+                return after
+            for seq, digest, units in reversed(flushes):
+                if found.get(seq) == digest:
+                    kept, unit_kept = units, True
+                    break
+        log.error("unit_broke_transaction", schema=self.schema, kept_units=kept)
+        settle(outcomes[:kept])
+        settle([(done, None, err) for done, _, err in outcomes[kept:] if err is not None])
+        words = "was kept" if unit_kept else "was not kept"
+        failure = LedgerUnavailable(
+            f"this unit of work left the writer's transaction failed or ended it (a unit "
+            f"must not commit or roll back): what it wrote up to then {words}"
         )
-        ended = LedgerUnavailable(
-            "this unit of work ended the writer's transaction itself (a unit must not commit "
-            "or roll back): whether what it wrote took effect is unknown"
-        )
-        settle(
-            [(done, None, problem or unknown) for done, _, problem in outcomes]
-            + [(job, None, ended)]
-        )
-        return batch[batch.index(job) + 1 :]
+        failure.__cause__ = problem
+        settle([(job, None, failure)])
+        return [done for done, _, err in outcomes[kept:] if err is None] + after
+
+    def _look_up(self, seqs: Sequence[int]) -> dict[int, str]:
+        """The stored hashes of `seqs`, read on the writer's connection (opened again if it
+        was lost) under the write lock, so after any transaction that held it ended."""
+        conn = self._connected()
+        try:
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
+            rows = conn.execute(
+                "SELECT seq, hash FROM events WHERE seq = ANY(%s)", (list(seqs),)
+            ).fetchall()
+            return {int(seq): str(digest) for seq, digest in rows}
+        finally:
+            if not (conn.closed or conn.broken):  # the next batch begins afresh
+                conn.rollback()
 
     def _after_lost_commit(
         self,
@@ -516,18 +576,8 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         appended = expected.seq > start_tip.seq
         self._pending, self._batch, self._appended = Pending(), {}, []
         self._tip = _UNKNOWN_TIP.copy()  # read again under the lock by the next batch
-        found: str | None = None
         try:
-            conn = self._connected()
-            try:
-                conn.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
-                row = conn.execute("SELECT hash FROM events WHERE seq = %s", (expected.seq,))
-                hit = row.fetchone()
-                found = None if hit is None else str(hit[0])
-            finally:
-                if not (conn.closed or conn.broken):  # the next batch begins afresh
-                    conn.rollback()
+            found = self._look_up([expected.seq]).get(expected.seq)
         except Exception as check:  # any failure leaves the outcome unknown
             log.error("commit_outcome_unknown", error=str(exc), check=str(check))
             unknown = LedgerUnavailable(

@@ -366,7 +366,7 @@ async def test_a_unit_that_hides_a_failed_statement_fails(pg: PostgresStore) -> 
             # PostgreSQL would answer its COMMIT with a rollback
         return appended
 
-    with pytest.raises(LedgerUnavailable, match="left the transaction failed"):
+    with pytest.raises(LedgerUnavailable, match=r"left the writer's transaction failed"):
         await pg.run(hides)
     assert pg.head() == head
     more = await pg.append("subject:x", new_events("subject:x", 1), "t")
@@ -520,31 +520,46 @@ async def test_a_lost_commit_that_cannot_be_checked_leaves_the_next_batch_whole(
         store.close()
 
 
-@pytest.mark.parametrize("ending", ["commit", "rollback"])
-async def test_a_unit_that_ends_the_transaction_is_refused(pg: PostgresStore, ending: str) -> None:
+ENDINGS = {
+    "commit": ["commit"],
+    "rollback": ["rollback"],
+    "commit, then a statement": ["commit", "SELECT 1"],
+    "commit, then a failing statement": ["commit", "SELECT 1 / 0"],
+    "a failing statement": ["SELECT 1 / 0"],
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+async def test_a_unit_that_breaks_the_transaction_never_gets_a_write_repeated(
+    pg: PostgresStore, ending: str
+) -> None:
     await fill(pg, 2)
 
-    def ends(txn: PostgresTransaction) -> list[Event]:
+    def breaks(txn: PostgresTransaction) -> list[Event]:
         appended = txn.append("subject:x", new_events("subject:x", 1), "t")
-        getattr(txn.connection, ending)()
+        conn = txn.connection
+        for step in ENDINGS[ending]:
+            if step in ("commit", "rollback"):
+                getattr(conn, step)()
+            else:
+                with contextlib.suppress(psycopg.errors.DivisionByZero):
+                    conn.execute(step)
         return appended
 
-    units = [appends_to("subject:p"), ends, appends_to("subject:r")]
+    units = [appends_to("subject:p"), breaks, appends_to("subject:r")]
     results = await one_batch(pg, units)  # the blocker commits alone, then the three
     assert [e.stream for e in results[0]] == ["subject:block"]
-    assert "unknown" in str(results[1])
-    assert "ended the writer's transaction" in str(results[2])
-    assert "unknown" in str(results[2])
+    assert [e.stream for e in results[1]] == ["subject:p"] * 2  # kept, or run again
+    assert isinstance(results[2], LedgerUnavailable)
+    committed = ENDINGS[ending][0] == "commit"
+    words = "was kept" if committed else "was not kept"
+    assert f"what it wrote up to then {words}" in str(results[2])
     assert [e.stream for e in results[3]] == ["subject:r"] * 2  # run again, after
     events = read_all(pg)
     check_log(events)
     check_head(pg, events)
-    kept = [e.stream for e in events[3:]]
-    if ending == "rollback":
-        assert kept == ["subject:r"] * 2
-    else:  # what was written up to the unit's own COMMIT was kept: their callers were
-        # told the outcome was unknown, and none of it was appended twice
-        assert kept == ["subject:p"] * 2 + ["subject:x"] + ["subject:r"] * 2
+    x = ["subject:x"] if committed else []  # its own append went out with its COMMIT
+    assert [e.stream for e in events[3:]] == ["subject:p"] * 2 + x + ["subject:r"] * 2
 
 
 async def test_a_role_that_only_owns_its_schema_can_open_it(dsn: str, schema: str) -> None:
