@@ -299,8 +299,9 @@ class LogReads:
 class QueuedWriter(Generic[TxnT]):
     """How callers hand units of work to a backend's single writer thread.
 
-    The backend sets `_queue` and `_closed`, runs a thread that takes :class:`Job` s from
-    the queue (None: stop) and answers each through :func:`settle` after its commit.
+    The backend calls :meth:`_open_queue` when it opens and :meth:`_stop_queue`, then
+    :meth:`_refuse_leftovers`, when it closes; its thread takes :class:`Job` s from the
+    queue (None: stop) and answers each through :func:`settle` after its commit.
     """
 
     max_batch: int

@@ -234,8 +234,7 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
 
     def _migrate(self) -> None:
         conn = self._conn
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
+        self._take_lock(conn)
         found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,))
         if found.fetchone() is None:  # CREATE SCHEMA needs CREATE on the database even when
             # the schema exists, so a role that only owns its schema never asks for it
@@ -340,6 +339,12 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
             self._tip = _UNKNOWN_TIP.copy()
         return self._conn
 
+    def _take_lock(self, conn: psycopg.Connection[Any]) -> None:
+        """Take the write lock for the rest of `conn`'s transaction, waiting at most
+        `lock_timeout` for another writer to let go of it."""
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
+
     def _locked(self) -> tuple[psycopg.Connection[Any], tuple[int, str] | None]:
         """Begin the batch's transaction holding the write lock, and read the log's last
         (seq, hash) once it is held, in one round trip (at READ COMMITTED a statement's
@@ -350,10 +355,7 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
             conn = self._connected()
             try:
                 with conn.pipeline():
-                    conn.execute(
-                        "SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,)
-                    )
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
+                    self._take_lock(conn)
                     tip = conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
                     xid = conn.execute(_XID)
                 self._xid = _one(xid.fetchone())
@@ -406,12 +408,13 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         """Run `batch` in one transaction; returns the units to run again, if any.
 
         A unit that fails having only appended (a rule refused it) fails alone: its rows
-        are cut off. One that fails after using the connection, or leaves the transaction
-        failed, rolls it back: it fails, and the others run again in a new transaction. If
-        writing the rows, a fold or the commit fails, each unit runs again alone, so only
-        the ones at fault fail. A connection lost during COMMIT is checked again (see
-        :meth:`_after_lost_commit`): a batch is never both answered as failed and kept,
-        nor appended twice.
+        are cut off. One that fails after using the connection rolls the transaction back:
+        it fails, and the others run again in a new transaction. If writing the rows, a
+        fold or the commit fails, each unit runs again alone, so only the ones at fault
+        fail. After a unit that left the transaction failed or ended it, or a connection
+        lost during COMMIT, what was kept is looked up (:meth:`_unit_broke_transaction`,
+        :meth:`_after_lost_commit`): no unit is both answered as failed and kept, nor
+        appended twice.
         """
         conn = self._conn
         outcomes: list[tuple[Job, Any, BaseException | None]] = []
@@ -456,6 +459,7 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
                 self._tip = start_tip
                 settle([(job, None, problem or LedgerUnavailable(_UNIT_FAILED))])
                 return [other for other in batch if other is not job]
+            self._units_done = len(outcomes)
             self._flush()
             if self._appended:
                 for projector in self.projectors:
@@ -467,7 +471,7 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
             conn.commit()
         except Exception as exc:  # writing the rows, a fold or the commit failed
             if committing and (conn.closed or conn.broken):
-                return self._after_lost_commit(outcomes, start_tip, exc)
+                return self._after_lost_commit(outcomes, exc)
             self._reset()
             self._tip = start_tip
             if len(batch) > 1:
@@ -504,39 +508,29 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         problem: BaseException | None,
     ) -> list[Job]:
         """`job`, with the connection, left the batch's transaction failed, ended or lost.
-        It may have committed the rows written so far (a unit must not, but can): look
-        under the write lock for what was kept, newest write first. The units whose rows
-        are there are answered; the others run again; `job` fails, saying whether what it
-        wrote was kept; the units after it run again. If nothing can be looked up, the
-        callers of units that wrote are told the outcome is unknown and none runs again,
-        so nothing is appended twice."""
+        It may have committed the rows written so far (a unit must not, but can), so what
+        was kept is looked up (see :meth:`_settle_kept`); `job` fails, saying whether what
+        it wrote was kept, and the units after it run again."""
         flushes = self._flushes
         with contextlib.suppress(psycopg.Error):
             self._conn.rollback()
         self._reset()
         self._tip = _UNKNOWN_TIP.copy()  # read again under the lock by the next batch
         after = batch[batch.index(job) + 1 :]
-        kept, unit_kept = 0, False
-        if flushes:
-            try:
-                found = self._look_up([seq for seq, _, _ in flushes])
-            except Exception as check:  # the outcome of every write so far is unknown
-                log.error("unit_broke_transaction", schema=self.schema, check=str(check))
-                unknown = LedgerUnavailable(
-                    f"a unit of work in the same transaction left it failed or ended it, and "
-                    f"what was kept could not be looked up ({check}): whether this write took "
-                    f"effect is unknown; read the log before trying again"
-                )
-                settle([(done, None, err or unknown) for done, _, err in outcomes])
-                settle([(job, None, problem or unknown)])
-                return after
-            for seq, digest, units in reversed(flushes):
-                if found.get(seq) == digest:
-                    kept, unit_kept = units, True
-                    break
-        log.error("unit_broke_transaction", schema=self.schema, kept_units=kept)
-        settle(outcomes[:kept])
-        settle([(done, None, err) for done, _, err in outcomes[kept:] if err is not None])
+
+        def unknown(check: BaseException) -> LedgerUnavailable:
+            return LedgerUnavailable(
+                f"a unit of work in the same transaction left it failed or ended it, and "
+                f"what was kept could not be looked up ({check}): whether this write took "
+                f"effect is unknown; read the log before trying again"
+            )
+
+        seen = self._settle_kept(outcomes, flushes, unknown)
+        if isinstance(seen, BaseException):
+            settle([(job, None, problem or unknown(seen))])
+            return after
+        again, unit_kept = seen
+        log.error("unit_broke_transaction", schema=self.schema, kept=unit_kept)
         words = "was kept" if unit_kept else "was not kept"
         failure = LedgerUnavailable(
             f"this unit of work left the writer's transaction failed or ended it (a unit "
@@ -544,15 +538,43 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         )
         failure.__cause__ = problem
         settle([(job, None, failure)])
-        return [done for done, _, err in outcomes[kept:] if err is None] + after
+        return again + after
+
+    def _settle_kept(
+        self,
+        outcomes: list[tuple[Job, Any, BaseException | None]],
+        flushes: list[tuple[int, str, int]],
+        unknown: Callable[[BaseException], LedgerUnavailable],
+    ) -> tuple[list[Job], bool] | BaseException:
+        """After a transaction whose fate is not known: look up which of its writes
+        (`flushes`, each the last event written and how many units it covers) are stored,
+        newest first; a write that is there holds every write before it. The units whose
+        rows are stored get their answers, the units that failed their own errors; returns
+        the units to run again and whether any write was kept. If nothing can be looked
+        up, every unit that did not fail is told the outcome is unknown (`unknown(why)`),
+        none runs again, so nothing is appended twice, and why is returned."""
+        kept, any_kept = 0, False
+        if flushes:
+            try:
+                found = self._look_up([seq for seq, _, _ in flushes])
+            except Exception as check:  # any failure leaves the outcome unknown
+                log.error("outcome_unknown", schema=self.schema, check=str(check))
+                settle([(job, None, err or unknown(check)) for job, _, err in outcomes])
+                return check
+            for seq, digest, units in reversed(flushes):
+                if found.get(seq) == digest:
+                    kept, any_kept = units, True
+                    break
+        settle(outcomes[:kept])
+        settle([(job, None, err) for job, _, err in outcomes[kept:] if err is not None])
+        return [job for job, _, err in outcomes[kept:] if err is None], any_kept
 
     def _look_up(self, seqs: Sequence[int]) -> dict[int, str]:
         """The stored hashes of `seqs`, read on the writer's connection (opened again if it
         was lost) under the write lock, so after any transaction that held it ended."""
         conn = self._connected()
         try:
-            conn.execute("SELECT set_config('lock_timeout', %s, true)", (self._lock_timeout,))
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock,))
+            self._take_lock(conn)
             rows = conn.execute(
                 "SELECT seq, hash FROM events WHERE seq = ANY(%s)", (list(seqs),)
             ).fetchall()
@@ -562,47 +584,39 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
                 conn.rollback()
 
     def _after_lost_commit(
-        self,
-        outcomes: list[tuple[Job, Any, BaseException | None]],
-        start_tip: Tip,
-        exc: BaseException,
+        self, outcomes: list[tuple[Job, Any, BaseException | None]], exc: BaseException
     ) -> list[Job]:
         """The connection was lost during COMMIT, so whether the batch committed is not
-        known: look, on a new connection, once the old transaction has let go of the write
-        lock. If the batch's last event is there with the hash it was given, the batch
-        committed, and its callers get their answers; if not, the units that succeeded run
-        again. If it cannot be looked up, every caller is told the outcome is unknown."""
-        expected, versions = self._tip.copy(), dict(self._batch)
-        appended = expected.seq > start_tip.seq
+        known: look on a new connection (see :meth:`_settle_kept`). If the batch wrote no
+        event there is nothing to look for, and its callers are told the outcome is
+        unknown."""
+        expected, versions, flushes = self._tip.copy(), dict(self._batch), self._flushes
         self._pending, self._batch, self._appended = Pending(), {}, []
         self._tip = _UNKNOWN_TIP.copy()  # read again under the lock by the next batch
-        try:
-            found = self._look_up([expected.seq]).get(expected.seq)
-        except Exception as check:  # any failure leaves the outcome unknown
-            log.error("commit_outcome_unknown", error=str(exc), check=str(check))
-            unknown = LedgerUnavailable(
+
+        def unknown(check: BaseException) -> LedgerUnavailable:
+            return LedgerUnavailable(
                 f"the connection to PostgreSQL was lost during COMMIT ({exc}) and could not "
                 f"be checked again ({check}): whether this write took effect is unknown; "
                 f"read the log before trying again"
             )
-            settle([(job, None, problem or unknown) for job, _, problem in outcomes])
-            return []
-        if not appended:  # nothing to look for: the unit's own work cannot be checked
-            unknown = LedgerUnavailable(
+
+        if not flushes:  # nothing to look for: the units' own work cannot be checked
+            lost = LedgerUnavailable(
                 f"the connection to PostgreSQL was lost during COMMIT ({exc}): whether this "
                 f"work took effect is unknown"
             )
-            settle([(job, None, problem or unknown) for job, _, problem in outcomes])
+            settle([(job, None, err or lost) for job, _, err in outcomes])
             return []
-        if found == expected.hash.hex():
-            log.warning("commit_reply_lost", committed=True, seq=expected.seq)
+        seen = self._settle_kept(outcomes, flushes, unknown)
+        if isinstance(seen, BaseException):
+            return []
+        again, committed = seen
+        log.warning("commit_reply_lost", committed=committed, seq=expected.seq)
+        if committed:
             self._tip = expected
             self._known.update(versions)
-            settle(outcomes)
-            return []
-        log.warning("commit_reply_lost", committed=False, seq=expected.seq)
-        settle([(job, None, problem) for job, _, problem in outcomes if problem is not None])
-        return [job for job, _, problem in outcomes if problem is None]
+        return again
 
     def close(self) -> None:
         """Finish every queued write, then close all connections."""

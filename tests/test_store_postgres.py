@@ -562,6 +562,32 @@ async def test_a_unit_that_breaks_the_transaction_never_gets_a_write_repeated(
     assert [e.stream for e in events[3:]] == ["subject:p"] * 2 + x + ["subject:r"] * 2
 
 
+async def test_a_broken_transaction_whose_outcome_cannot_be_looked_up_answers_everyone(
+    pg: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await fill(pg, 2)
+
+    def commits(txn: PostgresTransaction) -> None:
+        txn.append("subject:x", new_events("subject:x", 1), "t")
+        txn.connection.commit()
+
+    def no_lookup(seqs: Sequence[int]) -> dict[int, str]:
+        raise LedgerUnavailable("cannot connect to PostgreSQL: (a test)")
+
+    monkeypatch.setattr(pg, "_look_up", no_lookup)
+    units = [appends_to("subject:p"), commits, appends_to("subject:r")]
+    results = await one_batch(pg, units)  # a caller never waits forever
+    assert "unknown" in str(results[1])
+    assert "unknown" in str(results[2])
+    assert [e.stream for e in results[3]] == ["subject:r"] * 2
+    monkeypatch.undo()
+    events = read_all(pg)
+    assert [e.stream for e in events[3:]] == ["subject:p"] * 2 + ["subject:x"] + [
+        "subject:r"
+    ] * 2  # what the unit committed was kept, and nothing was appended twice
+    check_log(events)
+
+
 async def test_a_role_that_only_owns_its_schema_can_open_it(dsn: str, schema: str) -> None:
     role = f"owner_{secrets.token_hex(4)}"
     with psycopg.connect(dsn, autocommit=True) as admin:
