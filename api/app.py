@@ -27,6 +27,7 @@ from api.deps import (
     query_check,
     query_problems,
 )
+from api.fastpath import FastAssertions
 from api.middleware import AccessLog, Methods, RateLimit
 from api.openapi import SchemaJson
 from api.problems import EXCEPTION_HANDLERS
@@ -191,7 +192,8 @@ def create_app(settings: Settings) -> Litestar:
     # and which an unknown path or method never reaches): one rate limit for every path,
     # and a request id and a log line for every request.
     methods = Methods(app.asgi_handler, [(r.path, r.methods) for r in app.routes])
-    limited = RateLimit(methods, per_minute=settings.rate_limit_per_minute)
+    fast = FastAssertions(methods, app.state)
+    limited = RateLimit(fast, per_minute=settings.rate_limit_per_minute)
     app.asgi_handler = cast("ASGIApp", AccessLog(limited))
     app.state.settings = settings
     app.state.auth = Authenticator(app.state, settings.public_read, settings.auth_cache_seconds)

@@ -101,11 +101,13 @@ IdempotencyKey = Annotated[
         "returns the first answer and appends nothing; the same key with another body is a 422",
     ),
 ]
+IF_MATCH_PATTERN = r'^\s*(W/)?"?[0-9]+"?\s*$'
+"""What the If-Match header parameter takes (litestar checks it after the gate)."""
 IfMatch = Annotated[
     str | None,
     HeaderParameter(
         name="If-Match",
-        pattern=r'^\s*(W/)?"?[0-9]+"?\s*$',
+        pattern=IF_MATCH_PATTERN,
         description="`\"<version>\"` of the stream the write appends to (a subject's: a view's "
         "ETag; a source's: its events' version): 412 once it moved on",
     ),

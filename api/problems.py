@@ -75,12 +75,30 @@ def status_of(exc: LedgerError) -> int:
     return 400
 
 
-def ledger_error(_: Request[Any, Any, Any], exc: LedgerError) -> Response[bytes]:
+def _ledger_problem(exc: LedgerError) -> Problem:
     status = status_of(exc)
     errors = None
     if isinstance(exc, InvalidInput):
         errors = [FieldProblem(e.field, e.message) for e in exc.errors]
-    return problem(status, exc.detail, errors, title=exc.title if status != 400 else None)
+    title = (exc.title if status != 400 else None) or _TITLES.get(status, "Error")
+    return Problem(status=status, title=title, detail=exc.detail, errors=errors)
+
+
+def ledger_error(_: Request[Any, Any, Any], exc: LedgerError) -> Response[bytes]:
+    body = _ledger_problem(exc)
+    return Response(
+        content=msgspec.json.encode(body), status_code=body.status, media_type=PROBLEM_JSON
+    )
+
+
+_FAILED = "the server failed to answer this request"
+
+
+def problem_reply(exc: LedgerError | None) -> tuple[int, bytes, bytes]:
+    """Status, media type and body of what `ledger_error` answers for `exc` (None: what
+    `server_error` answers), for a reply sent without litestar (`api.fastpath`)."""
+    body = _ledger_problem(exc) if exc is not None else Problem(500, _TITLES[500], _FAILED)
+    return body.status, PROBLEM_JSON.encode(), msgspec.json.encode(body)
 
 
 _MISSING = re.compile(r"^Missing required \w+ parameter '([^']+)'")
@@ -128,7 +146,7 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
 
 def server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.error("unhandled_error", path=request.url.path, error=repr(exc), exc_info=exc)
-    return problem(500, "the server failed to answer this request")
+    return problem(500, _FAILED)
 
 
 EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
