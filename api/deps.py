@@ -14,7 +14,7 @@ from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.params import HeaderParameter, Parameter, ParameterKwarg, QueryParameter
 
-from api.middleware import header
+from api.middleware import header, request_path
 from api.schemas import AssertionReceipt, EventReceipt
 from api.writer import Writer
 from ledger.commands import (
@@ -238,7 +238,7 @@ def idempotency_of(
 ) -> Idempotency | None:
     if key is None:
         return None
-    path = request.url.path
+    path = request_path(request.scope)
     # the request line ends at the first newline; a path that holds one (a name an earlier
     # version let in) is given with its length, so no path and body can pass for another
     line = (

@@ -9,13 +9,14 @@ docs/benchmarks.md), more than the rest of the HTTP side together.
 :class:`FastAssertions` sits between the rate limit and the router. It takes a request
 that litestar would route to `record_assertion` and answers it itself, with the same checks
 in the same order and the same bytes, only when everything about it is ordinary: a known
-token with the write role (from the authenticator's cache or its lookup), no query string,
-a JSON body within the size limit that decodes into a valid `RecordAssertion`, and write
+token with the write role (from the authenticator's cache or its lookup), no query string
+and no root path, a Host header litestar's router takes, a declared length within the
+limit, a JSON body within it that decodes into a valid `RecordAssertion`, and write
 headers that are well formed and given once. Anything else goes to litestar untouched
 (with the body it has read handed on), so every refusal keeps its one implementation there
-and names every problem at once as before. Once a write is sent to the writer its outcome
-is answered here: a refusal the ledger makes (409, 412, 503, ...) is rendered by the same
-function as litestar's exception handler uses; a write is never run twice.
+and names every problem at once as before. A failing token lookup, and the outcome of a
+write once it is sent to the writer, are answered here, as litestar's exception handlers
+answer them (`api.problems`): nothing is looked up or run twice.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ _JSON = b"application/json"
 IF_MATCH = re.compile(IF_MATCH_PATTERN)
 _ONCE = frozenset({b"if-match", b"idempotency-key", b"content-type"})
 """The headers the gate refuses twice (`api.deps.header_problems`)."""
-_READ = frozenset({*_ONCE, b"authorization", b"content-length"})
+_READ = frozenset({*_ONCE, b"authorization", b"content-length", b"host"})
+HOST = re.compile(rb"\A[0-9A-Za-z!$&'()*+,;=\-._~:\[\]@%]*\Z")
+"""A Host header litestar's router takes (it answers 400 to any other before routing)."""
 
 
 class FastAssertions:
@@ -59,6 +62,7 @@ class FastAssertions:
             or scope["method"] != "POST"
             or scope["path"] != PATH
             or scope["query_string"]
+            or scope.get("root_path")
         ):
             await self.app(scope, receive, send)
             return
@@ -91,9 +95,14 @@ class FastAssertions:
         if any(len(seen.get(name, ())) > 1 for name in _ONCE):
             return None  # the gate names it
         limit: int = self.state.settings.max_body_bytes
+        host = _first(seen, b"host")
+        if host is not None and not HOST.match(host):
+            return None  # litestar's 400
         declared = _first(seen, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return None  # litestar's 413
+        if declared is not None and not (
+            declared.isdigit() and len(declared) < 19 and int(declared) <= limit
+        ):
+            return None  # litestar's 413, or its 400 for a length that is no number
         content_type = _first(seen, b"content-type")
         if content_type is not None:
             kind = content_type.split(b";", 1)[0].strip().lower()
@@ -123,8 +132,8 @@ class FastAssertions:
         auth: Authenticator = self.state.auth
         try:
             principal = await auth.principal(token)
-        except Exception:  # litestar's path meets it again and answers it
-            return None
+        except Exception as exc:  # as litestar answers a failing guard, without a retry
+            return _refusal(exc)
         if principal is None or "write" not in GRANTS.get(principal.role, frozenset()):
             return None
         body = await _read(receive, held, limit)
@@ -145,12 +154,17 @@ class FastAssertions:
                 expected_version=expected,
                 idempotency=idempotency,
             )
-        except LedgerError as exc:
-            return problem_reply(exc)
         except Exception as exc:
-            log.error("unhandled_error", path=PATH, error=repr(exc), exc_info=exc)
-            return problem_reply(None)
+            return _refusal(exc)
         return reply.status, _JSON, reply.body
+
+
+def _refusal(exc: Exception) -> tuple[int, bytes, bytes]:
+    """What litestar's exception handlers answer for `exc` (`api.problems`)."""
+    if isinstance(exc, LedgerError):
+        return problem_reply(exc)
+    log.error("unhandled_error", path=PATH, error=repr(exc), exc_info=exc)
+    return problem_reply(None)
 
 
 def _first(headers: dict[bytes, list[bytes]], name: bytes) -> bytes | None:

@@ -33,6 +33,13 @@ def header(scope: Mapping[str, Any], name: bytes) -> bytes | None:
     return None
 
 
+def request_path(scope: Mapping[str, Any]) -> str:
+    """The request's path as litestar's `request.url.path` gives it, read from the scope
+    alone: building the URL parses the Host header, and a bad port there (`a:70000`)
+    would raise."""
+    return str(scope.get("root_path", "")) + str(scope["path"])
+
+
 _PARAMETER = re.compile(r"\{[^}]*\}")
 
 

@@ -10,6 +10,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from api.middleware import request_path
 from api.schemas import FieldProblem, Problem
 from ledger.errors import (
     ConcurrencyConflict,
@@ -145,7 +146,7 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
 
 
 def server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    log.error("unhandled_error", path=request.url.path, error=repr(exc), exc_info=exc)
+    log.error("unhandled_error", path=request_path(request.scope), error=repr(exc), exc_info=exc)
     return problem(500, _FAILED)
 
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import structlog
@@ -212,6 +212,15 @@ REQUESTS: list[tuple[str, Send, bool]] = [
         False,
     ),
     ("a query string", _post(ORDINARY, path="/v1/assertions?dry_run=1"), False),
+    ("a Host litestar refuses", _post(ORDINARY, headers=[("Host", "example.com/x")]), False),
+    (  # litestar's request.url would fail on the port: neither path builds it
+        "a Host with a bad port, and a key",
+        _post(
+            assertion_body(assertion_id="fast-8"),
+            headers=[("Host", "localhost:70000"), ("Idempotency-Key", "k-2")],
+        ),
+        True,
+    ),
     (
         "a trailing slash",
         _post(assertion_body(assertion_id="fast-7"), path="/v1/assertions/"),
@@ -277,7 +286,14 @@ WRITER_TOKEN = "t-writer"
 
 
 class _Auth:
+    def __init__(self, fails: Exception | None = None) -> None:
+        self.fails = fails
+        self.lookups = 0
+
     async def principal(self, token: str) -> keys.ApiKey | None:
+        self.lookups += 1
+        if self.fails is not None:
+            raise self.fails
         if token == WRITER_TOKEN:
             return keys.ApiKey("w", "writer", "2025-01-01T00:00:00Z", None)
         return None
@@ -399,6 +415,46 @@ async def test_a_write_header_given_twice_reaches_the_router(name: str) -> None:
     assert writer.calls == []
 
 
+@pytest.mark.parametrize(
+    "scope_change",
+    [
+        {"root_path": "/api"},
+        {"headers": [(b"content-length", b"12x")]},
+        {"headers": [(b"content-length", b"1" * 5000)]},
+        {"headers": [(b"host", b"a b")]},
+    ],
+)
+async def test_what_litestar_judges_reaches_the_router(scope_change: dict[str, Any]) -> None:
+    router = _Router()
+    writer = _Writer()
+    layer = FastAssertions(router, _State(writer, Settings(db=Path("x"))))
+    scope = _scope()
+    scope["headers"] += scope_change.pop("headers", [])
+    scope.update(scope_change)
+    messages = _chunks(json.dumps(SMALL).encode(), 1000)
+    await _call(layer, scope, messages)
+    assert router.received == messages
+    assert writer.calls == []
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [(RuntimeError("the disk went away"), 500), (LedgerUnavailable("x"), 503)],
+)
+async def test_a_failing_token_lookup_is_answered_once(failure: Exception, status: int) -> None:
+    router = _Router()
+    writer = _Writer()
+    auth = _Auth(failure)
+    layer = FastAssertions(router, _State(writer, Settings(db=Path("x")), auth))
+    with structlog.testing.capture_logs() as logs:
+        sent = await _call(layer, _scope(), _chunks(json.dumps(SMALL).encode(), 1000))
+    assert sent[0]["status"] == status
+    assert auth.lookups == 1
+    assert router.received == []
+    assert writer.calls == []
+    assert [entry["event"] for entry in logs] == (["unhandled_error"] if status == 500 else [])
+
+
 async def test_a_body_over_the_limit_reaches_the_router_whole() -> None:
     router = _Router()
     layer = FastAssertions(router, _State(_Writer()))
@@ -466,5 +522,4 @@ async def test_a_fault_in_the_writer_is_a_logged_500() -> None:
 
 
 class _FakeRequest:
-    class url:
-        path = "/v1/assertions"
+    scope: ClassVar[dict[str, Any]] = {"path": "/v1/assertions"}
