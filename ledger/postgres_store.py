@@ -57,6 +57,9 @@ SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _MAX_INT = 2**63 - 1  # PostgreSQL's largest bigint
 LOCK_TIMEOUT = 10.0  # seconds a batch waits for another writer's lock before it fails
 MAX_IDLE_READERS = 4  # read connections kept open between reads
+MAX_LOST_COMMITS = 3
+"""COMMITs lost in a row, none of them kept, before the units are refused rather than run
+again (a connection that keeps dropping at COMMIT would otherwise retry them forever)."""
 _UNKNOWN_TIP = Tip(-1, ZERO_HASH, 0, merkle.MerkleFrontier.empty())  # never the log's
 
 _SELECT_EVENTS = (
@@ -213,6 +216,7 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         self._flushes: list[tuple[int, str, int]] = []  # (seq, hash, units) at each write
         self._xid = ""  # the batch's transaction, to tell whether a unit ended it
         self._units_done = 0  # units of the batch run before the one running now
+        self._lost_in_a_row = 0  # COMMITs lost since the last one known to have taken effect
         self._conn = connect(dsn, schema, autocommit=False)
         try:
             self._migrate()
@@ -485,6 +489,7 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
             undone = LedgerUnavailable(f"the write failed and was rolled back: {exc}")
             settle([(job, None, undone) for job in batch])
             return []
+        self._lost_in_a_row = 0
         self._known.update(self._batch)
         settle(outcomes)
         return []
@@ -590,6 +595,7 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         known: look on a new connection (see :meth:`_settle_kept`). If the batch wrote no
         event there is nothing to look for, and its callers are told the outcome is
         unknown."""
+        self._lost_in_a_row += 1
         expected, versions, flushes = self._tip.copy(), dict(self._batch), self._flushes
         self._pending, self._batch, self._appended = Pending(), {}, []
         self._tip = _UNKNOWN_TIP.copy()  # read again under the lock by the next batch
@@ -614,8 +620,17 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         again, committed = seen
         log.warning("commit_reply_lost", committed=committed, seq=expected.seq)
         if committed:
+            self._lost_in_a_row = 0
             self._tip = expected
             self._known.update(versions)
+        elif again and self._lost_in_a_row >= MAX_LOST_COMMITS:
+            log.error("commits_lost", times=self._lost_in_a_row, units=len(again))
+            refused = LedgerUnavailable(
+                f"the connection to PostgreSQL was lost during COMMIT {self._lost_in_a_row} "
+                f"times in a row ({exc}); this write was not kept: try again"
+            )
+            settle([(job, None, refused) for job in again])
+            return []
         return again
 
     def close(self) -> None:

@@ -337,6 +337,42 @@ async def test_a_lost_commit_reply_neither_loses_nor_repeats_a_batch(
     assert [(e.seq, e.version) for e in more] == [(11, 3)]
 
 
+async def test_commits_lost_again_and_again_are_refused_not_retried_forever(
+    pg: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await fill(pg, 2)
+    attempts = [0]
+
+    def losing(conn: Any) -> Any:
+        def commit() -> None:  # the connection drops before the server commits
+            attempts[0] += 1
+            conn.close()
+            raise psycopg.OperationalError("server closed the connection unexpectedly (a test)")
+
+        conn.commit = commit
+        return conn
+
+    real_connect = postgres_store.connect
+
+    def connect(dsn: str, schema: str, *, autocommit: bool) -> Any:
+        conn = real_connect(dsn, schema, autocommit=autocommit)
+        return conn if autocommit else losing(conn)
+
+    losing(pg._conn)
+    monkeypatch.setattr(postgres_store, "connect", connect)
+    with pytest.raises(LedgerUnavailable, match="3 times in a row"):
+        await asyncio.wait_for(pg.append("subject:a", new_events("subject:a", 1), "t"), 30)
+    assert attempts[0] == postgres_store.MAX_LOST_COMMITS
+    monkeypatch.undo()
+    pg._conn.close()  # the last losing connection: the writer opens a plain one
+    before = read_all(pg)
+    assert len(before) == 2  # nothing of the refused write was kept
+    version = sum(e.stream == "subject:a" for e in before)
+    later = await pg.append("subject:a", new_events("subject:a", 1), "t")
+    assert [(e.seq, e.version) for e in later] == [(3, version + 1)]
+    check_log(read_all(pg))
+
+
 async def test_a_commit_that_cannot_be_checked_is_reported_unknown(
     pg: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
