@@ -74,6 +74,18 @@ def _retrieved(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` value, or None if it is not one."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def may(role: str, need: Need) -> bool:
+    """Whether `role` grants `need`."""
+    return need in GRANTS.get(role, frozenset())
+
+
 def _unauthorized(detail: str) -> NotAuthorizedException:
     return NotAuthorizedException(detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
@@ -89,13 +101,13 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
             connection.state.actor = ANONYMOUS
             return
         raise _unauthorized("send Authorization: Bearer <token>")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(authorization)
+    if token is None:
         raise _unauthorized("the Authorization header must be 'Bearer <token>'")
-    key = await auth.principal(token.strip())
+    key = await auth.principal(token)
     if key is None:
         raise _unauthorized("unknown or revoked token")
-    if need not in GRANTS.get(key.role, frozenset()):
+    if not may(key.role, need):
         raise PermissionDeniedException(detail=f"the {key.role} role may not {need}")
     state = connection.scope.setdefault("state", {})  # what `connection.state` reads
     state["actor"] = key.name

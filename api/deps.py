@@ -178,7 +178,7 @@ def query_problems(query: Mapping[str, str], checks: Sequence[QueryCheck]) -> li
     return problems
 
 
-_ONCE = {
+ONCE_HEADERS = {
     b"if-match": "If-Match",
     b"idempotency-key": "Idempotency-Key",
     b"content-type": "Content-Type",
@@ -189,10 +189,10 @@ refused rather than one of them silently taken."""
 
 def header_problems(request: Request[Any, Any, Any], names: frozenset[str]) -> list[FieldError]:
     """The write headers among `names` (If-Match, Idempotency-Key) that are bad, and any
-    of :data:`_ONCE` given more than once."""
-    seen = [name for name, _ in request.scope["headers"] if name in _ONCE]
+    of :data:`ONCE_HEADERS` given more than once."""
+    seen = [name for name, _ in request.scope["headers"] if name in ONCE_HEADERS]
     problems = [
-        FieldError(_ONCE[name], "given more than once (give it once)")
+        FieldError(ONCE_HEADERS[name], "given more than once (give it once)")
         for name in dict.fromkeys(seen)
         if seen.count(name) > 1
     ]
@@ -238,13 +238,16 @@ def idempotency_of(
 ) -> Idempotency | None:
     if key is None:
         return None
-    path = request_path(request.scope)
-    # the request line ends at the first newline; a path that holds one (a name an earlier
-    # version let in) is given with its length, so no path and body can pass for another
-    line = (
-        f"{request.method} {path}" if "\n" not in path else f"{request.method} {len(path)}:{path}"
-    )
-    return Idempotency(key, f"{line}\n".encode() + body)
+    return Idempotency(key, request_line(request.method, request_path(request.scope)) + body)
+
+
+def request_line(method: str, path: str) -> bytes:
+    """What an idempotent request's body is stored after, to tell it from another's.
+
+    The line ends at the first newline; a path that holds one (a name an earlier version
+    let in) is given with its length, so no path and body can pass for another."""
+    line = f"{method} {path}" if "\n" not in path else f"{method} {len(path)}:{path}"
+    return f"{line}\n".encode()
 
 
 def render_assertion(receipt: Receipt) -> Reply:
@@ -286,6 +289,15 @@ CHECKED = "checked_body"
 """Where in the request's state `checked_body` leaves the decoded body for the handler."""
 
 
+def not_json(media: bytes | None) -> bytes | None:
+    """The media type of a Content-Type value (lower case, no parameters) if it is not
+    JSON (`application/json` or any `+json`); None when it is, or when there is none."""
+    if media is None:
+        return None
+    kind = media.split(b";", 1)[0].strip().lower()
+    return None if kind == b"application/json" or kind.endswith(b"+json") else kind
+
+
 async def checked_body(request: Request[Any, Any, Any], cls: type[Any]) -> Any:
     """Decode the body naming every bad field, and keep it for the handler.
 
@@ -293,15 +305,13 @@ async def checked_body(request: Request[Any, Any, Any], cls: type[Any]) -> Any:
     (`api.routes.writes.WriteRequest`) answers `data` with it, so litestar does not
     decode and validate the body a second time.
     """
-    media = header(request.scope, b"content-type")
-    if media is not None:
-        kind = media.split(b";", 1)[0].strip().lower()
-        if kind != b"application/json" and not kind.endswith(b"+json"):
-            raise HTTPException(
-                status_code=415,
-                detail=f"the body must be JSON (Content-Type: application/json), "
-                f"not {kind.decode('latin-1')!r}",
-            )
+    kind = not_json(header(request.scope, b"content-type"))
+    if kind is not None:
+        raise HTTPException(
+            status_code=415,
+            detail=f"the body must be JSON (Content-Type: application/json), "
+            f"not {kind.decode('latin-1')!r}",
+        )
     checked = decode_all(await request.body(), cls)
     request.scope.setdefault("state", {})[CHECKED] = checked
     return checked

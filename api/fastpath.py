@@ -26,8 +26,16 @@ from typing import Any
 
 import structlog
 
-from api.auth import GRANTS, Authenticator
-from api.deps import IDEMPOTENCY_KEY, IF_MATCH_PATTERN, parse_if_match, render_assertion
+from api.auth import Authenticator, bearer_token, may
+from api.deps import (
+    IDEMPOTENCY_KEY,
+    IF_MATCH_PATTERN,
+    ONCE_HEADERS,
+    not_json,
+    parse_if_match,
+    render_assertion,
+    request_line,
+)
 from api.problems import problem_reply
 from ledger.commands import RecordAssertion
 from ledger.errors import InvalidInput, LedgerError
@@ -37,12 +45,10 @@ from ledger.validation import decode_all
 log = structlog.get_logger("api")
 
 PATH = "/v1/assertions"
-_LINE = f"POST {PATH}\n".encode()
+_LINE = request_line("POST", PATH)
 _JSON = b"application/json"
 IF_MATCH = re.compile(IF_MATCH_PATTERN)
-_ONCE = frozenset({b"if-match", b"idempotency-key", b"content-type"})
-"""The headers the gate refuses twice (`api.deps.header_problems`)."""
-_READ = frozenset({*_ONCE, b"authorization", b"content-length", b"host"})
+_READ = frozenset({*ONCE_HEADERS, b"authorization", b"content-length", b"host"})
 HOST = re.compile(rb"\A[0-9A-Za-z!$&'()*+,;=\-._~:\[\]@%]*\Z")
 """A Host header litestar's router takes (it answers 400 to any other before routing)."""
 
@@ -53,12 +59,10 @@ class FastAssertions:
     def __init__(self, app: Any, state: Any) -> None:
         self.app = app
         self.state = state
-        self.enabled = True
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if (
-            not self.enabled
-            or scope["type"] != "http"
+            scope["type"] != "http"
             or scope["method"] != "POST"
             or scope["path"] != PATH
             or scope["query_string"]
@@ -92,7 +96,7 @@ class FastAssertions:
         for name, value in scope["headers"]:
             if name in _READ:
                 seen.setdefault(name, []).append(value)
-        if any(len(seen.get(name, ())) > 1 for name in _ONCE):
+        if any(len(seen.get(name, ())) > 1 for name in ONCE_HEADERS):
             return None  # the gate names it
         limit: int = self.state.settings.max_body_bytes
         host = _first(seen, b"host")
@@ -103,17 +107,11 @@ class FastAssertions:
             declared.isdigit() and len(declared) < 19 and int(declared) <= limit
         ):
             return None  # litestar's 413, or its 400 for a length that is no number
-        content_type = _first(seen, b"content-type")
-        if content_type is not None:
-            kind = content_type.split(b";", 1)[0].strip().lower()
-            if kind != _JSON and not kind.endswith(b"+json"):
-                return None  # the gate's 415
+        if not_json(_first(seen, b"content-type")) is not None:
+            return None  # the gate's 415
         authorization = _first(seen, b"authorization")  # the guard reads the first one
-        if authorization is None:
-            return None
-        scheme, _, token = authorization.decode("latin-1").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = None if authorization is None else bearer_token(authorization.decode("latin-1"))
+        if token is None:
             return None
         key = _first(seen, b"idempotency-key")
         idempotency_key = None if key is None else key.decode("latin-1")
@@ -134,7 +132,7 @@ class FastAssertions:
             principal = await auth.principal(token)
         except Exception as exc:  # as litestar answers a failing guard, without a retry
             return _refusal(exc)
-        if principal is None or "write" not in GRANTS.get(principal.role, frozenset()):
+        if principal is None or not may(principal.role, "write"):
             return None
         body = await _read(receive, held, limit)
         if body is None:

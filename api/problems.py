@@ -58,12 +58,21 @@ def problem(
     headers: dict[str, str] | None = None,
     title: str | None = None,
 ) -> Response[bytes]:
-    body = Problem(
+    return _response(_body(status, detail, errors, title), headers)
+
+
+def _body(
+    status: int, detail: str, errors: list[FieldProblem] | None = None, title: str | None = None
+) -> Problem:
+    return Problem(
         status=status, title=title or _TITLES.get(status, "Error"), detail=detail, errors=errors
     )
+
+
+def _response(body: Problem, headers: dict[str, str] | None = None) -> Response[bytes]:
     return Response(
         content=msgspec.json.encode(body),
-        status_code=status,
+        status_code=body.status,
         media_type=PROBLEM_JSON,
         headers=headers,
     )
@@ -81,15 +90,11 @@ def _ledger_problem(exc: LedgerError) -> Problem:
     errors = None
     if isinstance(exc, InvalidInput):
         errors = [FieldProblem(e.field, e.message) for e in exc.errors]
-    title = (exc.title if status != 400 else None) or _TITLES.get(status, "Error")
-    return Problem(status=status, title=title, detail=exc.detail, errors=errors)
+    return _body(status, exc.detail, errors, title=exc.title if status != 400 else None)
 
 
 def ledger_error(_: Request[Any, Any, Any], exc: LedgerError) -> Response[bytes]:
-    body = _ledger_problem(exc)
-    return Response(
-        content=msgspec.json.encode(body), status_code=body.status, media_type=PROBLEM_JSON
-    )
+    return _response(_ledger_problem(exc))
 
 
 _FAILED = "the server failed to answer this request"
@@ -98,7 +103,7 @@ _FAILED = "the server failed to answer this request"
 def problem_reply(exc: LedgerError | None) -> tuple[int, bytes, bytes]:
     """Status, media type and body of what `ledger_error` answers for `exc` (None: what
     `server_error` answers), for a reply sent without litestar (`api.fastpath`)."""
-    body = _ledger_problem(exc) if exc is not None else Problem(500, _TITLES[500], _FAILED)
+    body = _ledger_problem(exc) if exc is not None else _body(500, _FAILED)
     return body.status, PROBLEM_JSON.encode(), msgspec.json.encode(body)
 
 

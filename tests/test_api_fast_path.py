@@ -59,6 +59,22 @@ def fast_path_of(app: Litestar) -> FastAssertions:
     return layer
 
 
+def _chain(app: Litestar) -> list[Any]:
+    """The app's ASGI layers, outermost first, down to the first that wraps nothing."""
+    layers: list[Any] = [app.asgi_handler]
+    while hasattr(layers[-1], "app"):
+        layers.append(layers[-1].app)
+    return layers
+
+
+def without_fast_path(app: Litestar) -> None:
+    """Take the FastAssertions layer out of the app's ASGI chain: every request is routed."""
+    outer: Any = app.asgi_handler
+    while not isinstance(outer.app, FastAssertions):
+        outer = outer.app
+    outer.app = outer.app.app
+
+
 @dataclass
 class Pair:
     """The same ledger served twice: `fast` with the fast path, `routed` without it."""
@@ -79,7 +95,8 @@ async def pair(template: Ledger, tmp_path: Path) -> AsyncIterator[Pair]:
     async with AsyncExitStack() as stack:
         fast = await stack.enter_async_context(serve(a, max_body_bytes=LIMIT))
         routed = await stack.enter_async_context(serve(b, max_body_bytes=LIMIT))
-        fast_path_of(routed.app).enabled = False
+        without_fast_path(routed.app)
+        assert not any(isinstance(layer, FastAssertions) for layer in _chain(routed.app))
         found = Pair(a, b, fast, routed)
         layer = fast_path_of(fast.app)
         inner = layer.app
