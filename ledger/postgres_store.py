@@ -217,6 +217,7 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         self._xid = ""  # the batch's transaction, to tell whether a unit ended it
         self._units_done = 0  # units of the batch run before the one running now
         self._lost_in_a_row = 0  # COMMITs lost since the last one known to have taken effect
+        self._begun_again = False  # the last batch began again after its connection was lost
         self._conn = connect(dsn, schema, autocommit=False)
         try:
             self._migrate()
@@ -427,16 +428,24 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         self._flushes, self._units_done = [], 0
         try:
             conn, last = self._locked()
-        except Exception as exc:  # no unit is at fault: the whole batch fails once
+            self._follow_others(last)
+        except Exception as exc:  # no unit is at fault (the lock was held past its timeout,
+            # another writer's appends could not be followed): the whole batch fails once
+            lost = self._conn.closed or self._conn.broken
             self._reset()
             self._tip = start_tip
+            if lost and not self._begun_again:  # lost between the lock and the follow:
+                self._begun_again = True  # the whole batch begins again, once
+                log.warning("connection_lost_at_begin", error=str(exc), units=len(batch))
+                return batch
+            self._begun_again = False
             log.error("begin_failed", error=str(exc), units=len(batch))
             refused = LedgerUnavailable(f"the write could not start: {exc}")
             settle([(job, None, refused) for job in batch])
             return []
+        self._begun_again = False
         committing = False
         try:
-            self._follow_others(last)
             start_tip = self._tip.copy()
             txn = PostgresTransaction(self, conn)
             for job in batch:

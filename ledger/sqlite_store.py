@@ -693,8 +693,8 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         begun = False
         try:
             conn.execute("BEGIN IMMEDIATE")
+            self._follow_others()  # failing, it fails the batch once, as BEGIN does
             begun = True
-            self._follow_others()
             start_tip = self._tip.copy()
             start_seq = start_tip.seq
             self._unprojected = []
@@ -752,7 +752,8 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
             self._pending = Pending()
             self._note_storage(exc)
             if not begun:  # no unit is at fault (another writer held the lock past the
-                # busy timeout, say): the whole batch fails once rather than once a unit
+                # busy timeout, or its appends could not be followed): the whole batch
+                # fails once rather than once a unit
                 log.error("begin_failed", error=str(exc), units=len(batch))
                 problem = LedgerUnavailable(f"the write could not start: {exc}")
                 settle([(job, None, problem) for job in batch])

@@ -598,6 +598,152 @@ async def test_a_unit_that_breaks_the_transaction_never_gets_a_write_repeated(
     assert [e.stream for e in events[3:]] == ["subject:p"] * 2 + x + ["subject:r"] * 2
 
 
+async def test_a_unit_whose_store_statement_failed_unseen_fails_alone(
+    pg: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement the store runs for a unit (here the stream version it looks up) fails
+    and the unit hides the error, never touching the connection itself: the unit is
+    refused for what it is, and the batch's other units are appended in a new
+    transaction. (Were that check missing, the failed transaction would surface later,
+    at the batch's writes, and the unit would be refused as a failed fold.)"""
+    await fill(pg, 2)
+    real = pg._version_of
+
+    def version_of(stream: str) -> int:
+        if stream == "subject:hidden":
+            pg._conn.execute("SELECT 1 / 0")
+        return real(stream)
+
+    monkeypatch.setattr(pg, "_version_of", version_of)
+
+    def hides(txn: PostgresTransaction) -> None:
+        with contextlib.suppress(psycopg.errors.DivisionByZero):
+            txn.stream_version("subject:hidden")
+
+    results = await one_batch(pg, [appends_to("subject:p"), hides, appends_to("subject:r")])
+    assert isinstance(results[2], LedgerUnavailable)
+    assert str(results[2]) == postgres_store._UNIT_FAILED
+    assert [e.stream for e in results[1]] == ["subject:p"] * 2
+    assert [e.stream for e in results[3]] == ["subject:r"] * 2
+    events = read_all(pg)
+    assert [e.stream for e in events[3:]] == ["subject:p"] * 2 + ["subject:r"] * 2
+    check_log(events)
+    check_head(pg, events)
+
+
+class HidesAFailure(StreamCounts):
+    """Folds as :class:`StreamCounts`, but for `subject:hidden` runs a statement that fails
+    and hides the error, leaving the transaction failed."""
+
+    def apply(self, connection: Any, events: Sequence[Event]) -> None:
+        if any(e.stream == "subject:hidden" for e in events):
+            with contextlib.suppress(psycopg.errors.DivisionByZero):
+                connection.execute("SELECT 1 / 0")
+            return
+        super().apply(connection, events)
+
+
+async def test_a_fold_that_hides_a_failed_statement_appends_nothing(dsn: str, schema: str) -> None:
+    """PostgreSQL answers the COMMIT of a failed transaction with a rollback and no
+    error: after a fold that left the transaction failed, the writer must refuse the
+    append (the checkpoint statement that follows the folds fails, and the writer checks
+    the transaction's state before COMMIT too), or it would answer an append that was
+    never stored."""
+    store = PostgresStore(dsn, [HidesAFailure()], schema=schema)
+    try:
+        await fill(store, 3, streams=("subject:a",))
+        head = store.head()
+        with pytest.raises(LedgerUnavailable, match="rolled back"):
+            await store.append("subject:hidden", new_events("subject:hidden", 1), "t")
+        assert store.head() == head
+        assert len(read_all(store)) == 3
+        assert counts(dsn, schema) == {"subject:a": 3}
+        more = await store.append("subject:a", new_events("subject:a", 1), "t")
+        assert [(e.seq, e.version) for e in more] == [(4, 4)]
+        check_log(read_all(store))
+    finally:
+        store.close()
+
+
+async def blocked_batch(
+    store: PostgresStore, follow: Callable[[Any], None], armed: threading.Event
+) -> list[Any]:
+    """A blocking unit, then three appends queued behind it as one batch, with the
+    store's follow of other writers replaced by `follow` once `armed` is set (after the
+    blocker's batch began); every outcome."""
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(txn: PostgresTransaction) -> list[Event]:
+        started.set()
+        release.wait(10)
+        return txn.append("subject:block", new_events("subject:block", 1), "t")
+
+    store._follow_others = follow  # type: ignore[method-assign,assignment]
+    first = asyncio.ensure_future(store.run(blocker))
+    assert await asyncio.to_thread(started.wait, 10)
+    armed.set()
+    units = [appends_to(s) for s in ("subject:p", "subject:q", "subject:r")]
+    tasks = [asyncio.ensure_future(store.run(unit)) for unit in units]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    release.set()
+    done = asyncio.gather(first, *tasks, return_exceptions=True)
+    return list(await asyncio.wait_for(done, timeout=30))
+
+
+async def test_a_follow_that_fails_fails_its_batch_once(pg: PostgresStore) -> None:
+    """Another writer's appends cannot be followed (a projector cannot fold them, say): no
+    unit is at fault, so the batch fails once, not once more for each unit."""
+    await fill(pg, 2)
+    real, calls, armed = pg._follow_others, [0], threading.Event()
+
+    def follow(last: Any) -> None:
+        if armed.is_set():
+            calls[0] += 1
+            raise LedgerUnavailable("cannot fold another writer's events (a test)")
+        real(last)
+
+    results = await blocked_batch(pg, follow, armed)
+    assert [e.seq for e in results[0]] == [3]
+    for problem in results[1:]:
+        assert isinstance(problem, LedgerUnavailable)
+        assert "could not start" in str(problem)
+        assert "a test" in str(problem)
+    assert calls[0] == 1
+    pg._follow_others = real  # type: ignore[method-assign]
+    more = await pg.append("subject:p", new_events("subject:p", 1), "t")
+    assert [(e.seq, e.version) for e in more] == [(4, 1)]
+    check_log(read_all(pg))
+
+
+async def test_a_connection_lost_before_the_follow_begins_the_batch_again(
+    pg: PostgresStore,
+) -> None:
+    """The connection is lost after the lock was taken, before another writer's appends
+    were followed: nothing of the batch ran, so it begins again (once) on a new one."""
+    await fill(pg, 2)
+    real, calls, armed = pg._follow_others, [0], threading.Event()
+
+    def follow(last: Any) -> None:
+        if armed.is_set():
+            calls[0] += 1
+            if calls[0] == 1:
+                pg._conn.close()
+                raise psycopg.OperationalError("server closed the connection (a test)")
+        real(last)
+
+    results = await blocked_batch(pg, follow, armed)
+    assert all(isinstance(r, list) for r in results), results
+    assert calls[0] == 2
+    pg._follow_others = real  # type: ignore[method-assign]
+    events = read_all(pg)
+    assert [e.stream for e in events[2:]] == ["subject:block"] + [
+        s for s in ("subject:p", "subject:q", "subject:r") for _ in range(2)
+    ]
+    check_log(events)
+    check_head(pg, events)
+
+
 async def test_a_broken_transaction_whose_outcome_cannot_be_looked_up_answers_everyone(
     pg: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,7 +6,9 @@ import asyncio
 import os
 import signal
 import sqlite3
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,54 @@ def test_a_failed_follow_is_tried_again(tmp_path: Path) -> None:
     finally:
         first.close()
         second.close()
+
+
+def test_a_follow_that_fails_fails_its_batch_once(tmp_path: Path) -> None:
+    """No unit is at fault when another writer's appends cannot be followed (folding them
+    fails, say): the batch's units all get that error from one attempt, rather than the
+    batch being split and the follow failing again for each unit."""
+    store = SqliteStore(tmp_path / "l.db")
+    try:
+        fill_sync = store.append_sync("subject:a", new_events("subject:a", 2), "t")
+        assert [e.seq for e in fill_sync] == [1, 2]
+        real, calls, armed = store._follow_others, [0], threading.Event()
+        started, release = threading.Event(), threading.Event()
+
+        def follow() -> None:
+            if armed.is_set():
+                calls[0] += 1
+                raise sqlite3.OperationalError("disk I/O error (a test)")
+            real()
+
+        def blocker(txn: Any) -> Any:
+            started.set()
+            release.wait(10)
+            return txn.append("subject:block", new_events("subject:block", 1), "t")
+
+        store._follow_others = follow  # type: ignore[method-assign]
+        first = store.submit(blocker)
+        assert started.wait(10)
+        armed.set()  # from the next batch on
+        streams = ("subject:p", "subject:q", "subject:r")
+
+        def appends(stream: str) -> Callable[[Any], Any]:
+            return lambda txn: txn.append(stream, new_events(stream, 1), "t")
+
+        queued = [store.submit(appends(s)) for s in streams]
+        release.set()
+        assert [e.seq for e in first.result(10)] == [3]
+        for future in queued:
+            problem = future.exception(10)
+            assert isinstance(problem, LedgerUnavailable)
+            assert "could not start" in str(problem)
+            assert "a test" in str(problem)
+        assert calls[0] == 1
+        store._follow_others = real  # type: ignore[method-assign]
+        later = store.append_sync("subject:p", new_events("subject:p", 1), "t")
+        assert [e.seq for e in later] == [4]
+        check_log(read_all(store))
+    finally:
+        store.close()
 
 
 def test_an_import_beside_another_writer_leaves_every_projection_whole(tmp_path: Path) -> None:
