@@ -337,6 +337,43 @@ async def test_a_lost_commit_reply_neither_loses_nor_repeats_a_batch(
     assert [(e.seq, e.version) for e in more] == [(11, 3)]
 
 
+@pytest.mark.parametrize("committed", [True, False])
+async def test_a_lost_commit_is_looked_up_under_the_write_lock(
+    pg: PostgresStore, monkeypatch: pytest.MonkeyPatch, committed: bool
+) -> None:
+    """After a COMMIT whose reply was lost, the lost transaction may still be ending on
+    the server; it holds the write lock until it has. So the writer looks up what was
+    kept only once it holds the lock itself: checked here at the moment of the lookup."""
+    await fill(pg, 2)
+    held_at_lookup: list[int] = []
+    real_connect = postgres_store.connect
+
+    def connect(dsn: str, schema: str, *, autocommit: bool) -> Any:
+        conn = real_connect(dsn, schema, autocommit=autocommit)
+        if autocommit:
+            return conn
+        execute = conn.execute
+
+        def watched(query: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(query, str) and "WHERE seq = ANY" in query:
+                row = execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND pid = pg_backend_pid() AND granted"
+                ).fetchone()
+                held_at_lookup.append(-1 if row is None else int(row[0]))
+            return execute(query, *args, **kwargs)
+
+        conn.execute = watched  # type: ignore[method-assign]
+        return conn
+
+    monkeypatch.setattr(postgres_store, "connect", connect)
+    lose_commit_reply(pg, at_call=1, committed=committed)
+    appended = await pg.append("subject:a", new_events("subject:a", 1), "t")
+    assert [e.seq for e in appended] == [3]  # kept, or run again: once either way
+    assert held_at_lookup == [1]
+    check_log(read_all(pg))
+
+
 async def test_commits_lost_again_and_again_are_refused_not_retried_forever(
     pg: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
