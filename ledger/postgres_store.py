@@ -426,12 +426,14 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
         start_tip = self._tip.copy()
         self._pending, self._batch, self._appended = Pending(), {}, []
         self._flushes, self._units_done = [], 0
+        locked = False
         try:
-            conn, last = self._locked()
+            conn, last = self._locked()  # a lost connection is opened again in there
+            locked = True
             self._follow_others(last)
         except Exception as exc:  # no unit is at fault (the lock was held past its timeout,
             # another writer's appends could not be followed): the whole batch fails once
-            lost = self._conn.closed or self._conn.broken
+            lost = locked and (self._conn.closed or self._conn.broken)
             self._reset()
             self._tip = start_tip
             if lost and not self._begun_again:  # lost between the lock and the follow:

@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,43 @@ def read_all(store: EventStore) -> list[Event]:
     while batch := store.read(after=len(out), limit=1000):
         out += batch
     return out
+
+
+Unit = Callable[[Any], Any]
+"""A unit of work, on any backend's transaction."""
+
+
+def appends_to(stream: str, count: int = 2) -> Unit:
+    return lambda txn: txn.append(stream, new_events(stream, count), "t")
+
+
+async def one_batch(
+    store: EventStore,
+    units: Sequence[Unit] | None = None,
+    began: Callable[[], None] | None = None,
+) -> list[Any]:
+    """A blocking unit, then `units` (by default three appends of two events to
+    subject:p, q and r) queued behind it, so they form one batch; every outcome.
+    `began` is called once the blocker's batch has begun, before the others are queued."""
+    started, release = threading.Event(), threading.Event()
+
+    def blocker(txn: Transaction) -> list[Event]:
+        started.set()
+        release.wait(10)
+        return txn.append("subject:block", new_events("subject:block", 1), "t")
+
+    if units is None:
+        units = [appends_to(s) for s in ("subject:p", "subject:q", "subject:r")]
+    first = asyncio.ensure_future(store.run(blocker))
+    assert await asyncio.to_thread(started.wait, 10)
+    if began is not None:
+        began()
+    tasks = [asyncio.ensure_future(store.run(unit)) for unit in units]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    release.set()
+    done = asyncio.gather(first, *tasks, return_exceptions=True)
+    return list(await asyncio.wait_for(done, timeout=30))  # a caller never waits forever
 
 
 class StoreContract:
@@ -287,13 +324,7 @@ class StoreContract:
 
     async def test_failing_unit_rolls_back_alone(self, store: EventStore) -> None:
         await store.append("subject:base", new_events("subject:base", 1), "t")
-        started, release = threading.Event(), threading.Event()
         seen: list[Transaction] = []
-
-        def blocker(txn: Transaction) -> list[Event]:
-            started.set()
-            release.wait(10)
-            return txn.append("subject:block", new_events("subject:block", 1), "t")
 
         def good(stream: str) -> Any:
             def work(txn: Transaction) -> list[Event]:
@@ -307,14 +338,7 @@ class StoreContract:
             txn.append("subject:bad", new_events("subject:bad", 3), "t")
             raise RuntimeError("this unit fails after appending")
 
-        first = asyncio.ensure_future(store.run(blocker))
-        assert await asyncio.to_thread(started.wait, 10)
-        units = [good("subject:one"), bad, good("subject:two")]
-        tasks = [asyncio.ensure_future(store.run(unit)) for unit in units]
-        for _ in range(5):
-            await asyncio.sleep(0)  # every task submits its unit while the writer is busy
-        release.set()
-        results: list[Any] = await asyncio.gather(first, *tasks, return_exceptions=True)
+        results = await one_batch(store, [good("subject:one"), bad, good("subject:two")])
         assert isinstance(results[2], RuntimeError)
         assert [[e.seq for e in r] for r in (results[0], results[1], results[3])] == [
             [2],
@@ -335,28 +359,13 @@ class StoreContract:
         check_log(read_all(store))
 
     async def test_a_unit_raising_stop_iteration_fails_alone(self, store: EventStore) -> None:
-        started, release = threading.Event(), threading.Event()
-
-        def blocker(txn: Transaction) -> list[Event]:
-            started.set()
-            release.wait(10)
-            return txn.append("subject:block", new_events("subject:block", 1), "t")
-
         def stops(txn: Transaction) -> None:
             raise StopIteration("a generator's end, escaping a unit")
 
         def good(txn: Transaction) -> list[Event]:
             return txn.append("subject:good", new_events("subject:good", 1), "t")
 
-        first = asyncio.ensure_future(store.run(blocker))
-        assert await asyncio.to_thread(started.wait, 10)
-        tasks = [asyncio.ensure_future(store.run(unit)) for unit in (good, stops, good)]
-        for _ in range(5):
-            await asyncio.sleep(0)
-        release.set()
-        results: list[Any] = await asyncio.wait_for(
-            asyncio.gather(first, *tasks, return_exceptions=True), timeout=20
-        )
+        results = await one_batch(store, [good, stops, good])
         assert isinstance(results[2], RuntimeError)
         assert "StopIteration" in str(results[2])
         assert [[e.seq for e in r] for r in (results[0], results[1], results[3])] == [

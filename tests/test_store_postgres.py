@@ -12,14 +12,23 @@ import contextlib
 import hashlib
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.pg_server import postgres_dsn
-from tests.store_contract import StoreContract, check_head, check_log, fill, new_events, read_all
+from tests.store_contract import (
+    StoreContract,
+    appends_to,
+    check_head,
+    check_log,
+    fill,
+    new_events,
+    one_batch,
+    read_all,
+)
 
 psycopg = pytest.importorskip(
     "psycopg", reason="psycopg is not installed (pip install -e '.[dev]')"
@@ -286,35 +295,6 @@ def lose_commit_reply(store: PostgresStore, *, at_call: int, committed: bool) ->
 
     conn.commit = commit  # type: ignore[method-assign]
     return calls
-
-
-Unit = Callable[[PostgresTransaction], Any]
-
-
-def appends_to(stream: str, count: int = 2) -> Unit:
-    return lambda txn: txn.append(stream, new_events(stream, count), "t")
-
-
-async def one_batch(store: PostgresStore, units: Sequence[Unit] | None = None) -> list[Any]:
-    """A blocking unit, then `units` (by default three appends of two events to
-    subject:p, q and r) queued behind it, so they form one batch; every outcome."""
-    started, release = threading.Event(), threading.Event()
-
-    def blocker(txn: PostgresTransaction) -> list[Event]:
-        started.set()
-        release.wait(10)
-        return txn.append("subject:block", new_events("subject:block", 1), "t")
-
-    if units is None:
-        units = [appends_to(s) for s in ("subject:p", "subject:q", "subject:r")]
-    first = asyncio.ensure_future(store.run(blocker))
-    assert await asyncio.to_thread(started.wait, 10)
-    tasks = [asyncio.ensure_future(store.run(unit)) for unit in units]
-    for _ in range(5):
-        await asyncio.sleep(0)
-    release.set()
-    done = asyncio.gather(first, *tasks, return_exceptions=True)
-    return list(await asyncio.wait_for(done, timeout=30))  # a caller never waits forever
 
 
 @pytest.mark.parametrize("committed", [True, False])
@@ -702,32 +682,6 @@ async def test_a_fold_that_hides_a_failed_statement_appends_nothing(dsn: str, sc
         store.close()
 
 
-async def blocked_batch(
-    store: PostgresStore, follow: Callable[[Any], None], armed: threading.Event
-) -> list[Any]:
-    """A blocking unit, then three appends queued behind it as one batch, with the
-    store's follow of other writers replaced by `follow` once `armed` is set (after the
-    blocker's batch began); every outcome."""
-    started, release = threading.Event(), threading.Event()
-
-    def blocker(txn: PostgresTransaction) -> list[Event]:
-        started.set()
-        release.wait(10)
-        return txn.append("subject:block", new_events("subject:block", 1), "t")
-
-    store._follow_others = follow  # type: ignore[method-assign,assignment]
-    first = asyncio.ensure_future(store.run(blocker))
-    assert await asyncio.to_thread(started.wait, 10)
-    armed.set()
-    units = [appends_to(s) for s in ("subject:p", "subject:q", "subject:r")]
-    tasks = [asyncio.ensure_future(store.run(unit)) for unit in units]
-    for _ in range(5):
-        await asyncio.sleep(0)
-    release.set()
-    done = asyncio.gather(first, *tasks, return_exceptions=True)
-    return list(await asyncio.wait_for(done, timeout=30))
-
-
 async def test_a_follow_that_fails_fails_its_batch_once(pg: PostgresStore) -> None:
     """Another writer's appends cannot be followed (a projector cannot fold them, say): no
     unit is at fault, so the batch fails once, not once more for each unit."""
@@ -740,7 +694,8 @@ async def test_a_follow_that_fails_fails_its_batch_once(pg: PostgresStore) -> No
             raise LedgerUnavailable("cannot fold another writer's events (a test)")
         real(last)
 
-    results = await blocked_batch(pg, follow, armed)
+    pg._follow_others = follow  # type: ignore[method-assign]
+    results = await one_batch(pg, began=armed.set)  # failing from the batch of three on
     assert [e.seq for e in results[0]] == [3]
     for problem in results[1:]:
         assert isinstance(problem, LedgerUnavailable)
@@ -769,7 +724,8 @@ async def test_a_connection_lost_before_the_follow_begins_the_batch_again(
                 raise psycopg.OperationalError("server closed the connection (a test)")
         real(last)
 
-    results = await blocked_batch(pg, follow, armed)
+    pg._follow_others = follow  # type: ignore[method-assign]
+    results = await one_batch(pg, began=armed.set)  # lost in the batch of three
     assert all(isinstance(r, list) for r in results), results
     assert calls[0] == 2
     pg._follow_others = real  # type: ignore[method-assign]
@@ -779,6 +735,29 @@ async def test_a_connection_lost_before_the_follow_begins_the_batch_again(
     ]
     check_log(events)
     check_head(pg, events)
+
+
+async def test_a_server_gone_at_the_start_of_a_batch_is_tried_once(
+    pg: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection is lost and no new one can be opened: taking the lock (which opens
+    one) fails, and the batch fails then; it is not begun again, as it is after a loss
+    between the lock and the follow."""
+    await fill(pg, 2)
+    attempts = [0]
+
+    def no_server(*args: Any, **kwargs: Any) -> Any:
+        attempts[0] += 1
+        raise LedgerUnavailable("cannot connect to PostgreSQL: (a test)")
+
+    pg._conn.close()
+    monkeypatch.setattr(postgres_store, "connect", no_server)
+    with pytest.raises(LedgerUnavailable, match="could not start"):
+        await pg.append("subject:a", new_events("subject:a", 1), "t")
+    assert attempts[0] == 1
+    monkeypatch.undo()
+    later = await pg.append("subject:a", new_events("subject:a", 1), "t")
+    assert [e.seq for e in later] == [3]
 
 
 async def test_a_broken_transaction_whose_outcome_cannot_be_looked_up_answers_everyone(

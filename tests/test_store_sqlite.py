@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,14 @@ from ledger.times import parse_record_time
 from ledger.writemodel import WriteModel
 from projections import all_projectors
 from tests.api_helpers import SEED, SEED_EVENTS
-from tests.store_contract import StoreContract, check_log, fill, new_events, read_all
+from tests.store_contract import (
+    StoreContract,
+    check_log,
+    fill,
+    new_events,
+    one_batch,
+    read_all,
+)
 
 
 class TestSqliteStore(StoreContract):
@@ -113,16 +119,15 @@ def test_a_failed_follow_is_tried_again(tmp_path: Path) -> None:
         second.close()
 
 
-def test_a_follow_that_fails_fails_its_batch_once(tmp_path: Path) -> None:
+async def test_a_follow_that_fails_fails_its_batch_once(tmp_path: Path) -> None:
     """No unit is at fault when another writer's appends cannot be followed (folding them
     fails, say): the batch's units all get that error from one attempt, rather than the
     batch being split and the follow failing again for each unit."""
     store = SqliteStore(tmp_path / "l.db")
     try:
-        fill_sync = store.append_sync("subject:a", new_events("subject:a", 2), "t")
-        assert [e.seq for e in fill_sync] == [1, 2]
+        filled = store.append_sync("subject:a", new_events("subject:a", 2), "t")
+        assert [e.seq for e in filled] == [1, 2]
         real, calls, armed = store._follow_others, [0], threading.Event()
-        started, release = threading.Event(), threading.Event()
 
         def follow() -> None:
             if armed.is_set():
@@ -130,25 +135,10 @@ def test_a_follow_that_fails_fails_its_batch_once(tmp_path: Path) -> None:
                 raise sqlite3.OperationalError("disk I/O error (a test)")
             real()
 
-        def blocker(txn: Any) -> Any:
-            started.set()
-            release.wait(10)
-            return txn.append("subject:block", new_events("subject:block", 1), "t")
-
         store._follow_others = follow  # type: ignore[method-assign]
-        first = store.submit(blocker)
-        assert started.wait(10)
-        armed.set()  # from the next batch on
-        streams = ("subject:p", "subject:q", "subject:r")
-
-        def appends(stream: str) -> Callable[[Any], Any]:
-            return lambda txn: txn.append(stream, new_events(stream, 1), "t")
-
-        queued = [store.submit(appends(s)) for s in streams]
-        release.set()
-        assert [e.seq for e in first.result(10)] == [3]
-        for future in queued:
-            problem = future.exception(10)
+        results = await one_batch(store, began=armed.set)  # failing from the batch of three
+        assert [e.seq for e in results[0]] == [3]
+        for problem in results[1:]:
             assert isinstance(problem, LedgerUnavailable)
             assert "could not start" in str(problem)
             assert "a test" in str(problem)
