@@ -20,6 +20,7 @@ from swagger_ui_bundle import swagger_ui_path
 from api.auth import Authenticator, guard
 from api.deps import (
     BODY,
+    NO_BODY,
     QueryCheck,
     assertion_problems_beside,
     checked_body,
@@ -136,6 +137,11 @@ def create_app(settings: Settings) -> Litestar:
                     await request.body(),
                     body_problems,
                 )
+        elif (empty := opt.get(NO_BODY)) is not None and (await request.body()).strip():
+            try:
+                await checked_body(request, empty)
+            except InvalidInput as bad:
+                problems += bad.errors
         if problems:
             raise InvalidInput(problems)
 

@@ -16,7 +16,6 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
-from api.middleware import header
 from ledger import keys
 
 Need = Literal["read", "write", "audit", "admin"]
@@ -94,8 +93,10 @@ async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRou
     """Let the request through if its key's role grants what the handler needs."""
     need: Need = handler.opt.get("need", "read")
     auth: Authenticator = connection.app.state.auth
-    raw = header(connection.scope, b"authorization")
-    authorization = None if raw is None else raw.decode("latin-1")
+    given = [v for k, v in connection.scope["headers"] if k == b"authorization"]
+    if len(given) > 1:  # parsers and proxies differ on which copy wins: neither is taken
+        raise _unauthorized("send one Authorization header, not several")
+    authorization = given[0].decode("latin-1") if given else None
     if authorization is None:
         if need == "read" and auth.public_read:
             connection.state.actor = ANONYMOUS

@@ -285,6 +285,9 @@ async def run_write(
 
 BODY = "body"
 """The handler option naming the struct a write's body must decode into."""
+NO_BODY = "no_body"
+"""The handler option of a POST that takes no body: a struct a body it is sent anyway must
+decode into (`api.schemas.NoBody`), so a stray body is refused as any other write's is."""
 CHECKED = "checked_body"
 """Where in the request's state `checked_body` leaves the decoded body for the handler."""
 

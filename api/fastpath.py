@@ -98,6 +98,8 @@ class FastAssertions:
                 seen.setdefault(name, []).append(value)
         if any(len(seen.get(name, ())) > 1 for name in ONCE_HEADERS):
             return None  # the gate names it
+        if len(seen.get(b"authorization", ())) > 1:
+            return None  # the guard refuses it
         limit: int = self.state.settings.max_body_bytes
         host = _first(seen, b"host")
         if host is not None and not HOST.match(host):
@@ -109,7 +111,7 @@ class FastAssertions:
             return None  # litestar's 413, or its 400 for a length that is no number
         if not_json(_first(seen, b"content-type")) is not None:
             return None  # the gate's 415
-        authorization = _first(seen, b"authorization")  # the guard reads the first one
+        authorization = _first(seen, b"authorization")
         token = None if authorization is None else bearer_token(authorization.decode("latin-1"))
         if token is None:
             return None

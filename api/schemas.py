@@ -26,6 +26,10 @@ class RankBody(Body, frozen=True):
     reason: Reason
 
 
+class NoBody(Body, frozen=True):
+    """What a POST that takes no body may carry instead of none: an empty JSON object."""
+
+
 class AssertionReceipt(msgspec.Struct, frozen=True):
     assertion_id: str
     seq: int

@@ -202,6 +202,10 @@ class DocumentIn(Command, frozen=True):
         )
 
 
+ModeIn = Annotated[Mode, Meta(description='quantities only; "total" when absent or null')]
+QualifierIn = Annotated[Qualifier, Meta(description='"about" when absent or null')]
+
+
 class RecordAssertion(Command, frozen=True):
     subject: Subject
     property: Property
@@ -211,8 +215,8 @@ class RecordAssertion(Command, frozen=True):
     document: DocumentIn
     quote: Quote
     assertion_id: AssertionId | None = None
-    mode: Mode | None = None
-    qualifier: Qualifier = "about"
+    mode: ModeIn | None = None
+    qualifier: QualifierIn | None = None
     valid_from: Time | None = None
     valid_to: Time | None = None
     credibility: Credibility | None = None
@@ -228,7 +232,7 @@ class RecordAssertion(Command, frozen=True):
             errors += value.problems()
         if isinstance(self.document, DocumentIn):
             errors += self.document.problems()
-        if value is not None and value.status is not None and self.mode == "increment":
+        if value is not None and value.status is not None and self.mode is not None:
             errors.append(FieldError("mode", "mode applies to quantities only"))
         claimants = self.claimants if isinstance(self.claimants, list) else []
         if len(set(claimants)) != len(claimants):

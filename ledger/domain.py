@@ -22,6 +22,7 @@ from ledger.commands import (
     RecordAssertion,
     RegisterSource,
     RetractAssertion,
+    SourceIdRef,
     UpdateSource,
 )
 from ledger.errors import Conflict, FieldError, InvalidInput, NotFound
@@ -175,7 +176,7 @@ def _update(cmd: UpdateSource, state: WriteState) -> Decision:
 def ledger_problems(
     state: WriteState,
     *,
-    claimants: Sequence[str] = (),
+    claimants: Sequence[str | None] = (),
     subject: str | None = None,
     prop: str | None = None,
     kind: PropertyKind | None = None,
@@ -184,9 +185,11 @@ def ledger_problems(
     """What an assertion's fields get wrong against what the ledger holds: unknown
     claimants, a value of the other kind than the property's, an unknown `supersedes` or
     one of another subject or property. Each check runs on the fields it is given (a
-    request refused for other reasons is judged on the fields that are well-formed)."""
+    request refused for other reasons is judged on the fields that are well-formed; a
+    claimant that is None is one already refused for its form, and is not looked up)."""
     errors: list[FieldError] = []
-    missing = set(state.missing_sources(list(claimants))) if claimants else set()
+    names = [c for c in claimants if c is not None]
+    missing = set(state.missing_sources(names)) if names else set()
     errors += [
         FieldError(f"claimants[{i}]", f"unknown source {c!r}: register it first")
         for i, c in enumerate(claimants)
@@ -225,6 +228,21 @@ def _well_formed(raw: dict[str, Any], name: str) -> Any:
         return None
 
 
+def _well_formed_claimants(raw: dict[str, Any]) -> list[str | None]:
+    """The body's claimants, each one converted when it is well-formed and None when it
+    is not, so an unknown claimant is named beside another that is malformed."""
+    given = raw.get("claimants")
+    if not isinstance(given, list):
+        return []
+    out: list[str | None] = []
+    for c in given:
+        try:
+            out.append(msgspec.convert(c, SourceIdRef, strict=True))
+        except msgspec.ValidationError:
+            out.append(None)
+    return out
+
+
 def problems_beside(
     state: WriteState, raw: object, problems: Sequence[FieldError]
 ) -> list[FieldError]:
@@ -241,7 +259,7 @@ def problems_beside(
         kind = "status" if value.status is not None else "quantity"
     found = ledger_problems(
         state,
-        claimants=_well_formed(raw, "claimants") or (),
+        claimants=_well_formed_claimants(raw),
         subject=_well_formed(raw, "subject"),
         prop=_well_formed(raw, "property"),
         kind=kind,
@@ -284,7 +302,7 @@ def _record(cmd: RecordAssertion, state: WriteState) -> Decision:
         ),
         quote=cmd.quote,
         mode=(cmd.mode or "total") if kind == "quantity" else None,
-        qualifier=cmd.qualifier,
+        qualifier=cmd.qualifier or "about",
         valid_from=cmd.valid_from,
         valid_to=cmd.valid_to,
         credibility=cmd.credibility,

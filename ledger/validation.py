@@ -81,7 +81,29 @@ def _struct_errors(raw: Any, cls: type[msgspec.Struct], path: str) -> list[Field
                     parse_time(value)
                 except TimeFormatError as bad:
                     error = FieldError(here, str(bad))
-            errors.append(error)
+            errors.extend(_list_errors(value, spec.type, here) or [error])
+    return errors
+
+
+def _list_errors(value: Any, tp: Any, here: str) -> list[FieldError]:
+    """Every problem of a list of scalars (`claimants`): the list's own (its length) and
+    each bad item's, where msgspec names only the first. Empty for anything else."""
+    base, *metas = typing.get_args(tp) if typing.get_origin(tp) is typing.Annotated else (tp,)
+    if not isinstance(value, list) or typing.get_origin(base) is not list:
+        return []
+    (item,) = typing.get_args(base)
+    if isinstance(item, type) and issubclass(item, msgspec.Struct):
+        return []
+    errors: list[FieldError] = []
+    try:
+        msgspec.convert(value, typing.Annotated[list[Any], *metas] if metas else list[Any])
+    except msgspec.ValidationError as exc:
+        errors.append(_msgspec_error(exc, here))
+    for i, x in enumerate(value):
+        try:
+            msgspec.convert(x, item, strict=True)
+        except msgspec.ValidationError as exc:
+            errors.append(_msgspec_error(exc, f"{here}[{i}]"))
     return errors
 
 

@@ -44,7 +44,7 @@ OWN_ERRORS = {
     "inclusionProof": {"422"},
     "consistencyProof": {"422"},
     "logHead": set(),
-    "audit": set(),
+    "audit": {"413", "415", "422"},  # a body it is sent anyway
 }
 
 

@@ -521,6 +521,27 @@ async def test_audit(client: Client, ledger: Ledger, role: str) -> None:
     }
 
 
+async def test_audit_takes_no_body(client: Client, ledger: Ledger) -> None:
+    """The audit takes nothing; a body it is sent anyway is judged as a write's would be,
+    not ignored, so a client that thinks it is passing options hears that it is not."""
+    auth = ledger.auth("auditor")
+    for empty in (b"", b"  \n", b"{}", b" { } "):
+        answer = await client.post("/v1/audit", headers=auth, content=empty)
+        assert answer.status_code == 200, empty
+        assert answer.json()["ok"] is True
+    options = await client.post("/v1/audit", headers=auth, json={"full": True, "from": 3})
+    assert fields_of(options) == {"full", "from"}
+    assert fields_of(await client.post("/v1/audit", headers=auth, content=b"{")) == {"body"}
+    as_text = await client.post(
+        "/v1/audit", headers={**auth, "Content-Type": "text/plain"}, content=b"full"
+    )
+    assert "text/plain" in problem(as_text, 415)["detail"]
+    huge = await client.post("/v1/audit", headers=auth, content=b" " * (2 << 20))
+    problem(huge, 413)
+    # and the role comes first, as on every path
+    problem(await client.post("/v1/audit", headers=ledger.auth("writer"), json={"x": 1}), 403)
+
+
 async def test_unknown_paths_and_methods_are_problems(client: Client, ledger: Ledger) -> None:
     problem(await client.get("/v1/nothing-here", headers=ledger.auth("reader")), 404)
     problem(await client.delete("/v1/sources/ap", headers=ledger.auth("admin")), 405)

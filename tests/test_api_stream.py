@@ -31,6 +31,7 @@ from tests.api_helpers import (
     eventually,
     fields_of,
     make_ledger,
+    problem,
     read_stream,
     serve,
 )
@@ -68,6 +69,13 @@ async def test_stream_resumes_after_last_event_id(client: Client, ledger: Ledger
 
     bad = read_stream(client, "/v1/events/stream", {**headers, "Last-Event-ID": "x"}, events=1)
     assert bad.status == 422
+    for wrong in ("x", "070", "-1", "1.0", " "):  # refused in words, as a query's seq is
+        refused = await client.get("/v1/events/stream", headers={**headers, "Last-Event-ID": wrong})
+        [error] = problem(refused, 422)["errors"]
+        assert error == {
+            "field": "Last-Event-ID",
+            "message": "must be a seq: digits 0-9, no leading 0, at most 9223372036854775807",
+        }, wrong
     for huge in ("9" * 20, "1" * 5000):  # beyond any seq; int() alone would refuse the latter
         too_far = await client.get(
             "/v1/events/stream?after=1", headers={**headers, "Last-Event-ID": huge}

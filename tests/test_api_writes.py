@@ -240,6 +240,24 @@ async def test_record_assertion_returns_its_receipt(client: Client, ledger: Ledg
     assert detail.json()["stated_at"] == "2025-05-01T09:30:00+03:00", "precision is echoed"
 
 
+async def test_null_for_an_optional_field_is_leaving_it_out(client: Client, ledger: Ledger) -> None:
+    """Every optional field of an assertion takes null as "not given", the two with a
+    default (`mode`, `qualifier`) included, so one event is recorded either way."""
+    optional = ("mode", "qualifier", "valid_from", "valid_to", "credibility", "supersedes", "note")
+    given_null = assertion_body(assertion_id="nulls", **dict.fromkeys(optional))
+    left_out = {k: v for k, v in assertion_body(assertion_id="absent").items() if k not in optional}
+    for body in (given_null, left_out):
+        response = await client.post("/v1/assertions", json=body, headers=ledger.auth("writer"))
+        assert response.status_code == 201, response.text
+    details = [
+        (await client.get(f"/v1/assertions/{i}", headers=ledger.auth("reader"))).json()
+        for i in ("nulls", "absent")
+    ]
+    assert (details[0]["qualifier"], details[0]["mode"]) == ("about", "total")
+    own = {"assertion_id": "-", "recorded_seq": 0, "recorded_at": "-"}
+    assert [{**d, **own} for d in details] == [{**details[1], **own}] * 2
+
+
 async def test_a_taken_assertion_id_is_a_conflict(client: Client, ledger: Ledger) -> None:
     size = await log_size(client, ledger)
     taken = await client.post(
@@ -346,9 +364,26 @@ INVALID_ASSERTIONS: list[tuple[str, dict[str, Any], set[str]]] = [
         {"supersedes", "credibility"},
     ),
     (
-        "a claimant list with a bad item is not looked up",
-        assertion_body(claimants=["nobody", 5], quote=""),
-        {"claimants[1]", "quote"},
+        "a claimant list with a bad item: its well-formed items are looked up",
+        assertion_body(claimants=["nobody", 5, "kr-intel", "UK MoD"], quote=""),
+        {"claimants[0]", "claimants[1]", "claimants[3]", "quote"},
+    ),
+    (
+        "a list of too many claimants: each well-formed one is still looked up",
+        assertion_body(claimants=["kr-intel", "nobody"] + [f"s{i}" for i in range(20)]),
+        {"claimants", "claimants[1]"} | {f"claimants[{i + 2}]" for i in range(20)},
+    ),
+    (
+        "a mode on a status, even the default one",
+        assertion_body(property="deployment.status", value={"status": "reported"}, mode="total"),
+        {"mode"},
+    ),
+    (
+        "an increment on a status",
+        assertion_body(
+            property="deployment.status", value={"status": "reported"}, mode="increment"
+        ),
+        {"mode"},
     ),
 ]
 
@@ -504,6 +539,30 @@ async def test_a_write_header_given_twice_is_named(ledger: Ledger) -> None:
                 headers=[*auth, *twice],
             )
             assert fields_of(response) == {field}
+        assert (await head(client, ledger))["size"] == size
+
+
+@pytest.mark.parametrize("public_read", [False, True])
+async def test_two_authorization_headers_are_a_401(ledger: Ledger, public_read: bool) -> None:
+    """Parsers and proxies differ on which copy of a repeated header wins, so a request
+    with two is refused whichever comes first: on the fast write path, on litestar's, and
+    with anonymous reads open as well."""
+    admin, reader = ledger.auth("admin")["Authorization"], ledger.auth("reader")["Authorization"]
+    async with live(ledger, public_read=public_read) as client:
+        size = (await head(client, ledger))["size"]
+        for tokens in ([admin, reader], [reader, admin]):
+            both = [("Authorization", t) for t in tokens]
+            fast = await client.post("/v1/assertions", json=assertion_body(), headers=both)
+            routed = await client.post(
+                f"/v1/assertions/{FALL_2024}/rank",
+                json={"rank": "preferred", "reason": "r"},
+                headers=both,
+            )
+            read = await client.get("/v1/log/head", headers=both)
+            for response in (fast, routed, read):
+                assert response.headers["WWW-Authenticate"] == "Bearer"
+                detail = problem(response, 401)["detail"]
+                assert detail == "send one Authorization header, not several"
         assert (await head(client, ledger))["size"] == size
 
 

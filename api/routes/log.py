@@ -14,7 +14,7 @@ from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.auth import guard
-from api.deps import Limit, store_of
+from api.deps import NO_BODY, Limit, store_of
 from api.openapi import GUARDED, errors_for
 from api.schemas import (
     Consistency,
@@ -24,13 +24,14 @@ from api.schemas import (
     Head,
     Health,
     Inclusion,
+    NoBody,
 )
 from ledger.codec import encode_json
 from ledger.erasure import erasures
 from ledger.errors import FieldError, InvalidInput
 from ledger.health import health_report
 from ledger.replay import AuditReport, audit
-from ledger.text import whole_number
+from ledger.text import MAX_WHOLE, whole_number
 from projections import all_projectors
 
 _READ = {"need": "read"}
@@ -74,9 +75,16 @@ def _start_of(after: int | None, last_event_id: str | None) -> int:
     start = after or 0
     if last_event_id is None:
         return start
-    seq = whole_number(last_event_id.strip())
+    text = last_event_id.strip()
+    seq = None if text.startswith("0") and text != "0" else whole_number(text)
     if seq is None:
-        raise InvalidInput([FieldError("Last-Event-ID", "must be a seq (a whole number)")])
+        raise InvalidInput(
+            [
+                FieldError(
+                    "Last-Event-ID", f"must be a seq: digits 0-9, no leading 0, at most {MAX_WHOLE}"
+                )
+            ]
+        )
     return max(start, seq)
 
 
@@ -110,7 +118,6 @@ async def stream_events(
         str | None,
         HeaderParameter(
             name="Last-Event-ID",
-            pattern=r"^\s*[0-9]+\s*$",
             description="resume after this seq (with `after` too: the later of the two)",
         ),
     ] = None,
@@ -210,8 +217,11 @@ def consistency(
     "/v1/audit",
     operation_id="audit",
     summary="Replay the whole log from nothing and compare every projection",
-    opt={"need": "audit"},
-    responses=errors_for(*GUARDED),
+    description="Takes no body (an empty JSON object is taken too); any other body is "
+    "refused as a write's is: 415 if it is not JSON, 413 over the size limit, 422 naming "
+    "each field.",
+    opt={"need": "audit", NO_BODY: NoBody},
+    responses=errors_for(*GUARDED, 413, 415, 422),
     status_code=200,
 )
 async def run_audit(request: Request[Any, Any, Any]) -> Response[AuditReport]:
