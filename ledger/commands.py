@@ -58,6 +58,13 @@ ASSERTION_ID_REF = ASSERTION_ID.removesuffix(END) + REF_END
 KIND = r"^[a-z][a-z0-9_-]{0,63}" + END
 COUNTRY = r"^[A-Z]{2}" + END
 URL = r"^https?://[^\s\u0000]+" + END
+# A name a person reads in a list (a source's, a publisher's): not blank, and without
+# control characters or the bidirectional overrides and isolates that make text display
+# as something other than what it holds (U+202E turns "abc" around on screen).
+_HIDDEN = r"\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069"
+LABEL = rf"^[^{_HIDDEN}]*[^\s{_HIDDEN}][^{_HIDDEN}]*" + END
+# a reason may run over lines, but says something
+REASON = r"^[^\u0000]*[^\s\u0000][^\u0000]*" + END
 SHA256 = r"^[0-9a-f]{64}" + END
 _SLUG_CHARS = "a-z, 0-9, '.', '_' and '-'"
 _FIRST = "starting with a letter or digit"
@@ -76,6 +83,9 @@ SLUG_WORDS = {
     URL: "an http:// or https:// address without spaces",
     SHA256: "64 hexadecimal digits, lower case",
     NO_NUL: "text without NUL characters (U+0000)",
+    LABEL: "a name that is not blank, without control characters (U+0000-U+001F, "
+    "U+007F-U+009F) or bidirectional overrides (U+202A-U+202E, U+2066-U+2069)",
+    REASON: "text that is not blank, without NUL characters (U+0000)",
 }
 """What a pattern asks, in words, for messages (a regex is no answer to a person). Keyed
 by the pattern, which the field's name in the message completes: a property and an
@@ -103,10 +113,10 @@ Time = Annotated[
         description="YYYY, YYYY-MM, YYYY-MM-DD or an RFC 3339 date-time (no offset = UTC)",
     ),
 ]
-Name = Annotated[str, Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Name = Annotated[str, checked(LABEL, max_length=200)]
 Kind = Annotated[str, checked(KIND, "e.g. intelligence, military")]
 Country = Annotated[str, checked(COUNTRY, "ISO 3166-1 alpha-2 code")]
-Reason = Annotated[str, Meta(min_length=1, max_length=2000, pattern=NO_NUL)]
+Reason = Annotated[str, checked(REASON, max_length=2000)]
 Quote = Annotated[str, Meta(min_length=1, max_length=4000, pattern=NO_NUL)]
 Note = Annotated[str, Meta(max_length=4000, pattern=NO_NUL)]
 Url = Annotated[str, checked(URL, max_length=2000)]

@@ -468,6 +468,14 @@ async def test_retract(client: Client, ledger: Ledger) -> None:
     problem(unknown, 404)
     no_reason = await client.post(f"/v1/assertions/{FALL_2024}/retract", json={}, headers=writer)
     assert fields_of(no_reason) == {"reason"}
+    for blank in ("", " ", "\n\t"):  # a reason says something; a ranking's too
+        for what, body in (("retract", {}), ("rank", {"rank": "deprecated"})):
+            refused = await client.post(
+                f"/v1/assertions/{FALL_2024}/{what}", json={**body, "reason": blank}, headers=writer
+            )
+            [error] = problem(refused, 422)["errors"]
+            assert error["field"] == "reason"
+            assert error["message"].startswith("expected text that is not blank"), error
     assert await log_size(client, ledger) == size + 1
 
 
@@ -640,7 +648,14 @@ async def test_names_an_earlier_version_let_in_stay_reachable(ledger: Ledger) ->
         ("kind", "military\n", "starting with a letter"),
         ("country", "GB\n", "two capital letters"),
         ("id", "UK MoD", "1 to 64 of a-z"),
-        ("name", "a\u0000b", "without NUL"),
+        ("name", "a\u0000b", "without control characters"),
+        ("name", "", "not blank"),
+        ("name", " \t ", "not blank"),
+        ("name", "Daily\n", "without control characters"),
+        ("name", "bell\u0007", "without control characters"),
+        ("name", "Mo\u202eD KU", "bidirectional overrides"),
+        ("name", "\u2066MoD\u2069", "bidirectional overrides"),
+        ("name", "x" * 201, "length <= 200"),
     ],
 )
 async def test_a_bad_field_of_a_new_source_is_named_with_its_rule_in_words(

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from ledger.commands import RegisterSource
+from tests import factories
 from tests.browser import (
     CHROMIUM,
     CONTRAST_SCRIPT,
@@ -395,7 +397,15 @@ def test_hostile_text_stays_in_its_place(watched: Watched, server: LiveServer) -
     quote keeps its line breaks and wraps however long its words, and ids stay unique
     where properties or assertion ids differ only by `.`/`-` or a suffix."""
     subject = "hostile-subject"
-    server.post("/v1/sources", {"id": "rlo-src", "name": "Agency \u202e", "kind": "official"})
+    # the API refuses such a name now; a ledger may hold one from an earlier version
+    with factories.ledger(server.log.parent / "l.db") as store:
+        factories.run(store, RegisterSource(id="rlo-src", name="Agency \u202e", kind="official"))
+    refused = httpx.post(
+        f"{server.base}/v1/sources",
+        json={"id": "rlo-src2", "name": "Agency \u202e", "kind": "official"},
+        headers=server.auth(),
+    )
+    assert refused.status_code == 422
     document = {"publisher": "P", "published_at": "2025-01-01"}
     for assertion_id, prop, quote in [
         ("d1", "troops.deployed", "first line\nsecond line"),
