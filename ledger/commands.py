@@ -15,7 +15,7 @@ from msgspec import Meta
 from ledger.codec import MAX_SAFE_INT
 from ledger.errors import FieldError
 from ledger.events import Mode, Qualifier, Rank, Reliability, StatusValue
-from ledger.times import TIME_PATTERN, TimeFormatError, parse_time
+from ledger.times import TIME_PATTERN, TimeFormatError, nanos_past, parse_time
 
 NO_NUL = r"^[^\u0000]*$"
 
@@ -122,6 +122,13 @@ Note = Annotated[str, Meta(max_length=4000, pattern=NO_NUL)]
 Url = Annotated[str, checked(URL, max_length=2000)]
 Sha256 = Annotated[str, checked(SHA256)]
 Credibility = Annotated[int, Meta(ge=1, le=6)]
+
+
+def _after(first: str, last: str) -> bool:
+    """Whether period `first` begins after period `last` ends, to the nanosecond."""
+    a, b = parse_time(first), parse_time(last)
+    b_nanos = nanos_past(last) if b.precision == "instant" else 999
+    return (a.start, nanos_past(first)) > (b.end, b_nanos)
 
 
 def _time_problem(field: str, text: str | None) -> list[FieldError]:
@@ -255,7 +262,7 @@ class RecordAssertion(Command, frozen=True):
             isinstance(self.valid_from, str)
             and isinstance(self.valid_to, str)
             and not unparsed & {"valid_from", "valid_to"}
-            and parse_time(self.valid_from).start > parse_time(self.valid_to).end
+            and _after(self.valid_from, self.valid_to)
         ):
             errors.append(FieldError("valid_from", "valid_from must not be after valid_to"))
         if self.supersedes is not None and self.supersedes == self.assertion_id:

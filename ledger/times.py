@@ -188,6 +188,15 @@ def parse_time(text: str) -> TimeValue:
     return TimeValue(echo, "instant", start, start)
 
 
+def nanos_past(text: str) -> int:
+    """The nanoseconds an instant's text gives past its microsecond (0-999): instants are
+    ordered to the microsecond, and this tells apart two that share one where a rule must
+    (`valid_from` after `valid_to`). 0 for a text without them; the text must parse."""
+    m = _TIME_RE.fullmatch(text)
+    fraction = m.group(7) if m is not None else None
+    return int(fraction[6:].ljust(3, "0")) if fraction is not None and len(fraction) > 6 else 0
+
+
 def cutoff(text: str) -> int:
     """Inclusive cutoff for ``as_of``/``known_at``: the END of the period.
 

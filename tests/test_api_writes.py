@@ -280,6 +280,13 @@ INVALID_ASSERTIONS: list[tuple[str, dict[str, Any], set[str]]] = [
         assertion_body(valid_from="2025-03", valid_to="2025-01"),
         {"valid_from"},
     ),
+    (
+        "valid time backwards within one microsecond",
+        assertion_body(
+            valid_from="2025-03-01T10:00:00.0000009Z", valid_to="2025-03-01T10:00:00.0000001Z"
+        ),
+        {"valid_from"},
+    ),
     ("low above high", assertion_body(value={"low": 5, "high": 1}), {"value"}),
     ("best outside", assertion_body(value={"low": 1, "high": 5, "best": 9}), {"value.best"}),
     ("negative count", assertion_body(value={"low": -1, "high": 5}), {"value.low"}),

@@ -19,6 +19,7 @@ from ledger.times import (
     TimeValue,
     cutoff,
     format_record_time,
+    nanos_past,
     now_us,
     parse_record_time,
     parse_time,
@@ -452,3 +453,20 @@ def test_a_fraction_finer_than_a_microsecond_is_kept_and_ordered_to_the_microsec
     assert value.text == text
     assert value.start == value.end == parse_time("2025-04-28T09:00:00.123456Z").start
     assert re.search(TIME_PATTERN, text) is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "nanos"),
+    [
+        ("2025-04-28T09:00:00.123456789Z", 789),
+        ("2025-04-28T09:00:00.1234567+02:00", 700),
+        ("2025-04-28T09:00:00.12345608Z", 80),
+        ("2025-04-28T09:00:00.123456Z", 0),
+        ("2025-04-28T09:00:00Z", 0),
+        ("2025-04-28T09:00Z", 0),
+        ("2025-04", 0),
+    ],
+)
+def test_nanos_past_the_microsecond(text: str, nanos: int) -> None:
+    """What tells apart two instants in one microsecond where a rule must."""
+    assert nanos_past(text) == nanos
