@@ -67,6 +67,7 @@ __all__ = [
     "read_assertion",
     "read_source",
     "status_view",
+    "subject_version",
     "timeline",
 ]
 

@@ -911,6 +911,40 @@ async def _stream_version(client: Client, ledger: Ledger, stream: str) -> int:
     return int(max(e["version"] for e in await all_events(client, ledger) if e["stream"] == stream))
 
 
+@pytest.mark.parametrize("what", ["assertion", "source"])
+async def test_reading_one_assertion_or_source_gives_the_version_its_writes_match(
+    client: Client, ledger: Ledger, what: str
+) -> None:
+    """The ETag of `GET /v1/assertions/{id}` is its subject's version and that of
+    `GET /v1/sources/{id}` the source's, each as of the seq read at: what If-Match on a
+    retraction, a ranking or a PATCH compares, so a client need not read a view first."""
+    reader, writer = ledger.auth("reader"), ledger.auth("writer")
+    if what == "assertion":
+        path, stream = f"/v1/assertions/{INCREMENT}", f"subject:{DEPLOYMENT}"
+        write, body = f"{path}/rank", {"rank": "preferred", "reason": "checked"}
+    else:
+        path, stream = "/v1/sources/ap", "source:ap"
+        write, body = path, {"name": "The AP"}
+    read = await client.get(path, headers=reader)
+    assert read.headers["ETag"] == f'"{await _stream_version(client, ledger, stream)}"'
+    head_only = await client.head(path, headers=reader)
+    assert head_only.headers["ETag"] == read.headers["ETag"]
+    before = read.json()["seq"]
+    method = "POST" if what == "assertion" else "PATCH"
+    done = await client.request(
+        method, write, json=body, headers={**writer, "If-Match": read.headers["ETag"]}
+    )
+    assert done.status_code in (200, 201), done.text
+    again = await client.request(
+        method, write, json=body, headers={**writer, "If-Match": read.headers["ETag"]}
+    )
+    problem(again, 412)  # the read's version is stale now
+    now = await client.get(path, headers=reader)
+    assert int(now.headers["ETag"].strip('"')) == int(read.headers["ETag"].strip('"')) + 1
+    then = await client.get(path, params={"seq": before}, headers=reader)
+    assert then.headers["ETag"] == read.headers["ETag"], "as of the seq read at"
+
+
 @pytest.mark.parametrize("write", ["retract", "rank", "update source", "register source"])
 async def test_if_match_guards_every_write_on_its_stream(
     client: Client, ledger: Ledger, write: str

@@ -77,12 +77,12 @@ def list_sources(
 )
 def get_source(
     state: State, source_id: SourceIdPath, known_at: KnownAt = None, seq: SeqParam = None
-) -> views.SourceAt:
+) -> Response[views.SourceAt]:
     at = point_in_time(state, None, known_at, seq)
     found = views.read_source(store_of(state).reader(), source_id, at)
     if found is None:
         raise NotFound(f"no source {source_id!r} at seq {at.seq}")
-    return found
+    return _etag(found, found.version)  # what If-Match on a PATCH of it compares
 
 
 @get(
@@ -95,12 +95,14 @@ def get_source(
 )
 def get_assertion(
     state: State, assertion_id: AssertionIdPath, known_at: KnownAt = None, seq: SeqParam = None
-) -> views.AssertionAt:
+) -> Response[views.AssertionAt]:
+    conn = store_of(state).reader()
     at = point_in_time(state, None, known_at, seq)
-    found = views.read_assertion(store_of(state).reader(), assertion_id, at)
+    found = views.read_assertion(conn, assertion_id, at)
     if found is None:
         raise NotFound(f"no assertion {assertion_id!r} at seq {at.seq}")
-    return found
+    # its subject's version: what If-Match on its retraction or ranking compares
+    return _etag(found, views.subject_version(conn, found.subject, at.seq))
 
 
 @get(
