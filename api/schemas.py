@@ -11,6 +11,9 @@ from ledger.commands import Reason
 from ledger.events import Rank
 
 Seq = Annotated[int, Meta(ge=0)]
+Hash = Annotated[
+    str, Meta(pattern="^[0-9a-f]{64}$", description="a SHA-256 hash, 64 lower-case hex digits")
+]
 
 
 class Body(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -77,24 +80,52 @@ class Health(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class Head(msgspec.Struct, frozen=True):
     size: int
-    root: str
+    root: Annotated[
+        Hash,
+        Meta(
+            description="RFC 9162 Merkle tree hash of events 1..size (leaf i is seq i + 1: "
+            "SHA-256(0x00 || the event's canonical bytes); nodes SHA-256(0x01 || left || "
+            "right)), 64 lower-case hex digits; SHA-256 of nothing for size 0"
+        ),
+    ]
 
 
 class Inclusion(msgspec.Struct, frozen=True):
     seq: int
     size: int
-    leaf_hash: str
-    path: list[str]
+    leaf_hash: Annotated[
+        Hash, Meta(description="SHA-256(0x00 || canonical bytes of event `seq`), hex")
+    ]
+    path: Annotated[
+        list[Hash],
+        Meta(
+            description="RFC 9162 inclusion proof (section 2.1.3) of leaf seq - 1 in the tree "
+            "of `size`: hex hashes in the RFC's order, the leaf's sibling first"
+        ),
+    ]
 
 
 class Consistency(msgspec.Struct, frozen=True, rename={"old": "from", "new": "to"}):
     old: int
     new: int
-    path: list[str]
+    path: Annotated[
+        list[Hash],
+        Meta(
+            description="RFC 9162 consistency proof (section 2.1.4) from tree `from` to tree "
+            "`to`: hex hashes in the RFC's order (SUBPROOF's). Empty when from = to, a case "
+            "the RFC leaves out: the trees are the same, so their roots must be equal"
+        ),
+    ]
 
 
 class EventPage(msgspec.Struct, frozen=True):
-    items: list[msgspec.Raw]
+    items: Annotated[
+        list[msgspec.Raw],
+        Meta(
+            description="events in seq order, each {seq, type, stream, version, recorded_at, "
+            "actor, data, data_sha256, hash} as the contract gives them (data null once erased)"
+        ),
+    ]
     next: int | None
 
 

@@ -43,7 +43,7 @@ OWN_ERRORS = {
     "streamEvents": {"422"},
     "inclusionProof": {"422"},
     "consistencyProof": {"422"},
-    "logHead": set(),
+    "logHead": {"422"},  # `size` past the log
     "audit": {"413", "415", "422"},  # a body it is sent anyway
 }
 

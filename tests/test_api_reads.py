@@ -451,8 +451,10 @@ async def test_hash_chain_and_merkle_tree_verify_independently(
     assert head["size"] == len(events)
     assert head["root"] == merkle_root(leaves).hex()
 
-    for size in (1, 2, 7, 8, 13, 27):
+    for size in (0, 1, 2, 7, 8, 13, 27, len(events)):
         root = merkle_root(leaves[:size])
+        earlier = await get(client, ledger, "/v1/log/head", size=size)
+        assert earlier == {"size": size, "root": root.hex()}, "the root at an earlier size"
         for seq in range(1, size + 1):
             proof = await get(client, ledger, "/v1/log/inclusion", seq=seq, size=size)
             assert (proof["seq"], proof["size"]) == (seq, size)
@@ -486,6 +488,9 @@ async def test_hash_chain_and_merkle_tree_verify_independently(
         ("/v1/log/consistency", {"from": 3, "to": 99}, {"to"}),
         ("/v1/log/consistency", {"from": 9, "to": 8}, {"from"}),
         ("/v1/log/consistency", {"from": "one", "to": 8}, {"from"}),
+        ("/v1/log/head", {"size": 29}, {"size"}),
+        ("/v1/log/head", {"size": -1}, {"size"}),
+        ("/v1/log/head", {"size": "08"}, {"size"}),
     ],
 )
 async def test_proof_parameters_out_of_range(

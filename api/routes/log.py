@@ -165,14 +165,29 @@ def _check_sizes(head: int, small: tuple[str, int], large: tuple[str, int]) -> N
 @get(
     "/v1/log/head",
     operation_id="logHead",
-    summary="The log's size and RFC 9162 Merkle root",
+    summary="The log's size and RFC 9162 Merkle root, or the root at an earlier size",
     opt=_READ,
     sync_to_thread=True,
-    responses=errors_for(*GUARDED),
+    responses=errors_for(*GUARDED, 422),
 )
-def log_head(state: State) -> Head:
-    head = store_of(state).head()
-    return Head(head.size, head.root)
+def log_head(
+    state: State,
+    size: Annotated[
+        int | None,
+        QueryParameter(
+            name="size",
+            ge=0,
+            description="the root of the tree of the first `size` events (default: all), "
+            "to check a proof against a size whose root was not kept",
+        ),
+    ] = None,
+) -> Head:
+    store = store_of(state)
+    if size is None:
+        head = store.head()
+        return Head(head.size, head.root)
+    _check_sizes(store.size(), ("size", size), ("size", size))
+    return Head(size, store.root(size))
 
 
 @get(
