@@ -7,6 +7,7 @@ import contextlib
 import io
 import itertools
 import os
+import socket
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -50,8 +51,13 @@ def open_store(db: str, *, synchronous: str = "FULL") -> SqliteStore:
 
 
 def refuse_foreign(db: str) -> None:
-    """Exit 2 when `db` is a file with content that holds no ledger."""
+    """Exit 2 when `db` is a file with content that holds no ledger, a folder, or a new
+    file in a folder that does not exist."""
     path = Path(db)
+    if path.is_dir():
+        _fail(f"{db} is a folder, not a ledger", 2)
+    if not path.exists() and not path.parent.is_dir():
+        _fail(f"{db}: there is no folder {path.parent} to create the ledger in", 2)
     if path.is_file() and path.stat().st_size > 0 and not _holds_a_log(path, empty=True):
         _fail(f"{db} is not a ledger (another database, or not one at all): nothing was done", 2)
 
@@ -635,8 +641,10 @@ def _nonneg(text: str) -> int:
     rest = text[1:]
     if text.startswith("-") and rest.isascii() and rest.isdigit() and rest.strip("0"):
         raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
-    if not text.isascii() or not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0-9 digits)")
+    if not text.isascii() or not text.isdigit() or (text.startswith("0") and text != "0"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number (digits 0-9, no leading 0)"
+        )
     value = whole_number(text)
     if value is None:
         raise argparse.ArgumentTypeError(f"{text!r} is too large (at most {MAX_WHOLE})")
@@ -664,11 +672,18 @@ def _slug(kind: Any, what: str, rule: str) -> Callable[[str], str]:
 
 
 def _host(text: str) -> str:
-    """A host name or address to listen on: an empty one would mean every interface."""
+    """A host name or address to listen on: an empty one would mean every interface, and
+    one that does not resolve is refused here rather than by the server once started."""
     if not text.strip() or not text.isprintable() or " " in text:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a host name or address (0.0.0.0 or :: listens everywhere)"
         )
+    try:
+        socket.getaddrinfo(text, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:  # UnicodeError: a label IDNA cannot encode
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an address of this machine's or a name it resolves ({exc})"
+        ) from None
     return text
 
 

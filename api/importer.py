@@ -94,6 +94,16 @@ class _BadLine(Exception):
         self.problem = problem
 
 
+def _not_utf8(raw: bytes) -> str:
+    """Where a line stops being UTF-8: the byte's offset in the line and its value."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        where = f"offset {bad.start} of the line, from 0"
+        return f"not UTF-8 text: byte 0x{raw[bad.start]:02x} at {where} ({bad.reason})"
+    return "not UTF-8 text"
+
+
 def decode_line(raw: bytes, number: int) -> ImportLine:
     """One line as a command, or :class:`_BadLine` naming every bad field."""
     if len(raw) > MAX_LINE:
@@ -109,7 +119,10 @@ def decode_line(raw: bytes, number: int) -> ImportLine:
         except RecursionError:
             problem = ImportError_(number, [FieldError("line", "not JSON: nested too deeply")])
             raise _BadLine(0, problem) from None
-        except ValueError as exc:  # msgspec.DecodeError, or UnicodeDecodeError on bad UTF-8
+        except UnicodeDecodeError:  # where in the line, not in the string msgspec read
+            problem = ImportError_(number, [FieldError("line", _not_utf8(raw))])
+            raise _BadLine(0, problem) from None
+        except ValueError as exc:  # msgspec.DecodeError
             problem = ImportError_(number, [FieldError("line", f"not JSON: {exc}")])
             raise _BadLine(0, problem) from None
         if not isinstance(obj, dict):

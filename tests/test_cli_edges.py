@@ -442,3 +442,55 @@ def test_an_import_reports_its_fold_into_the_views(tmp_path: Path) -> None:
     assert read[-1][0] == read[-1][1] == SEED.stat().st_size
     assert folded
     assert folded[-1] == (27, 27)
+
+
+@pytest.mark.parametrize("host", ["bad..host", "x" * 70, "999.1.1.1"])
+def test_a_host_that_does_not_resolve_is_refused_before_serving(tmp_path: Path, host: str) -> None:
+    """uvicorn would start, fail to bind and print tracebacks; the flag is refused first,
+    whether given or taken from $HOST."""
+    result = cli_run("serve", "--db", str(tmp_path / "l.db"), "--host", host, "--port", "1")
+    assert result.returncode == 2, result.stderr
+    assert "--host" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "l.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["state", DEPLOYMENT, "troops.deployed", "--seq", "007"],
+        ["events", "--after", "01"],
+        ["events", "--limit", "00"],
+    ],
+)
+def test_whole_numbers_on_the_command_line_take_no_leading_zero(
+    seeded: Path, args: list[str]
+) -> None:
+    """As in a query string: `007` is refused, since readers differ on what it means."""
+    result = cli_run(*args, "--db", str(seeded))
+    assert result.returncode == 2
+    assert "no leading 0" in result.stderr
+
+
+def test_a_line_that_is_not_utf8_names_where(tmp_path: Path) -> None:
+    """The offset is the line's, not the offset inside the string the decoder was reading."""
+    db = tmp_path / "l.db"
+    lines = tmp_path / "in.jsonl"
+    lines.write_bytes(
+        SEED.read_bytes().splitlines(keepends=True)[0]
+        + b'{"record": "source", "id": "zz", "name": "Caf\xe9 au lait", "kind": "media"}\n'
+    )
+    result = cli_run("import", str(lines), "--db", str(db))
+    assert result.returncode == 1
+    assert "line 2" in result.stderr
+    assert "not UTF-8 text: byte 0xe9 at offset 45 of the line, from 0" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["init"], ["import", str(SEED)], ["keys", "create", "--role", "reader"]]
+)
+def test_a_ledger_is_not_made_in_place_of_a_folder(tmp_path: Path, command: list[str]) -> None:
+    folder = cli_run(*command, "--db", str(tmp_path))
+    assert folder.returncode == 2
+    assert folder.stderr.strip() == f"ledger: {tmp_path} is a folder, not a ledger"
+    assert list(tmp_path.iterdir()) == []
