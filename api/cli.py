@@ -129,7 +129,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     first = args.from_line
     try:
         result = import_file(
-            store, path, actor, phases.current, fold_progress=phases.fold, from_line=first
+            store, path, actor, phases.read, fold_progress=phases.fold, from_line=first
         )
     finally:
         phases.finish()
@@ -200,18 +200,40 @@ class _Phases:
     """An import's two bars: the lines read, then the events folded into the views."""
 
     def __init__(self, reading: Progress) -> None:
-        self.current = reading
+        self.current = self._reading = reading
         self._folding: Progress | None = None
+
+    def read(self, done: int, total: int) -> None:
+        if self._folding is None:  # once folding, the reading bar is finished as it stood
+            self._reading(done, total)
 
     def fold(self, done: int, total: int) -> None:
         if self._folding is None:
-            self.current(self.current.total)
-            self.current.finish()
-            self._folding = self.current = Progress("folding the views", total)
+            self._reading.flush()  # where reading got to: the end, or where it was stopped
+            self._reading.finish()
+            self._folding = self.current = Progress(
+                "folding the views", total, self._reading.stream
+            )
         self._folding(done, total)
 
     def finish(self) -> None:
         self.current.finish()
+
+
+def two_passes(bar: Progress) -> Callable[[int, int], None]:
+    """The audit reports its two passes as one count of twice the events (`done` of
+    `2 x events`); this shows them as two bars of the events each, verifying then
+    replaying, so no bar counts more events than the log holds."""
+
+    def report(done: int, total: int) -> None:
+        half = max(total // 2, 1)
+        if done > half and bar.label.endswith("verifying"):
+            bar(half, half)
+            bar.flush()
+            bar.restart("auditing: replaying", half)
+        bar(done - half if bar.label.endswith("replaying") else done, half)
+
+    return report
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -260,9 +282,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from ledger.replay import audit
 
     store = existing_store(args.db)
-    bar = Progress("auditing", max(store.size(), 1))
+    bar = Progress("auditing: verifying", max(store.size(), 1))
     try:
-        report = audit(store, all_projectors, bar)
+        report = audit(store, all_projectors, two_passes(bar))
     finally:
         bar.finish()
         store.close()

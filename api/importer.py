@@ -482,6 +482,6 @@ def import_file(
         result.done_lines = max(result.lines, from_line - 1)  # blank lines at the end too
     if result.error is None:
         result.error = decode_error
-    if progress is not None and result.error is None:
+    if progress is not None and result.error is None and not result.interrupted:
         progress(total, total)
     return result
