@@ -30,7 +30,7 @@ from ledger.domain import problems_beside
 from ledger.errors import FieldError, InvalidInput
 from ledger.service import Idempotency, Receipt, Reply
 from ledger.sqlite_store import SqliteStore
-from ledger.text import MAX_WHOLE, whole_number
+from ledger.text import MAX_WHOLE, PLAIN_WHOLE, plain_whole_number, whole_number
 from ledger.times import TIME_PATTERN, TimeFormatError, parse_time
 from ledger.validation import decode_all
 from ledger.writemodel import SqliteWriteState
@@ -147,11 +147,6 @@ def query_check(name: str, annotation: Any, kwargs: Any, required: bool) -> Quer
     return QueryCheck(name, checked | None if optional else checked, required, base is int)
 
 
-def _whole(text: str) -> int | None:
-    """A whole number written as litestar reads one afterwards: no leading zeros."""
-    return None if text.startswith("0") and text != "0" else whole_number(text)
-
-
 def query_problems(query: Mapping[str, str], checks: Sequence[QueryCheck]) -> list[FieldError]:
     """Every declared parameter of `query` that is missing or would not parse."""
     problems: list[FieldError] = []
@@ -166,10 +161,9 @@ def query_problems(query: Mapping[str, str], checks: Sequence[QueryCheck]) -> li
             except TimeFormatError as exc:
                 problems.append(FieldError(check.name, str(exc)))
         else:
-            number = _whole(value) if check.whole else value
+            number = plain_whole_number(value) if check.whole else value
             if number is None:
-                whole = f"not a whole number (digits 0-9, no leading 0, at most {MAX_WHOLE})"
-                problems.append(FieldError(check.name, whole))
+                problems.append(FieldError(check.name, f"not a whole number ({PLAIN_WHOLE})"))
                 continue
             try:
                 msgspec.convert(number, check.type, strict=False)

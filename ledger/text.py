@@ -50,3 +50,13 @@ def whole_number(text: str) -> int | None:
     if len(digits) > len(str(MAX_WHOLE)) or int(digits) > MAX_WHOLE:
         return None
     return int(digits)
+
+
+PLAIN_WHOLE = f"digits 0-9, no leading 0, at most {MAX_WHOLE}"
+"""What :func:`plain_whole_number` takes, in words."""
+
+
+def plain_whole_number(text: str) -> int | None:
+    """:func:`whole_number` without leading zeros, as a number is written in a query or a
+    header the API reads (`007` is refused: readers differ on what it means)."""
+    return None if text.startswith("0") and text != "0" else whole_number(text)

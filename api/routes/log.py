@@ -31,7 +31,7 @@ from ledger.erasure import erasures
 from ledger.errors import FieldError, InvalidInput
 from ledger.health import health_report
 from ledger.replay import AuditReport, audit
-from ledger.text import MAX_WHOLE, whole_number
+from ledger.text import PLAIN_WHOLE, plain_whole_number
 from projections import all_projectors
 
 _READ = {"need": "read"}
@@ -75,16 +75,9 @@ def _start_of(after: int | None, last_event_id: str | None) -> int:
     start = after or 0
     if last_event_id is None:
         return start
-    text = last_event_id.strip()
-    seq = None if text.startswith("0") and text != "0" else whole_number(text)
+    seq = plain_whole_number(last_event_id.strip())
     if seq is None:
-        raise InvalidInput(
-            [
-                FieldError(
-                    "Last-Event-ID", f"must be a seq: digits 0-9, no leading 0, at most {MAX_WHOLE}"
-                )
-            ]
-        )
+        raise InvalidInput([FieldError("Last-Event-ID", f"must be a seq: {PLAIN_WHOLE}")])
     return max(start, seq)
 
 
