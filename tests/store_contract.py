@@ -21,7 +21,7 @@ import pytest
 import rfc8785
 
 from ledger import merkle
-from ledger.errors import ConcurrencyConflict, LedgerError
+from ledger.errors import ConcurrencyConflict, LedgerError, LedgerUnavailable
 from ledger.events import (
     AssertionRanked,
     AssertionRecorded,
@@ -140,6 +140,17 @@ Unit = Callable[[Any], Any]
 
 def appends_to(stream: str, count: int = 2) -> Unit:
     return lambda txn: txn.append(stream, new_events(stream, count), "t")
+
+
+def failed_at_start_once(results: list[Any]) -> None:
+    """The outcomes of :func:`one_batch` when its batch could not start (the test's own
+    failure, its message marked "a test"): the blocker's batch is in, and each queued unit
+    was refused with that error from one attempt."""
+    assert [e.seq for e in results[0]] == [3]
+    for problem in results[1:]:
+        assert isinstance(problem, LedgerUnavailable)
+        assert "could not start" in str(problem)
+        assert "a test" in str(problem)
 
 
 async def one_batch(
