@@ -9,7 +9,11 @@ database itself, on its own connections.
 
 The child (`python -m api.writer`) reads commands from a socket, runs them through the
 same :func:`ledger.service.command_unit` with group commit, and answers each only after
-its COMMIT, so an acknowledged append is as durable as in-process. It drains and exits
+its COMMIT, so an acknowledged append is as durable as in-process. It works on one
+thread: it takes every command waiting on the socket, runs them as one batch
+(:meth:`SqliteStore.commit_here`), sends every answer in one write, and reads again;
+while a batch commits, the next one gathers in the socket. Handing each command to the
+store's writer thread and each answer to a sending thread cost more than it saved. It drains and exits
 when the server closes the socket, including when the server dies; it ignores SIGINT and
 SIGTERM, which a signal to the server's whole process group would otherwise bring. If the
 child dies, every waiting and later write is refused with :class:`LedgerUnavailable` (and
@@ -32,12 +36,11 @@ import gc
 import importlib
 import os
 import pickle
-import queue
 import signal
 import socket
 import struct
 import sys
-import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
@@ -363,12 +366,12 @@ class _Child:
     def __init__(self, store: SqliteStore, sock: socket.socket) -> None:
         self.store = store
         self.sock = sock
-        self.outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self.outbox: list[bytes] = []  # answers and notices, sent after each batch
         self.renders: dict[str, Render] = {}
         store.add_listener(self._committed)
 
     def _committed(self, size: int) -> None:
-        self.outbox.put(_framed([0, size, self.store.storage_problem]))
+        self.outbox.append(_framed([0, size, self.store.storage_problem]))
 
     def _answer(self, ident: int, future: Future[Reply]) -> None:
         problem = future.exception()
@@ -377,16 +380,17 @@ class _Child:
             return
         reply = future.result()
         frame = [ident, reply.status, reply.body, reply.replayed, None, *self._health()]
-        self.outbox.put(_framed(frame))
+        self.outbox.append(_framed(frame))
 
     def _fail(self, ident: int, problem: BaseException) -> None:
         frame = [ident, 0, b"", False, _error_frame(problem), *self._health()]
-        self.outbox.put(_framed(frame))
+        self.outbox.append(_framed(frame))
 
     def _health(self) -> list[str | None]:
         return [self.store.storage_problem, self.store.write_refusal]
 
-    def _start(self, message: list[Any]) -> None:
+    def _unit(self, message: list[Any]) -> Callable[[Any], Reply] | None:
+        """The unit of work for one request frame, or None once it is answered as failed."""
         ident, kind, raw, actor, render_name, expected, key, key_body = message
         try:
             command = _command_of(kind, raw)
@@ -394,47 +398,67 @@ class _Child:
             if render is None:
                 render = self.renders[render_name] = _render_of(render_name)
             idempotency = None if key is None else Idempotency(key, key_body)
-            unit = command_unit(
+            return command_unit(
                 command, actor, render, expected_version=expected, idempotency=idempotency
             )
-            future = self.store.submit(unit)
         except Exception as exc:  # answered, never lost
             self._fail(ident, exc)
-            return
-        future.add_done_callback(lambda done: self._answer(ident, done))
+            return None
 
-    def _send(self) -> None:
+    def _batch(self, messages: list[list[Any]]) -> None:
+        """Run every command taken, as group commits in this thread, and answer each."""
+        idents: list[int] = []
+        units: list[Callable[[Any], Reply]] = []
+        for message in messages:
+            unit = self._unit(message)
+            if unit is not None:
+                idents.append(message[0])
+                units.append(unit)
+        if not units:
+            return
+        try:
+            futures = self.store.commit_here(units)
+        except Exception as exc:  # answered, never lost
+            for ident in idents:
+                self._fail(ident, exc)
+            return
+        for ident, future in zip(idents, futures, strict=True):
+            self._answer(ident, future)
+
+    def _flush(self) -> None:
+        frames, self.outbox = self.outbox, []
+        if frames:
+            with contextlib.suppress(OSError):  # the server went away: nobody to tell
+                self.sock.sendall(b"".join(frames))
+
+    def _drain(self, buffer: bytearray) -> bool:
+        """Add what is already waiting on the socket; False once the server closed it."""
         while True:
-            item = self.outbox.get()
-            frames = [item]
-            while True:  # everything already answered goes out in one write
-                try:
-                    frames.append(self.outbox.get_nowait())
-                except queue.Empty:
-                    break
-            data = b"".join(f for f in frames if f is not None)
-            if data:
-                with contextlib.suppress(OSError):  # the server went away: nobody to tell
-                    self.sock.sendall(data)
-            if None in frames:
-                return
+            try:
+                more = self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return True
+            if not more:
+                return False
+            buffer += more
 
     def run(self) -> None:
-        sender = threading.Thread(target=self._send, name="writer-replies", daemon=True)
-        sender.start()
+        """Take every command waiting on the socket, run them as group commits, send
+        every answer in one write; again until the server closes the socket."""
         self.sock.sendall(b"+")
         buffer = bytearray()
         try:
-            while chunk := self.sock.recv(1 << 16):
+            open_ = True
+            while open_ and (chunk := self.sock.recv(1 << 16)):
                 buffer += chunk
-                for message in _frames(buffer):
-                    self._start(message)
+                open_ = self._drain(buffer)
+                self._batch(_frames(buffer))
+                self._flush()
         except OSError:
             pass
         finally:
             self.store.close()  # every command taken is committed and answered first
-            self.outbox.put(None)
-            sender.join()
+            self._flush()
             self.sock.close()
 
 

@@ -15,6 +15,7 @@ import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 
 from api.deps import render_event
@@ -227,3 +228,25 @@ async def test_closing_in_the_same_turn_as_a_request(tmp_path: Any) -> None:
     finally:
         loop.set_exception_handler(None)
         store.close()
+
+
+async def test_commands_that_arrive_together_are_committed_together(tmp_path: Any) -> None:
+    """The child takes every command waiting on its socket and runs them as one group
+    commit in its own thread: twenty commands sent in one write are one commit, so one
+    commit notice, and each still gets its own answer."""
+    store = SqliteStore(tmp_path / "l.db", all_projectors())
+    notices: list[int] = []
+    store.add_listener(notices.append)
+    try:
+        writer = ProcessWriter(store)
+        await writer.start()
+        sources = [RegisterSource(id=f"source-{i}", name=f"S{i}", kind="media") for i in range(20)]
+        # sent in the same loop turn: one write on the socket
+        answers = await asyncio.gather(*(writer.execute(s, "t", render_event) for s in sources))
+        assert [a.status for a in answers] == [201] * 20
+        assert sorted(msgspec.json.decode(a.body)["seq"] for a in answers) == list(range(1, 21))
+        await eventually(lambda: notices == [20])
+        await writer.close()
+    finally:
+        store.close()
+    assert notices == [20]

@@ -17,7 +17,7 @@ import pytest
 from api.importer import import_file
 from ledger.backend import Job
 from ledger.commands import RegisterSource
-from ledger.errors import LedgerUnavailable
+from ledger.errors import ConcurrencyConflict, LedgerUnavailable
 from ledger.replay import audit_projections
 from ledger.service import execute_sync
 from ledger.sqlite_store import (
@@ -335,6 +335,121 @@ def test_a_fault_in_the_writer_answers_its_callers_and_refuses_appends(
         assert store.write_refusal is not None
         check_log(read_all(store))
         assert store.size() == 2
+    finally:
+        store.close()
+
+
+def _appending(stream: str, expected: int | None = None) -> Any:
+    """A unit of work that appends one event to `stream` and says on which thread it ran."""
+
+    def work(txn: Any) -> tuple[int, int]:
+        txn.append(stream, new_events(stream, 1), "w", expected)
+        return threading.get_ident(), txn.stream_version(stream)
+
+    return work
+
+
+def test_commit_here_runs_units_in_the_callers_thread_as_one_commit(tmp_path: Path) -> None:
+    """What the API's writer process runs its commands through: the units run in the
+    calling thread, one commit for all (one notice), each future answered in order, and
+    a unit that fails a rule fails alone."""
+    store = SqliteStore(tmp_path / "l.db", all_projectors())
+    notices: list[int] = []
+    store.add_listener(notices.append)
+    try:
+        futures = store.commit_here(
+            [_appending("subject:a"), _appending("subject:a", expected=5), _appending("subject:b")]
+        )
+        assert all(f.done() for f in futures)
+        assert futures[0].result() == (threading.get_ident(), 1)
+        assert isinstance(futures[1].exception(), ConcurrencyConflict)
+        assert futures[2].result() == (threading.get_ident(), 1)
+        assert notices == [2]
+        assert store.checkpoints() == {p.name: 2 for p in store.projectors}
+        check_log(read_all(store))
+        # what the writer thread appends next chains onto what was committed here
+        store.append_sync("subject:a", new_events("subject:a", 1), "w", expected_version=1)
+        check_log(read_all(store))
+        assert store.size() == 3
+    finally:
+        store.close()
+
+
+def test_commit_here_splits_a_long_run_into_batches_of_max_batch(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "l.db", max_batch=2)
+    notices: list[int] = []
+    store.add_listener(notices.append)
+    try:
+        futures = store.commit_here([_appending(f"subject:{i}") for i in range(5)])
+        assert [f.result()[1] for f in futures] == [1] * 5
+        assert notices == [2, 4, 5]
+    finally:
+        store.close()
+
+
+def test_commit_here_waits_for_the_writer_threads_batch(tmp_path: Path) -> None:
+    """Units run here and units queued for the writer thread never share the connection:
+    a batch here starts only once the writer's batch has committed."""
+    store = SqliteStore(tmp_path / "l.db")
+    order: list[str] = []
+    started, release = threading.Event(), threading.Event()
+
+    def queued(txn: Any) -> None:
+        started.set()
+        release.wait(10)
+        txn.append("subject:a", new_events("subject:a", 1), "w")
+        order.append("queued")
+
+    def here(txn: Any) -> None:
+        txn.append("subject:a", new_events("subject:a", 1, 1), "w", 1)
+        order.append("here")
+
+    try:
+        first = store.submit(queued)
+        assert started.wait(10)
+        second = threading.Thread(target=lambda: store.commit_here([here])[0].result())
+        second.start()
+        time.sleep(0.1)
+        assert order == []
+        release.set()
+        second.join(10)
+        first.result(10)
+        assert order == ["queued", "here"]
+        check_log(read_all(store))
+        assert store.size() == 2
+    finally:
+        release.set()
+        store.close()
+
+
+def test_commit_here_on_a_closed_store_refuses_each_unit(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "l.db")
+    store.close()
+    (future,) = store.commit_here([_appending("subject:a")])
+    with pytest.raises(LedgerUnavailable, match="the store is closed"):
+        future.result()
+
+
+def test_a_fault_while_committing_here_answers_and_refuses_appends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug outside any unit, met by a batch run in the caller's thread, is handled as
+    on the writer thread: the callers hear it and appends are refused from then on."""
+    store = SqliteStore(tmp_path / "l.db")
+    try:
+
+        def broken(self: SqliteStore, batch: Any) -> Any:
+            raise TypeError("a bug")
+
+        monkeypatch.setattr(SqliteStore, "_try_batch", broken)
+        (future,) = store.commit_here([_appending("subject:a")])
+        with pytest.raises(LedgerUnavailable, match="the write failed: a bug"):
+            future.result()
+        monkeypatch.undo()
+        (later,) = store.commit_here([_appending("subject:a")])
+        with pytest.raises(LedgerUnavailable, match=r"refused: the writer failed \(TypeError"):
+            later.result()
+        assert store.size() == 0
     finally:
         store.close()
 
