@@ -23,7 +23,7 @@ from ledger.commands import PROPERTY, SLUG_WORDS, SUBJECT, PropertyRef, SubjectR
 from ledger.errors import FieldError, InvalidInput, LedgerError, LedgerUnavailable, StorageFull
 from ledger.logs import configure_logging
 from ledger.sqlite_store import SqliteStore, connect, connect_reader
-from ledger.text import MAX_WHOLE, whole_number
+from ledger.text import MAX_WHOLE, counted, whole_number
 from projections import all_projectors
 
 _json = msgspec.json.Encoder()
@@ -110,7 +110,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     store = open_store(args.db)
     size = store.size()
     store.close()
-    print(f"ledger ready at {args.db} ({size} events)")
+    print(f"ledger ready at {args.db} ({counted(size, 'event')})")
     return 0
 
 
@@ -135,7 +135,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         phases.finish()
         store.close()
     if first > 1 and result.lines < first and not result.interrupted:
-        _fail(f"{path} has {result.lines} lines: there is no line {first} to import from", 2)
+        _fail(
+            f"{path} has {counted(result.lines, 'line')}: there is no line {first} to import from",
+            2,
+        )
     span = f" (seq {result.first_seq}..{result.last_seq})" if result.appended else ""
     if result.views_failure is not None:
         sys.stderr.write(
@@ -148,7 +151,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         why = "the database is full" if isinstance(result.failure, StorageFull) else result.failure
         sys.stderr.write(
             f"ledger import: stopped, the ledger could not take more ({why}); {kept} "
-            f"({result.appended} events appended{span}); nothing from line {done + 1} on was "
+            f"({counted(result.appended, 'event')} appended{span}); nothing from line "
+            f"{done + 1} on was "
             f"appended{_resume(done + 1)}\n"
         )
         return 1
@@ -156,7 +160,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         done = result.done_lines
         kept = _lines_in(first, done)
         sys.stderr.write(
-            f"ledger import: interrupted; {kept} ({result.appended} events appended{span}); "
+            f"ledger import: interrupted; {kept} ({counted(result.appended, 'event')} "
+            f"appended{span}); "
             f"nothing from line {done + 1} on was appended{_resume(done + 1)}\n"
         )
         return 130
@@ -176,12 +181,12 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
         sys.stderr.write(f"ledger import: {path}: {result.error.describe()}\n")
         sys.stderr.write(
-            f"ledger import: stopped; {result.appended} events from the lines before it "
+            f"ledger import: stopped; {counted(result.appended, 'event')} from the lines before it "
             f"were appended{span}, nothing from line {line} on{resume}\n"
         )
         return 1
-    lines = f"{result.lines} lines" if first == 1 else f"lines {first}..{result.lines}"
-    print(f"imported {lines}: {result.appended} events appended{span}")
+    lines = counted(result.lines, "line") if first == 1 else f"lines {first}..{result.lines}"
+    print(f"imported {lines}: {counted(result.appended, 'event')} appended{span}")
     return 1 if result.views_failure is not None else 0
 
 
@@ -274,7 +279,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     finally:
         bar.finish()
         store.close()
-    print(f"rebuilt every projection from {size} events")
+    print(f"rebuilt every projection from {counted(size, 'event')}")
     return 0
 
 

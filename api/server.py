@@ -18,6 +18,7 @@ from api.writer import quiet_collector
 from ledger import keys
 from ledger.errors import LedgerUnavailable
 from ledger.sqlite_store import SqliteStore, connect
+from ledger.text import counted
 from projections import all_projectors
 
 
@@ -56,9 +57,11 @@ def load_demo(db: str) -> str:
                 result = import_file(store, path, "demo")
                 if result.error is not None:
                     raise SystemExit(f"demo fixtures: {path}: {result.error.describe()}")
-                print(f"loaded {path.name}: {result.appended} events")
+                print(f"loaded {path.name}: {counted(result.appended, 'event')}")
         else:
-            print(f"{db} already holds {store.size()} events; not loading fixtures again")
+            print(
+                f"{db} already holds {counted(store.size(), 'event')}; not loading fixtures again"
+            )
     finally:
         store.close()
     conn = connect(db)

@@ -13,11 +13,12 @@ its COMMIT, so an acknowledged append is as durable as in-process. It works on o
 thread: it takes every command waiting on the socket, runs them as one batch
 (:meth:`SqliteStore.commit_here`), sends every answer in one write, and reads again;
 while a batch commits, the next one gathers in the socket. Handing each command to the
-store's writer thread and each answer to a sending thread cost more than it saved. It drains and exits
-when the server closes the socket, including when the server dies; it ignores SIGINT and
-SIGTERM, which a signal to the server's whole process group would otherwise bring. If the
-child dies, every waiting and later write is refused with :class:`LedgerUnavailable` (and
-`/v1/health` says why) until the server is restarted.
+store's writer thread and each answer to a sending thread cost more than it saved.
+
+It drains and exits when the server closes the socket, including when the server dies;
+it ignores SIGINT and SIGTERM, which a signal to the server's whole process group would
+otherwise bring. If the child dies, every waiting and later write is refused with
+:class:`LedgerUnavailable` (and `/v1/health` says why) until the server is restarted.
 
 Frames on the socket are a 4-byte big-endian length and a msgpack array:
 - request: `[id, command type, command, actor, render, expected version, key,

@@ -60,3 +60,8 @@ def plain_whole_number(text: str) -> int | None:
     """:func:`whole_number` without leading zeros, as a number is written in a query or a
     header the API reads (`007` is refused: readers differ on what it means)."""
     return None if text.startswith("0") and text != "0" else whole_number(text)
+
+
+def counted(count: int, noun: str) -> str:
+    """`count` and `noun`, plural unless it is one: "1 event", "0 events", "27 events"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -311,3 +311,15 @@ def test_a_sign_is_refused(tmp_path: Path, text: str, message: str) -> None:
     result = ledger("events", "--after", text, db=tmp_path / "l.db", check=False)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_counts_of_one_are_singular(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    assert "(0 events)" in ledger("init", db=db).stdout
+    one = tmp_path / "one.jsonl"
+    one.write_text(SEED.read_text().splitlines()[0] + "\n")
+    assert (
+        "imported 1 line: 1 event appended (seq 1..1)" in ledger("import", str(one), db=db).stdout
+    )
+    assert "(1 event)" in ledger("init", db=db).stdout
+    assert "rebuilt every projection from 1 event\n" == ledger("rebuild", db=db).stdout
