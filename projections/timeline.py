@@ -41,16 +41,21 @@ class _Property:
         return before, self.value
 
 
-def timeline(conn: sqlite3.Connection, subject: str, at: PointInTime) -> Timeline:
-    """Every live assertion on `subject` at `at`, each with its property's value around it."""
-    facts = eligible(conn, subject, None, at)
+def timeline(
+    conn: sqlite3.Connection, subject: str, at: PointInTime, prop: str | None = None
+) -> Timeline:
+    """Every live assertion on `subject` at `at` (only on `prop`, if given), each with its
+    property's value around it. A property's items and values are the same whether the
+    timeline covers one property or all: each property's values depend on its own
+    assertions alone."""
+    facts = eligible(conn, subject, prop, at)
     properties: dict[str, _Property] = {}
     steps: list[tuple[Fact, Value, Value]] = []
     for fact in facts:
-        prop = properties.get(fact.prop)
-        if prop is None:
-            prop = properties[fact.prop] = _Property(fact.kind)
-        before, after = prop.add(fact)
+        state = properties.get(fact.prop)
+        if state is None:
+            state = properties[fact.prop] = _Property(fact.kind)
+        before, after = state.add(fact)
         steps.append((fact, before, after))
     steps = [s for s in steps if s[0].assertion_id in properties[s[0].prop].liveness.live]
     seqs = ",".join(str(fact.recorded_seq) for fact, _, _ in steps)  # integers from the index

@@ -284,6 +284,18 @@ async def test_timeline(client: Client, ledger: Ledger) -> None:
     assert len(early["items"]) == 2
 
 
+async def test_a_timeline_of_one_property(client: Client, ledger: Ledger) -> None:
+    path = f"/v1/subjects/{DEPLOYMENT}/timeline"
+    whole = await get(client, ledger, path)
+    for prop in (TROOPS, STATUS, "not-yet-claimed"):
+        part = await get(client, ledger, path, property=prop)
+        assert part["items"] == [i for i in whole["items"] if i["property"] == prop]
+        assert {**part, "items": None} == {**whole, "items": None}
+    assert len((await get(client, ledger, path, property=TROOPS))["items"]) == 2
+    bad = await client.get(path, params={"property": "a b"}, headers=ledger.auth("reader"))
+    assert fields_of(bad) == {"property"}
+
+
 async def test_views_at_known_at_equal_views_at_seq(client: Client, ledger: Ledger) -> None:
     events = await all_events(client, ledger)
     for seq in (14, 15, 20, 27):

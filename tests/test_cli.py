@@ -322,4 +322,4 @@ def test_counts_of_one_are_singular(tmp_path: Path) -> None:
         "imported 1 line: 1 event appended (seq 1..1)" in ledger("import", str(one), db=db).stdout
     )
     assert "(1 event)" in ledger("init", db=db).stdout
-    assert "rebuilt every projection from 1 event\n" == ledger("rebuild", db=db).stdout
+    assert ledger("rebuild", db=db).stdout == "rebuilt every projection from 1 event\n"

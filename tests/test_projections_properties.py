@@ -305,3 +305,22 @@ def test_the_timeline_agrees_with_the_rules_applied_to_each_prefix(
                 item = items[fact.assertion_id]
                 assert item.after == _direct_value(prefix, fact.kind)
                 assert item.before == _direct_value(prefix[:-1], fact.kind)
+
+
+@FAST
+@given(ops=ops_strategy, as_of=st.sampled_from((None, *AS_OF)))
+def test_a_timeline_of_one_property_is_that_propertys_part_of_the_whole(
+    ops: list[tuple[Any, ...]], as_of: str | None
+) -> None:
+    with ledgers(1) as (store,):
+        run_in_one_unit(store, (s.command for s in materialize(ops)))
+        conn = store.reader()
+        pit = at(store, as_of)
+        for subject in SUBJECTS:
+            whole = views.timeline(conn, subject, pit)
+            for prop in (*PROPS.values(), "never-claimed"):
+                part = views.timeline(conn, subject, pit, prop)
+                assert part.items == [i for i in whole.items if i.property == prop]
+                assert msgspec.structs.replace(part, items=[]) == msgspec.structs.replace(
+                    whole, items=[]
+                )

@@ -212,13 +212,14 @@ def get_status(
 def get_timeline(
     state: State,
     subject: SubjectPath,
+    property: PropertyFilter = None,
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seq: SeqParam = None,
 ) -> Response[views.Timeline]:
     conn = store_of(state).reader()
     at = point_in_time(state, as_of, known_at, seq)
-    view = views.timeline(conn, subject, at)
+    view = views.timeline(conn, subject, at, property)
     return _etag(view, view.version)
 
 
