@@ -407,24 +407,25 @@ class _Child:
             return None
 
     def _batch(self, messages: list[list[Any]]) -> None:
-        """Run every command taken, as group commits in this thread, and answer each."""
-        idents: list[int] = []
-        units: list[Callable[[Any], Reply]] = []
+        """Run every command taken, in group commits of at most the store's `max_batch`
+        in this thread, and send each commit's answers as soon as it is done."""
+        taken: list[tuple[int, Callable[[Any], Reply]]] = []
         for message in messages:
             unit = self._unit(message)
             if unit is not None:
-                idents.append(message[0])
-                units.append(unit)
-        if not units:
-            return
-        try:
-            futures = self.store.commit_here(units)
-        except Exception as exc:  # answered, never lost
-            for ident in idents:
-                self._fail(ident, exc)
-            return
-        for ident, future in zip(idents, futures, strict=True):
-            self._answer(ident, future)
+                taken.append((message[0], unit))
+        size = self.store.max_batch
+        for start in range(0, len(taken), size):
+            part = taken[start : start + size]
+            try:
+                futures = self.store.commit_here([unit for _, unit in part])
+            except Exception as exc:  # answered, never lost
+                for ident, _ in part:
+                    self._fail(ident, exc)
+            else:
+                for (ident, _), future in zip(part, futures, strict=True):
+                    self._answer(ident, future)
+            self._flush()
 
     def _flush(self) -> None:
         frames, self.outbox = self.outbox, []
@@ -445,7 +446,11 @@ class _Child:
 
     def run(self) -> None:
         """Take every command waiting on the socket, run them as group commits, send
-        every answer in one write; again until the server closes the socket."""
+        each commit's answers in one write; again until the server closes the socket.
+
+        While it writes answers it does not read, so the server must keep reading while it
+        sends (:class:`ProcessWriter` does: asyncio never blocks on a write).
+        """
         self.sock.sendall(b"+")
         buffer = bytearray()
         try:

@@ -947,21 +947,24 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         together: in group commits of at most `max_batch` units, each future resolved
         after its commit (in order, before this returns). For a process whose writes all
         come through one thread (the API's writer process), this saves handing each unit
-        to the writer thread and back; units submitted meanwhile wait their turn.
+        to the writer thread and back; units submitted meanwhile wait their turn, and
+        :meth:`close` waits for this to end. Not from inside a unit of work: it would wait
+        for itself.
         """
         jobs = [Job(work, Future()) for work in works]
-        with self._accepting:
-            closed = self._closed
-        if closed:
-            settle([(job, None, LedgerUnavailable("the store is closed")) for job in jobs])
-        else:
-            with self._writing:
+        with self._writing:
+            with self._accepting:
+                closed = self._closed
+            if closed:
+                settle([(job, None, LedgerUnavailable("the store is closed")) for job in jobs])
+            else:
                 for start in range(0, len(jobs), self.max_batch):
                     self._run_batch(jobs[start : start + self.max_batch])
         return [job.future for job in jobs if job.future is not None]
 
     def close(self) -> None:
-        """Finish every queued write, then close all connections."""
+        """Finish every queued write (and a :meth:`commit_here` under way), then close
+        all connections."""
         if not self._stop_queue():
             return
         self._thread.join()
@@ -969,7 +972,8 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         if self._checkpointer is not None:
             self._appended.set()
             self._checkpointer.join()
-        self._conn.close()
+        with self._writing:  # a batch run by commit_here on another thread ends first
+            self._conn.close()
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()

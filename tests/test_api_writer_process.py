@@ -19,7 +19,15 @@ import msgspec
 import pytest
 
 from api.deps import render_event
-from api.writer import ProcessWriter, _error_frame, _error_of
+from api.writer import (
+    ProcessWriter,
+    _Child,
+    _command_bytes,
+    _error_frame,
+    _error_of,
+    _frames,
+    _render_name,
+)
 from ledger.commands import RegisterSource
 from ledger.errors import (
     ConcurrencyConflict,
@@ -250,3 +258,48 @@ async def test_commands_that_arrive_together_are_committed_together(tmp_path: An
     finally:
         store.close()
     assert notices == [20]
+
+
+class _Sent:
+    """Stands in for the child's socket: keeps each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+
+def test_the_child_answers_each_command_after_its_own_commit(tmp_path: Any) -> None:
+    """Each answer goes to the command it belongs to, a command the child cannot read is
+    answered with the reason, and the answers of each group commit (at most `max_batch`
+    units) are sent once it is done, not held for the rest."""
+    store = SqliteStore(tmp_path / "l.db", max_batch=2)
+    sent = _Sent()
+    child = _Child(store, sent)  # type: ignore[arg-type]
+    try:
+        render = _render_name(render_event)
+        ids = [f"source-{i}" for i in range(5)]
+        frames = [
+            [
+                i + 1,
+                "RegisterSource",
+                _command_bytes(RegisterSource(id=ids[i], name="S", kind="media")),
+            ]
+            for i in range(5)
+        ]
+        frames.insert(2, [9, "RecordAssertion", b"\x81\xa1x\x01"])  # no assertion at all
+        child._batch([[*f, "t", render, None, None, None] for f in frames])
+        replies = [_frames(bytearray(write)) for write in sent.writes]
+        answers = [[r for r in write if r[0] != 0] for write in replies]
+        assert [[r[0] for r in write] for write in answers] == [[9, 1, 2], [3, 4], [5]]
+        assert [[r[1] for r in write if r[0] == 0] for write in replies] == [[2], [4], [5]]
+        by_ident = {r[0]: r for write in answers for r in write}
+        assert by_ident[9][4] == ["", "ValidationError: Object contains unknown field `x`"]
+        for ident, source in enumerate(ids, start=1):
+            status, body, error = by_ident[ident][1], by_ident[ident][2], by_ident[ident][4]
+            assert (status, error) == (201, None)
+            (event,) = store.read(msgspec.json.decode(body)["seq"] - 1, 1)
+            assert event.stream == f"source:{source}"
+    finally:
+        store.close()

@@ -422,6 +422,39 @@ def test_commit_here_waits_for_the_writer_threads_batch(tmp_path: Path) -> None:
         store.close()
 
 
+def test_close_waits_for_a_commit_here_under_way(tmp_path: Path) -> None:
+    """A store closed from another thread while a batch runs here lets the batch commit
+    first, instead of pulling the connection from under it."""
+    store = SqliteStore(tmp_path / "l.db")
+    started, release = threading.Event(), threading.Event()
+
+    def slow(txn: Any) -> int:
+        started.set()
+        release.wait(10)
+        txn.append("subject:a", new_events("subject:a", 1), "w")
+        return 1
+
+    futures: list[Future[int]] = []
+    here = threading.Thread(target=lambda: futures.extend(store.commit_here([slow])))
+    here.start()
+    assert started.wait(10)
+    closing = threading.Thread(target=store.close)
+    closing.start()
+    closing.join(0.2)
+    assert closing.is_alive()
+    release.set()
+    here.join(10)
+    closing.join(10)
+    assert not closing.is_alive()
+    assert futures[0].result() == 1
+    assert store.write_refusal is None
+    reopened = SqliteStore(tmp_path / "l.db")
+    try:
+        assert reopened.size() == 1
+    finally:
+        reopened.close()
+
+
 def test_commit_here_on_a_closed_store_refuses_each_unit(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "l.db")
     store.close()
