@@ -152,8 +152,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         sys.stderr.write(
             f"ledger import: stopped, the ledger could not take more ({why}); {kept} "
             f"({counted(result.appended, 'event')} appended{span}); nothing from line "
-            f"{done + 1} on was "
-            f"appended{_resume(done + 1)}\n"
+            f"{done + 1} on was appended{_resume(done + 1)}\n"
         )
         return 1
     if result.interrupted and result.error is None:
@@ -161,8 +160,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         kept = _lines_in(first, done)
         sys.stderr.write(
             f"ledger import: interrupted; {kept} ({counted(result.appended, 'event')} "
-            f"appended{span}); "
-            f"nothing from line {done + 1} on was appended{_resume(done + 1)}\n"
+            f"appended{span}); nothing from line {done + 1} on was appended"
+            f"{_resume(done + 1)}\n"
         )
         return 130
     if result.error is not None:

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -313,12 +314,32 @@ def test_seq_at_bisects_record_times_without_an_index(store: SqliteStore) -> Non
     assert "events_recorded_at" not in {name for (name,) in indexes}
 
 
+def _appending(stream: str, expected: int | None = None) -> Any:
+    """A unit of work that appends one event to `stream` and says on which thread it ran."""
+
+    def work(txn: Any) -> tuple[int, int]:
+        txn.append(stream, new_events(stream, 1), "w", expected)
+        return threading.get_ident(), txn.stream_version(stream)
+
+    return work
+
+
+def _append_on_the_writer_thread(store: SqliteStore) -> None:
+    store.append_sync("subject:a", new_events("subject:a", 1), "w")
+
+
+def _append_here(store: SqliteStore) -> None:
+    store.commit_here([_appending("subject:a")])[0].result()
+
+
+@pytest.mark.parametrize("append", [_append_on_the_writer_thread, _append_here])
 def test_a_fault_in_the_writer_answers_its_callers_and_refuses_appends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, append: Callable[[SqliteStore], None]
 ) -> None:
     """A bug in the writer itself (outside any unit of work) must not leave callers
     waiting forever: the batch's callers hear it, later appends are refused with the
-    reason (the writer's tip and cache can no longer be trusted), reads go on."""
+    reason (the writer's tip and cache can no longer be trusted), reads go on. The same
+    whether the batch runs on the writer thread or in the caller's (`commit_here`)."""
     store = SqliteStore(tmp_path / "l.db")
     try:
         store.append_sync("subject:a", new_events("subject:a", 2), "w")
@@ -328,25 +349,15 @@ def test_a_fault_in_the_writer_answers_its_callers_and_refuses_appends(
 
         monkeypatch.setattr(SqliteStore, "_try_batch", broken)
         with pytest.raises(LedgerUnavailable, match="the write failed: a bug"):
-            store.append_sync("subject:a", new_events("subject:a", 1), "w")
+            append(store)
         monkeypatch.undo()
         with pytest.raises(LedgerUnavailable, match=r"refused: the writer failed \(TypeError"):
-            store.append_sync("subject:a", new_events("subject:a", 1), "w")
+            append(store)
         assert store.write_refusal is not None
         check_log(read_all(store))
         assert store.size() == 2
     finally:
         store.close()
-
-
-def _appending(stream: str, expected: int | None = None) -> Any:
-    """A unit of work that appends one event to `stream` and says on which thread it ran."""
-
-    def work(txn: Any) -> tuple[int, int]:
-        txn.append(stream, new_events(stream, 1), "w", expected)
-        return threading.get_ident(), txn.stream_version(stream)
-
-    return work
 
 
 def test_commit_here_runs_units_in_the_callers_thread_as_one_commit(tmp_path: Path) -> None:
@@ -461,30 +472,6 @@ def test_commit_here_on_a_closed_store_refuses_each_unit(tmp_path: Path) -> None
     (future,) = store.commit_here([_appending("subject:a")])
     with pytest.raises(LedgerUnavailable, match="the store is closed"):
         future.result()
-
-
-def test_a_fault_while_committing_here_answers_and_refuses_appends(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A bug outside any unit, met by a batch run in the caller's thread, is handled as
-    on the writer thread: the callers hear it and appends are refused from then on."""
-    store = SqliteStore(tmp_path / "l.db")
-    try:
-
-        def broken(self: SqliteStore, batch: Any) -> Any:
-            raise TypeError("a bug")
-
-        monkeypatch.setattr(SqliteStore, "_try_batch", broken)
-        (future,) = store.commit_here([_appending("subject:a")])
-        with pytest.raises(LedgerUnavailable, match="the write failed: a bug"):
-            future.result()
-        monkeypatch.undo()
-        (later,) = store.commit_here([_appending("subject:a")])
-        with pytest.raises(LedgerUnavailable, match=r"refused: the writer failed \(TypeError"):
-            later.result()
-        assert store.size() == 0
-    finally:
-        store.close()
 
 
 class _Recorder:
