@@ -42,7 +42,6 @@ import socket
 import struct
 import sys
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,6 +49,7 @@ import msgspec
 import structlog
 
 from ledger import errors
+from ledger.backend import Outcome
 from ledger.commands import AnyCommand, RecordAssertion, RegisterSource
 from ledger.errors import LedgerUnavailable
 from ledger.service import Idempotency, Render, Reply, command_unit, execute
@@ -374,12 +374,12 @@ class _Child:
     def _committed(self, size: int) -> None:
         self.outbox.append(_framed([0, size, self.store.storage_problem]))
 
-    def _answer(self, ident: int, future: Future[Reply]) -> None:
-        problem = future.exception()
+    def _answer(self, ident: int, outcome: Outcome[Reply]) -> None:
+        problem = outcome.exception()
         if problem is not None:
             self._fail(ident, problem)
             return
-        reply = future.result()
+        reply = outcome.result()
         frame = [ident, reply.status, reply.body, reply.replayed, None, *self._health()]
         self.outbox.append(_framed(frame))
 
@@ -418,13 +418,13 @@ class _Child:
         for start in range(0, len(taken), size):
             part = taken[start : start + size]
             try:
-                futures = self.store.commit_here([unit for _, unit in part])
+                outcomes = self.store.commit_here([unit for _, unit in part])
             except Exception as exc:  # answered, never lost
                 for ident, _ in part:
                     self._fail(ident, exc)
             else:
-                for (ident, _), future in zip(part, futures, strict=True):
-                    self._answer(ident, future)
+                for (ident, _), outcome in zip(part, outcomes, strict=True):
+                    self._answer(ident, outcome)
             self._flush()
 
     def _flush(self) -> None:

@@ -158,19 +158,55 @@ def chain(
     return out
 
 
+class Outcome(Generic[T]):
+    """A unit's answer for a caller that runs the batch in its own thread (the API's
+    writer process): set once before the caller reads it, so it needs neither a lock nor a
+    way to wait, which a :class:`Future` pays for with a condition variable on every unit.
+    It answers :meth:`result` and :meth:`exception` as a done future would."""
+
+    __slots__ = ("_problem", "_set", "_value")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._value: Any = None
+        self._problem: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._set
+
+    def settle(self, value: Any, problem: BaseException | None) -> None:
+        self._value, self._problem, self._set = value, problem, True
+
+    def exception(self) -> BaseException | None:
+        if not self._set:
+            raise RuntimeError("the unit has no answer yet")
+        return self._problem
+
+    def result(self) -> T:
+        problem = self.exception()
+        if problem is not None:
+            raise problem
+        value: T = self._value
+        return value
+
+
 @dataclass(slots=True)
 class Job:
-    """A unit of work and who waits for it: a thread (`future`) or a coroutine (`waiter`)."""
+    """A unit of work and who waits for it: a thread (`future`), a coroutine (`waiter`),
+    or the thread that runs it (`outcome`)."""
 
     work: Callable[[Any], Any]
     future: Future[Any] | None = None
     loop: asyncio.AbstractEventLoop | None = None
     waiter: asyncio.Future[Any] | None = None
+    outcome: Outcome[Any] | None = None
 
     def answered(self) -> bool:
         """Whether its caller already has an answer (or gave up)."""
         if self.waiter is not None:
             return self.waiter.done()
+        if self.outcome is not None:
+            return self.outcome.done()
         assert self.future is not None
         return self.future.done()
 
@@ -178,6 +214,8 @@ class Job:
         """Whether to run it: False if its caller gave up before it started."""
         if self.waiter is not None:
             return not self.waiter.cancelled()  # a stale read only runs a unit nobody hears
+        if self.outcome is not None:
+            return True  # its caller runs it, so it cannot have given up
         assert self.future is not None
         return self.future.set_running_or_notify_cancel()
 
@@ -222,6 +260,9 @@ def settle(outcomes: Sequence[tuple[Job, Any, BaseException | None]]) -> None:
     for job, result, problem in outcomes:
         if job.waiter is not None and job.loop is not None:
             by_loop.setdefault(job.loop, []).append((job.waiter, result, problem))
+        elif job.outcome is not None:
+            if not job.outcome.done():
+                job.outcome.settle(result, problem)
         elif job.future is not None and not job.future.done():
             if problem is None:
                 job.future.set_result(result)

@@ -36,6 +36,7 @@ from ledger import merkle
 from ledger.backend import (
     Job,
     LogReads,
+    Outcome,
     Pending,
     QueuedWriter,
     Tip,
@@ -942,16 +943,16 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         """
         return super().submit(work)
 
-    def commit_here(self, works: Sequence[Callable[[SqliteTransaction], T]]) -> list[Future[T]]:
+    def commit_here(self, works: Sequence[Callable[[SqliteTransaction], T]]) -> list[Outcome[T]]:
         """Run `works` in the calling thread, as the writer thread would run them queued
-        together: in group commits of at most `max_batch` units, each future resolved
+        together: in group commits of at most `max_batch` units, each unit's outcome set
         after its commit (in order, before this returns). For a process whose writes all
         come through one thread (the API's writer process), this saves handing each unit
         to the writer thread and back; units submitted meanwhile wait their turn, and
         :meth:`close` waits for this to end. Not from inside a unit of work: it would wait
         for itself.
         """
-        jobs = [Job(work, Future()) for work in works]
+        jobs = [Job(work, outcome=Outcome()) for work in works]
         with self._writing:
             with self._accepting:
                 closed = self._closed
@@ -960,7 +961,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
             else:
                 for start in range(0, len(jobs), self.max_batch):
                     self._run_batch(jobs[start : start + self.max_batch])
-        return [job.future for job in jobs if job.future is not None]
+        return [job.outcome for job in jobs if job.outcome is not None]
 
     def close(self) -> None:
         """Finish every queued write (and a :meth:`commit_here` under way), then close

@@ -205,20 +205,28 @@ def cutoff(text: str) -> int:
     return parse_time(text).end
 
 
+_last_second: tuple[int, str] = (MIN_US - 1, "")  # the last second written, and its text
+
+
 def format_record_time(us: int) -> str:
     """Write µs since the epoch as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
 
     Fixed width, so text order equals numeric order. ValueError if ``us``
     is outside ``[MIN_US, MAX_US]``.
     """
+    global _last_second
     if not MIN_US <= us <= MAX_US:
         raise ValueError(f"record time {us} µs is outside 0001..9999")
-    days, rem = divmod(us, US_PER_DAY)
-    dt = date.fromordinal(days + _EPOCH_ORDINAL)
-    secs, frac = divmod(rem, US_PER_SECOND)
-    mins, s = divmod(secs, 60)
-    h, mi = divmod(mins, 60)
-    return f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{h:02d}:{mi:02d}:{s:02d}.{frac:06d}Z"
+    second, frac = divmod(us, US_PER_SECOND)
+    last_second, text = _last_second
+    if second != last_second:  # the writer stamps many units within one second
+        days, secs = divmod(second, 86_400)
+        dt = date.fromordinal(days + _EPOCH_ORDINAL)
+        mins, s = divmod(secs, 60)
+        h, mi = divmod(mins, 60)
+        text = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{h:02d}:{mi:02d}:{s:02d}."
+        _last_second = (second, text)
+    return f"{text}{frac:06d}Z"
 
 
 def us_to_iso(us: int) -> str:

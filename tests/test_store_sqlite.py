@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from api.importer import import_file
-from ledger.backend import Job
+from ledger.backend import Job, Outcome, settle
 from ledger.commands import RegisterSource
 from ledger.errors import ConcurrencyConflict, LedgerUnavailable
 from ledger.replay import audit_projections
@@ -445,8 +445,8 @@ def test_close_waits_for_a_commit_here_under_way(tmp_path: Path) -> None:
         txn.append("subject:a", new_events("subject:a", 1), "w")
         return 1
 
-    futures: list[Future[int]] = []
-    here = threading.Thread(target=lambda: futures.extend(store.commit_here([slow])))
+    outcomes: list[Outcome[int]] = []
+    here = threading.Thread(target=lambda: outcomes.extend(store.commit_here([slow])))
     here.start()
     assert started.wait(10)
     closing = threading.Thread(target=store.close)
@@ -457,7 +457,7 @@ def test_close_waits_for_a_commit_here_under_way(tmp_path: Path) -> None:
     here.join(10)
     closing.join(10)
     assert not closing.is_alive()
-    assert futures[0].result() == 1
+    assert outcomes[0].result() == 1
     assert store.write_refusal is None
     reopened = SqliteStore(tmp_path / "l.db")
     try:
@@ -472,6 +472,26 @@ def test_commit_here_on_a_closed_store_refuses_each_unit(tmp_path: Path) -> None
     (future,) = store.commit_here([_appending("subject:a")])
     with pytest.raises(LedgerUnavailable, match="the store is closed"):
         future.result()
+
+
+def test_an_outcome_answers_as_a_done_future_would() -> None:
+    """commit_here's answers: the first one settled stays, a failure raises from
+    result(), and one read before it is settled is a bug that says so."""
+    ok, failed, early = Outcome[int](), Outcome[int](), Outcome[int]()
+    problem = ConcurrencyConflict("subject:a", 1, 2)
+    settle(
+        [(Job(lambda _: 1, outcome=ok), 7, None), (Job(lambda _: 1, outcome=failed), None, problem)]
+    )
+    settle([(Job(lambda _: 1, outcome=ok), 8, None)])  # answered already: kept as it was
+    assert ok.done()
+    assert ok.result() == 7
+    assert ok.exception() is None
+    assert failed.exception() is problem
+    with pytest.raises(ConcurrencyConflict):
+        failed.result()
+    assert not early.done()
+    with pytest.raises(RuntimeError, match="no answer yet"):
+        early.result()
 
 
 class _Recorder:

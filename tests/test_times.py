@@ -229,6 +229,16 @@ def test_record_time_examples() -> None:
     assert parse_record_time("2024-02-29T12:34:56.000007Z") == us(2024, 2, 29, 12, 34, 56, 7)
 
 
+@given(st.lists(st.integers(MIN_US, MAX_US), min_size=1, max_size=20), st.integers(0, 3))
+def test_format_record_time_matches_datetime_in_any_order(stamps: list[int], near: int) -> None:
+    """The text of the last second written is reused: each stamp still gets its own
+    second, whether it shares the last one's second, neighbours it, or lies far from it."""
+    for stamp in stamps:
+        for value in (stamp, min(stamp + near, MAX_US), max(stamp - 1_000_000 * near, MIN_US)):
+            expected = (EPOCH + value * ONE_US).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            assert format_record_time(value) == expected.rjust(27, "0")
+
+
 @pytest.mark.parametrize("bad", [MIN_US - 1, MAX_US + 1])
 def test_format_record_time_out_of_range(bad: int) -> None:
     with pytest.raises(ValueError, match="outside"):
