@@ -12,8 +12,8 @@ same :func:`ledger.service.command_unit` with group commit, and answers each onl
 its COMMIT, so an acknowledged append is as durable as in-process. It works on one
 thread: it takes every command waiting on the socket, runs them as one batch
 (:meth:`SqliteStore.commit_here`), sends each commit's answers in one write, and reads
-again; while a batch commits, the next one gathers in the socket. Handing each command to the
-store's writer thread and each answer to a sending thread cost more than it saved.
+again; while a batch commits, the next one gathers in the socket. Handing each command to
+the store's writer thread and each answer to a sending thread cost more than it saved.
 
 It drains and exits when the server closes the socket, including when the server dies;
 it ignores SIGINT and SIGTERM, which a signal to the server's whole process group would

@@ -952,7 +952,8 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         :meth:`close` waits for this to end. Not from inside a unit of work: it would wait
         for itself.
         """
-        jobs = [Job(work, outcome=Outcome()) for work in works]
+        outcomes = [Outcome[T]() for _ in works]
+        jobs = [Job(work, outcome=outcome) for work, outcome in zip(works, outcomes, strict=True)]
         with self._writing:
             with self._accepting:
                 closed = self._closed
@@ -961,7 +962,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
             else:
                 for start in range(0, len(jobs), self.max_batch):
                     self._run_batch(jobs[start : start + self.max_batch])
-        return [job.outcome for job in jobs if job.outcome is not None]
+        return outcomes
 
     def close(self) -> None:
         """Finish every queued write (and a :meth:`commit_here` under way), then close

@@ -220,7 +220,7 @@ def format_record_time(us: int) -> str:
     second, frac = divmod(us, US_PER_SECOND)
     last_second, text = _last_second
     if second != last_second:  # the writer stamps many units within one second
-        days, secs = divmod(second, 86_400)
+        days, secs = divmod(second, US_PER_DAY // US_PER_SECOND)
         dt = date.fromordinal(days + _EPOCH_ORDINAL)
         mins, s = divmod(secs, 60)
         h, mi = divmod(mins, 60)
