@@ -22,7 +22,10 @@ otherwise bring. If the child dies, every waiting and later write is refused wit
 
 Frames on the socket are a 4-byte big-endian length and a msgpack array:
 - request: `[id, command type, command, actor, render, expected version, key,
-  key body]`;
+  key body]`; an assertion is sent as the event it records
+  (:class:`ledger.commands.RecordPrepared`, made here by
+  :func:`ledger.domain.prepare_assertion`), so the child, the busier process, neither
+  checks its fields again nor builds the event: it judges only what needs the ledger;
 - reply: `[id, status, body, replayed, error, storage problem, write refusal]` (error: the
   exception as `[class, fields...]`, or nil);
 - commit notice: `[0, log size, storage problem or nil]`, after each commit that appended.
@@ -50,7 +53,8 @@ import structlog
 
 from ledger import errors
 from ledger.backend import Outcome
-from ledger.commands import AnyCommand, RecordAssertion, RegisterSource
+from ledger.commands import AnyCommand, RecordAssertion, RecordPrepared, RegisterSource
+from ledger.domain import prepare_assertion
 from ledger.errors import LedgerUnavailable
 from ledger.service import Idempotency, Render, Reply, command_unit, execute
 from ledger.sqlite_store import SqliteStore
@@ -65,9 +69,10 @@ _ERRORS: dict[str, type[errors.LedgerError]] = {
     for name, cls in vars(errors).items()
     if isinstance(cls, type) and issubclass(cls, errors.LedgerError)
 }
-# commands the API decodes whole from a checked body: these travel as msgpack
+# commands the API decodes whole from a checked body: these travel as msgpack (an
+# assertion as the event it records, see RecordPrepared)
 _FROM_BODY: dict[str, msgspec.msgpack.Decoder[Any]] = {
-    cls.__name__: msgspec.msgpack.Decoder(cls) for cls in (RecordAssertion, RegisterSource)
+    cls.__name__: msgspec.msgpack.Decoder(cls) for cls in (RecordPrepared, RegisterSource)
 }
 _ROOT = str(Path(__file__).resolve().parent.parent)  # where `api` was imported from
 CLOSE_SECONDS = 30.0  # how long a stopping server waits for the child to drain
@@ -261,6 +266,8 @@ class ProcessWriter:
         assert self._loop is not None
         ident = self._next
         self._next += 1
+        if isinstance(command, RecordAssertion):  # what needs no state is done here
+            command = prepare_assertion(command)
         message = [
             ident,
             type(command).__name__,

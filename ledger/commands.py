@@ -14,7 +14,7 @@ from msgspec import Meta
 
 from ledger.codec import MAX_SAFE_INT
 from ledger.errors import FieldError
-from ledger.events import Mode, Qualifier, Rank, Reliability, StatusValue
+from ledger.events import AssertionRecorded, Mode, Qualifier, Rank, Reliability, StatusValue
 from ledger.times import TIME_PATTERN, TimeFormatError, nanos_past, parse_time
 
 NO_NUL = r"^[^\u0000]*$"
@@ -281,7 +281,28 @@ class RankAssertion(Command, frozen=True):
     reason: Reason
 
 
-AnyCommand = RegisterSource | UpdateSource | RecordAssertion | RetractAssertion | RankAssertion
+class RecordPrepared(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):
+    """A checked :class:`RecordAssertion` already turned into the event it records, by
+    :func:`ledger.domain.prepare_assertion`, before any of the ledger's state is read.
+
+    What the API sends its writer process instead of the command: the writer decodes the
+    event as it will store it, without the command's field checks (they ran where the body
+    was decoded), and judges only what needs the ledger's state (:func:`ledger.domain.decide`).
+    """
+
+    event: AssertionRecorded
+    chosen_id: bool
+    """The caller named the assertion's id, so it must not be taken already."""
+
+
+AnyCommand = (
+    RegisterSource
+    | UpdateSource
+    | RecordAssertion
+    | RecordPrepared
+    | RetractAssertion
+    | RankAssertion
+)
 
 
 # ---- the lines of a `ledger import` file: the same fields, tagged by `record` ----

@@ -20,6 +20,7 @@ from ledger.commands import (
     AnyCommand,
     RankAssertion,
     RecordAssertion,
+    RecordPrepared,
     RegisterSource,
     RetractAssertion,
     SourceIdRef,
@@ -117,6 +118,8 @@ def uuid7() -> str:
 def decide(command: AnyCommand, state: WriteState) -> Decision:
     """The events `command` appends onto `state`, or a domain error."""
     if isinstance(command, RecordAssertion):
+        return _record(prepare_assertion(command), state)
+    if isinstance(command, RecordPrepared):
         return _record(command, state)
     if isinstance(command, RegisterSource):
         return _register(command, state)
@@ -269,24 +272,14 @@ def problems_beside(
     return [e for e in found if e.field not in given]
 
 
-def _record(cmd: RecordAssertion, state: WriteState) -> Decision:
+def prepare_assertion(cmd: RecordAssertion) -> RecordPrepared:
+    """The event `cmd` records, with its defaults filled in and an id made when it names
+    none: everything of an assertion that needs none of the ledger's state, so it can be
+    done away from the writer (see :class:`ledger.commands.RecordPrepared`)."""
     kind: PropertyKind = "status" if cmd.value.status is not None else "quantity"
-    errors = ledger_problems(
-        state,
-        claimants=cmd.claimants,
-        subject=cmd.subject,
-        prop=cmd.property,
-        kind=kind,
-        supersedes=cmd.supersedes,
-    )
-    if errors:
-        raise InvalidInput(errors)
-    assertion_id = cmd.assertion_id or uuid7()
-    if cmd.assertion_id is not None and state.assertion(assertion_id) is not None:
-        raise Conflict(f"assertion id {assertion_id!r} is already taken")
     v, d = cmd.value, cmd.document
     event = AssertionRecorded(
-        assertion_id=assertion_id,
+        assertion_id=cmd.assertion_id or uuid7(),
         subject=cmd.subject,
         property=cmd.property,
         value=Value(low=v.low, high=v.high, best=v.best, status=v.status),
@@ -309,7 +302,25 @@ def _record(cmd: RecordAssertion, state: WriteState) -> Decision:
         supersedes=cmd.supersedes,
         note=cmd.note,
     )
-    stream = subject_stream(cmd.subject)
+    return RecordPrepared(event, chosen_id=cmd.assertion_id is not None)
+
+
+def _record(prepared: RecordPrepared, state: WriteState) -> Decision:
+    event = prepared.event
+    errors = ledger_problems(
+        state,
+        claimants=event.claimants,
+        subject=event.subject,
+        prop=event.property,
+        kind="status" if event.value.status is not None else "quantity",
+        supersedes=event.supersedes,
+    )
+    if errors:
+        raise InvalidInput(errors)
+    assertion_id = event.assertion_id
+    if prepared.chosen_id and state.assertion(assertion_id) is not None:
+        raise Conflict(f"assertion id {assertion_id!r} is already taken")
+    stream = subject_stream(event.subject)
     return Decision([NewEvent(stream, event)], stream, assertion_id=assertion_id)
 
 

@@ -23,12 +23,15 @@ from api.writer import (
     ProcessWriter,
     _Child,
     _command_bytes,
+    _command_of,
     _error_frame,
     _error_of,
     _frames,
     _render_name,
 )
-from ledger.commands import RegisterSource
+from ledger.codec import encode_payload
+from ledger.commands import RecordPrepared, RegisterSource
+from ledger.domain import prepare_assertion
 from ledger.errors import (
     ConcurrencyConflict,
     Conflict,
@@ -40,7 +43,7 @@ from ledger.errors import (
 )
 from ledger.sqlite_store import SqliteStore
 from projections import all_projectors
-from tests import api_helpers
+from tests import api_helpers, factories
 from tests.api_helpers import (
     DEPLOYMENT,
     Client,
@@ -171,6 +174,21 @@ def test_ledger_errors_cross_the_socket_with_their_fields(error: LedgerError) ->
     assert vars(back) == vars(error)
 
 
+def test_an_assertion_crosses_the_socket_as_the_event_it_records() -> None:
+    """The server prepares an assertion before sending it (the child decodes the event it
+    will store, with no field checks to run again): what arrives is the same event, to the
+    byte it will be hashed as, and says whether the caller chose the id."""
+    command = factories.quantity(1, 5, 3, stated_at="2025-03", valid_from="2025-01")
+    unnamed = msgspec.structs.replace(command, assertion_id=None)
+    for sent, chosen in ((command, True), (unnamed, False)):
+        prepared = prepare_assertion(sent)
+        got = _command_of("RecordPrepared", _command_bytes(prepared))
+        assert isinstance(got, RecordPrepared)
+        assert got == prepared
+        assert got.chosen_id is chosen
+        assert encode_payload(got.event) == encode_payload(prepared.event)
+
+
 def test_other_errors_come_back_as_their_text() -> None:
     class Odd(NotFound):
         pass
@@ -288,7 +306,7 @@ def test_the_child_answers_each_command_after_its_own_commit(tmp_path: Any) -> N
             ]
             for i in range(5)
         ]
-        frames.insert(2, [9, "RecordAssertion", b"\x81\xa1x\x01"])  # no assertion at all
+        frames.insert(2, [9, "RecordPrepared", b"\x81\xa1x\x01"])  # no assertion at all
         child._batch([[*f, "t", render, None, None, None] for f in frames])
         replies = [_frames(bytearray(write)) for write in sent.writes]
         answers = [[r for r in write if r[0] != 0] for write in replies]
