@@ -53,10 +53,9 @@ import structlog
 
 from ledger import errors
 from ledger.backend import Outcome
-from ledger.commands import AnyCommand, RecordAssertion, RecordPrepared, RegisterSource
-from ledger.domain import prepare_assertion
+from ledger.commands import AnyCommand, RecordPrepared, RegisterSource
 from ledger.errors import LedgerUnavailable
-from ledger.service import Idempotency, Render, Reply, command_unit, execute
+from ledger.service import Idempotency, Render, Reply, command_unit, execute, prepared
 from ledger.sqlite_store import SqliteStore
 
 log = structlog.get_logger("api.writer")
@@ -266,8 +265,7 @@ class ProcessWriter:
         assert self._loop is not None
         ident = self._next
         self._next += 1
-        if isinstance(command, RecordAssertion):  # what needs no state is done here
-            command = prepare_assertion(command)
+        command = prepared(command)  # what needs no state is done here, not in the child
         message = [
             ident,
             type(command).__name__,

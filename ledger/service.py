@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ledger.codec import sha256_hex
-from ledger.commands import AnyCommand
-from ledger.domain import decide
+from ledger.commands import AnyCommand, RecordAssertion
+from ledger.domain import decide, prepare_assertion
 from ledger.errors import ConcurrencyConflict, FieldError, InvalidInput
 from ledger.events import Event
 from ledger.sqlite_store import SqliteStore, SqliteTransaction
@@ -70,6 +70,14 @@ def apply_command(
     return Receipt(events, decision.stream, decision.assertion_id, decision.existing)
 
 
+def prepared(command: AnyCommand) -> AnyCommand:
+    """`command` with what needs none of the ledger's state done already (an assertion
+    becomes the event it records), so the caller's thread does it, not the writer's."""
+    if isinstance(command, RecordAssertion):
+        return prepare_assertion(command)
+    return command
+
+
 def _remembered(conn: sqlite3.Connection, actor: str, idem: Idempotency) -> Reply | None:
     row = conn.execute(
         "SELECT request_sha256, status, body FROM idempotency WHERE actor = ? AND key = ?",
@@ -92,7 +100,9 @@ def command_unit(
     expected_version: int | None = None,
     idempotency: Idempotency | None = None,
 ) -> Callable[[SqliteTransaction], Reply]:
-    """The unit of work that runs `command` and renders its reply."""
+    """The unit of work that runs `command` and renders its reply; what needs no state
+    is done here, by the caller, before the unit reaches the writer (see :func:`prepared`)."""
+    command = prepared(command)
 
     def work(txn: SqliteTransaction) -> Reply:
         if idempotency is not None:
@@ -129,4 +139,5 @@ async def execute(
 
 def execute_sync(store: SqliteStore, command: AnyCommand, actor: str) -> Receipt:
     """Run one command from a synchronous caller (the CLI); returns what it appended."""
-    return store.run_sync(lambda txn: apply_command(txn, command, actor))
+    ready = prepared(command)
+    return store.run_sync(lambda txn: apply_command(txn, ready, actor))
