@@ -76,7 +76,7 @@ class Tip:
             self.seq,
             self.hash,
             self.recorded_us,
-            merkle.MerkleFrontier(self.frontier.size, self.frontier.hashes),
+            self.frontier.copy(),
         )
 
 

@@ -327,6 +327,13 @@ class MerkleFrontier:
         nodes = _fetch(fetch, ids)
         return cls(size, [nodes[i] for i in ids])
 
+    def copy(self) -> MerkleFrontier:
+        """An independent frontier at the same size (no checks: this one is valid)."""
+        twin = MerkleFrontier.__new__(MerkleFrontier)
+        twin._size = self._size
+        twin._stack = self._stack.copy()
+        return twin
+
     @property
     def size(self) -> int:
         """Number of leaves appended so far."""

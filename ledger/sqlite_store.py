@@ -952,7 +952,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         :meth:`close` waits for this to end. Not from inside a unit of work: it would wait
         for itself.
         """
-        outcomes = [Outcome[T]() for _ in works]
+        outcomes: list[Outcome[T]] = [Outcome() for _ in works]  # not Outcome[T](): typing's call
         jobs = [Job(work, outcome=outcome) for work, outcome in zip(works, outcomes, strict=True)]
         with self._writing:
             with self._accepting:

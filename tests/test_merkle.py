@@ -579,6 +579,26 @@ def test_frontier_load_then_append_matches_uninterrupted(data: st.DataObject) ->
     assert resumed.root() == straight.root()
 
 
+@given(st.data())
+def test_a_copied_frontier_goes_on_alone(data: st.DataObject) -> None:
+    """What the writer keeps to undo a failed unit: appending to either side leaves the
+    other as it was, and each goes on as an uninterrupted frontier would."""
+    k = data.draw(st.integers(0, MAX_N - 1), label="copied_at")
+    more = data.draw(st.integers(1, MAX_N - k), label="appended_after")
+    frontier = MerkleFrontier.empty()
+    for i in range(k):
+        frontier.append(BIG_LEAVES[i])
+    twin = frontier.copy()
+    assert (twin.size, twin.hashes, twin.root()) == (k, frontier.hashes, mth(BIG_LEAVES[:k]))
+    for i in range(k, k + more):
+        twin.append(BIG_LEAVES[i])
+    assert (frontier.size, frontier.root()) == (k, mth(BIG_LEAVES[:k]))
+    assert twin.root() == mth(BIG_LEAVES[: k + more])
+    frontier.append(BIG_LEAVES[k])
+    assert frontier.root() == mth(BIG_LEAVES[: k + 1])
+    assert twin.root() == mth(BIG_LEAVES[: k + more])
+
+
 @settings(max_examples=25)
 @given(st.integers(1, 1 << 40), st.data())
 def test_addresses_are_logarithmic_for_huge_trees(n: int, data: st.DataObject) -> None:
