@@ -12,6 +12,7 @@ from bench.common import (
     PYTHON,
     Result,
     cpu_seconds,
+    flush_disk,
     free_port,
     ledger_args,
     remove_db,
@@ -66,6 +67,7 @@ def bench_http(work: Path, seconds: float, tool: str = "auto") -> list[Result]:
     ledger_cmd = ledger_args("serve", "--db", str(db), "--port", str(ledger_port))
     used = "wrk" if tool == "wrk" or (tool == "auto" and have_wrk()) else "python"
     say(f"http: {CONNECTIONS} connections, {seconds:.0f} s a run, load by {used}, A B A B")
+    flush_disk("http")
     bare_runs: list[Load] = []
     ledger_runs: list[Load] = []
     specs = [

@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from bench import gen
-from bench.common import Result, median, remove_db, say, timed_threads
+from bench.common import Result, flush_disk, median, remove_db, say, timed_threads
 from ledger.commands import RecordAssertion, RegisterSource
 from ledger.service import execute_sync
 from ledger.sqlite_store import SqliteStore
@@ -145,6 +145,7 @@ def bench_peer(work: Path, events: int) -> list[Result]:
     claims = _claims(events, seed=21)
     history = _claims(events, seed=22, subject="history")
     say(f"peer: {events:,} appends from {CALLERS} callers, read back, state at version")
+    flush_disk("peer")
     es_app, es_append = peer_es.appends(work / "peer-es.db", claims, CALLERS)
     store = _open(work / "peer-ledger.db")
     try:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result, median, remove_db, say, timed_threads
+from bench.common import Result, flush_disk, median, remove_db, say, timed_threads
 from ledger.events import AssertionRecorded, Document, NewEvent, Value
 from ledger.sqlite_store import SqliteStore
 
@@ -78,6 +78,7 @@ def bench_postgres(work: Path, events: int) -> list[Result]:
         return _skipped(f"psycopg is not installed ({exc})")
     jobs = _events(events)
     say(f"postgres: {events:,} appends from {CALLERS} callers, then scans, on each store")
+    flush_disk("postgres")
     ours: dict[str, list[float]] = {"pg": [], "sqlite": [], "pg_scan": [], "sqlite_scan": []}
     try:
         with server(durable=True) as dsn:
