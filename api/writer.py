@@ -53,7 +53,7 @@ import structlog
 
 from ledger import errors
 from ledger.backend import Outcome
-from ledger.commands import AnyCommand, RecordPrepared, RegisterSource
+from ledger.commands import AnyCommand, RecordAssertion, RecordPrepared, RegisterSource
 from ledger.errors import LedgerUnavailable
 from ledger.service import Idempotency, Render, Reply, command_unit, execute, prepared
 from ledger.sqlite_store import SqliteStore
@@ -129,9 +129,12 @@ def _render_of(name: str) -> Render:
 
 
 def _command_bytes(command: AnyCommand) -> bytes:
-    """msgpack for a command decoded from a body (checked already; 1 us), else pickle."""
+    """msgpack for a command decoded from a body (checked already; 1 us), else pickle; an
+    assertion goes prepared (see :func:`ledger.service.prepared`), never as the command."""
     if type(command).__name__ in _FROM_BODY:
         return _encode.encode(command)
+    if isinstance(command, RecordAssertion):
+        raise TypeError("an assertion is sent prepared: ledger.service.prepared(command)")
     return pickle.dumps(command, protocol=pickle.HIGHEST_PROTOCOL)
 
 

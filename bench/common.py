@@ -101,7 +101,7 @@ def flush_disk(scenario: str) -> None:
     os.sync()
     if before is not None and before >= 1:
         took = time.perf_counter() - started
-        say(f"{scenario}: wrote out {before:,.0f} MB of dirty pages first ({took:.1f} s)")
+        say(f"{scenario}: wrote out dirty pages first, {before:,.0f} MB of them ({took:.1f} s)")
 
 
 def _dirty_mb() -> float | None:

@@ -329,7 +329,7 @@ class MerkleFrontier:
 
     def copy(self) -> MerkleFrontier:
         """An independent frontier at the same size (no checks: this one is valid)."""
-        twin = MerkleFrontier.__new__(MerkleFrontier)
+        twin = type(self).__new__(type(self))
         twin._size = self._size
         twin._stack = self._stack.copy()
         return twin

@@ -72,7 +72,11 @@ def apply_command(
 
 def prepared(command: AnyCommand) -> AnyCommand:
     """`command` with what needs none of the ledger's state done already (an assertion
-    becomes the event it records), so the caller's thread does it, not the writer's."""
+    becomes the event it records), so the caller's thread does it, not the writer's.
+
+    A server-made id is made here, once: a unit run again after its batch was rolled
+    back keeps it, and its time is when the command was prepared, which under load can be
+    a little before the record time of the event appended just ahead of it."""
     if isinstance(command, RecordAssertion):
         return prepare_assertion(command)
     return command

@@ -187,6 +187,8 @@ def test_an_assertion_crosses_the_socket_as_the_event_it_records() -> None:
         assert got == prepared
         assert got.chosen_id is chosen
         assert encode_payload(got.event) == encode_payload(prepared.event)
+    with pytest.raises(TypeError, match="prepared"):  # never the command itself
+        _command_bytes(command)
 
 
 def test_other_errors_come_back_as_their_text() -> None:

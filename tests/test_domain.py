@@ -7,11 +7,11 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from ledger.commands import RecordAssertion, RecordPrepared
+from ledger.commands import RecordAssertion
 from ledger.domain import AssertionInfo, PropertyKind, decide, prepare_assertion
 from ledger.errors import Conflict, InvalidInput
-from ledger.events import SourceRegistered
-from tests.factories import quantity, status
+from ledger.events import AssertionRecorded, Document, NewEvent, SourceRegistered, Value
+from tests.factories import DOCUMENT, quantity, status
 
 
 class _State:
@@ -46,19 +46,38 @@ def _unnamed(command: RecordAssertion) -> RecordAssertion:
     return msgspec.structs.replace(command, assertion_id=None)
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        quantity(100, 200, 150, stated_at="2025-03", valid_from="2025-01", valid_to="2025-02"),
-        quantity(5, 9, stated_at="2025-04-28T10:00:00Z", mode="increment"),
-        status("confirmed", stated_at="2025-04-28"),
-    ],
-)
-def test_a_prepared_assertion_is_decided_as_the_command_is(command: RecordAssertion) -> None:
-    state = _State()
-    prepared = prepare_assertion(command)
-    assert prepared.chosen_id is True
-    assert decide(prepared, state) == decide(command, state)
+def test_an_assertion_records_the_event_its_fields_give() -> None:
+    """Both forms decide the same: the event holds the command's fields, defaults filled."""
+    command = quantity(
+        100,
+        200,
+        150,
+        stated_at="2025-03",
+        valid_from="2025-01",
+        valid_to="2025-02",
+        claimants=("src-a", "src-b"),
+        assertion_id="a-chosen",
+    )
+    expected = AssertionRecorded(
+        assertion_id="a-chosen",
+        subject="s",
+        property="troops",
+        value=Value(low=100, high=200, best=150),
+        claimants=("src-a", "src-b"),
+        stated_at="2025-03",
+        document=Document(publisher=DOCUMENT.publisher, published_at=DOCUMENT.published_at),
+        quote="a figure",
+        mode="total",
+        qualifier="about",
+        valid_from="2025-01",
+        valid_to="2025-02",
+    )
+    state = _State(sources=("src-a", "src-b"))
+    for form in (command, prepare_assertion(command)):
+        decision = decide(form, state)
+        assert decision.events == [NewEvent("subject:s", expected)]
+        assert (decision.stream, decision.assertion_id) == ("subject:s", "a-chosen")
+    assert state.asked == ["a-chosen", "a-chosen"]  # a chosen id is looked up
 
 
 def test_preparing_fills_in_the_defaults() -> None:
@@ -98,14 +117,6 @@ def test_the_ledger_rules_judge_the_prepared_event_and_name_every_field() -> Non
     with pytest.raises(InvalidInput) as raised:
         decide(prepare_assertion(command), state)
     assert [e.field for e in raised.value.errors] == ["claimants[1]", "value", "supersedes"]
-
-
-def test_a_prepared_assertion_is_a_plain_struct_that_refuses_unknown_fields() -> None:
-    prepared = prepare_assertion(quantity(1, 2, stated_at="2025-03"))
-    data = msgspec.msgpack.encode(prepared)
-    assert msgspec.msgpack.decode(data, type=RecordPrepared) == prepared
-    with pytest.raises(msgspec.ValidationError, match="unknown field `x`"):
-        msgspec.msgpack.decode(msgspec.msgpack.encode({"x": 1}), type=RecordPrepared)
 
 
 def test_a_status_for_a_quantity_property_is_refused_when_prepared() -> None:
