@@ -16,7 +16,7 @@ from typing import Any, Literal, NoReturn, TextIO, cast
 
 import msgspec
 
-from api.importer import has_lines_after, import_file
+from api.importer import ImportResult, has_lines_after, import_file
 from api.progress import Progress
 from ledger import keys
 from ledger.commands import PROPERTY, SLUG_WORDS, SUBJECT, PropertyRef, SubjectRef
@@ -146,23 +146,20 @@ def cmd_import(args: argparse.Namespace) -> int:
             "they catch up at the next append or when the ledger is next opened\n"
         )
     if result.failure is not None:
-        done = result.done_lines
-        kept = _lines_in(first, done)
         why = "the database is full" if isinstance(result.failure, StorageFull) else result.failure
         sys.stderr.write(
-            f"ledger import: stopped, the ledger could not take more ({why}); {kept} "
-            f"({counted(result.appended, 'event')} appended{span}); nothing from line "
-            f"{done + 1} on was appended{_resume(done + 1)}\n"
+            f"ledger import: stopped, the ledger could not take more ({why}); "
+            f"{_kept(result, first, span)}\n"
+        )
+        return 1
+    if result.read_failure is not None:
+        sys.stderr.write(
+            f"ledger import: stopped, {path} was not read to the end: {result.read_failure}; "
+            f"{_kept(result, first, span)}\n"
         )
         return 1
     if result.interrupted and result.error is None:
-        done = result.done_lines
-        kept = _lines_in(first, done)
-        sys.stderr.write(
-            f"ledger import: interrupted; {kept} ({counted(result.appended, 'event')} "
-            f"appended{span}); nothing from line {done + 1} on was appended"
-            f"{_resume(done + 1)}\n"
-        )
+        sys.stderr.write(f"ledger import: interrupted; {_kept(result, first, span)}\n")
         return 130
     if result.error is not None:
         line = result.error.line
@@ -187,6 +184,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     lines = counted(result.lines, "line") if first == 1 else f"lines {first}..{result.lines}"
     print(f"imported {lines}: {counted(result.appended, 'event')} appended{span}")
     return 1 if result.views_failure is not None else 0
+
+
+def _kept(result: ImportResult, first: int, span: str) -> str:
+    """What an import that stopped before a bad line kept, and where to go on from."""
+    done = result.done_lines
+    return (
+        f"{_lines_in(first, done)} ({counted(result.appended, 'event')} appended{span}); "
+        f"nothing from line {done + 1} on was appended{_resume(done + 1)}"
+    )
 
 
 def _lines_in(first: int, done: int) -> str:

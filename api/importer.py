@@ -1,11 +1,14 @@
 """`ledger import`: append a JSON Lines file of sources, assertions, retractions and ranks.
 
-Lines are decoded and checked on the calling thread and appended in chunks, each chunk one
-unit of work on the writer: its commands are decided in a row against the write model
+A reader decodes and checks the lines, turns each assertion into the event it records
+(:class:`ledger.commands.PreparedLine`) and hands them on in chunks: for a file of
+:data:`READ_AHEAD_BYTES` or more, a process of its own (`python -m api.importer`, on the
+other core: it takes about a quarter of the work), else the calling thread. Each chunk is
+one unit of work on the writer: its commands are decided in a row against the write model
 (read in a few bulk queries, see :class:`ledger.writemodel.BatchWriteState`) and their
 events appended in one call, so a chunk costs a handful of statements, not several per
-line. While the writer appends one chunk the next is decoded (SQLite lets go of the GIL),
-with at most :data:`IN_FLIGHT` chunks queued.
+line. While the writer appends one chunk the next is read, with at most
+:data:`IN_FLIGHT` chunks queued.
 
 At the first bad line the import stops: the lines before it are committed, and nothing
 from it or after it is appended. A line the rules refuse is found on the writer; the
@@ -26,6 +29,9 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -35,7 +41,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import FrameType
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import msgspec
 
@@ -43,11 +49,13 @@ from ledger.commands import (
     IMPORT_LINE_TYPES,
     AssertionLine,
     ImportLine,
+    PreparedImportLine,
+    PreparedLine,
     RankLine,
     RetractionLine,
     SourceLine,
 )
-from ledger.domain import decide, problems_beside
+from ledger.domain import decide, prepare_assertion, problems_beside
 from ledger.errors import FieldError, InvalidInput, LedgerError
 from ledger.events import NewEvent
 from ledger.replay import catch_up, checkpoint_of
@@ -74,6 +82,7 @@ class ImportResult:
     interrupted: bool = False  # stopped by Ctrl-C: what was read ahead was not appended
     failure: LedgerError | None = None  # the ledger could not take a chunk (a full disk)
     views_failure: LedgerError | None = None  # the views could not be brought up to date
+    read_failure: str | None = None  # the reader process stopped before the end of the file
 
 
 @dataclass
@@ -169,7 +178,9 @@ class _Run:
         self.stop_at: int | None = None
         self._chunks = 0
 
-    def submit(self, store: SqliteStore, lines: list[tuple[int, ImportLine]]) -> Future[_Outcome]:
+    def submit(
+        self, store: SqliteStore, lines: list[tuple[int, PreparedImportLine]]
+    ) -> Future[_Outcome]:
         """Queue a chunk on the writer (see the class)."""
         index = self._chunks
         self._chunks += 1
@@ -186,7 +197,7 @@ class _Run:
             self._stop(index)
 
     def unit(
-        self, index: int, lines: list[tuple[int, ImportLine]]
+        self, index: int, lines: list[tuple[int, PreparedImportLine]]
     ) -> Callable[[SqliteTransaction], _Outcome]:
         def work(txn: SqliteTransaction) -> _Outcome:
             if self.stop_at is not None and index > self.stop_at:
@@ -200,7 +211,7 @@ class _Run:
         return work
 
     def _append(
-        self, index: int, txn: SqliteTransaction, lines: list[tuple[int, ImportLine]]
+        self, index: int, txn: SqliteTransaction, lines: list[tuple[int, PreparedImportLine]]
     ) -> _Outcome:
         state = BatchWriteState(txn.connection)
         state.prefetch(*_wanted(lines))
@@ -282,20 +293,21 @@ class _DeferredViews:
 
 
 def _wanted(
-    lines: list[tuple[int, ImportLine]],
+    lines: list[tuple[int, PreparedImportLine]],
 ) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """The sources, assertions and properties the chunk's rules will ask about."""
     sources: list[str] = []
     assertions: list[str] = []
     properties: list[tuple[str, str]] = []
     for _, line in lines:
-        if isinstance(line, AssertionLine):
-            sources += line.claimants
-            properties.append((line.subject, line.property))
-            if line.assertion_id is not None:
-                assertions.append(line.assertion_id)
-            if line.supersedes is not None:
-                assertions.append(line.supersedes)
+        if isinstance(line, PreparedLine):
+            event = line.event
+            sources += event.claimants
+            properties.append((event.subject, event.property))
+            if line.chosen_id:
+                assertions.append(event.assertion_id)
+            if event.supersedes is not None:
+                assertions.append(event.supersedes)
         elif isinstance(line, RetractionLine | RankLine):
             assertions.append(line.assertion_id)
         else:
@@ -327,7 +339,7 @@ class _Stop:
 @contextmanager
 def _stop_on_ctrl_c() -> Iterator[_Stop]:
     """While an import runs on the main thread, a first SIGINT only asks it to stop (read
-    between lines, so no chunk is ever half-handed to the writer); a second one raises
+    between chunks, so no chunk is ever half-handed to the writer); a second one raises
     KeyboardInterrupt as usual. Elsewhere (a server's thread) nothing changes."""
     stop = _Stop()
     if threading.current_thread() is not threading.main_thread():
@@ -383,6 +395,142 @@ def _numbered_lines(
         yield number + 1, b"".join(parts)
 
 
+def _prepared(line: ImportLine) -> PreparedImportLine:
+    """An assertion line as the event it records (see :class:`PreparedLine`); the rest as
+    they are."""
+    if isinstance(line, AssertionLine):
+        ready = prepare_assertion(line)
+        return PreparedLine(ready.event, ready.chosen_id)
+    return line
+
+
+class _BadRead(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    """The line a reader could not decode: where reading stopped."""
+
+    line: int
+    errors: list[FieldError]
+    detail: str
+    raw: bytes
+
+    def problem(self) -> ImportError_:
+        return ImportError_(self.line, self.errors, self.detail)
+
+
+class _Read(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    """A chunk of decoded lines, as a reader hands it to the import."""
+
+    lines: list[tuple[int, PreparedImportLine]]
+    done_bytes: int  # the file's bytes read up to here
+    lines_read: int  # the number of the last line read, blank ones included
+    last: bool = False  # nothing follows: the end of the file, or `bad`
+    bad: _BadRead | None = None  # the line after `lines`, which could not be decoded
+
+
+def _reads(path: Path, size: int, from_line: int) -> Iterator[_Read]:
+    """The lines of `path` from `from_line` on, decoded and prepared, `size` at a time, up
+    to the end of the file or the first line that does not decode."""
+    chunk: list[tuple[int, PreparedImportLine]] = []
+    done_bytes = number = 0
+    with path.open("rb") as fh:
+        for number, raw in _numbered_lines(fh):
+            done_bytes += len(raw) + 1
+            if number < from_line or not raw.strip():
+                continue
+            try:
+                line = decode_line(raw, number)
+            except _BadLine as bad:
+                p = bad.problem
+                refused = _BadRead(p.line, p.errors, p.detail, raw)
+                yield _Read(chunk, done_bytes, number, last=True, bad=refused)
+                return
+            chunk.append((number, _prepared(line)))
+            if len(chunk) >= size:
+                yield _Read(chunk, done_bytes, number)
+                chunk = []
+    yield _Read(chunk, done_bytes, number, last=True)
+
+
+READ_AHEAD_BYTES = 4 << 20
+"""A file at least this large is decoded by a reader process, on the other core, while
+this one appends; a smaller one on the calling thread, where starting a Python process
+(~0.3 s) would cost more than it saves."""
+
+_read_decoder = msgspec.msgpack.Decoder(_Read)
+
+
+class _ReaderFailed(Exception):
+    pass
+
+
+def _reader_command(path: Path, size: int, from_line: int) -> list[str]:
+    return [sys.executable, "-P", "-m", "api.importer", str(path), str(size), str(from_line)]
+
+
+def _frames(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> Iterator[_Read]:
+    """The chunks a reader process writes, each a 4-byte big-endian length and msgpack;
+    :class:`_ReaderFailed`, with the last line it wrote to `errors`, if it stops short."""
+    out = proc.stdout
+    assert out is not None
+    while len(head := out.read(4)) == 4:
+        size = int.from_bytes(head, "big")
+        body = out.read(size)
+        if len(body) < size:
+            break
+        read = _read_decoder.decode(body)
+        yield read
+        if read.last:
+            return
+    try:
+        code = proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    errors.seek(0)
+    said = errors.read().decode(errors="replace").strip().splitlines()
+    why = f" ({said[-1]})" if said else ""
+    raise _ReaderFailed(f"its reader process stopped with exit status {code}{why}")
+
+
+@contextmanager
+def _reader(path: Path, size: int, from_line: int, ahead: bool) -> Iterator[Iterator[_Read]]:
+    """The file's chunks, decoded on this thread or, `ahead`, by a reader process (which
+    is stopped, if need be, on the way out)."""
+    if not ahead:
+        yield _reads(path, size, from_line)
+        return
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            _reader_command(path, size, from_line),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+        try:
+            yield _frames(proc, errors)
+        finally:
+            if proc.poll() is None:  # the import stopped first: it needs nothing more
+                proc.kill()
+            if proc.stdout is not None:
+                proc.stdout.close()
+            proc.wait()
+
+
+def _read_ahead(argv: list[str]) -> int:
+    """The reader process (`python -m api.importer FILE SIZE FROM_LINE`): writes the file's
+    chunks to standard output. Ctrl-C is for the import to judge: it stops this one."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    path, size, from_line = Path(argv[0]), int(argv[1]), int(argv[2])
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout = sys.stderr  # nothing else may write between the frames
+    encode = msgspec.msgpack.Encoder().encode
+    with out:
+        for read in _reads(path, size, from_line):
+            body = encode(read)
+            out.write(len(body).to_bytes(4, "big"))
+            out.write(body)
+    return 0
+
+
 def has_lines_after(path: Path, line: int) -> bool:
     """Whether `path` holds a line that is not blank after line `line`."""
     with path.open("rb") as fh:
@@ -398,6 +546,7 @@ def import_file(
     chunk_size: int | None = None,
     fold_progress: Callable[[int, int], None] | None = None,
     from_line: int = 1,
+    read_ahead: bool | None = None,
 ) -> ImportResult:
     """Append every line of `path` from line `from_line` on; stop at the first bad one.
 
@@ -407,10 +556,16 @@ def import_file(
     `progress` is told the bytes read; `fold_progress` the events folded into the views
     once the lines are in (the last quarter or so of a large import's time).
 
-    Run on the main thread (the CLI), a first Ctrl-C stops the reading between two lines,
+    Run on the main thread (the CLI), a first Ctrl-C stops the reading between two chunks,
     lets the chunks already handed to the writer commit and fold, and returns with
     `interrupted` and `done_lines` (every line up to it is in the log); a second Ctrl-C
     stops at once, as usual.
+
+    `read_ahead` chooses the reader (see the module): a process of its own, or this
+    thread; by default the process for a file of :data:`READ_AHEAD_BYTES` or more. A
+    reader process that stops before the end of the file (killed, say) stops the import
+    as a bad line would, with `read_failure` saying so: every line before the chunk it did
+    not finish is in the log.
     """
     result = ImportResult(done_lines=from_line - 1)
     size = CHUNK if chunk_size is None else chunk_size
@@ -444,37 +599,34 @@ def import_file(
                 progress(done_bytes, total)
         return result.error is None and result.failure is None
 
-    chunk: list[tuple[int, ImportLine]] = []
-    done_bytes = 0
     decode_error: ImportError_ | None = None
     bad_line = b""
-    with _stop_on_ctrl_c() as stop, _DeferredViews(store, fold_progress) as views:
+    ahead = os.path.getsize(path) >= READ_AHEAD_BYTES if read_ahead is None else read_ahead
+    with (
+        _stop_on_ctrl_c() as stop,
+        _DeferredViews(store, fold_progress) as views,
+        _reader(path, size, from_line, ahead) as reads,
+    ):
         try:
-            with path.open("rb") as fh:
-                for number, raw in _numbered_lines(fh):
-                    if stop.asked:
-                        result.interrupted = True
-                        break
-                    done_bytes += len(raw) + 1
-                    result.lines = number
-                    if number < from_line or not raw.strip():
-                        continue
-                    try:
-                        chunk.append((number, decode_line(raw, number)))
-                    except _BadLine as bad:
-                        decode_error, bad_line = bad.problem, raw
-                        break
-                    if len(chunk) >= size:
-                        pending.append((run.submit(store, chunk), done_bytes, number))
-                        chunk = []
-                        if not settle(IN_FLIGHT - 1):
-                            break
-            if chunk and result.error is None and not result.interrupted:
-                pending.append((run.submit(store, chunk), done_bytes, chunk[-1][0]))
+            for read in reads:
+                if stop.asked:
+                    result.interrupted = True
+                    break
+                result.lines = read.lines_read
+                if read.lines:
+                    last_line = read.lines[-1][0]
+                    pending.append((run.submit(store, read.lines), read.done_bytes, last_line))
+                if read.bad is not None:
+                    decode_error, bad_line = read.bad.problem(), read.bad.raw
+                    break
+                if not settle(IN_FLIGHT - 1):
+                    break
+        except _ReaderFailed as exc:
+            result.read_failure = str(exc)
         finally:
             settle(0)
     result.views_failure = views.failed
-    if result.failure is not None:
+    if result.failure is not None or result.read_failure is not None:
         return result
     if decode_error is not None and result.error is None:  # every line before it is in
         decode_error = _with_ledger_problems(store, decode_error, bad_line)
@@ -485,3 +637,7 @@ def import_file(
     if progress is not None and result.error is None and not result.interrupted:
         progress(total, total)
     return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(_read_ahead(sys.argv[1:]))

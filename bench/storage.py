@@ -17,6 +17,7 @@ from bench import gen
 from bench.common import (
     Result,
     event_count,
+    flush_disk,
     free_port,
     ledger_args,
     median,
@@ -210,6 +211,7 @@ def bench_import(work: Path, n: int) -> list[Result]:
     source = gen.ensure(work, n)
     say(f"import: baseline, plain inserts of {n:,} rows, 100 per commit")
     baseline = raw_inserts(work, source)
+    flush_disk("import")  # the baseline's rows, not yet on disk, would hold up its commits
     say(f"import: `ledger import` of {n:,} assertions")
     db = work / f"import-{n}.db"
     run, events = import_into(work, n, db)

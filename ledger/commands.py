@@ -316,6 +316,12 @@ class AssertionLine(RecordAssertion, frozen=True, tag_field="record", tag="asser
     pass
 
 
+class PreparedLine(RecordPrepared, frozen=True, tag_field="record", tag="assertion"):
+    """An assertion line already turned into the event it records, as
+    :class:`RecordPrepared`: how an import's reader hands it on, so it is neither checked
+    nor built again where it is appended."""
+
+
 class RetractionLine(RetractAssertion, frozen=True, tag_field="record", tag="retraction"):
     pass
 
@@ -331,4 +337,6 @@ IMPORT_LINE_TYPES: dict[str, type[ImportLine]] = {
     "retraction": RetractionLine,
     "rank": RankLine,
 }
+PreparedImportLine = SourceLine | PreparedLine | RetractionLine | RankLine
+"""An import line as its reader hands it on: an assertion prepared, the rest as decoded."""
 RecordKind = Literal["source", "assertion", "retraction", "rank"]
