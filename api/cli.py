@@ -134,7 +134,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     finally:
         phases.finish()
         store.close()
-    if first > 1 and result.lines < first and not result.interrupted:
+    if first > 1 and result.lines < first and result.problem() is None:
         _fail(
             f"{path} has {counted(result.lines, 'line')}: there is no line {first} to import from",
             2,

@@ -44,6 +44,7 @@ from types import FrameType
 from typing import IO, BinaryIO
 
 import msgspec
+import structlog
 
 from ledger.commands import (
     IMPORT_LINE_TYPES,
@@ -64,6 +65,7 @@ from ledger.store import Projector
 from ledger.validation import convert_all, repeated_keys
 from ledger.writemodel import BatchWriteState, SqliteWriteState, stream_versions
 
+log = structlog.get_logger("api.importer")
 _decoder = msgspec.json.Decoder(ImportLine)
 CHUNK = 5000
 IN_FLIGHT = 2
@@ -83,6 +85,16 @@ class ImportResult:
     failure: LedgerError | None = None  # the ledger could not take a chunk (a full disk)
     views_failure: LedgerError | None = None  # the views could not be brought up to date
     read_failure: str | None = None  # the reader process stopped before the end of the file
+
+    def problem(self) -> str | None:
+        """Why the import stopped before the end of the file, in a line (None: it did not)."""
+        if self.error is not None:
+            return self.error.describe()
+        if self.failure is not None:
+            return f"the ledger could not take more ({self.failure})"
+        if self.read_failure is not None:
+            return f"the file was not read to the end: {self.read_failure}"
+        return "interrupted" if self.interrupted else None
 
 
 @dataclass
@@ -468,15 +480,20 @@ def _reader_command(path: Path, size: int, from_line: int) -> list[str]:
 
 def _frames(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> Iterator[_Read]:
     """The chunks a reader process writes, each a 4-byte big-endian length and msgpack;
-    :class:`_ReaderFailed`, with the last line it wrote to `errors`, if it stops short."""
+    :class:`_ReaderFailed`, with the last line it wrote to `errors`, if it stops short or
+    writes anything else."""
     out = proc.stdout
     assert out is not None
     while len(head := out.read(4)) == 4:
         size = int.from_bytes(head, "big")
         body = out.read(size)
-        if len(body) < size:
+        if len(body) < size:  # torn: it stopped while writing
             break
-        read = _read_decoder.decode(body)
+        try:
+            read = _read_decoder.decode(body)
+        except (msgspec.DecodeError, ValueError):
+            proc.kill()
+            raise _ReaderFailed("its reader process wrote something other than chunks") from None
         yield read
         if read.last:
             return
@@ -499,12 +516,19 @@ def _reader(path: Path, size: int, from_line: int, ahead: bool) -> Iterator[Iter
         yield _reads(path, size, from_line)
         return
     with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(
-            _reader_command(path, size, from_line),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=errors,
-        )
+        try:
+            proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                _reader_command(path, size, from_line),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+            )
+        except OSError as exc:  # no Python to start (a frozen build, say): read here
+            log.warning("import_reader_not_started", error=str(exc))
+            proc = None
+        if proc is None:
+            yield _reads(path, size, from_line)
+            return
         try:
             yield _frames(proc, errors)
         finally:
@@ -520,8 +544,9 @@ def _read_ahead(argv: list[str]) -> int:
     chunks to standard output. Ctrl-C is for the import to judge: it stops this one."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     path, size, from_line = Path(argv[0]), int(argv[1]), int(argv[2])
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    sys.stdout = sys.stderr  # nothing else may write between the frames
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # nothing else may write between the frames, not even C code
+    sys.stdout = sys.stderr
     encode = msgspec.msgpack.Encoder().encode
     with out:
         for read in _reads(path, size, from_line):
@@ -601,6 +626,7 @@ def import_file(
 
     decode_error: ImportError_ | None = None
     bad_line = b""
+    read_failure: str | None = None
     ahead = os.path.getsize(path) >= READ_AHEAD_BYTES if read_ahead is None else read_ahead
     with (
         _stop_on_ctrl_c() as stop,
@@ -622,9 +648,11 @@ def import_file(
                 if not settle(IN_FLIGHT - 1):
                     break
         except _ReaderFailed as exc:
-            result.read_failure = str(exc)
+            read_failure = str(exc)
         finally:
             settle(0)
+    if result.error is None and result.failure is None:  # else that is why it stopped
+        result.read_failure = read_failure
     result.views_failure = views.failed
     if result.failure is not None or result.read_failure is not None:
         return result

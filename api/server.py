@@ -55,8 +55,8 @@ def load_demo(db: str) -> str:
         if store.size() == 0:
             for path in sorted(fixtures_dir().glob("*.jsonl")):
                 result = import_file(store, path, "demo")
-                if result.error is not None:
-                    raise SystemExit(f"demo fixtures: {path}: {result.error.describe()}")
+                if (problem := result.problem()) is not None:
+                    raise SystemExit(f"demo fixtures: {path}: {problem}")
                 print(f"loaded {path.name}: {counted(result.appended, 'event')}")
         else:
             print(

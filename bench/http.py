@@ -46,8 +46,8 @@ def _prepare(work: Path) -> tuple[Path, str]:
     store = SqliteStore(db, all_projectors())
     try:
         result = import_file(store, gen.ensure(work, 0), "bench")
-        if result.error is not None:
-            raise RuntimeError(f"import of the sources failed: {result.error.describe()}")
+        if (problem := result.problem()) is not None:
+            raise RuntimeError(f"import of the sources failed: {problem}")
     finally:
         store.close()
     conn = connect(db)

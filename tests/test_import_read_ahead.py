@@ -91,6 +91,8 @@ def test_a_reader_process_starts_at_the_line_asked(tmp_path: Path) -> None:
         b'{"record":"assertion","subject":"s","property":"p","value":{"low":1,"high":2},'
         b'"claimants":["nobody-at-all"],"stated_at":"2025","document":{"publisher":"p"},'
         b'"quote":"","credibility":9}',
+        # refused by the rules, on the writer, in the middle of a chunk
+        b'{"record":"retraction","assertion_id":"no-such-assertion","reason":"x"}',
     ],
 )
 def test_a_bad_line_stops_a_reader_process_where_it_stops_the_thread(
@@ -223,7 +225,7 @@ def test_the_reader_process_leaves_ctrl_c_to_the_import(tmp_path: Path) -> None:
         data = data[4 + size :]
     assert frames[-1].last
     assert frames[-1].bad is None
-    assert sum(len(f.lines) for f in frames) == 27 * 200
+    assert sum(len(f.lines) for f in frames) == 200 * sum(1 for x in lines.splitlines() if x)
 
 
 def test_ctrl_c_stops_an_import_read_ahead_between_chunks(tmp_path: Path) -> None:
@@ -247,3 +249,97 @@ def test_ctrl_c_stops_an_import_read_ahead_between_chunks(tmp_path: Path) -> Non
     _, whole = _import(tmp_path / "whole.db", source, ahead=False)
     assert (again.error, again.interrupted) == (None, False)
     assert events == whole
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\n\n  \n", SEED.read_bytes().rstrip(b"\n"), b"\xef\xbb\xbf" + SEED.read_bytes()],
+    ids=["empty", "blank lines only", "no newline at the end", "byte order mark"],
+)
+def test_odd_files_read_ahead_as_on_the_thread(tmp_path: Path, content: bytes) -> None:
+    source = tmp_path / "odd.jsonl"
+    source.write_bytes(content)
+    here, here_events = _import(tmp_path / "here.db", source, ahead=False)
+    ahead, ahead_events = _import(tmp_path / "ahead.db", source, ahead=True)
+    assert here.problem() is None
+    assert _outcome(ahead) == _outcome(here)
+    assert ahead_events == here_events
+
+
+def test_a_refused_line_is_what_is_reported_when_the_reader_then_dies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer refuses a line of the first chunk while the reader dies after it: the
+    refused line is why the import stopped, and what it names."""
+    lines = [
+        x for x in _seed_with_ids(tmp_path).read_bytes().splitlines(keepends=True) if x.strip()
+    ]
+    bad = b'{"record":"retraction","assertion_id":"no-such-assertion","reason":"x"}\n'
+    source = tmp_path / "bad.jsonl"
+    source.write_bytes(b"".join([*lines[:2], bad, *lines[2:]]))
+    monkeypatch.setattr(importer, "_reader_command", _dying_reader(1))
+    result, events = _import(tmp_path / "l.db", source, ahead=True)
+    assert result.read_failure is None
+    assert result.error is not None
+    assert result.error.line == 3
+    assert result.done_lines == 2
+    assert result.appended == len(events) == 2
+
+
+def test_a_reader_dead_before_the_line_asked_is_not_a_file_too_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = _seed_with_ids(tmp_path)
+    monkeypatch.setattr(importer, "READ_AHEAD_BYTES", 0)
+    monkeypatch.setattr(importer, "_reader_command", _dying_reader(0))
+    db = tmp_path / "l.db"
+    args = ["import", str(source), "--db", str(db), "--actor", "test", "--from-line", "9"]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert "there is no line" not in err
+    assert "was not read to the end" in err
+    assert err.rstrip().endswith("(`--from-line 9` imports the rest)")
+
+
+def test_a_reader_that_writes_something_else_stops_the_import(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def command(path: Path, size: int, from_line: int) -> list[str]:
+        script = "import sys; sys.stdout.buffer.write(b'\\x00\\x00\\x00\\x05hello')"
+        return [sys.executable, "-c", script]
+
+    monkeypatch.setattr(importer, "_reader_command", command)
+    result, events = _import(tmp_path / "l.db", _seed_with_ids(tmp_path), ahead=True)
+    assert result.read_failure == "its reader process wrote something other than chunks"
+    assert (result.appended, result.done_lines, events) == (0, 0, [])
+
+
+def test_without_a_python_to_start_the_lines_are_read_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "_reader_command", lambda *_: [str(tmp_path / "no-such-python")])
+    source = _seed_with_ids(tmp_path)
+    result, events = _import(tmp_path / "l.db", source, ahead=True)
+    _, whole = _import(tmp_path / "whole.db", source, ahead=False)
+    assert result.problem() is None
+    assert events == whole
+
+
+def _children() -> list[int]:
+    """This process's children (Linux's /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        found += [int(pid) for pid in (task / "children").read_text().split()]
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc")
+def test_an_import_that_stops_early_leaves_no_reader_behind(tmp_path: Path) -> None:
+    lines = _seed_with_ids(tmp_path).read_bytes()
+    bad = b'{"record":"retraction","assertion_id":"no-such-assertion","reason":"x"}\n'
+    source = tmp_path / "long.jsonl"
+    source.write_bytes(lines + bad + lines * 300)  # the reader is still busy at the stop
+    before = _children()
+    result, _ = _import(tmp_path / "l.db", source, ahead=True)
+    assert result.error is not None
+    assert _children() == before
