@@ -416,18 +416,6 @@ def _prepared(line: ImportLine) -> PreparedImportLine:
     return line
 
 
-class _BadRead(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
-    """The line a reader could not decode: where reading stopped."""
-
-    line: int
-    errors: list[FieldError]
-    detail: str
-    raw: bytes
-
-    def problem(self) -> ImportError_:
-        return ImportError_(self.line, self.errors, self.detail)
-
-
 class _Read(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     """A chunk of decoded lines, as a reader hands it to the import."""
 
@@ -435,7 +423,8 @@ class _Read(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     done_bytes: int  # the file's bytes read up to here
     lines_read: int  # the number of the last line read, blank ones included
     last: bool = False  # nothing follows: the end of the file, or `bad`
-    bad: _BadRead | None = None  # the line after `lines`, which could not be decoded
+    bad: ImportError_ | None = None  # the line after `lines` did not decode: why
+    bad_raw: bytes = b""  # and that line, to judge against the ledger once the rest is in
 
 
 def _reads(path: Path, size: int, from_line: int) -> Iterator[_Read]:
@@ -451,9 +440,7 @@ def _reads(path: Path, size: int, from_line: int) -> Iterator[_Read]:
             try:
                 line = decode_line(raw, number)
             except _BadLine as bad:
-                p = bad.problem
-                refused = _BadRead(p.line, p.errors, p.detail, raw)
-                yield _Read(chunk, done_bytes, number, last=True, bad=refused)
+                yield _Read(chunk, done_bytes, number, last=True, bad=bad.problem, bad_raw=raw)
                 return
             chunk.append((number, _prepared(line)))
             if len(chunk) >= size:
@@ -627,7 +614,7 @@ def import_file(
     decode_error: ImportError_ | None = None
     bad_line = b""
     read_failure: str | None = None
-    ahead = os.path.getsize(path) >= READ_AHEAD_BYTES if read_ahead is None else read_ahead
+    ahead = total >= READ_AHEAD_BYTES if read_ahead is None else read_ahead
     with (
         _stop_on_ctrl_c() as stop,
         _DeferredViews(store, fold_progress) as views,
@@ -643,7 +630,7 @@ def import_file(
                     last_line = read.lines[-1][0]
                     pending.append((run.submit(store, read.lines), read.done_bytes, last_line))
                 if read.bad is not None:
-                    decode_error, bad_line = read.bad.problem(), read.bad.raw
+                    decode_error, bad_line = read.bad, read.bad_raw
                     break
                 if not settle(IN_FLIGHT - 1):
                     break

@@ -13,25 +13,10 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from bench.common import family
+from bench.common import rss_mb
 
 SAMPLE_SECONDS = 0.02
-
-
-def resident_kb(pids: list[int]) -> int:
-    """The processes' resident memory summed, in KiB (Linux's /proc; 0 elsewhere)."""
-    total = 0
-    for pid in pids:
-        try:
-            status = Path(f"/proc/{pid}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total
 
 
 def main() -> int:
@@ -39,7 +24,7 @@ def main() -> int:
     proc = subprocess.Popen(sys.argv[1:])
     summed = 0
     while proc.poll() is None:
-        summed = max(summed, resident_kb(family(proc.pid)))
+        summed = max(summed, int(rss_mb(proc.pid)[0] * 1024))
         time.sleep(SAMPLE_SECONDS)
     wall = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
