@@ -62,6 +62,10 @@ SeqParam = Annotated[
 Limit = Annotated[
     int, QueryParameter(name="limit", ge=1, le=1000, description="page size, 1..1000")
 ]
+OptionalLimit = Annotated[
+    int | None,
+    QueryParameter(name="limit", ge=1, le=1000, description="page size, 1..1000; none: all"),
+]
 
 
 def _named(kind: Callable[..., ParameterKwarg], pattern: str, description: str) -> ParameterKwarg:

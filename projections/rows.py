@@ -184,6 +184,8 @@ class Timeline(Row, frozen=True):
     seq: int
     version: int
     items: list[TimelineItem]
+    next: str | None = None
+    """The cursor of the next page: only with a `limit`, and only when more items follow."""
 
 
 # ---- catalogues ----

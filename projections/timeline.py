@@ -5,12 +5,21 @@ value just before and just after it, computed over the timeline's prefix with li
 re-evaluated there: a correction stated later has not yet displaced what it corrects.
 The prefix runs over every eligible assertion, so an assertion that is not live at the
 end (one corrected later) still shapes the values of the items around it.
+
+A timeline is paged like every list when a `limit` is given (without one it holds every
+item): the cursor names the last item of the page before by its place in statement order,
+`<stated_start>.<recorded_seq>`, so the next page starts right after that place even if
+the item itself is no longer live at the point in time the next page is read at. The
+values around a page's items are those of the whole timeline: the prefix is folded from
+the subject's first assertion whichever page is asked for.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
+from ledger.errors import FieldError, InvalidInput
 from projections.details import DETAIL_COLUMNS, details
 from projections.facts import Fact, Liveness, eligible
 from projections.pit import PointInTime, echo, subject_version
@@ -41,13 +50,39 @@ class _Property:
         return before, self.value
 
 
+_CURSOR = re.compile(r"(-?[0-9]{1,19})\.([0-9]{1,18})")
+
+
+def _place(cursor: str | None) -> tuple[int, int] | None:
+    """The place in statement order a cursor names (None: the start)."""
+    if cursor is None:
+        return None
+    found = _CURSOR.fullmatch(cursor)
+    if found is None:
+        raise InvalidInput([FieldError("cursor", "not a cursor this listing gave out")])
+    return int(found[1]), int(found[2])
+
+
+def _cursor(fact: Fact) -> str:
+    return f"{fact.stated_start}.{fact.recorded_seq}"
+
+
 def timeline(
-    conn: sqlite3.Connection, subject: str, at: PointInTime, prop: str | None = None
+    conn: sqlite3.Connection,
+    subject: str,
+    at: PointInTime,
+    prop: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
 ) -> Timeline:
     """Every live assertion on `subject` at `at` (only on `prop`, if given), each with its
     property's value around it. A property's items and values are the same whether the
     timeline covers one property or all: each property's values depend on its own
-    assertions alone."""
+    assertions alone.
+
+    With `limit`, at most that many items after `cursor` (see the module), and the cursor
+    of the next page in `next` if more follow."""
+    place = _place(cursor)
     facts = eligible(conn, subject, prop, at)
     properties: dict[str, _Property] = {}
     steps: list[tuple[Fact, Value, Value]] = []
@@ -58,6 +93,12 @@ def timeline(
         before, after = state.add(fact)
         steps.append((fact, before, after))
     steps = [s for s in steps if s[0].assertion_id in properties[s[0].prop].liveness.live]
+    if place is not None:
+        steps = [s for s in steps if s[0].order > place]
+    following: str | None = None
+    if limit is not None and len(steps) > limit:
+        steps = steps[:limit]
+        following = _cursor(steps[-1][0])
     seqs = ",".join(str(fact.recorded_seq) for fact, _, _ in steps)  # integers from the index
     rows = conn.execute(
         f"SELECT {DETAIL_COLUMNS} FROM proj_assertions a WHERE a.recorded_seq IN ({seqs})"
@@ -78,4 +119,5 @@ def timeline(
         **echo(at),
         version=subject_version(conn, subject, at.seq),
         items=items,
+        next=following,
     )

@@ -296,6 +296,74 @@ async def test_a_timeline_of_one_property(client: Client, ledger: Ledger) -> Non
     assert fields_of(bad) == {"property"}
 
 
+async def test_a_timeline_in_pages_is_the_whole_timeline(client: Client, ledger: Ledger) -> None:
+    """With `limit`, the timeline is paged like every list; without one it is whole."""
+    path = f"/v1/subjects/{DEPLOYMENT}/timeline"
+    whole = await get(client, ledger, path)
+    assert whole["next"] is None
+    assert len(whole["items"]) == 10
+    for prop in (None, TROOPS, STATUS):
+        filtered = {} if prop is None else {"property": prop}
+        expected = (await get(client, ledger, path, **filtered))["items"]
+        for limit in (1, 3, 9, 10, 11, 1000):
+            items: list[Any] = []
+            cursor: str | None = None
+            pages = 0
+            while pages <= len(expected):  # a cursor that does not move on fails here
+                more = {} if cursor is None else {"cursor": cursor}
+                page = await get(client, ledger, path, limit=limit, **filtered, **more)
+                assert len(page["items"]) <= limit
+                assert {**page, "items": None, "next": None} == {
+                    **whole,
+                    "items": None,
+                    "next": None,
+                }
+                items += page["items"]
+                pages += 1
+                if page["next"] is None:
+                    break
+                assert len(page["items"]) == limit
+                cursor = page["next"]
+            else:
+                pytest.fail(f"more pages than items: {prop}, limit {limit}")
+            assert items == expected, (prop, limit)
+            assert pages == max(1, -(-len(expected) // limit)), (prop, limit)
+
+
+async def test_a_timeline_cursor_holds_its_place(client: Client, ledger: Ledger) -> None:
+    """A cursor names a place in statement order: the page after it starts there even when
+    an assertion stated earlier is recorded meanwhile, and a malformed one names the field."""
+    path = f"/v1/subjects/{DEPLOYMENT}/timeline"
+    first = await get(client, ledger, path, limit=4)
+    rest = await get(client, ledger, path, cursor=first["next"])
+    posted = await client.post(
+        "/v1/assertions",
+        json={
+            **assertion_body(),
+            "assertion_id": "stated-long-before",
+            "subject": DEPLOYMENT,
+            "stated_at": "2020",
+        },
+        headers=ledger.auth("writer"),
+    )
+    assert posted.status_code == 201, posted.text
+    later = await get(client, ledger, path, cursor=first["next"])
+    assert later["seq"] == rest["seq"] + 1
+    assert [i["assertion"]["assertion_id"] for i in later["items"]] == [
+        i["assertion"]["assertion_id"] for i in rest["items"]
+    ]
+    now = await get(client, ledger, path)
+    assert now["items"][0]["assertion"]["assertion_id"] == "stated-long-before"
+    for bad in ["x", "1", "1.", ".1", "1.2.3", "1.-2", "1e3.4", "1" * 20 + ".1", "\u0661.\u0662"]:
+        response = await client.get(path, params={"cursor": bad}, headers=ledger.auth("reader"))
+        assert fields_of(response) == {"cursor"}, bad
+    for bad_limit in ["0", "1001", "-1", "x"]:
+        response = await client.get(
+            path, params={"limit": bad_limit}, headers=ledger.auth("reader")
+        )
+        assert fields_of(response) == {"limit"}, bad_limit
+
+
 async def test_views_at_known_at_equal_views_at_seq(client: Client, ledger: Ledger) -> None:
     events = await all_events(client, ledger)
     for seq in (14, 15, 20, 27):

@@ -282,7 +282,8 @@ def _direct_value(prefix: list[Fact], kind: str) -> Any:
 def test_the_timeline_agrees_with_the_rules_applied_to_each_prefix(
     ops: list[tuple[Any, ...]], as_of: str | None
 ) -> None:
-    """...and a timeline of one property (`?property=`) is that property's part of it."""
+    """...and a timeline of one property (`?property=`) is that property's part of it, and
+    its pages (`?limit=`, `?cursor=`) put together are the whole of it."""
     with ledgers(1) as (store,):
         run_in_one_unit(store, (s.command for s in materialize(ops)))
         conn = store.reader()
@@ -290,6 +291,19 @@ def test_the_timeline_agrees_with_the_rules_applied_to_each_prefix(
         for subject in SUBJECTS:
             facts = eligible(conn, subject, None, pit)
             whole = views.timeline(conn, subject, pit)
+            assert whole.next is None
+            for limit in (1, 2, 5):
+                paged: list[views.TimelineItem] = []
+                cursor: str | None = None
+                for _ in range(len(whole.items) + 1):  # a cursor that does not move on fails
+                    page = views.timeline(conn, subject, pit, limit=limit, cursor=cursor)
+                    assert len(page.items) <= limit
+                    paged += page.items
+                    if page.next is None:
+                        break
+                    cursor = page.next
+                assert page.next is None
+                assert paged == whole.items, limit
             for name in (*PROPS.values(), "never-claimed"):
                 part = views.timeline(conn, subject, pit, name)
                 assert part.items == [i for i in whole.items if i.property == name]

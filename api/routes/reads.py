@@ -15,6 +15,7 @@ from api.deps import (
     Cursor,
     KnownAt,
     Limit,
+    OptionalLimit,
     PropertyFilter,
     PropertyPath,
     SeqParam,
@@ -205,6 +206,7 @@ def get_status(
     "/v1/subjects/{subject:str}/timeline",
     operation_id="getTimeline",
     summary="Every live assertion on the subject by statement time, with the view before and after",
+    description="Whole by default; with `limit`, paged like every list (`cursor`, `next`).",
     opt=_READ,
     sync_to_thread=True,
     responses=_LIST_ERRORS,
@@ -216,10 +218,12 @@ def get_timeline(
     as_of: AsOf = None,
     known_at: KnownAt = None,
     seq: SeqParam = None,
+    limit: OptionalLimit = None,
+    cursor: Cursor = None,
 ) -> Response[views.Timeline]:
     conn = store_of(state).reader()
     at = point_in_time(state, as_of, known_at, seq)
-    view = views.timeline(conn, subject, at, property)
+    view = views.timeline(conn, subject, at, property, limit=limit, cursor=cursor)
     return _etag(view, view.version)
 
 
