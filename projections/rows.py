@@ -184,7 +184,7 @@ class Timeline(Row, frozen=True):
     seq: int
     version: int
     items: list[TimelineItem]
-    next: str | None = None
+    next: str | None
     """The cursor of the next page: only with a `limit`, and only when more items follow."""
 
 

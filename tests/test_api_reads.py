@@ -330,38 +330,62 @@ async def test_a_timeline_in_pages_is_the_whole_timeline(client: Client, ledger:
             assert pages == max(1, -(-len(expected) // limit)), (prop, limit)
 
 
-async def test_a_timeline_cursor_holds_its_place(client: Client, ledger: Ledger) -> None:
+async def test_a_timeline_cursor_holds_its_place(template: Ledger, tmp_path: Path) -> None:
     """A cursor names a place in statement order: the page after it starts there even when
-    an assertion stated earlier is recorded meanwhile, and a malformed one names the field."""
+    assertions stated earlier (before 1970 too) are recorded meanwhile, and a malformed
+    cursor or limit names its field. Appends, so on a copy of its own."""
+    ledger = copy_ledger(template, tmp_path)
     path = f"/v1/subjects/{DEPLOYMENT}/timeline"
-    first = await get(client, ledger, path, limit=4)
-    rest = await get(client, ledger, path, cursor=first["next"])
-    posted = await client.post(
-        "/v1/assertions",
-        json={
-            **assertion_body(),
-            "assertion_id": "stated-long-before",
-            "subject": DEPLOYMENT,
-            "stated_at": "2020",
-        },
-        headers=ledger.auth("writer"),
-    )
-    assert posted.status_code == 201, posted.text
-    later = await get(client, ledger, path, cursor=first["next"])
-    assert later["seq"] == rest["seq"] + 1
-    assert [i["assertion"]["assertion_id"] for i in later["items"]] == [
-        i["assertion"]["assertion_id"] for i in rest["items"]
-    ]
-    now = await get(client, ledger, path)
-    assert now["items"][0]["assertion"]["assertion_id"] == "stated-long-before"
-    for bad in ["x", "1", "1.", ".1", "1.2.3", "1.-2", "1e3.4", "1" * 20 + ".1", "\u0661.\u0662"]:
-        response = await client.get(path, params={"cursor": bad}, headers=ledger.auth("reader"))
-        assert fields_of(response) == {"cursor"}, bad
-    for bad_limit in ["0", "1001", "-1", "x"]:
-        response = await client.get(
-            path, params={"limit": bad_limit}, headers=ledger.auth("reader")
-        )
-        assert fields_of(response) == {"limit"}, bad_limit
+    async with serve(ledger) as client:
+        first = await get(client, ledger, path, limit=4)
+        rest = await get(client, ledger, path, cursor=first["next"])
+        assert rest["next"] is None  # a cursor alone: every item after its place
+        whole = await get(client, ledger, path)
+        assert first["items"] + rest["items"] == whole["items"]
+        for number, stated in enumerate(["2020", "1969-12-31T23:59:59.999999Z", "0001"]):
+            posted = await client.post(
+                "/v1/assertions",
+                json=assertion_body(assertion_id=f"stated-early-{number}", stated_at=stated),
+                headers=ledger.auth("writer"),
+            )
+            assert posted.status_code == 201, posted.text
+        later = await get(client, ledger, path, cursor=first["next"])
+        assert later["seq"] == rest["seq"] + 3
+        assert [i["assertion"]["assertion_id"] for i in later["items"]] == [
+            i["assertion"]["assertion_id"] for i in rest["items"]
+        ]
+        now = await get(client, ledger, path)
+        early = [i["assertion"]["assertion_id"] for i in now["items"][:3]]
+        assert early == ["stated-early-2", "stated-early-1", "stated-early-0"]
+        paged: list[Any] = []
+        cursor: str | None = None
+        for _ in range(len(now["items"])):
+            page = await get(
+                client, ledger, path, limit=1, **({"cursor": cursor} if cursor else {})
+            )
+            paged += page["items"]
+            cursor = page["next"]
+            if cursor is None:
+                break
+        assert paged == now["items"]
+        for bad in [
+            "x",
+            "1",
+            "1.",
+            ".1",
+            "1.2.3",
+            "1.-2",
+            "1e3.4",
+            "1" * 20 + ".1",
+            "\u0661.\u0662",
+        ]:
+            response = await client.get(path, params={"cursor": bad}, headers=ledger.auth("reader"))
+            assert fields_of(response) == {"cursor"}, bad
+        for bad_limit in ["0", "1001", "-1", "x"]:
+            response = await client.get(
+                path, params={"limit": bad_limit}, headers=ledger.auth("reader")
+            )
+            assert fields_of(response) == {"limit"}, bad_limit
 
 
 async def test_views_at_known_at_equal_views_at_seq(client: Client, ledger: Ledger) -> None:
