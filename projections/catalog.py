@@ -9,9 +9,8 @@ from typing import Any
 import msgspec
 
 from ledger.commands import SourceIdRef, SubjectRef
-from ledger.errors import FieldError, InvalidInput
 from ledger.sqlite_store import stream_version_at
-from projections.details import check_limit
+from projections.details import check_limit, not_a_cursor
 from projections.pit import PointInTime, echo, subject_version
 from projections.rows import SourcePage, SourceVersion, SourceView, SubjectPage, SubjectRow
 
@@ -26,7 +25,7 @@ def _id_cursor(cursor: str | None, kind: Any) -> str:
     try:
         return str(msgspec.convert(cursor, kind))
     except msgspec.ValidationError:
-        raise InvalidInput([FieldError("cursor", "not a cursor this listing gave out")]) from None
+        raise not_a_cursor() from None
 
 
 def list_subjects(

@@ -153,11 +153,16 @@ def check_limit(limit: int) -> None:
         raise InvalidInput([FieldError("limit", f"must be between 1 and {MAX_LIMIT}")])
 
 
+def not_a_cursor() -> InvalidInput:
+    """The refusal of a `cursor` no listing of this kind gives out."""
+    return InvalidInput([FieldError("cursor", "not a cursor this listing gave out")])
+
+
 def _seq_cursor(cursor: str | None) -> int:
     if cursor is None:
         return 0
     if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 18):
-        raise InvalidInput([FieldError("cursor", "not a cursor this listing gave out")])
+        raise not_a_cursor()
     return int(cursor)
 
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 import re
 import sqlite3
 
-from ledger.errors import FieldError, InvalidInput
-from projections.details import DETAIL_COLUMNS, details
+from projections.details import DETAIL_COLUMNS, check_limit, details, not_a_cursor
 from projections.facts import Fact, Liveness, eligible
 from projections.pit import PointInTime, echo, subject_version
 from projections.quantity import QuantityState
@@ -59,7 +58,7 @@ def _place(cursor: str | None) -> tuple[int, int] | None:
         return None
     found = _CURSOR.fullmatch(cursor)
     if found is None:
-        raise InvalidInput([FieldError("cursor", "not a cursor this listing gave out")])
+        raise not_a_cursor()
     return int(found[1]), int(found[2])
 
 
@@ -82,6 +81,8 @@ def timeline(
 
     With `limit`, at most that many items after `cursor` (see the module), and the cursor
     of the next page in `next` if more follow."""
+    if limit is not None:
+        check_limit(limit)
     place = _place(cursor)
     facts = eligible(conn, subject, prop, at)
     properties: dict[str, _Property] = {}

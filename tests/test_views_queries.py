@@ -124,6 +124,17 @@ def test_the_timeline_shows_what_a_correction_replaced(lg: SqliteStore) -> None:
     assert orig.superseded_by == "fix"  # known at the seq, whatever the as_of
 
 
+def test_a_timeline_refuses_a_limit_out_of_range_as_the_listings_do(lg: SqliteStore) -> None:
+    run(lg, quantity(100, 100, stated_at="2025-01"), quantity(110, 110, stated_at="2025-02"))
+    for bad in (0, 1001):
+        with pytest.raises(InvalidInput) as refused:
+            views.timeline(lg.reader(), "s", at(lg), limit=bad)
+        assert [e.field for e in refused.value.errors] == ["limit"]
+    first = views.timeline(lg.reader(), "s", at(lg), limit=1)
+    assert len(first.items) == 1
+    assert first.next is not None
+
+
 # ---- points in time ----
 
 
