@@ -77,9 +77,9 @@ _MAX_INT = 2**63 - 1  # SQLite's largest INTEGER
 BUSY_TIMEOUT_MS = 10000  # how long a connection waits for another's lock
 LINGER_NAP = 0.0002  # seconds the writer waits for more units when batches have been fuller
 LINGER_NAPS = 3
-CHECKPOINT_PAUSE = 0.05  # seconds between two background checkpoints
+CHECKPOINT_PAUSE = 0.2  # seconds between two background checkpoints
 BACKUP_PROGRESS_STEPS = 200_000  # SQLite instructions between two progress reports of a backup
-WRITER_AUTOCHECKPOINT = 4000  # WAL pages before the writer checkpoints in a COMMIT (SQLite: 1000)
+WRITER_AUTOCHECKPOINT = 16000  # WAL pages before the writer checkpoints in a COMMIT (SQLite: 1000)
 
 
 def _is_full(exc: BaseException) -> bool:
@@ -456,6 +456,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         if max_pages is not None:
             self._set_max_pages(self._conn, max_pages)
         self._appended = threading.Event()  # set after each commit that appended
+        self._closing = threading.Event()  # ends the checkpointer's pause at once
         self._writing = threading.Lock()  # a batch runs: on the writer thread or commit_here
         # one checkpoint at a time in this process: SQLite answers a second one BUSY
         self._checkpointing = threading.Lock()
@@ -465,7 +466,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         if background_checkpoints and self.snapshot is None:
             # the thread copies the frames; the writer's own checkpoint, which holds a
             # batch while it copies what is left and syncs twice, then runs about once
-            # per ~40 commits instead of once per ~10 (see _checkpoints)
+            # per ~100-160 commits instead of once per ~10 (see _checkpoints)
             self._conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")
             self._checkpointer = threading.Thread(
                 target=self._checkpoints, name="ledger-checkpointer", daemon=True
@@ -802,9 +803,11 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         writer's own checkpoint finds most frames already copied. The writer's is still
         what lets the WAL start over under continuous writes (this thread's never quite
         catches up with a busy writer), but with this thread it waits for
-        `WRITER_AUTOCHECKPOINT` pages instead of 1,000, so it holds one commit in ~40
-        instead of one in ~10, for a WAL of up to ~17 MB. More often costs CPU: a page
-        that several commits changed is copied each time.
+        `WRITER_AUTOCHECKPOINT` pages instead of 1,000, so it holds one commit in ~50-100
+        instead of one in ~10, for a WAL of up to ~66 MB. More often costs the machine:
+        a page that several commits changed is copied, a random write of its own, once
+        per checkpoint, and on two cores those writes and their syncs are taken from the
+        server (docs/benchmarks.md, "Session 21"). `close` ends the pause at once.
         """
         conn: sqlite3.Connection | None = None
         failing: str | None = None  # the error last logged, so a full disk logs it once
@@ -826,7 +829,8 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
                     if failing is not None:
                         failing = None
                         log.info("background_checkpoint_recovered")
-                time.sleep(CHECKPOINT_PAUSE)
+                if self._closing.wait(CHECKPOINT_PAUSE):
+                    return
         finally:
             if conn is not None:
                 conn.close()
@@ -972,6 +976,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         self._thread.join()
         self._refuse_leftovers()
         if self._checkpointer is not None:
+            self._closing.set()
             self._appended.set()
             self._checkpointer.join()
         with self._writing:  # a batch run by commit_here on another thread ends first

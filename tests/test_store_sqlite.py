@@ -504,10 +504,30 @@ class _Recorder:
         return lambda event, **_: self.lines.append((level, event))
 
 
+def test_closing_ends_the_checkpointers_pause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between two checkpoints the thread pauses; closing the store ends the pause at once
+    instead of waiting it out (here a minute, against the 30 s the close is given)."""
+    from ledger import sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_PAUSE", 60.0)
+    store = SqliteStore(tmp_path / "pause.db")
+    thread = store._checkpointer
+    assert thread is not None
+    store.append_sync("subject:1", new_events("subject:1", 1, 0), "w")
+    time.sleep(0.2)  # the thread checkpoints after the append, then pauses
+    closing = threading.Thread(target=store.close)
+    closing.start()
+    closing.join(30)
+    assert not closing.is_alive()
+    assert not thread.is_alive()
+
+
 def test_a_failing_background_checkpoint_is_logged_once_until_it_recovers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A checkpoint that keeps failing (a full disk, say) does not log a line every 50 ms:
+    """A checkpoint that keeps failing (a full disk, say) does not log a line at every pause:
     once when it starts failing, once when it works again; appends go on meanwhile."""
     from ledger import sqlite_store
 
