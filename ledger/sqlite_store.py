@@ -466,7 +466,8 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         if background_checkpoints and self.snapshot is None:
             # the thread copies the frames; the writer's own checkpoint, which holds a
             # batch while it copies what is left and syncs twice, then runs about once
-            # per ~100-160 commits instead of once per ~10 (see _checkpoints)
+            # per ~50-110 commits (of ~150-300 pages) instead of once per ~10 (see
+            # _checkpoints)
             self._conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")
             self._checkpointer = threading.Thread(
                 target=self._checkpoints, name="ledger-checkpointer", daemon=True
@@ -803,7 +804,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         writer's own checkpoint finds most frames already copied. The writer's is still
         what lets the WAL start over under continuous writes (this thread's never quite
         catches up with a busy writer), but with this thread it waits for
-        `WRITER_AUTOCHECKPOINT` pages instead of 1,000, so it holds one commit in ~50-100
+        `WRITER_AUTOCHECKPOINT` pages instead of 1,000, so it holds one commit in ~50-110
         instead of one in ~10, for a WAL of up to ~66 MB. More often costs the machine:
         a page that several commits changed is copied, a random write of its own, once
         per checkpoint, and on two cores those writes and their syncs are taken from the

@@ -267,8 +267,12 @@ def test_the_wal_starts_over_under_continuous_commits(tmp_path: Path, background
     """With the checkpointer thread the writer's own checkpoint waits for
     `WRITER_AUTOCHECKPOINT` pages of WAL (SQLite's 1,000 without it), and it still lets
     the WAL start over: commits of ~100 pages each, four times that many pages in all,
-    never take the WAL much past the threshold (a few commits past it, when the writer
-    meets the checkpointer thread at work and starts over one commit later)."""
+    never take the WAL far past the threshold. Without the thread, one commit past it.
+    With the thread, which is woken after each commit as an append wakes it, further:
+    while a pass of the thread copies frames, the writer's own checkpoint finds the
+    checkpoint lock taken and skips, and back-to-back commits go on (up to ~1.7x the
+    threshold, measured; the test allows 3x); a WAL that never started over would reach
+    four times the threshold."""
     store = SqliteStore(tmp_path / "wal.db", background_checkpoints=background)
     wal = Path(f"{store.path}-wal")
     threshold = WRITER_AUTOCHECKPOINT if background else 1000
@@ -287,9 +291,10 @@ def test_the_wal_starts_over_under_continuous_commits(tmp_path: Path, background
                     "INSERT INTO filler VALUES (zeroblob(?))", [(page - 100,)] * 100
                 )
             )
+            store._appended.set()  # what an append does after its commit
             written += 100
             largest = max(largest, wal.stat().st_size // (page + 24))
-        assert threshold <= largest <= threshold + 500
+        assert threshold <= largest <= (3 * threshold if background else threshold + 500)
     finally:
         store.close()
 
@@ -511,17 +516,42 @@ def test_closing_ends_the_checkpointers_pause(
     instead of waiting it out (here a minute, against the 30 s the close is given)."""
     from ledger import sqlite_store
 
+    real_connect = sqlite_store.connect
+    checkpointed = threading.Event()
+
+    class Watched:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self._conn = conn
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            result = self._conn.execute(sql, *args)
+            if "wal_checkpoint" in sql:
+                checkpointed.set()
+            return result
+
+        def close(self) -> None:
+            self._conn.close()
+
+    def connect(path: Any, synchronous: Any = "FULL", cache_mib: int = 8) -> Any:
+        conn = real_connect(path, synchronous, cache_mib)
+        return Watched(conn) if cache_mib == 1 else conn  # the checkpointer's connection
+
+    monkeypatch.setattr(sqlite_store, "connect", connect)
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_PAUSE", 60.0)
     store = SqliteStore(tmp_path / "pause.db")
     thread = store._checkpointer
     assert thread is not None
-    store.append_sync("subject:1", new_events("subject:1", 1, 0), "w")
-    time.sleep(0.2)  # the thread checkpoints after the append, then pauses
-    closing = threading.Thread(target=store.close)
-    closing.start()
-    closing.join(30)
-    assert not closing.is_alive()
-    assert not thread.is_alive()
+    closing = threading.Thread(target=store.close, daemon=True)
+    try:
+        store.append_sync("subject:1", new_events("subject:1", 1, 0), "w")
+        assert checkpointed.wait(10)  # the thread checkpointed, and now pauses
+        closing.start()
+        closing.join(30)
+        assert not closing.is_alive()
+        assert not thread.is_alive()
+    finally:
+        if not closing.is_alive():
+            store.close()
 
 
 def test_a_failing_background_checkpoint_is_logged_once_until_it_recovers(
