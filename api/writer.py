@@ -480,13 +480,15 @@ def quiet_collector() -> None:
     """Fewer, cheaper garbage collections for a long-running server process.
 
     Everything alive after start-up (modules, the app, its routes) is moved out of the
-    collector's sight, and the youngest generation is collected every 10,000 allocations
-    rather than 700: with 64 requests in flight a young collection took ~0.5 ms, and they
-    cost 16-22 us a request. Cycles are still collected.
+    collector's sight, and the youngest generation is collected every 50,000 allocations
+    rather than 700 (and each older one every 20 of the one below, not 10): with 64
+    requests in flight a young collection took ~0.5 ms, and at 10,000 they still cost
+    a few per cent of the requests a second (docs/benchmarks.md, "Session 21"). Cycles
+    are still collected.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
+    gc.set_threshold(50_000, 20, 20)
 
 
 def child_main(argv: list[str] | None = None) -> int:
