@@ -465,9 +465,8 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         self._checkpointer: threading.Thread | None = None
         if background_checkpoints and self.snapshot is None:
             # the thread copies the frames; the writer's own checkpoint, which holds a
-            # batch while it copies what is left and syncs twice, then runs about once
-            # per ~50-110 commits (of ~150-300 pages) instead of once per ~10 (see
-            # _checkpoints)
+            # batch while it copies what is left and syncs twice, then runs far less
+            # often (see _checkpoints)
             self._conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT}")
             self._checkpointer = threading.Thread(
                 target=self._checkpoints, name="ledger-checkpointer", daemon=True

@@ -509,6 +509,32 @@ class _Recorder:
         return lambda event, **_: self.lines.append((level, event))
 
 
+def _before_each_checkpoint(monkeypatch: pytest.MonkeyPatch, call: Callable[[], None]) -> None:
+    """Have the checkpointer thread's connection (opened with a 1 MiB cache) call `call`
+    before each checkpoint it runs; what `call` raises, the checkpoint raises."""
+    from ledger import sqlite_store
+
+    real_connect = sqlite_store.connect
+
+    class Watched:
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self._conn = conn
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            if "wal_checkpoint" in sql:
+                call()
+            return self._conn.execute(sql, *args)
+
+        def close(self) -> None:
+            self._conn.close()
+
+    def connect(path: Any, synchronous: Any = "FULL", cache_mib: int = 8) -> Any:
+        conn = real_connect(path, synchronous, cache_mib)
+        return Watched(conn) if cache_mib == 1 else conn
+
+    monkeypatch.setattr(sqlite_store, "connect", connect)
+
+
 def test_closing_ends_the_checkpointers_pause(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -516,27 +542,8 @@ def test_closing_ends_the_checkpointers_pause(
     instead of waiting it out (here a minute, against the 30 s the close is given)."""
     from ledger import sqlite_store
 
-    real_connect = sqlite_store.connect
-    checkpointed = threading.Event()
-
-    class Watched:
-        def __init__(self, conn: sqlite3.Connection) -> None:
-            self._conn = conn
-
-        def execute(self, sql: str, *args: Any) -> Any:
-            result = self._conn.execute(sql, *args)
-            if "wal_checkpoint" in sql:
-                checkpointed.set()
-            return result
-
-        def close(self) -> None:
-            self._conn.close()
-
-    def connect(path: Any, synchronous: Any = "FULL", cache_mib: int = 8) -> Any:
-        conn = real_connect(path, synchronous, cache_mib)
-        return Watched(conn) if cache_mib == 1 else conn  # the checkpointer's connection
-
-    monkeypatch.setattr(sqlite_store, "connect", connect)
+    checkpointing = threading.Event()
+    _before_each_checkpoint(monkeypatch, checkpointing.set)
     monkeypatch.setattr(sqlite_store, "CHECKPOINT_PAUSE", 60.0)
     store = SqliteStore(tmp_path / "pause.db")
     thread = store._checkpointer
@@ -544,7 +551,7 @@ def test_closing_ends_the_checkpointers_pause(
     closing = threading.Thread(target=store.close, daemon=True)
     try:
         store.append_sync("subject:1", new_events("subject:1", 1, 0), "w")
-        assert checkpointed.wait(10)  # the thread checkpointed, and now pauses
+        assert checkpointing.wait(10)  # the thread checkpoints, then pauses
         closing.start()
         closing.join(30)
         assert not closing.is_alive()
@@ -561,30 +568,16 @@ def test_a_failing_background_checkpoint_is_logged_once_until_it_recovers(
     once when it starts failing, once when it works again; appends go on meanwhile."""
     from ledger import sqlite_store
 
-    real_connect = sqlite_store.connect
     broken = [True]
     attempts: list[bool] = []
 
-    class Flaky:
-        def __init__(self, conn: sqlite3.Connection) -> None:
-            self._conn = conn
+    def attempt() -> None:
+        attempts.append(broken[0])
+        if broken[0]:
+            raise sqlite3.OperationalError("disk I/O error")
 
-        def execute(self, sql: str, *args: Any) -> Any:
-            if "wal_checkpoint" in sql:
-                attempts.append(broken[0])
-                if broken[0]:
-                    raise sqlite3.OperationalError("disk I/O error")
-            return self._conn.execute(sql, *args)
-
-        def close(self) -> None:
-            self._conn.close()
-
-    def connect(path: Any, synchronous: Any = "FULL", cache_mib: int = 8) -> Any:
-        conn = real_connect(path, synchronous, cache_mib)
-        return Flaky(conn) if cache_mib == 1 else conn  # the checkpointer's connection
-
+    _before_each_checkpoint(monkeypatch, attempt)
     recorder = _Recorder()
-    monkeypatch.setattr(sqlite_store, "connect", connect)
     monkeypatch.setattr(sqlite_store, "log", recorder)
     store = SqliteStore(tmp_path / "l.db")
     try:
