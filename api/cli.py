@@ -471,7 +471,7 @@ def cmd_state(args: argparse.Namespace) -> int:
                 "catch up (is the file read-only?): ask with --seq at most that, or open the "
                 "ledger with write access once"
             )
-        kind = property_kind(conn, args.subject, args.property)
+        kind = property_kind(conn, args.subject, args.property, at.seq)
         if args.kind is not None and kind not in (None, args.kind):
             _fail(f"{args.subject}/{args.property} holds {kind} values, not {args.kind} ones")
         view = property_view(conn, args.subject, args.property, at, kind=args.kind)
@@ -592,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = add("backup", "copy the ledger, as of one moment and while it is in use, to DEST")
-    p.add_argument("dest", help="the new file (never an existing one)")
+    p.add_argument("dest", type=_db_path, help="the new file (never an existing one)")
     p.set_defaults(fn=cmd_backup)
 
     p = add("state", "print the view of SUBJECT's PROPERTY (the JSON the HTTP view returns)")
@@ -768,13 +768,20 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(os.environ.get("LEDGER_LOG_LEVEL", "WARNING"))
-    args = build_parser().parse_args(argv)
     if sys.stdout is None:  # `ledger ... >&-`: a token or a report would be lost
         sys.stderr.write("ledger: standard output is closed: nothing was done\n")
         return 2
     real_stdout = sys.stdout
+    # before parsing: argparse ignores a failed write of its help, this wrapper does not
     sys.stdout = cast("TextIO", _Output(real_stdout))
     try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as leaving:  # after --help, or a usage error on standard error
+            if leaving.code not in (0, None):
+                raise
+            sys.stdout.flush()
+            return 0
         code: int = args.fn(args)
         sys.stdout.flush()  # here, not at exit, so a reader that left is met below
     except BrokenPipeError:  # `ledger events | head`: the reader left; stop quietly

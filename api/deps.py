@@ -30,7 +30,7 @@ from ledger.domain import problems_beside
 from ledger.errors import FieldError, InvalidInput
 from ledger.service import Idempotency, Receipt, Reply
 from ledger.sqlite_store import SqliteStore
-from ledger.text import MAX_WHOLE, PLAIN_WHOLE, plain_whole_number, whole_number
+from ledger.text import PLAIN_WHOLE, plain_whole_number
 from ledger.times import TIME_PATTERN, TimeFormatError, parse_time
 from ledger.validation import decode_all
 from ledger.writemodel import SqliteWriteState
@@ -105,8 +105,10 @@ IdempotencyKey = Annotated[
         "returns the first answer and appends nothing; the same key with another body is a 422",
     ),
 ]
-IF_MATCH_PATTERN = r'^\s*(W/)?"?[0-9]+"?\s*$'
-"""What the If-Match header parameter takes (litestar checks it after the gate)."""
+IF_MATCH_PATTERN = r'^\s*(W/)?("(0|[1-9][0-9]*)"|(0|[1-9][0-9]*))\s*$'
+"""What the If-Match header parameter takes (litestar checks it after the gate): a version
+in quotes (or bare), written as a plain whole number, so `"03"` is refused rather than
+taken for `"3"`."""
 IfMatch = Annotated[
     str | None,
     HeaderParameter(
@@ -222,12 +224,13 @@ def parse_if_match(header: str | None) -> int | None:
     text = header.strip()
     if text.startswith("W/"):
         text = text[2:]
-    text = text.strip('"')
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
     if not text.isascii() or not text.isdigit():
         raise InvalidInput([FieldError("If-Match", 'expected "<version>", e.g. "3"')])
-    version = whole_number(text)
+    version = plain_whole_number(text)
     if version is None:
-        raise InvalidInput([FieldError("If-Match", f"a version is at most {MAX_WHOLE}")])
+        raise InvalidInput([FieldError("If-Match", f'expected "<version>": {PLAIN_WHOLE}')])
     return version
 
 

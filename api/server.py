@@ -3,6 +3,7 @@ its appends in a writer child process (`api.writer`) unless told to use a thread
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 from types import FrameType
@@ -39,6 +40,27 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
         # uvicorn re-raises a caught signal once stopped (exit -15); this stop was graceful
         self._captured_signals.clear()
+
+
+def can_listen(host: str, port: int) -> None:
+    """Bind each address the server will listen on, and let go: an address in use, or not
+    one of this machine's, is a :class:`LedgerUnavailable` here, before anything starts,
+    instead of a server that starts up and stops again."""
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise LedgerUnavailable(f"cannot listen on {host} port {port}: {exc}") from None
+    for family, kind, proto, _, address in dict.fromkeys(found):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio binds
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise LedgerUnavailable(
+                    f"cannot listen on {host} port {port}: {exc.strerror or exc}"
+                ) from None
 
 
 def fixtures_dir() -> Path:
@@ -103,6 +125,7 @@ def serve(
     writer_process: bool = True,
 ) -> int:
     mode: Literal["FULL", "NORMAL"] = "NORMAL" if synchronous == "NORMAL" else "FULL"
+    can_listen(host, port)
     if demo:
         token = load_demo(db)
         print(demo_banner(host, port, token, public_read), flush=True)

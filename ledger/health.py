@@ -64,7 +64,8 @@ def check_tail(conn: sqlite3.Connection, depth: int = TAIL_DEPTH) -> None:
     """Raise :class:`TailProblem` if the last `depth` events cannot safely be appended to.
 
     Checks, for those events: seqs run without a gap up to the head (and from 1 when the
-    log is that short); each stored payload hashes to its `data_sha256` and decodes; each
+    log is that short); each payload is stored, or was removed by an erasure (its record
+    says so); each stored payload hashes to its `data_sha256` and decodes; each
     hash chains from the one before (the event just before the window is the anchor);
     each stored Merkle leaf is the leaf of its canonical bytes; the stored frontier at the
     head equals the stored frontier before the window with those leaves appended, and each
@@ -90,10 +91,15 @@ def check_tail(conn: sqlite3.Connection, depth: int = TAIL_DEPTH) -> None:
         prev, expected = ZERO_HASH, 1
     first = expected
     leaves: list[bytes] = []
+    lawful = _erased(conn, [int(row[0]) for row in rows if row[8] is None])
     for seq, etype, stream, version, recorded_at, actor, dsha, hhex, data in rows:
         if seq != expected:
             raise TailProblem(expected, f"event missing (the next stored seq is {seq})")
         expected += 1
+        if data is None and seq not in lawful:
+            raise TailProblem(
+                seq, "payload missing, with no erasure record (deleted by other means)"
+            )
         if data is not None:
             if not isinstance(data, bytes) or hashlib.sha256(data).hexdigest() != dsha:
                 raise TailProblem(seq, "payload does not hash to its data_sha256")
@@ -121,6 +127,18 @@ def check_tail(conn: sqlite3.Connection, depth: int = TAIL_DEPTH) -> None:
         raise TailProblem(head, "the stored Merkle frontier does not match the events")
     _check_frontier_children(conn, head)
     _check_nothing_past(conn, head)
+
+
+def _erased(conn: sqlite3.Connection, seqs: Sequence[int]) -> set[int]:
+    """Those of `seqs` whose payload an erasure removed (see :mod:`ledger.erasure`)."""
+    if not seqs:
+        return set()
+    marks = ",".join("?" * len(seqs))
+    try:
+        rows = conn.execute(f"SELECT seq FROM erasures WHERE seq IN ({marks})", seqs).fetchall()
+    except sqlite3.OperationalError:  # a ledger from before erasures: none was lawful
+        return set()
+    return {int(seq) for (seq,) in rows}
 
 
 def _check_frontier_children(conn: sqlite3.Connection, head: int) -> None:

@@ -194,9 +194,9 @@ def rebuild(
 ) -> int:
     """Reset projections and replay the whole log into them; return the seq they reach.
 
-    The events' digests and hash chain are verified in the same pass
-    (:func:`ledger.verify.verify_log` without the Merkle nodes); a log that does not verify
-    is a :class:`LedgerError` naming the first bad seq, with nothing changed.
+    The log is verified in the same pass, as :func:`ledger.verify.verify_log` does it
+    (digests, hash chain, Merkle nodes); a log that does not verify is a
+    :class:`LedgerError` naming the first bad seq, with nothing changed.
 
     Rebuilds the store's own projectors (the write model among them) plus any of
     `projectors` whose name the store does not already have; those must already have
@@ -234,11 +234,11 @@ def rebuild(
             for each in folds:
                 each(events)
 
-        # each chunk's digests and chain links are checked before it is folded, in one
-        # pass; a log that does not verify rolls the whole rebuild back, so a payload
-        # edited in the file never reaches the views (the Merkle nodes, which no view
-        # reads, are left to `ledger verify`)
-        report = verify_log(conn, progress, chunk=chunk, consume=fold, tree=False)
+        # each chunk's digests, chain links and Merkle nodes are checked before it is
+        # folded, in one pass; a log that does not verify rolls the whole rebuild back, so
+        # a payload edited in the file never reaches the views, and a log cut short (its
+        # last events deleted, their leaves left) is not taken for the whole of it
+        report = verify_log(conn, progress, chunk=chunk, consume=fold)
         if not report.ok:
             where = "" if report.first_bad_seq is None else f" at seq {report.first_bad_seq}"
             raise LedgerError(

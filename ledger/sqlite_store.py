@@ -96,11 +96,19 @@ def _failure(exc: BaseException) -> BaseException:
     return StorageFull(_FULL) if _is_full(exc) else exc
 
 
+def file_name(path: str | Path) -> str:
+    """`path` as a name SQLite opens as that file. A name that starts with `file:` is read
+    as a URI (`file:x.db?mode=memory` opens no file, `file:x.db` opens `x.db`), and pathlib
+    makes one of `./file:x.db`: such a name is given as the absolute path."""
+    name = os.fspath(path)
+    return os.path.abspath(name) if name.startswith("file:") else name
+
+
 def connect(
     path: str | Path, synchronous: Synchronous = "FULL", cache_mib: int = 8
 ) -> sqlite3.Connection:
     """A connection with the ledger's pragmas: WAL, durable commits, triggers that recurse."""
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(file_name(path), isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")

@@ -12,6 +12,7 @@ import sqlite3
 
 import msgspec
 
+from ledger.text import MAX_WHOLE
 from projections.catalog import get_source, list_sources, list_subjects
 from projections.details import assertion_detail, list_assertions
 from projections.facts import eligible, live_facts
@@ -122,14 +123,19 @@ def status_view(conn: sqlite3.Connection, subject: str, prop: str, at: PointInTi
     )
 
 
-def property_kind(conn: sqlite3.Connection, subject: str, prop: str) -> Kind | None:
-    """The kind a property holds (fixed by its first claim); None if it has none yet.
+def property_kind(
+    conn: sqlite3.Connection, subject: str, prop: str, seq: int | None = None
+) -> Kind | None:
+    """The kind a property holds (fixed by its first claim); None if it has none yet, or,
+    with `seq`, if its first claim came after that seq.
 
-    Not point-in-time: a property keeps its kind forever, so a view before its first claim
-    is still a view of that kind (an empty one).
+    A property keeps its kind forever once claimed, but before its first claim the ledger
+    did not know it: what a view at an earlier seq answers must not change with what was
+    recorded later, so there it is a property like any other never claimed.
     """
     row = conn.execute(
-        "SELECT kind FROM proj_properties WHERE subject = ? AND property = ?", (subject, prop)
+        "SELECT kind FROM proj_properties WHERE subject = ? AND property = ? AND first_seq <= ?",
+        (subject, prop, MAX_WHOLE if seq is None else seq),
     ).fetchone()
     if row is None:
         return None
@@ -139,9 +145,10 @@ def property_kind(conn: sqlite3.Connection, subject: str, prop: str) -> Kind | N
 def property_view(
     conn: sqlite3.Connection, subject: str, prop: str, at: PointInTime, kind: Kind | None = None
 ) -> QuantityView | StatusView | None:
-    """The view of the property's kind; for a property never claimed, the empty view of
-    `kind`, or None without one."""
-    kind = property_kind(conn, subject, prop) or kind
+    """The view of the property's kind; for a property not claimed by `at`'s seq, the
+    empty view of `kind`, or without one of the kind it has now; None for a property
+    never claimed and no `kind`."""
+    kind = property_kind(conn, subject, prop, at.seq) or kind or property_kind(conn, subject, prop)
     if kind is None:
         return None
     if kind == "quantity":

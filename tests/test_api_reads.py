@@ -265,6 +265,26 @@ async def test_a_view_of_the_other_kind_is_a_404(client: Client, ledger: Ledger)
     assert (unclaimed["estimate"], unclaimed["version"]) == (None, 10)
 
 
+async def test_before_its_first_claim_a_property_has_no_kind(
+    client: Client, ledger: Ledger
+) -> None:
+    """A view at a seq before the property's first claim answers as for a property never
+    claimed, of either kind: what was recorded later does not change it."""
+    reader = ledger.auth("reader")
+    firsts = {}
+    for prop in (TROOPS, STATUS):
+        listed = await get(client, ledger, "/v1/assertions", subject=DEPLOYMENT, property=prop)
+        firsts[prop] = min(item["recorded_seq"] for item in listed["items"])
+    before = firsts[STATUS] - 1
+    early = await get(client, ledger, f"{ESTIMATES}/{STATUS}", seq=str(before))
+    never = await get(client, ledger, f"{ESTIMATES}/not-yet-claimed", seq=str(before))
+    assert (early["estimate"], early["basis"], early["version"]) == (None, [], never["version"])
+    problem(await client.get(f"{ESTIMATES}/{STATUS}?seq={firsts[STATUS]}", headers=reader), 404)
+    troops_before = await get(client, ledger, f"{STATUSES}/{TROOPS}", seq=str(firsts[TROOPS] - 1))
+    assert (troops_before["status"], troops_before["history"]) == ("unreported", [])
+    problem(await client.get(f"{STATUSES}/{TROOPS}?seq={firsts[TROOPS]}", headers=reader), 404)
+
+
 async def test_timeline(client: Client, ledger: Ledger) -> None:
     timeline = await get(client, ledger, f"/v1/subjects/{DEPLOYMENT}/timeline")
     assert (timeline["subject"], timeline["seq"], timeline["version"]) == (DEPLOYMENT, 27, 10)

@@ -882,9 +882,37 @@ async def test_if_match_beyond_any_version_is_a_422(client: Client, ledger: Ledg
         json=assertion_body(),
         headers={**writer, "If-Match": '"' + "0" * 5000 + '"'},
     )
-    # leading zeros are still a number: version 0, which the subject has moved past
-    assert problem(padded, 412)["detail"].endswith("not the expected 0")
+    assert fields_of(padded) == {"If-Match"}, padded.text
     assert await log_size(client, ledger) == size
+
+
+async def test_if_match_is_the_etag_as_written(client: Client, ledger: Ledger) -> None:
+    """A version with a leading 0 or an unbalanced quote is refused, never taken for the
+    ETag it resembles: `"01"` is not the subject's `"1"` (nor `"1` or `1"`)."""
+    writer, reader = ledger.auth("writer"), ledger.auth("reader")
+    view = await client.get(f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}", headers=reader)
+    version = view.json()["version"]
+    size = await log_size(client, ledger)
+    for header in (
+        f'"0{version}"',
+        f"00{version}",
+        f'W/"0{version}"',
+        f'"{version}',
+        f'{version}"',
+    ):
+        response = await client.post(
+            "/v1/assertions", json=assertion_body(), headers={**writer, "If-Match": header}
+        )
+        assert fields_of(response) == {"If-Match"}, (header, response.text)
+    assert await log_size(client, ledger) == size
+    for form in ('"{}"', "{}", 'W/"{}"'):  # quoted, bare and weak: each the current version
+        header = form.format(version)
+        response = await client.post(
+            "/v1/assertions", json=assertion_body(), headers={**writer, "If-Match": header}
+        )
+        assert response.status_code == 201, (header, response.text)
+        version += 1
+    assert await log_size(client, ledger) == size + 3
 
 
 # ---- limits ----

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from ledger.errors import LedgerError, LedgerUnavailable
 from ledger.replay import rebuild
 from ledger.sqlite_store import SqliteStore
 from tests.factories import DEPLOYMENT, ledger, run, seed_commands
+from tests.reliability import tamper
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "fixtures" / "seed.jsonl"
@@ -82,6 +84,40 @@ def test_rebuild_refuses_a_log_edited_in_the_file(seeded: Path) -> None:
         rebuild(store)
 
 
+def _views(db: Path) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT * FROM proj_assertions ORDER BY recorded_seq").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("damage", ["a Merkle leaf", "the last event"])
+def test_rebuild_refuses_a_log_whose_tree_does_not_verify(seeded: Path, damage: str) -> None:
+    """What `ledger verify` refuses, a rebuild refuses: a Merkle node overwritten, or the
+    log cut short (its last event and payload deleted, its leaf left behind), which the
+    chain alone cannot tell from a shorter log."""
+    with ledger(seeded) as store:
+        last = store.size()
+    before = _views(seeded)
+    if damage == "a Merkle leaf":
+        bad = 4
+        tamper(
+            seeded,
+            [("UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = 0 AND idx = 3", ())],
+        )
+    else:
+        bad = last
+        tamper(
+            seeded,
+            [f"DELETE FROM payloads WHERE seq = {last}", f"DELETE FROM events WHERE seq = {last}"],
+        )
+    done = cli_run("rebuild", "--db", str(seeded))
+    assert done.returncode == 1, done.stdout
+    assert f"the log does not verify at seq {bad}" in done.stderr
+    assert _views(seeded) == before
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -120,6 +156,33 @@ def test_a_db_name_that_keeps_nothing_is_refused(db: str) -> None:
     assert "argument --db" in done.stderr
 
 
+def test_a_file_named_like_a_uri_is_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`./file:x.db` names a file in this folder (only a name that starts with `file:` is
+    refused); SQLite would read what pathlib makes of it as a URI for `x.db`."""
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["import", str(SEED), "--db", "./file:x.db"]) == 0
+    assert cli.main(["verify", "--db", "./file:x.db"]) == 0
+    assert cli.main(["verify", "--db", str(tmp_path / "file:x.db")]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [
+        "file:x.db"
+    ]
+
+
+@pytest.mark.parametrize("dest", [":memory:", "file:copy.db", "file:copy.db?mode=memory", ""])
+def test_a_backup_to_a_name_that_is_no_file_is_refused(
+    seeded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dest: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["backup", dest, "--db", str(seeded)])
+    assert refused.value.code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_an_empty_ledger_db_variable_means_the_default(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "api.cli", "init"],
@@ -143,6 +206,35 @@ def test_output_that_cannot_be_written_is_one_line_and_keeps_the_import(tmp_path
     assert "Traceback" not in done.stderr
     verified = json.loads(cli_run("verify", "--db", str(db)).stdout)
     assert verified["events"] == 27  # the import itself happened
+
+
+def test_serve_on_an_address_it_cannot_take_is_one_line(tmp_path: Path) -> None:
+    """A port in use, or an address that is not this machine's: said before anything
+    starts (no ledger is created), not by a server that starts and stops."""
+    db = tmp_path / "l.db"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = cli_run("serve", "--db", str(db), "--port", port)
+    foreign = cli_run("serve", "--db", str(db), "--host", "192.0.2.1", "--port", port)
+    for done, why in ((busy, "in use"), (foreign, "assign")):
+        assert done.returncode == 1, done.stderr
+        [line] = done.stderr.splitlines()
+        assert line.startswith("ledger: cannot listen on "), line
+        assert why in line, line
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["state", "--help"]])
+def test_help_that_cannot_be_written_says_so(args: list[str]) -> None:
+    """argparse drops a failed write of its help; the command does not end as if it
+    had been read."""
+    with open("/dev/full", "w") as full:
+        done = cli_run(*args, stdout=full)
+    assert done.returncode == 1
+    assert "cannot write to standard output" in done.stderr
+    assert cli_run(*args).returncode == 0
 
 
 def test_a_closed_standard_output_does_nothing(tmp_path: Path) -> None:
@@ -261,6 +353,16 @@ def test_state_of_a_property_nothing_claimed_prints_the_empty_view_of_the_kind_a
         cli.main(["state", DEPLOYMENT, "troops.deployed", "--kind", "status", *db])
     assert other.value.code == 1
     assert "holds quantity values, not status ones" in capsys.readouterr().err
+    # at a seq before the property's first claim it had no kind yet, as over HTTP; without
+    # --kind, the view is of the kind it has now
+    assert (
+        cli.main(["state", DEPLOYMENT, "troops.deployed", "--seq", "1", "--kind", "status", *db])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["status"] == "unreported"
+    assert cli.main(["state", DEPLOYMENT, "troops.deployed", "--seq", "1", *db]) == 0
+    early = json.loads(capsys.readouterr().out)
+    assert (early["seq"], early["estimate"], early["basis"]) == (1, None, [])
 
 
 def test_from_line_resumes_an_import_where_the_message_says(

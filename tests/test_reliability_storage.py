@@ -178,6 +178,9 @@ TAMPERS: dict[str, Tamper] = {
     "last event cut off, its leaf kept": lambda n: [
         ("DELETE FROM events WHERE seq = ?", (n,)),
     ],
+    "a payload deleted, with no erasure record": lambda n: [
+        ("DELETE FROM payloads WHERE seq = ?", (n - 1,)),
+    ],
     "a middle event missing": lambda n: [
         ("DELETE FROM events WHERE seq = ?", (n - 3,)),
         ("DELETE FROM payloads WHERE seq = ?", (n - 3,)),

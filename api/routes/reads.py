@@ -39,9 +39,10 @@ def _etag(response_body: Any, version: int) -> Response[Any]:
     return Response(content=response_body, headers={"ETag": f'"{version}"'})
 
 
-def _check_kind(conn: sqlite3.Connection, subject: str, prop: str, wanted: Kind) -> None:
-    """A property keeps one kind: the other kind's view of it does not exist."""
-    kind = views.property_kind(conn, subject, prop)
+def _check_kind(conn: sqlite3.Connection, subject: str, prop: str, wanted: Kind, seq: int) -> None:
+    """A property keeps one kind: once claimed (by `seq`), the other kind's view of it does
+    not exist."""
+    kind = views.property_kind(conn, subject, prop, seq)
     if kind is not None and kind != wanted:
         where = "estimates" if kind == "quantity" else "statuses"
         raise NotFound(
@@ -174,7 +175,7 @@ def get_estimate(
 ) -> Response[views.QuantityView]:
     conn = store_of(state).reader()
     at = point_in_time(state, as_of, known_at, seq)
-    _check_kind(conn, subject, property, "quantity")
+    _check_kind(conn, subject, property, "quantity", at.seq)
     view = views.quantity_view(conn, subject, property, at)
     return _etag(view, view.version)
 
@@ -197,7 +198,7 @@ def get_status(
 ) -> Response[views.StatusView]:
     conn = store_of(state).reader()
     at = point_in_time(state, as_of, known_at, seq)
-    _check_kind(conn, subject, property, "status")
+    _check_kind(conn, subject, property, "status", at.seq)
     view = views.status_view(conn, subject, property, at)
     return _etag(view, view.version)
 
