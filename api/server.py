@@ -50,8 +50,14 @@ def can_listen(host: str, port: int) -> None:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
         raise LedgerUnavailable(f"cannot listen on {host} port {port}: {exc}") from None
+    usable = False
     for family, kind, proto, _, address in dict.fromkeys(found):
-        with socket.socket(family, kind, proto) as probe:
+        try:
+            probe = socket.socket(family, kind, proto)
+        except OSError:  # e.g. IPv6 off in the kernel: the server skips that address too
+            continue
+        usable = True
+        with probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio binds
             if family == socket.AF_INET6:
                 probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -61,6 +67,8 @@ def can_listen(host: str, port: int) -> None:
                 raise LedgerUnavailable(
                     f"cannot listen on {host} port {port}: {exc.strerror or exc}"
                 ) from None
+    if not usable:
+        raise LedgerUnavailable(f"cannot listen on {host} port {port}: no address it can open")
 
 
 def fixtures_dir() -> Path:

@@ -136,8 +136,10 @@ def _erased(conn: sqlite3.Connection, seqs: Sequence[int]) -> set[int]:
     marks = ",".join("?" * len(seqs))
     try:
         rows = conn.execute(f"SELECT seq FROM erasures WHERE seq IN ({marks})", seqs).fetchall()
-    except sqlite3.OperationalError:  # a ledger from before erasures: none was lawful
-        return set()
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        return set()  # a ledger from before erasures: none was lawful
     return {int(seq) for (seq,) in rows}
 
 

@@ -907,7 +907,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
 
                 conn.set_progress_handler(tick, BACKUP_PROGRESS_STEPS)
             try:
-                conn.execute("VACUUM INTO ?", (str(partial),))
+                conn.execute("VACUUM INTO ?", (file_name(partial),))
             except sqlite3.Error as exc:
                 if "interrupted" in str(exc):  # a Ctrl-C met in the progress handler
                     raise KeyboardInterrupt from None

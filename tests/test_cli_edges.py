@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from hypothesis import given
@@ -173,14 +173,37 @@ def test_a_file_named_like_a_uri_is_that_file(
 
 @pytest.mark.parametrize("dest", [":memory:", "file:copy.db", "file:copy.db?mode=memory", ""])
 def test_a_backup_to_a_name_that_is_no_file_is_refused(
-    seeded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dest: str
+    seeded: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    dest: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(SystemExit) as refused:
         cli.main(["backup", dest, "--db", str(seeded)])
     assert refused.value.code == 2
+    assert "argument dest" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_backup_into_a_folder_named_like_a_uri_lands_there(
+    seeded: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`./file:sub/copy.db` is the folder `file:sub`, not the URI of `sub/copy.db`; the copy
+    is written and checked there, and nothing lands in `sub`."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file:sub").mkdir()
+    (tmp_path / "sub").mkdir()
+    assert cli.main(["backup", "./file:sub/copy.db", "--db", str(seeded)]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert [p.name for p in (tmp_path / "file:sub").iterdir()] == ["copy.db"]
+    assert list((tmp_path / "sub").iterdir()) == []
+    assert cli.main(["verify", "--db", str(tmp_path / "file:sub" / "copy.db")]) == 0
 
 
 def test_an_empty_ledger_db_variable_means_the_default(tmp_path: Path) -> None:
@@ -224,6 +247,28 @@ def test_serve_on_an_address_it_cannot_take_is_one_line(tmp_path: Path) -> None:
         assert line.startswith("ledger: cannot listen on "), line
         assert why in line, line
     assert not db.exists()
+
+
+def test_serve_skips_an_address_family_it_cannot_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the server does: a host that also resolves to IPv6 on a machine without it is
+    served on its IPv4 address; one with no address it can open is one line."""
+    real = socket.socket
+    found = [
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", 0, 0, 0)),
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0)),
+    ]
+
+    def no_ipv6(family: int = socket.AF_INET, *args: Any) -> socket.socket:
+        if family == socket.AF_INET6:
+            raise OSError(97, "Address family not supported by protocol")
+        return real(family, *args)
+
+    monkeypatch.setattr(socket, "socket", no_ipv6)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: found)
+    server.can_listen("localhost", 0)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **kwargs: found[:1])
+    with pytest.raises(LedgerUnavailable, match="no address it can open"):
+        server.can_listen("::1", 0)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["state", "--help"]])
