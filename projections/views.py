@@ -12,7 +12,6 @@ import sqlite3
 
 import msgspec
 
-from ledger.text import MAX_WHOLE
 from projections.catalog import get_source, list_sources, list_subjects
 from projections.details import assertion_detail, list_assertions
 from projections.facts import eligible, live_facts
@@ -123,6 +122,17 @@ def status_view(conn: sqlite3.Connection, subject: str, prop: str, at: PointInTi
     )
 
 
+def _kind_and_first(conn: sqlite3.Connection, subject: str, prop: str) -> tuple[Kind, int] | None:
+    """The kind a property holds (fixed by its first claim) and the seq of that claim."""
+    row = conn.execute(
+        "SELECT kind, first_seq FROM proj_properties WHERE subject = ? AND property = ?",
+        (subject, prop),
+    ).fetchone()
+    if row is None:
+        return None
+    return ("status" if row[0] == "status" else "quantity"), int(row[1])
+
+
 def property_kind(
     conn: sqlite3.Connection, subject: str, prop: str, seq: int | None = None
 ) -> Kind | None:
@@ -133,13 +143,10 @@ def property_kind(
     did not know it: what a view at an earlier seq answers must not change with what was
     recorded later, so there it is a property like any other never claimed.
     """
-    row = conn.execute(
-        "SELECT kind FROM proj_properties WHERE subject = ? AND property = ? AND first_seq <= ?",
-        (subject, prop, MAX_WHOLE if seq is None else seq),
-    ).fetchone()
-    if row is None:
+    found = _kind_and_first(conn, subject, prop)
+    if found is None or (seq is not None and found[1] > seq):
         return None
-    return "status" if row[0] == "status" else "quantity"
+    return found[0]
 
 
 def property_view(
@@ -148,7 +155,9 @@ def property_view(
     """The view of the property's kind; for a property not claimed by `at`'s seq, the
     empty view of `kind`, or without one of the kind it has now; None for a property
     never claimed and no `kind`."""
-    kind = property_kind(conn, subject, prop, at.seq) or kind or property_kind(conn, subject, prop)
+    found = _kind_and_first(conn, subject, prop)
+    if found is not None and (found[1] <= at.seq or kind is None):
+        kind = found[0]
     if kind is None:
         return None
     if kind == "quantity":
