@@ -20,7 +20,14 @@ from api.importer import ImportResult, has_lines_after, import_file
 from api.progress import Progress
 from ledger import keys
 from ledger.commands import PROPERTY, SLUG_WORDS, SUBJECT, PropertyRef, SubjectRef
-from ledger.errors import FieldError, InvalidInput, LedgerError, LedgerUnavailable, StorageFull
+from ledger.errors import (
+    FieldError,
+    InvalidInput,
+    LedgerError,
+    LedgerUnavailable,
+    StorageFull,
+    check_resume_point,
+)
 from ledger.logs import configure_logging
 from ledger.sqlite_store import SqliteStore, connect, connect_reader
 from ledger.text import MAX_WHOLE, counted, whole_number
@@ -249,6 +256,7 @@ def two_passes(bar: Progress) -> Callable[[int, int], None]:
 def cmd_events(args: argparse.Namespace) -> int:
     store = existing_store(args.db)
     try:
+        check_resume_point(store.size(), "--after", args.after)
         for event in itertools.islice(store.scan(args.after), args.limit):
             sys.stdout.write(_json.encode(event).decode() + "\n")
     finally:

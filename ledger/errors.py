@@ -31,6 +31,22 @@ class InvalidInput(LedgerError):
         super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors))
 
 
+def check_resume_point(head: int, name: str, seq: int) -> None:
+    """A reader resumes after a seq this log gave it, so one past the head means it read
+    another log (another file, or this ledger before it was restored from an older backup):
+    answering nothing would let it skip the events it has not seen. Refuses, naming `name`."""
+    if seq > head:
+        raise InvalidInput(
+            [
+                FieldError(
+                    name,
+                    f"is past the log's head: the log holds {head} events, so this seq "
+                    "comes from another log; read from 0 again",
+                )
+            ]
+        )
+
+
 class NotFound(LedgerError):
     title = "Not found"
 

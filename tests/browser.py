@@ -105,8 +105,10 @@ class StartingServer:
     """`ledger serve --demo` on a fresh database, started but maybe not answering yet:
     several start at once, and `server()` waits for one when a test first needs it."""
 
-    def __init__(self, directory: Path, *, public_read: bool = True) -> None:
-        self.port = free_port()
+    def __init__(
+        self, directory: Path, *, public_read: bool = True, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.public_read = public_read
         self.base = f"http://127.0.0.1:{self.port}"
         args = ["serve", "--demo", "--db", str(directory / "l.db"), "--host", "127.0.0.1"]

@@ -86,6 +86,49 @@ async def test_stream_resumes_after_last_event_id(client: Client, ledger: Ledger
     ) == {"after"}
 
 
+async def test_resuming_past_the_head_is_refused(client: Client, ledger: Ledger) -> None:
+    """A seq past the head came from another log (or this ledger before it was restored
+    from an older backup): answering nothing would let the reader skip what it missed."""
+    reader = ledger.auth("reader")
+    at_head = await client.get(f"/v1/events?after={SEED_EVENTS}", headers=reader)
+    assert at_head.status_code == 200
+    assert at_head.json() == {"items": [], "next": None}
+    past = await client.get(f"/v1/events?after={SEED_EVENTS + 1}", headers=reader)
+    assert problem(past, 422)["errors"] == [
+        {
+            "field": "after",
+            "message": f"is past the log's head: the log holds {SEED_EVENTS} events, so this "
+            "seq comes from another log; read from 0 again",
+        }
+    ]
+    erasures = await client.get(f"/v1/erasures?after={SEED_EVENTS + 1}", headers=reader)
+    assert fields_of(erasures) == {"after"}
+    none_yet = await client.get(f"/v1/erasures?after={SEED_EVENTS}", headers=reader)
+    assert none_yet.json()["items"] == []
+
+    # the stream refuses before it opens, naming whichever of the two it would resume from
+    resumed = {**reader, "Last-Event-ID": str(SEED_EVENTS + 5)}
+    for path, headers, named in (
+        (f"/v1/events/stream?after={SEED_EVENTS + 1}", reader, "after"),
+        (f"/v1/events/stream?after={SEED_EVENTS + 1}", {**reader, "Last-Event-ID": "3"}, "after"),
+        ("/v1/events/stream?after=1", resumed, "Last-Event-ID"),
+        (f"/v1/events/stream?after={SEED_EVENTS}", resumed, "Last-Event-ID"),
+    ):
+        # read as a stream first: one that opened would never end a plain GET
+        assert read_stream(client, path, headers, events=1, seconds=2).status == 422, path
+        assert fields_of(await client.get(path, headers=headers)) == {named}, path
+
+    # one the log has reached by now is taken again
+    posted = await client.post(
+        "/v1/assertions", json=assertion_body(), headers=ledger.auth("writer")
+    )
+    assert posted.json()["seq"] == SEED_EVENTS + 1
+    stream = read_stream(client, f"/v1/events/stream?after={SEED_EVENTS}", reader, events=1)
+    assert [e["id"] for e in stream.events] == [str(SEED_EVENTS + 1)]
+    caught_up = await client.get(f"/v1/events?after={SEED_EVENTS + 1}", headers=reader)
+    assert caught_up.json() == {"items": [], "next": None}
+
+
 async def test_stream_delivers_a_new_event(client: Client, ledger: Ledger) -> None:
     path = f"/v1/events/stream?after={SEED_EVENTS}"
     waiting = asyncio.create_task(

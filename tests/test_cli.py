@@ -54,6 +54,10 @@ def test_import_then_events_and_verify(seeded: Path) -> None:
     }
     after = ledger("events", "--after", "25", db=seeded).stdout.splitlines()
     assert [json.loads(x)["seq"] for x in after] == [26, 27]
+    assert ledger("events", "--after", "27", db=seeded).stdout == ""  # at the head: nothing yet
+    past = ledger("events", "--after", "28", db=seeded, check=False)
+    assert (past.returncode, past.stdout) == (2, "")
+    assert "--after: is past the log's head: the log holds 27 events" in past.stderr
     report = json.loads(ledger("verify", db=seeded).stdout)
     assert report["ok"] is True
     assert report["events"] == 27

@@ -799,29 +799,87 @@ def test_a_wait_longer_than_a_minute_is_not_waited_for(
     watched.check(server.base)
 
 
+@pytest.mark.parametrize("public_read", [True, False], ids=["event-source", "fetch-stream"])
+def test_a_ledger_restored_from_an_older_backup_is_read_again(
+    watched: Watched, tmp_path: Path, public_read: bool
+) -> None:
+    """The server's log is replaced, under an open page, by a backup holding fewer events
+    than the page has seen. Resuming after its old head would skip the next events the new
+    log gets; the server refuses that (a 422 naming `after`) and the page reads it again."""
+    starting = StartingServer(tmp_path, public_read=public_read)
+    server = starting.server()
+    db = tmp_path / "l.db"
+    backup = subprocess.run(
+        [str(LEDGER), "backup", str(tmp_path / "older.db"), "--db", str(db)],
+        capture_output=True,
+        check=False,
+    )
+    assert backup.returncode == 0, backup.stderr
+    older = server.get("/v1/log/head")["size"]
+    server.post("/v1/assertions", assertion_body())
+    server.post("/v1/assertions", assertion_body(subject=LIVE_SUBJECT))
+    newer = server.get("/v1/log/head")["size"]
+
+    page = watched.page
+    if public_read:
+        page.goto(f"{server.base}/?subject={DEPLOYMENT}")
+    else:
+        page.goto(f"{server.base}/?subject={DEPLOYMENT}")
+        page.fill("#token", server.token)
+        page.press("#token", "Enter")
+    expect(page.locator(ESTIMATE)).to_have_text(span("14,000", "16,000"))
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    expect(page.locator("#seq-range")).to_have_attribute("max", str(newer))
+
+    starting.stop()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    (tmp_path / "older.db").rename(db)
+    restarted = StartingServer(tmp_path, public_read=public_read, port=starting.port)
+    try:
+        server = restarted.server()
+        expect(page.locator("#notice")).to_contain_text(
+            f"no longer reaches event {newer}: it was replaced", timeout=15000
+        )
+        expect(page.locator("#seq-range")).to_have_attribute("max", str(older))
+        expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+        expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+
+        # followed from the restored head: the next event (seq older + 1) shows
+        receipt = server.post("/v1/assertions", assertion_body(value={"low": 1, "high": 2}))
+        expect(page.locator(f'[data-assertion="{receipt["assertion_id"]}"]')).to_be_visible()
+        expect(page.locator(ESTIMATE)).to_have_text(span("1", "2"))
+    finally:
+        restarted.stop()
+    # the browser logs the refused connections while the server was down, and the 422s
+    unexpected = [e for e in watched.errors if "Failed to load resource" not in e]
+    assert unexpected == []
+
+
 def test_while_the_views_catch_up_the_page_never_calls_them_the_whole_log(
     watched: Watched, server: LiveServer
 ) -> None:
     """An import appending beside the server leaves the views behind the log's head: the
-    page says how far they reach, not "the whole log". (The head is made to run ahead
-    here by answering it five events longer than it is.)"""
+    page says how far they reach, not "the whole log". (The views are made to lag here by
+    answering the timeline as if read five events before the head.)"""
     page = watched.page
     sizes: list[int] = []
+    timeline = re.compile(r"/v1/subjects/[^/?]+/timeline(\?.*)?$")
 
-    def ahead(route: Any) -> None:
+    def behind(route: Any) -> None:
         response = route.fetch()
-        head = response.json()
-        sizes.append(head["size"])
-        route.fulfill(response=response, json={**head, "size": head["size"] + 5})
+        body = response.json()
+        sizes.append(body["seq"])
+        route.fulfill(response=response, json={**body, "seq": body["seq"] - 5})
 
-    page.route(re.compile(r"/v1/log/head$"), ahead)
+    page.route(timeline, behind)
     page.goto(f"{server.base}/?subject={DEPLOYMENT}")
     expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
     size = sizes[0]
     meta = page.locator("#subject .meta")
-    expect(meta).to_contain_text(f"the log up to event {size} of {size + 5}, while the views")
+    expect(meta).to_contain_text(f"the log up to event {size - 5} of {size}, while the views")
     expect(meta).not_to_contain_text("whole log")
-    page.unroute(re.compile(r"/v1/log/head$"))
+    page.unroute(timeline)
     page.reload()
     expect(page.locator("#subject .meta")).to_contain_text(f"the whole log ({size} events)")
     watched.check(server.base)

@@ -28,7 +28,7 @@ from api.schemas import (
 )
 from ledger.codec import encode_json
 from ledger.erasure import erasures
-from ledger.errors import FieldError, InvalidInput
+from ledger.errors import FieldError, InvalidInput, check_resume_point
 from ledger.health import health_report
 from ledger.replay import AuditReport, audit
 from ledger.text import PLAIN_WHOLE, plain_whole_number
@@ -36,7 +36,12 @@ from projections import all_projectors
 
 _READ = {"need": "read"}
 _ERRORS = errors_for(*GUARDED, 422)
-After = Annotated[int, QueryParameter(name="after", ge=0, description="start after this seq")]
+After = Annotated[
+    int,
+    QueryParameter(
+        name="after", ge=0, description="start after this seq (at most the log's size: 422 past it)"
+    ),
+]
 
 
 @get(
@@ -60,7 +65,10 @@ def health(state: State) -> Health:
     responses=_ERRORS,
 )
 def list_events(state: State, after: After = 0, limit: Limit = 100) -> EventPage:
-    events = store_of(state).read(after, limit + 1)
+    store = store_of(state)
+    events = store.read(after, limit + 1)
+    if not events:
+        check_resume_point(store.size(), "after", after)
     more = len(events) > limit
     events = events[:limit]
     return EventPage(
@@ -105,13 +113,19 @@ async def _still_allowed(request: Request[Any, Any, Any]) -> bool:
 async def stream_events(
     request: Request[Any, Any, Any],
     after: Annotated[
-        int | None, QueryParameter(name="after", ge=0, description="start after this seq")
+        int | None,
+        QueryParameter(
+            name="after",
+            ge=0,
+            description="start after this seq (at most the log's size: 422 past it)",
+        ),
     ] = None,
     last_event_id: Annotated[
         str | None,
         HeaderParameter(
             name="Last-Event-ID",
-            description="resume after this seq (with `after` too: the later of the two)",
+            description="resume after this seq (with `after` too: the later of the two; "
+            "at most the log's size: 422 past it)",
         ),
     ] = None,
 ) -> ServerSentEvent:
@@ -119,6 +133,9 @@ async def stream_events(
     tail = request.app.state.tail
     heartbeat: float = request.app.state.settings.sse_heartbeat_seconds
     position = _start_of(after, last_event_id)
+    if position:
+        named = "after" if position == (after or 0) else "Last-Event-ID"
+        check_resume_point(await asyncio.to_thread(store.size), named, position)
 
     async def events() -> AsyncGenerator[ServerSentEventMessage, None]:
         nonlocal position
@@ -251,8 +268,11 @@ async def run_audit(request: Request[Any, Any, Any]) -> Response[AuditReport]:
     responses=_ERRORS,
 )
 def list_erasures(state: State, after: After = 0, limit: Limit = 100) -> ErasurePage:
+    store = store_of(state)
     # in seq order, as the records are read
-    found = [e for e in erasures(store_of(state).reader()).values() if e.seq > after]
+    found = [e for e in erasures(store.reader()).values() if e.seq > after]
+    if not found:
+        check_resume_point(store.size(), "after", after)
     page = found[:limit]
     items = [
         ErasureItem(

@@ -430,10 +430,21 @@ function propertyKinds(row, timeline, assertions) {
 
 let pending = { subjects: false, subject: false, events: [] };
 let pendingTimer = null;
+let lastReplaced = 0; // when the server last said the log was replaced (ms)
 
 function liveState(status, how, error) {
   if (status === "refused") {
     askForToken(error); // a key revoked while the page is open: ask, do not retry forever
+    return;
+  }
+  if (status === "replaced") {
+    // the server's log is shorter than what this page saw: read everything again
+    state.stopLive = null;
+    announce(`The ledger's log no longer reaches event ${state.head}: it was replaced. Reading it again.`);
+    // at most once in 10 s: a server whose head and log disagreed would otherwise loop
+    const wait = Date.now() - lastReplaced < 10000 ? 5000 : 0;
+    lastReplaced = Date.now();
+    setTimeout(start, wait);
     return;
   }
   const el = $("live-state");

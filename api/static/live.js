@@ -20,8 +20,9 @@ const POLL_MS = 2000;
 /**
  * Calls `onEvent(event)` for each event after `after`, in seq order, once each, and
  * `onState(state, how, error)` as the connection changes (`live`, `connecting`, `down`,
- * or `refused` with the error when the token is no longer taken: following then stops).
- * Returns a function that stops following.
+ * `refused` with the error when the token is no longer taken, or `replaced` when the log
+ * holds fewer events than `after`: the ledger is not the one read so far. Following stops
+ * on either, since retrying cannot help). Returns a function that stops following.
  */
 export function follow({ after, useToken, onEvent, onState }) {
   let last = after;
@@ -35,6 +36,15 @@ export function follow({ after, useToken, onEvent, onState }) {
     if (stopped || !event || typeof event.seq !== "number" || event.seq <= last) return;
     last = event.seq;
     onEvent(event);
+  };
+
+  // The server refuses to resume past its head (a 422 naming `after`): the page's ledger
+  // was replaced, by an older backup or another file. Following it would skip events.
+  const replacedBy = (err) => err instanceof ApiError && err.status === 422 && err.fieldMessage("after") !== null;
+  const replaced = (err) => {
+    if (stopped) return;
+    stopped = true;
+    onState("replaced", "stream", err);
   };
 
   const later = (fn, ms) => {
@@ -60,11 +70,15 @@ export function follow({ after, useToken, onEvent, onState }) {
     source.addEventListener("message", handler);
     source.onopen = () => onState("live", "stream");
     source.onerror = () => {
-      // reopen ourselves, so the stream resumes after the last event we saw
+      // reopen ourselves, so the stream resumes after the last event we saw; EventSource
+      // hides why it failed, so ask the log whether it still reaches that far
       source.close();
       source = null;
       onState("down", "stream");
-      later(openEventSource, RETRY_MS);
+      getJson("/v1/events", { after: last, limit: 1 }).then(
+        () => later(openEventSource, RETRY_MS),
+        (err) => (replacedBy(err) ? replaced(err) : later(openEventSource, RETRY_MS)),
+      );
     };
   };
 
@@ -84,6 +98,13 @@ export function follow({ after, useToken, onEvent, onState }) {
         const problem = await response.json().catch(() => ({}));
         onState("refused", "stream", new ApiError(response.status, problem));
         return;
+      }
+      if (response.status === 422) {
+        const err = new ApiError(422, await response.json().catch(() => ({})));
+        if (replacedBy(err)) {
+          replaced(err);
+          return;
+        }
       }
       if (response.status === 429) {
         // over the rate limit (on the first open too, right after the page's own reads):
@@ -135,6 +156,10 @@ export function follow({ after, useToken, onEvent, onState }) {
       } catch (err) {
         if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
           onState("refused", "polling", err);
+          return;
+        }
+        if (replacedBy(err)) {
+          replaced(err);
           return;
         }
         onState("down", "polling");
