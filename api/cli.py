@@ -474,11 +474,10 @@ def cmd_state(args: argparse.Namespace) -> int:
             at = None
         reach = store.views_reach()
         if at is None or at.seq > reach:  # the views could not catch up: not an older view
-            _fail(
-                f"the views hold the log up to seq {reach} of {store.size()} and could not "
-                "catch up (is the file read-only?): ask with --seq at most that, or open the "
-                "ledger with write access once"
-            )
+            from api.server import views_stuck
+
+            remedy = "ask with --seq at most that, or open the ledger with write access once"
+            _fail(views_stuck(reach, store.size(), store.write_refusal, remedy))
         kind = property_kind(conn, args.subject, args.property, at.seq)
         if args.kind is not None and kind not in (None, args.kind):
             _fail(f"{args.subject}/{args.property} holds {kind} values, not {args.kind} ones")

@@ -78,6 +78,19 @@ def fixtures_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "fixtures"
 
 
+def views_stuck(reach: int, size: int, refusal: str | None, remedy: str) -> str:
+    """Why the views are behind the log and stay so: the reason appends are refused (a file
+    that cannot be written, or a log that failed its start-up check), with `remedy` only
+    where writing is what is missing."""
+    message = f"the views hold the log up to seq {reach} of {size} and could not catch up"
+    if refusal is None or "read-only" in refusal:
+        cause = (
+            refusal.removeprefix("appends are refused: ") if refusal else "is the file read-only?"
+        )
+        return f"{message} ({cause}): {remedy}"
+    return f"{message}, since {refusal.removeprefix('appends are refused: ')}"
+
+
 def load_demo(db: str) -> str:
     """Import the fixtures into an empty ledger; return a new admin token."""
     store = SqliteStore(db, all_projectors())
@@ -149,8 +162,9 @@ def serve(
             store.close()
         if stuck and reach < size:  # every current view would answer for an older seq
             raise LedgerUnavailable(
-                f"the views hold the log up to seq {reach} of {size} and could not catch up "
-                "(is the file read-only?): start the server once with write access"
+                views_stuck(
+                    reach, size, store.write_refusal, "start the server once with write access"
+                )
             )
     settings = Settings(
         db=Path(db),

@@ -396,14 +396,33 @@ def run(args: argparse.Namespace, say: Say) -> int:
     return 0
 
 
+def _seq(text: str) -> int:
+    """A seq as the ledger writes one: digits 0-9, no sign, no leading 0, from 1."""
+    if not (text.isascii() and text.isdigit() and text[0] != "0") or int(text) > 2**63 - 1:
+        raise argparse.ArgumentTypeError(
+            f"not a seq: {text!r} (digits 0-9, no leading 0, 1 to {2**63 - 1})"
+        )
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"not a number of seconds from 0 to 3600: {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="the server's base URL, e.g. http://127.0.0.1:8000")
     parser.add_argument("--token", help="a reader's token (default: $LEDGER_TOKEN)")
     parser.add_argument("--state", help="a file keeping the last head checked")
-    parser.add_argument("--seq", type=int, action="append", default=[], help="an event to prove")
+    parser.add_argument("--seq", type=_seq, action="append", default=[], help="an event to prove")
     parser.add_argument("--all", action="store_true", help="check every event")
-    parser.add_argument("--timeout", type=float, default=30, help="seconds per request")
+    parser.add_argument("--timeout", type=_seconds, default=30, help="seconds per request")
     args = parser.parse_args(argv)
     try:
         return run(args, lambda line: print(line, flush=True))

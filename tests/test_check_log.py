@@ -243,3 +243,28 @@ def test_the_checker_tells_a_logged_erasure_from_a_payload_deleted_by_other_mean
             f"seq {second}: the payload is not there and no PayloadErased logs its erasure" in err
         )
         assert f"seq {first}" not in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--seq", "01"),
+        ("--seq", "+5"),
+        ("--seq", "\N{ARABIC-INDIC DIGIT FIVE}"),
+        ("--seq", "0"),
+        ("--seq", "-1"),
+        ("--seq", "1" + "0" * 30),
+        ("--seq", "5.0"),
+        ("--timeout", "nan"),
+        ("--timeout", "0"),
+        ("--timeout", "-3"),
+        ("--timeout", "inf"),
+    ],
+)
+def test_a_flag_out_of_range_is_a_usage_error_not_a_failed_log(flag: str, value: str) -> None:
+    """Refused before anything is asked (no server listens here): exit 2 naming the flag,
+    never taken as another number, nor reported as the log failing its check."""
+    code, out, err = _check("http://127.0.0.1:9", "t", flag, value)
+    assert (code, out) == (2, "")
+    assert f"argument {flag}: not a" in err
+    assert "FAILED" not in err

@@ -573,6 +573,34 @@ def test_views_that_could_not_catch_up_are_never_shown_as_current(
         )
 
 
+def test_views_kept_behind_by_a_broken_log_say_so_not_read_only(seeded: Path) -> None:
+    """An event row past the head with no payload (a tampered file): the views cannot fold
+    it, and the start-up check refuses appends. Serving or asking for the state says that
+    reason, not a guess that the file is read-only (it is not)."""
+    conn = sqlite3.connect(seeded)
+    conn.execute(
+        "INSERT INTO events SELECT 28, type, stream, version + 1000, recorded_at, actor,"
+        " data_sha256, hash FROM events WHERE seq = 27"
+    )
+    conn.commit()
+    conn.close()
+    with socket.socket() as sock:  # a port free to listen on: binding is checked first
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    for args in (
+        ["serve", "--host", "127.0.0.1", "--port", port],
+        ["state", DEPLOYMENT, "deployment.status"],
+    ):
+        result = cli_run(*args, "--db", str(seeded))
+        assert result.returncode == 1, result.stderr
+        [line] = [x for x in result.stderr.splitlines() if x.startswith("ledger:")]
+        assert line == (
+            "ledger: the views hold the log up to seq 27 of 28 and could not catch up, since "
+            "the stored log is broken at seq 28: payload missing, with no erasure record "
+            "(deleted by other means); run `ledger verify`"
+        ), args
+
+
 def test_an_import_reports_its_fold_into_the_views(tmp_path: Path) -> None:
     """The bar of lines read ends at 100%; the fold that follows has a bar of its own."""
     read: list[tuple[int, int]] = []
