@@ -257,10 +257,21 @@ def cmd_events(args: argparse.Namespace) -> int:
     store = existing_store(args.db)
     try:
         check_resume_point(store.size(), "--after", args.after)
-        for event in itertools.islice(store.scan(args.after), args.limit):
+        altered: list[int] = []
+        for event in itertools.islice(store.scan(args.after, as_stored=True), args.limit):
+            if isinstance(event.data, msgspec.Raw):
+                altered.append(event.seq)
             sys.stdout.write(_json.encode(event).decode() + "\n")
     finally:
         store.close()
+    if altered:  # written as stored: the caller still gets the whole log, and is told
+        seqs = ", ".join(map(str, altered[:5])) + (", ..." if len(altered) > 5 else "")
+        sys.stdout.flush()
+        sys.stderr.write(
+            f"ledger events: payloads that do not decode as their events' types, at seq "
+            f"{seqs}: the log was altered; they are written as stored; run `ledger verify`\n"
+        )
+        return 1
     return 0
 
 

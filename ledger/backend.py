@@ -20,12 +20,17 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import msgspec
+import structlog
+
 from ledger import merkle
 from ledger.codec import PAYLOAD_DECODERS, encode_payload, envelope_bytes, sha256_hex
 from ledger.errors import ConcurrencyConflict, LedgerError, LedgerUnavailable
 from ledger.events import Event, NewEvent
 from ledger.store import ConsistencyProof, InclusionProof, LogHead, Transaction
 from ledger.times import format_record_time, now_us
+
+log = structlog.get_logger("ledger.store")
 
 T = TypeVar("T")
 TxnT = TypeVar("TxnT", bound=Transaction)
@@ -42,9 +47,19 @@ def row_to_event(row: Sequence[Any]) -> Event:
     return rows_to_events((row,))[0]
 
 
-def rows_to_events(rows: Sequence[Sequence[Any]]) -> list[Event]:
+def rows_to_events(rows: Sequence[Sequence[Any]], *, as_stored: bool = False) -> list[Event]:
     """`events` rows joined with their payloads (None where erased) as :class:`Event` s,
-    decoded in one pass: a page read or a replay decodes many."""
+    decoded in one pass: a page read or a replay decodes many.
+
+    A payload that does not decode as its type says (the file was edited) raises, unless
+    `as_stored`: then that event's `data` is the stored JSON as it is (see
+    :func:`stored_data`), for readers that show the log rather than fold it, so what was
+    altered reads as altered and any outside check of its digest names it."""
+    if as_stored:
+        try:
+            return rows_to_events(rows)
+        except (msgspec.DecodeError, KeyError):
+            return [_as_stored(row) for row in rows]
     decoders = PAYLOAD_DECODERS
     return [
         Event(
@@ -60,6 +75,25 @@ def rows_to_events(rows: Sequence[Sequence[Any]]) -> list[Event]:
         )
         for seq, etype, stream, version, recorded_at, actor, dsha, h, data in rows
     ]
+
+
+def stored_data(data: bytes) -> msgspec.Raw:
+    """A payload that does not decode as its event's type, as JSON to show: its JSON value
+    re-encoded compactly (the same value, so the same canonical form and digest), or, where
+    it is not JSON at all, its text as a JSON string."""
+    try:
+        return msgspec.Raw(msgspec.json.encode(msgspec.json.decode(data)))
+    except msgspec.DecodeError:
+        return msgspec.Raw(msgspec.json.encode(bytes(data).decode("utf-8", "replace")))
+
+
+def _as_stored(row: Sequence[Any]) -> Event:
+    try:
+        return rows_to_events((row,))[0]
+    except (msgspec.DecodeError, KeyError):
+        seq, etype, stream, version, recorded_at, actor, dsha, h, data = row
+        log.warning("payload_does_not_decode", seq=seq, type=etype)
+        return Event(seq, etype, stream, version, recorded_at, actor, stored_data(data), dsha, h)
 
 
 @dataclass(slots=True)
@@ -282,13 +316,13 @@ class LogReads:
     def size(self) -> int:
         raise NotImplementedError
 
-    def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
+    def read(self, after: int = 0, limit: int = 1000, *, as_stored: bool = False) -> list[Event]:
         raise NotImplementedError
 
     def _fetch(self, ids: Sequence[merkle.NodeId]) -> Mapping[merkle.NodeId, bytes]:
         raise NotImplementedError
 
-    def scan(self, after: int = 0) -> Generator[Event, None, None]:
+    def scan(self, after: int = 0, *, as_stored: bool = False) -> Generator[Event, None, None]:
         """Every event after seq `after`, in order: the log as it stood when `scan` was
         called, however long the caller takes over it.
 
@@ -298,11 +332,11 @@ class LogReads:
         reads it as it stood then; a payload erased meanwhile reads as erased.
         """
         start = max(0, min(after, 2**63 - 1))
-        return self._scan(start, self.size())
+        return self._scan(start, self.size(), as_stored)
 
-    def _scan(self, after: int, end: int) -> Generator[Event, None, None]:
+    def _scan(self, after: int, end: int, as_stored: bool) -> Generator[Event, None, None]:
         while after < end:  # seqs have no gaps: a page never passes `end`
-            page = self.read(after, min(self.scan_chunk, end - after))
+            page = self.read(after, min(self.scan_chunk, end - after), as_stored=as_stored)
             if not page:
                 return
             yield from page

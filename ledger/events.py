@@ -197,7 +197,7 @@ class Event(msgspec.Struct, frozen=True, gc=False):
     version: int
     recorded_at: str
     actor: str
-    data: AnyPayload | ErasedAssertion | None
+    data: AnyPayload | ErasedAssertion | msgspec.Raw | None
     data_sha256: str
     hash: str
 

@@ -1030,11 +1030,12 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
     def _events(self, where: str, args: Sequence[Any]) -> Iterator[Event]:
         return events_where(self.reader(), where, args)
 
-    def read(self, after: int = 0, limit: int = 1000) -> list[Event]:
+    def read(self, after: int = 0, limit: int = 1000, *, as_stored: bool = False) -> list[Event]:
         """At most `limit` events after seq `after` (any integers: clamped to SQLite's range)."""
         after, limit = max(0, min(after, _MAX_INT)), max(0, min(limit, _MAX_INT))
         sql = f"{_SELECT_EVENTS} WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
-        return rows_to_events(self.reader().execute(sql, (after, limit)).fetchall())
+        rows = self.reader().execute(sql, (after, limit)).fetchall()
+        return rows_to_events(rows, as_stored=as_stored)
 
     def read_stream(self, stream: str) -> list[Event]:
         return list(self._events("WHERE e.stream = ? ORDER BY e.version", (stream,)))

@@ -96,11 +96,16 @@ class EventStore(Protocol):
     async def run(self, work: Callable[[Transaction], T]) -> T:
         """Run `work` in the single writer's transaction; acknowledged after commit."""
 
-    def read(self, after: int = 0, limit: int = 1000) -> list[Event]: ...
+    def read(self, after: int = 0, limit: int = 1000, *, as_stored: bool = False) -> list[Event]:
+        """At most `limit` events after `after`. A payload that does not decode as its
+        type raises, or with `as_stored` reads as the JSON stored (to show the log as it
+        is, altered parts too: :func:`ledger.backend.rows_to_events`)."""
+        ...
 
-    def scan(self, after: int = 0) -> Generator[Event, None, None]:
+    def scan(self, after: int = 0, *, as_stored: bool = False) -> Generator[Event, None, None]:
         """Every event after `after`, in order, as the log stood at the call, streamed: the
-        whole log in bounded memory, on any thread; `close()` ends it early."""
+        whole log in bounded memory, on any thread; `close()` ends it early. `as_stored`
+        as for :meth:`read`."""
         ...
 
     def read_stream(self, stream: str) -> list[Event]: ...

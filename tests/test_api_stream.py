@@ -10,7 +10,9 @@ import socket
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +22,7 @@ from api.tail import Tail, watch_other_writers
 from ledger import keys
 from ledger.sqlite_store import SqliteStore, connect
 from projections import all_projectors
+from scripts import check_log
 from tests import api_helpers
 from tests.api_helpers import (
     ROOT,
@@ -35,6 +38,7 @@ from tests.api_helpers import (
     read_stream,
     serve,
 )
+from tests.reliability import tamper
 from tests.store_contract import new_events
 
 # the fixtures every test here starts from
@@ -127,6 +131,60 @@ async def test_resuming_past_the_head_is_refused(client: Client, ledger: Ledger)
     assert [e["id"] for e in stream.events] == [str(SEED_EVENTS + 1)]
     caught_up = await client.get(f"/v1/events?after={SEED_EVENTS + 1}", headers=reader)
     assert caught_up.json() == {"items": [], "next": None}
+
+
+async def test_an_altered_payload_reads_as_stored_and_an_outside_check_names_it(
+    ledger: Ledger,
+) -> None:
+    """Payloads edited in the file so they no longer decode (a renamed field, an event type
+    changed, bytes that are not JSON) are served as stored, by the pages and the stream,
+    not as a 500: a reader sees what the file holds and `check_log.py` names each seq."""
+    conn = sqlite3.connect(ledger.db)
+    first, second, third = (
+        seq
+        for (seq,) in conn.execute(
+            "SELECT seq FROM events WHERE type = 'AssertionRecorded' ORDER BY seq LIMIT 3"
+        )
+    )
+    renamed = conn.execute("SELECT data FROM payloads WHERE seq = ?", (first,)).fetchone()[0]
+    conn.close()
+    renamed = bytes(renamed).replace(b'"assertion_id"', b'"assertion_iX"')
+    tamper(
+        ledger.db,
+        [
+            ("UPDATE payloads SET data = ? WHERE seq = ?", (renamed, first)),
+            ("UPDATE events SET type = 'Bogus' WHERE seq = ?", (second,)),
+            ("UPDATE payloads SET data = ? WHERE seq = ?", (b"\xff not json", third)),
+        ],
+    )
+    async with serve(ledger) as client:
+        reader = ledger.auth("reader")
+        page = await client.get("/v1/events", params={"limit": 1000}, headers=reader)
+        assert page.status_code == 200, page.text
+        items = page.json()["items"]
+        assert [e["seq"] for e in items] == list(range(1, SEED_EVENTS + 1))
+        by_seq = {e["seq"]: e for e in items}
+        assert by_seq[first]["data"] == json.loads(renamed)
+        assert by_seq[second]["type"] == "Bogus"
+        assert by_seq[second]["data"]["assertion_id"]  # the payload as it was written
+        assert by_seq[third]["data"] == "\ufffd not json"
+        stream = read_stream(client, "/v1/events/stream?after=0", reader, events=SEED_EVENTS)
+        assert [json.loads(m["data"]) for m in stream.events] == items
+        head = (await client.get("/v1/log/head", headers=reader)).json()
+
+    class Served(check_log.Server):
+        def events(self, after: int, until: int) -> Iterator[dict[str, Any]]:
+            return iter(items[after:until])
+
+    failures, _ = check_log.check_events(
+        Served("http://127.0.0.1:9", None), head["size"], bytes.fromhex(head["root"]), print
+    )
+    assert failures == [
+        f"seq {first}: the payload does not hash to its data_sha256",
+        f"seq {second}: the hash chain breaks here",
+        f"seq {third}: the payload does not hash to its data_sha256",
+        "the Merkle root of the events is not the head's root",
+    ]
 
 
 async def test_stream_delivers_a_new_event(client: Client, ledger: Ledger) -> None:

@@ -601,6 +601,31 @@ def test_views_kept_behind_by_a_broken_log_say_so_not_read_only(seeded: Path) ->
         ), args
 
 
+def test_events_writes_an_altered_payload_as_stored_and_says_so(seeded: Path) -> None:
+    """Not a traceback halfway through: every event is written, the altered ones as the
+    file holds them, and the exit status and a line on standard error say the log was
+    altered."""
+    tamper(
+        seeded,
+        [
+            "UPDATE events SET type = 'Bogus' WHERE seq = 9",
+            ("UPDATE payloads SET data = ? WHERE seq = 12", (b"{not json",)),
+        ],
+    )
+    result = cli_run("events", "--db", str(seeded))
+    assert result.returncode == 1, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, 28))
+    assert (events[8]["type"], events[11]["data"]) == ("Bogus", "{not json")
+    assert result.stderr.splitlines()[-1] == (
+        "ledger events: payloads that do not decode as their events' types, at seq 9, 12: "
+        "the log was altered; they are written as stored; run `ledger verify`"
+    )
+    assert "Traceback" not in result.stderr
+    clean = cli_run("events", "--after", "12", "--db", str(seeded))
+    assert (clean.returncode, len(clean.stdout.splitlines())) == (0, 15)
+
+
 def test_an_import_reports_its_fold_into_the_views(tmp_path: Path) -> None:
     """The bar of lines read ends at 100%; the fold that follows has a bar of its own."""
     read: list[tuple[int, int]] = []

@@ -66,7 +66,7 @@ def health(state: State) -> Health:
 )
 def list_events(state: State, after: After = 0, limit: Limit = 100) -> EventPage:
     store = store_of(state)
-    events = store.read(after, limit + 1)
+    events = store.read(after, limit + 1, as_stored=True)
     if not events:
         check_resume_point(store.size(), "after", after)
     more = len(events) > limit
@@ -141,7 +141,7 @@ async def stream_events(
         nonlocal position
         yield ServerSentEventMessage(comment="connected", retry=2000, data=None)
         while True:
-            batch = await asyncio.to_thread(store.read, position, 500)
+            batch = await asyncio.to_thread(store.read, position, 500, as_stored=True)
             if not await _still_allowed(request):
                 return
             for event in batch:
