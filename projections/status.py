@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from typing import Literal
 
-from projections.facts import Fact
+from projections.facts import Fact, Liveness
 from projections.rows import Status, StatusChange
 
 Decisive = Literal["confirmed", "denied"]
@@ -60,19 +60,30 @@ class RunningStatus:
 
 
 def status_parts(
-    live: list[Fact],
+    facts: list[Fact],
 ) -> tuple[Status, str | None, list[str], list[str], list[StatusChange]]:
-    """`(status, since, by, basis, history)` of live assertions given in statement order.
+    """`(status, since, by, basis, history)` of eligible assertions given in statement order.
 
-    History changes are taken between statement times, not between assertions stated at
-    the same time, so it never shows a status that held at no statement time.
+    The history is the status as the view would give it at each statement time, in turn:
+    liveness is taken over the assertions stated by then, so a correction stated later has
+    not yet displaced what it corrects, and a status that held before it shows. Changes
+    are taken between statement times, not between assertions stated at the same time, so
+    it never shows a status that held at no statement time.
     """
+    liveness = Liveness()
     running = RunningStatus()
     history: list[StatusChange] = []
     previous: Status = "unreported"
-    for i, fact in enumerate(live):
-        running.add(fact)
-        if i + 1 < len(live) and live[i + 1].stated_start == fact.stated_start:
+    for i, fact in enumerate(facts):
+        changes = liveness.add(fact)
+        if len(changes) == 1:  # the new assertion alone became live: it comes last
+            running.add(fact)
+        elif changes:  # others stopped (or started again) being live: refold in order
+            running = RunningStatus()
+            for earlier in facts[: i + 1]:
+                if earlier.assertion_id in liveness.live:
+                    running.add(earlier)
+        if i + 1 < len(facts) and facts[i + 1].stated_start == fact.stated_start:
             continue
         status, behind = running.current()
         if status != previous:

@@ -107,8 +107,8 @@ def quantity_view(
 
 def status_view(conn: sqlite3.Connection, subject: str, prop: str, at: PointInTime) -> StatusView:
     """The contract's status view of `subject`/`prop` at `at`."""
-    live = live_facts(eligible(conn, subject, prop, at, kind="status"))
-    status, since, by, basis, history = status_parts(live)
+    facts = eligible(conn, subject, prop, at, kind="status")
+    status, since, by, basis, history = status_parts(facts)
     return StatusView(
         subject=subject,
         property=prop,

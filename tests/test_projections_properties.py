@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ledger.commands import (
@@ -25,7 +25,7 @@ from ledger.commands import (
     UpdateSource,
 )
 from ledger.sqlite_store import SqliteStore
-from ledger.times import cutoff, parse_time
+from ledger.times import cutoff, format_record_time, parse_time
 from projections import views
 from projections.facts import Fact, eligible, live_facts
 from projections.pit import PointInTime
@@ -327,3 +327,43 @@ def test_the_timeline_agrees_with_the_rules_applied_to_each_prefix(
                 item = items[fact.assertion_id]
                 assert item.after == _direct_value(prefix, fact.kind)
                 assert item.before == _direct_value(prefix[:-1], fact.kind)
+
+
+@FAST
+@given(ops=ops_strategy, as_of=st.sampled_from((None, *AS_OF)))
+@example(  # a correction stated later, to another value: what held before it stays
+    ops=[
+        ("record", "x", "status", 1, 0, False, 0, {"src-a"}, None),
+        ("record", "x", "status", 2, 0, False, 1, {"src-b"}, None),
+        ("record", "x", "status", 7, 0, False, 2, {"src-b"}, 1),
+    ],
+    as_of=None,
+)
+@example(  # to the same value: the status began with the first one
+    ops=[
+        ("record", "y", "status", 0, 0, False, 0, {"src-a"}, None),
+        ("record", "y", "status", 2, 0, False, 0, {"src-a"}, 0),
+    ],
+    as_of=None,
+)
+def test_the_status_history_is_the_view_at_each_statement_time(
+    ops: list[tuple[Any, ...]], as_of: str | None
+) -> None:
+    """A status view's history is what the views at the same seq said at each statement
+    time up to its `as_of`, with their `since` and first basis, kept where the status
+    changed: a correction stated later does not take back the status that held before it."""
+    with ledgers(1) as (store,):
+        run_in_one_unit(store, (s.command for s in materialize(ops)))
+        conn = store.reader()
+        pit = at(store, as_of)
+        for subject in SUBJECTS:
+            starts = sorted({f.stated_start for f in eligible(conn, subject, "st", pit)})
+            expected: list[tuple[str, str | None, str | None]] = []
+            for start in starts:
+                then = views.status_view(
+                    conn, subject, "st", at(store, format_record_time(start), seq=pit.seq)
+                )
+                if then.status != (expected[-1][0] if expected else "unreported"):
+                    expected.append((then.status, then.since, then.basis[0]))
+            view = views.status_view(conn, subject, "st", pit)
+            assert [(h.status, h.since, h.assertion_id) for h in view.history] == expected

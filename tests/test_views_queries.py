@@ -58,6 +58,35 @@ def test_status_follows_the_latest_decisive_claim(lg: SqliteStore) -> None:
     assert sview(lg, "2024-02").since == "2024-01"
 
 
+def test_a_correction_stated_later_keeps_the_status_before_it_in_the_history(
+    lg: SqliteStore,
+) -> None:
+    """d replaces c from 2024-06 on: before then the view said confirmed, so the history
+    says so too, though c no longer counts at the head."""
+    run(
+        lg,
+        status("reported", stated_at="2024-01", assertion_id="r"),
+        status("confirmed", stated_at="2024-03", assertion_id="c", claimants=("src-b",)),
+        status(
+            "denied", stated_at="2024-06", assertion_id="d", claimants=("src-b",), supersedes="c"
+        ),
+    )
+    view = sview(lg)
+    assert (view.status, view.since, view.basis) == ("denied", "2024-06", ["d"])
+    assert [(h.status, h.since, h.assertion_id) for h in view.history] == [
+        ("reported", "2024-01", "r"),
+        ("confirmed", "2024-03", "c"),
+        ("denied", "2024-06", "d"),
+    ]
+    assert (sview(lg, "2024-04").status, sview(lg, "2024-04").basis) == ("confirmed", ["c"])
+    # retracting the correction puts c back at the head, and the history follows
+    run(lg, retract("d"))
+    assert [(h.status, h.assertion_id) for h in sview(lg).history] == [
+        ("reported", "r"),
+        ("confirmed", "c"),
+    ]
+
+
 def test_decisive_claims_at_the_same_time_are_disputed(lg: SqliteStore) -> None:
     run(
         lg,
