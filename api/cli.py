@@ -148,8 +148,10 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
     span = f" (seq {result.first_seq}..{result.last_seq})" if result.appended else ""
     if result.views_failure is not None:
+        failed = result.views_failure
+        why = "the database is full" if isinstance(failed, StorageFull) else failed
         sys.stderr.write(
-            f"ledger import: the views could not be brought up to date ({result.views_failure}); "
+            f"ledger import: the views could not be brought up to date ({why}); "
             "they catch up at the next append or when the ledger is next opened\n"
         )
     if result.failure is not None:
@@ -493,14 +495,26 @@ def cmd_state(args: argparse.Namespace) -> int:
         if args.kind is not None and kind not in (None, args.kind):
             _fail(f"{args.subject}/{args.property} holds {kind} values, not {args.kind} ones")
         view = property_view(conn, args.subject, args.property, at, kind=args.kind)
+        size = store.size()
     finally:
         store.close()
+    # asked for the latest while the views are behind the log (an import appending beside,
+    # or a full disk kept them from catching up): the answer is the view where they are
+    behind = (
+        f"the views reach seq {at.seq} of the log's {size} events, and catch up when the "
+        "ledger can next be written to"
+        if args.seq is None and args.known_at is None and at.seq < size
+        else None
+    )
     if view is None:
         _fail(
             f"no property {args.property!r} on subject {args.subject!r}: nothing claimed it "
-            "yet (--kind quantity or --kind status prints the empty view, as HTTP does)"
+            + (f"by seq {at.seq}, since {behind}" if behind else "yet")
+            + " (--kind quantity or --kind status prints the empty view, as HTTP does)"
         )
     _print_json(view)
+    if behind:
+        sys.stderr.write(f"ledger state: this is the view at seq {at.seq}: {behind}\n")
     return 0
 
 

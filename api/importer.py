@@ -296,9 +296,13 @@ class _DeferredViews:
             self.store.run_sync(give_back)
         except LedgerError as exc:  # rolled back; what was appended stays appended
             self.failed = exc
-            self.store.run_sync(self._put_back)
+            try:
+                self.store.run_sync(self._put_back)
+            except LedgerError:  # not even an empty unit commits (a full disk): only the
+                # import appends through this store, and it is done, so the writer is idle
+                self._put_back(None)
 
-    def _put_back(self, txn: SqliteTransaction) -> None:
+    def _put_back(self, txn: SqliteTransaction | None) -> None:
         del txn
         self.store.projectors.extend(self.taken)
         self.taken = []

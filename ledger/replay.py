@@ -327,7 +327,13 @@ def catch_up_on_open(connection: sqlite3.Connection, projector: Projector) -> in
     except BaseException:
         connection.execute("ROLLBACK")
         raise
-    connection.execute("COMMIT")
+    try:
+        connection.execute("COMMIT")
+    except sqlite3.Error as exc:  # a full disk: the views lag, and every read still works
+        with suppress(sqlite3.Error):  # SQLite may have rolled back already
+            connection.execute("ROLLBACK")
+        log.warning("catch_up_not_committed", projector=projector.name, error=str(exc))
+        return 0
     log.info("caught_up", projector=projector.name, events=done)
     return done
 

@@ -551,7 +551,12 @@ def test_views_that_could_not_catch_up_are_never_shown_as_current(
     monkeypatch.setattr(replay_module, "catch_up", cannot)
     argv = ["state", DEPLOYMENT, "deployment.status", "--db", str(seeded)]
     assert cli.main(argv) == 0
-    assert json.loads(capsys.readouterr().out)["seq"] == 20
+    out, err = capsys.readouterr()
+    assert json.loads(out)["seq"] == 20
+    assert "ledger state: this is the view at seq 20: the views reach seq 20 of the log's 27" in err
+    with pytest.raises(SystemExit):  # and a property with no claim says where it looked
+        cli.main(["state", DEPLOYMENT, "nothing.claimed", "--db", str(seeded)])
+    assert "nothing claimed it by seq 20, since the views reach seq 20" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stopped:
         cli.main([*argv, "--seq", "27"])
     assert stopped.value.code == 1

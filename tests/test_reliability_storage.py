@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -370,6 +370,100 @@ def test_an_import_that_fills_the_disk_stops_at_a_chunk_and_says_which_lines_are
         assert audit(store, all_projectors).ok
     finally:
         store.close()
+
+
+def test_a_full_disk_at_the_views_fold_still_says_every_line_went_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every line is appended; the fold of the views that ends the import finds the disk
+    full, and then (as on a full tmpfs, where even an empty unit's commit fails) so does
+    the unit that puts the projectors back. The command still says every line is in and
+    the views lag, not "nothing was appended"; opened with room, the views catch up."""
+    from api import cli, importer
+    from bench import gen
+
+    source = tmp_path / "in.jsonl"
+    lines = gen.write(source, 300)
+    db = tmp_path / "l.db"
+    opened, fold = cli.open_store, importer.catch_up
+
+    def full_before_folding(conn: sqlite3.Connection, *args: Any, **kwargs: Any) -> int:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}")
+        return fold(conn, *args, **kwargs)
+
+    def nothing_commits_once_full(*args: Any, **kwargs: Any) -> SqliteStore:
+        store = opened(*args, **kwargs)
+        run_sync = store.run_sync
+
+        def refusing(work: Callable[[SqliteTransaction], Any]) -> Any:
+            if getattr(work, "__name__", "") == "_put_back":
+                raise StorageFull("the database is full: nothing was appended")
+            return run_sync(work)
+
+        monkeypatch.setattr(store, "run_sync", refusing)
+        return store
+
+    monkeypatch.setattr(importer, "catch_up", full_before_folding)
+    monkeypatch.setattr(cli, "open_store", nothing_commits_once_full)
+    code = cli.main(["import", str(source), "--db", str(db)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out == f"imported {lines} lines: {lines} events appended (seq 1..{lines})\n"
+    assert (
+        "ledger import: the views could not be brought up to date (the database is full); "
+        "they catch up at the next append or when the ledger is next opened"
+    ) in err
+    assert "nothing was appended" not in err
+
+    store = SqliteStore(db, all_projectors())
+    try:
+        assert store.size() == lines
+        assert store.views_reach() == lines
+        assert audit(store, all_projectors).ok
+    finally:
+        store.close()
+
+
+class _CommitFails:
+    """A connection whose COMMIT finds the disk full, as a real one does when the write
+    ahead log cannot grow (SQLite's page cap fails the writes before it instead)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+def test_views_that_cannot_commit_their_catch_up_let_the_ledger_open(ledger: Ledger) -> None:
+    """On a full disk, opening a ledger whose views lag (an import's fold that did not
+    commit) leaves them lagging: every command that reads still works."""
+    from ledger.replay import catch_up_on_open, checkpoint_of
+    from tests.factories import quantity, run
+
+    bare = SqliteStore(ledger.db)  # the write model alone: the views stay at the seed
+    try:
+        more = (quantity(n, n + 1, stated_at="2025", claimants=("us-intel",)) for n in range(3))
+        run(bare, *more)
+    finally:
+        bare.close()
+    conn = sqlite3.connect(ledger.db, isolation_level=None)
+    try:
+        projector = all_projectors()[1]
+        done = catch_up_on_open(cast(sqlite3.Connection, _CommitFails(conn)), projector)
+        assert done == 0
+        assert not conn.in_transaction
+        assert checkpoint_of(conn, projector.name) == SEED_EVENTS
+        assert catch_up_on_open(conn, projector) == 3  # with room, it does
+        assert checkpoint_of(conn, projector.name) == SEED_EVENTS + 3
+    finally:
+        conn.close()
 
 
 def test_a_chunk_before_the_one_that_filled_the_disk_is_never_counted_unless_in(
