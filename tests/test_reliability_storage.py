@@ -385,7 +385,9 @@ def test_a_full_disk_at_the_views_fold_still_says_every_line_went_in(
     source = tmp_path / "in.jsonl"
     lines = gen.write(source, 300)
     db = tmp_path / "l.db"
-    opened, fold = cli.open_store, importer.catch_up
+    from ledger.replay import catch_up as fold
+
+    opened = cli.open_store
 
     def full_before_folding(conn: sqlite3.Connection, *args: Any, **kwargs: Any) -> int:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
