@@ -147,6 +147,11 @@ def cmd_import(args: argparse.Namespace) -> int:
             2,
         )
     span = f" (seq {result.first_seq}..{result.last_seq})" if result.appended else ""
+    if result.views_skipped:
+        sys.stderr.write(
+            "ledger import: the views were not brought up to date (a second Ctrl-C); they "
+            "catch up at the next append or when the ledger is next opened\n"
+        )
     if result.views_failure is not None:
         failed = result.views_failure
         why = "the database is full" if isinstance(failed, StorageFull) else failed
@@ -192,6 +197,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         return 1
     lines = counted(result.lines, "line") if first == 1 else f"lines {first}..{result.lines}"
     print(f"imported {lines}: {counted(result.appended, 'event')} appended{span}")
+    if result.views_skipped:
+        return 130
     return 1 if result.views_failure is not None else 0
 
 

@@ -84,6 +84,7 @@ class ImportResult:
     interrupted: bool = False  # stopped by Ctrl-C: what was read ahead was not appended
     failure: LedgerError | None = None  # the ledger could not take a chunk (a full disk)
     views_failure: LedgerError | None = None  # the views could not be brought up to date
+    views_skipped: bool = False  # a second Ctrl-C: the views were left to catch up later
     read_failure: str | None = None  # the reader process stopped before the end of the file
 
     def problem(self) -> str | None:
@@ -262,10 +263,17 @@ class _DeferredViews:
     """
 
     def __init__(
-        self, store: SqliteStore, progress: Callable[[int, int], None] | None = None
+        self,
+        store: SqliteStore,
+        progress: Callable[[int, int], None] | None = None,
+        stop: _Stop | None = None,
     ) -> None:
         self.store = store
         self.progress = progress
+        self.stop = stop or _Stop()
+        self.skipped = False
+        """A second Ctrl-C: the fold was not run, or was rolled back part way; the views
+        catch up the next time the ledger is opened."""
         self.taken: list[Projector] = []
         self.failed: LedgerError | None = None
         """Why the fold did not commit (a full disk): the projectors are back, and catch up
@@ -284,16 +292,27 @@ class _DeferredViews:
         if not self.taken:
             return
 
+        def folded(done: int, total: int) -> None:
+            if self.stop.hurry:
+                raise _Abandoned
+            if self.progress is not None:
+                self.progress(done, total)
+
         def give_back(txn: SqliteTransaction) -> None:
+            if self.stop.hurry:
+                raise _Abandoned
             conn = txn.connection
             write_model = self.store.projectors[0].name
             committed = checkpoint_of(conn, write_model)
             end = log_size(conn) if committed is None else committed
-            catch_up(conn, self.taken, until=end, chunk=CATCH_UP_CHUNK, progress=self.progress)
+            catch_up(conn, self.taken, until=end, chunk=CATCH_UP_CHUNK, progress=folded)
             self._put_back(txn)
 
         try:
             self.store.run_sync(give_back)
+        except _Abandoned:  # rolled back: the projectors go back without it
+            self.skipped = True
+            self.store.run_sync(self._put_back)
         except LedgerError as exc:  # rolled back; what was appended stays appended
             self.failed = exc
             try:
@@ -349,14 +368,21 @@ BOM = b"\xef\xbb\xbf"
 
 
 class _Stop:
-    asked = False
+    asked = False  # a first Ctrl-C: stop reading at the next chunk
+    hurry = False  # a second: leave the views' fold to the next open
+
+
+class _Abandoned(Exception):
+    """Raised inside the views' fold after a second Ctrl-C: the unit rolls back."""
 
 
 @contextmanager
 def _stop_on_ctrl_c() -> Iterator[_Stop]:
     """While an import runs on the main thread, a first SIGINT only asks it to stop (read
-    between chunks, so no chunk is ever half-handed to the writer); a second one raises
-    KeyboardInterrupt as usual. Elsewhere (a server's thread) nothing changes."""
+    between chunks, so no chunk is ever half-handed to the writer); a second one asks it
+    to skip the fold of the views (the chunks already handed to the writer still commit,
+    so the lines in the log stay exactly known); a third raises KeyboardInterrupt as usual.
+    Elsewhere (a server's thread) nothing changes."""
     stop = _Stop()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -364,7 +390,8 @@ def _stop_on_ctrl_c() -> Iterator[_Stop]:
 
     def ask(signum: int, frame: FrameType | None) -> None:
         if stop.asked:
-            raise KeyboardInterrupt
+            stop.hurry = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         stop.asked = True
 
     previous = signal.signal(signal.SIGINT, ask)
@@ -575,7 +602,8 @@ def import_file(
     Run on the main thread (the CLI), a first Ctrl-C stops the reading between two chunks,
     lets the chunks already handed to the writer commit and fold, and returns with
     `interrupted` and `done_lines` (every line up to it is in the log); a second Ctrl-C
-    stops at once, as usual.
+    skips (or stops) that fold, returning so with `views_skipped`; a third stops at once,
+    as usual.
 
     `read_ahead` chooses the reader (see the module): a process of its own, or this
     thread; by default the process for a file of :data:`READ_AHEAD_BYTES` or more. A
@@ -621,7 +649,7 @@ def import_file(
     ahead = total >= READ_AHEAD_BYTES if read_ahead is None else read_ahead
     with (
         _stop_on_ctrl_c() as stop,
-        _DeferredViews(store, fold_progress) as views,
+        _DeferredViews(store, fold_progress, stop) as views,
         _reader(path, size, from_line, ahead) as reads,
     ):
         try:
@@ -645,6 +673,7 @@ def import_file(
     if result.error is None and result.failure is None:  # else that is why it stopped
         result.read_failure = read_failure
     result.views_failure = views.failed
+    result.views_skipped = views.skipped
     if result.failure is not None or result.read_failure is not None:
         return result
     if decode_error is not None and result.error is None:  # every line before it is in

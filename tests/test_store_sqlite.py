@@ -643,6 +643,61 @@ def test_an_interrupted_import_says_exactly_which_lines_are_in(tmp_path: Path) -
         conn.close()
 
 
+def test_a_second_ctrl_c_leaves_the_views_fold_to_the_next_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first Ctrl-C stops the reading; a second, while the views are being folded,
+    stops that fold (rolled back) instead of letting it run on: the lines in the log are
+    still exactly known, and the views catch up when the ledger is next opened."""
+    from api import importer
+    from bench import gen
+
+    monkeypatch.setattr(importer, "CATCH_UP_CHUNK", 50)
+    source = tmp_path / "in.jsonl"
+    lines = gen.write(source, 1500)
+    path = tmp_path / "l.db"
+    store = SqliteStore(path, all_projectors())
+    reads = folds = 0
+
+    def progress(done: int, total: int) -> None:
+        nonlocal reads
+        reads += 1
+        if reads == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, between two chunks
+
+    def fold_progress(done: int, total: int) -> None:
+        nonlocal folds
+        folds += 1
+        if folds == 1:  # on the writer's thread: wait until the main thread took it
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(500):
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    break
+                time.sleep(0.01)
+
+    try:
+        result = import_file(
+            store, source, "test", progress, fold_progress=fold_progress, chunk_size=100
+        )
+        assert (result.interrupted, result.views_skipped, result.error) == (True, True, None)
+        assert folds == 1  # the fold stopped at its next chunk
+        assert 0 < result.done_lines < lines
+        assert result.appended == store.size() == result.done_lines
+        assert store.views_reach() < store.size()
+    finally:
+        store.close()
+    store = SqliteStore(path, all_projectors())
+    try:
+        assert store.views_reach() == store.size() == result.done_lines
+    finally:
+        store.close()
+    conn = connect(path)
+    try:
+        assert audit_projections(conn, all_projectors) == []
+    finally:
+        conn.close()
+
+
 def test_an_interrupt_beside_a_bad_line_reports_the_bad_line(tmp_path: Path) -> None:
     """The chunk in flight when Ctrl-C comes meets a line the rules refuse: its lines before
     that one are in the log, and the bad line is what is reported."""
