@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import io
 import itertools
 import os
+import shutil
 import socket
 import sqlite3
+import stat
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TextIO, cast
@@ -126,17 +130,40 @@ def cmd_import(args: argparse.Namespace) -> int:
     actor = keys.checked_actor(args.actor, "--actor")
     if path.is_dir():
         _fail(f"{path} is a folder, not a file", 2)
-    try:
-        with path.open("rb"):
-            pass
+    try:  # without opening it: opening a named pipe would take what its writer sends
+        regular = stat.S_ISREG(path.stat().st_mode)
+        if not os.access(path, os.R_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
     except OSError as exc:  # missing, unreadable: said before any ledger is created
         _fail(f"{path}: {exc.strerror or exc}", 2)
+    with contextlib.ExitStack() as cleanup:
+        source = path if regular else _spooled(path, cleanup)
+        return _import(args, path, source, actor)
+
+
+def _spooled(path: Path, cleanup: contextlib.ExitStack) -> Path:
+    """What a pipe (`<(zcat x.gz)`, a named pipe, /dev/stdin) gives, kept in a temporary
+    file removed afterwards: an import reads its file more than once (its size for the
+    bar, a second pass to tell which line to resume from), and a pipe gives it once."""
+    fd, name = tempfile.mkstemp(prefix="ledger-import-", suffix=".jsonl")
+    copy = Path(name)
+    cleanup.callback(copy.unlink, missing_ok=True)
+    try:
+        with os.fdopen(fd, "wb") as out, path.open("rb") as given:
+            shutil.copyfileobj(given, out, 1 << 20)
+    except OSError as exc:
+        _fail(f"{path} is not a regular file, and keeping what it gives in {copy} failed: {exc}")
+    return copy
+
+
+def _import(args: argparse.Namespace, path: Path, source: Path, actor: str) -> int:
+    """`ledger import` of `source`, named in every message as `path` (the file given)."""
     store = open_store(args.db, synchronous=args.synchronous)
-    phases = _Phases(Progress(f"importing {path.name}", path.stat().st_size, unit="bytes"))
+    phases = _Phases(Progress(f"importing {path.name}", source.stat().st_size, unit="bytes"))
     first = args.from_line
     try:
         result = import_file(
-            store, path, actor, phases.read, fold_progress=phases.fold, from_line=first
+            store, source, actor, phases.read, fold_progress=phases.fold, from_line=first
         )
     finally:
         phases.finish()
@@ -180,7 +207,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         taken = any("already taken" in e.message for e in result.error.errors)
         rest = (
             f"`--from-line {line + 1}` imports the rest"
-            if has_lines_after(path, line)
+            if has_lines_after(source, line)
             else "the whole file is in"
         )
         resume = (

@@ -8,10 +8,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -629,6 +632,42 @@ def test_events_writes_an_altered_payload_as_stored_and_says_so(seeded: Path) ->
     assert "Traceback" not in result.stderr
     clean = cli_run("events", "--after", "12", "--db", str(seeded))
     assert (clean.returncode, len(clean.stdout.splitlines())) == (0, 15)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
+@pytest.mark.parametrize("bad", [False, True], ids=["whole", "bad-line"])
+def test_an_import_from_a_named_pipe_reads_it_once(tmp_path: Path, bad: bool) -> None:
+    """A pipe gives what it holds once: the import keeps it in a temporary file, so it
+    neither hangs (a check that opened the pipe first took the writer's data) nor loses
+    the line to resume from (told by reading the file again)."""
+    lines = SEED.read_bytes().splitlines(keepends=True)
+    if bad:
+        lines.insert(5, b'{"record": "bogus"}\n')
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with fifo.open("wb") as out:  # waits for the import to open the pipe
+            out.write(b"".join(lines))
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    spooled = set(Path(tempfile.gettempdir()).glob("ledger-import-*"))
+    result = cli_run("import", str(fifo), "--db", str(tmp_path / "l.db"))
+    writer.join(5)
+    assert not writer.is_alive()
+    if bad:
+        assert result.returncode == 1
+        assert f"ledger import: {fifo}: line 6: record: must be one of" in result.stderr
+        assert "nothing from line 6 on (once it is mended, `--from-line 6` imports the rest)" in (
+            result.stderr
+        )
+    else:
+        assert (result.returncode, result.stdout) == (
+            0,
+            "imported 27 lines: 27 events appended (seq 1..27)\n",
+        )
+    assert set(Path(tempfile.gettempdir()).glob("ledger-import-*")) == spooled  # removed
 
 
 def test_an_import_reports_its_fold_into_the_views(tmp_path: Path) -> None:
