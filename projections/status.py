@@ -19,9 +19,15 @@ _OTHER: dict[str, Decisive] = {"confirmed": "denied", "denied": "confirmed"}
 
 
 class RunningStatus:
-    """The status of live assertions fed in statement order, and what it rests on."""
+    """The status of live assertions fed in statement order, and what it rests on.
 
-    __slots__ = ("_group", "_group_start", "_last", "_reports", "_runs")
+    A `disputed` status rests on its run: the decisive assertions of every statement time,
+    up to the latest, at which both values were stated with no time between them holding
+    one value alone. It began with the first of them, as `confirmed` begins with the first
+    confirmation after the last denial.
+    """
+
+    __slots__ = ("_disputed", "_group", "_group_start", "_last", "_reports", "_runs")
 
     def __init__(self) -> None:
         self._reports: list[Fact] = []
@@ -31,6 +37,7 @@ class RunningStatus:
         self._runs: dict[str, list[Fact]] = {"confirmed": [], "denied": []}
         self._group: list[Fact] = []  # decisive assertions at the latest decisive time
         self._group_start: int | None = None
+        self._disputed: list[Fact] = []  # the disputed run before the latest time's group
 
     def add(self, fact: Fact) -> None:
         value = fact.status
@@ -43,7 +50,11 @@ class RunningStatus:
         if other not in self._last or start > self._last[other]:
             self._runs[value].append(fact)
         self._last[value] = start
-        if start != self._group_start:
+        if start != self._group_start:  # the group before is whole: did it hold both?
+            if len({f.status for f in self._group}) > 1:
+                self._disputed += self._group
+            else:
+                self._disputed = []
             self._group_start, self._group = start, []
         self._group.append(fact)
 
@@ -54,7 +65,7 @@ class RunningStatus:
         latest = max(self._last.values())
         values = [v for v, start in self._last.items() if start == latest]
         if len(values) > 1:
-            return "disputed", self._group
+            return "disputed", self._disputed + self._group
         value: Status = "confirmed" if values[0] == "confirmed" else "denied"
         return value, self._runs[values[0]]
 

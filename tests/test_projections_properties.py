@@ -339,6 +339,15 @@ def test_the_timeline_agrees_with_the_rules_applied_to_each_prefix(
     ],
     as_of=None,
 )
+@example(  # disputed at two times in a row: it began at the first
+    ops=[
+        ("record", "x", "status", 1, 0, False, 1, {"src-a"}, None),
+        ("record", "x", "status", 1, 0, False, 2, {"src-b"}, None),
+        ("record", "x", "status", 7, 0, False, 1, {"src-a"}, None),
+        ("record", "x", "status", 7, 0, False, 2, {"src-b"}, None),
+    ],
+    as_of=None,
+)
 @example(  # to the same value: the status began with the first one
     ops=[
         ("record", "y", "status", 0, 0, False, 0, {"src-a"}, None),
@@ -367,3 +376,7 @@ def test_the_status_history_is_the_view_at_each_statement_time(
                     expected.append((then.status, then.since, then.basis[0]))
             view = views.status_view(conn, subject, "st", pit)
             assert [(h.status, h.since, h.assertion_id) for h in view.history] == expected
+            # with no correction, a status keeps its `since` while it lasts
+            facts = eligible(conn, subject, "st", pit)
+            if all(f.supersedes is None for f in facts):
+                assert view.since == (expected[-1][1] if expected else None)

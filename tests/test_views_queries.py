@@ -111,6 +111,35 @@ def test_decisive_claims_at_the_same_time_are_disputed(lg: SqliteStore) -> None:
     assert (view.status, view.since, view.basis) == ("denied", "2024-04", ["d2"])
 
 
+def test_a_dispute_that_goes_on_is_disputed_since_it_began(lg: SqliteStore) -> None:
+    """Both values stated again at a later time, with nothing between holding one alone:
+    still the same dispute, since its first time, resting on both times' assertions."""
+    run(
+        lg,
+        status("confirmed", stated_at="2025-01-10", assertion_id="c1", claimants=("src-a",)),
+        status("denied", stated_at="2025-01-10", assertion_id="d1", claimants=("src-b",)),
+        status("reported", stated_at="2025-03", assertion_id="r1", claimants=("src-c",)),
+        status("confirmed", stated_at="2025-06-10", assertion_id="c2", claimants=("src-a",)),
+        status("denied", stated_at="2025-06-10", assertion_id="d2", claimants=("src-b",)),
+    )
+    view = sview(lg)
+    assert (view.status, view.since, view.basis) == (
+        "disputed",
+        "2025-01-10",
+        ["c1", "d1", "c2", "d2"],
+    )
+    assert [(h.status, h.since) for h in view.history] == [("disputed", "2025-01-10")]
+    # one value alone in between ends that dispute: the next one begins anew
+    run(lg, status("denied", stated_at="2025-04", assertion_id="d-mid", claimants=("src-b",)))
+    view = sview(lg)
+    assert (view.status, view.since, view.basis) == ("disputed", "2025-06-10", ["c2", "d2"])
+    assert [(h.status, h.since) for h in view.history] == [
+        ("disputed", "2025-01-10"),
+        ("denied", "2025-04"),
+        ("disputed", "2025-06-10"),
+    ]
+
+
 def test_reported_since_the_first_live_report(lg: SqliteStore) -> None:
     run(
         lg,
