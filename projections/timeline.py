@@ -1,10 +1,12 @@
 """The timeline: every live assertion on a subject, with its property's value around it.
 
 Items come in statement order (ties: record order). Each carries its property's view
-value just before and just after it, computed over the timeline's prefix with liveness
-re-evaluated there: a correction stated later has not yet displaced what it corrects.
-The prefix runs over every eligible assertion, so an assertion that is not live at the
-end (one corrected later) still shapes the values of the items around it.
+value just before its statement time and at it, computed over the timeline's prefix with
+liveness re-evaluated there: a correction stated later has not yet displaced what it
+corrects. The prefix runs over every eligible assertion, so an assertion that is not live
+at the end (one corrected later) still shapes the values of the items around it.
+Assertions of one property stated at the same time share those two values: the view
+never held what one of them alone would give, so no item shows it.
 
 A timeline is paged like every list when a `limit` is given (without one it holds every
 item): the cursor names the last item of the page before by its place in statement order,
@@ -93,7 +95,16 @@ def timeline(
             state = properties[fact.prop] = _Property(fact.kind)
         before, after = state.add(fact)
         steps.append((fact, before, after))
-    steps = [s for s in steps if s[0].assertion_id in properties[s[0].prop].liveness.live]
+    # one statement time of one property: before the first of it, after the last of it
+    at_time: dict[tuple[str, int], tuple[Value, Value]] = {}
+    for fact, before, after in steps:
+        key = (fact.prop, fact.stated_start)
+        at_time[key] = (at_time[key][0] if key in at_time else before, after)
+    steps = [
+        (fact, *at_time[fact.prop, fact.stated_start])
+        for fact, _, _ in steps
+        if fact.assertion_id in properties[fact.prop].liveness.live
+    ]
     if place is not None:
         steps = [s for s in steps if s[0].order > place]
     following: str | None = None

@@ -279,6 +279,21 @@ def _direct_value(prefix: list[Fact], kind: str) -> Any:
 
 @FAST
 @given(ops=ops_strategy, as_of=st.sampled_from((None, *AS_OF)))
+@example(  # a correction stated at the same time as what it corrects: that never held
+    ops=[
+        ("record", "x", "quantity", 4, 0, False, 0, {"src-a"}, None),
+        ("record", "x", "quantity", 5, 0, False, 1, {"src-b"}, 0),
+    ],
+    as_of=None,
+)
+@example(  # two at one time, one of them corrected later: both show the value at that time
+    ops=[
+        ("record", "x", "quantity", 4, 0, False, 0, {"src-a"}, None),
+        ("record", "x", "quantity", 5, 0, False, 1, {"src-b"}, None),
+        ("record", "x", "quantity", 7, 0, False, 2, {"src-b"}, 1),
+    ],
+    as_of=None,
+)
 def test_the_timeline_agrees_with_the_rules_applied_to_each_prefix(
     ops: list[tuple[Any, ...]], as_of: str | None
 ) -> None:
@@ -320,13 +335,15 @@ def test_the_timeline_agrees_with_the_rules_applied_to_each_prefix(
                 for f in live_facts([g for g in facts if g.prop == prop])
             }
             assert list(items) == [f.assertion_id for f in facts if f.assertion_id in live_ids]
-            for n, fact in enumerate(facts):
+            for fact in facts:  # the view just before its statement time, and at it
                 if fact.assertion_id not in items:
                     continue
-                prefix = [f for f in facts[: n + 1] if f.prop == fact.prop]
+                mine = [f for f in facts if f.prop == fact.prop]
                 item = items[fact.assertion_id]
-                assert item.after == _direct_value(prefix, fact.kind)
-                assert item.before == _direct_value(prefix[:-1], fact.kind)
+                at_it = [f for f in mine if f.stated_start <= fact.stated_start]
+                before_it = [f for f in mine if f.stated_start < fact.stated_start]
+                assert item.after == _direct_value(at_it, fact.kind)
+                assert item.before == _direct_value(before_it, fact.kind)
 
 
 @FAST
