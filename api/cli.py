@@ -462,6 +462,10 @@ def cmd_backup(args: argparse.Namespace) -> int:
         _fail(f"{dest} already exists (a backup never replaces a file)", 2)
     if not dest.parent.is_dir():
         _fail(f"{dest.parent}: no such folder", 2)
+    ledger_file = Path(args.db).resolve()
+    for suffix in ("-wal", "-shm", "-journal"):  # SQLite makes these beside the ledger
+        if dest.resolve() == ledger_file.with_name(ledger_file.name + suffix):
+            _fail(f"{dest} is where SQLite keeps the ledger's own {suffix} file", 2)
     store = existing_store(args.db)
     try:
         bar = Progress("copying", store.file_bytes(), unit="bytes")

@@ -126,6 +126,14 @@ def _not_utf8(raw: bytes) -> str:
     return "not UTF-8 text"
 
 
+def _utf16(raw: bytes) -> str:
+    """A hint where a line that does not decode looks like UTF-16 (a UTF-16 byte order
+    mark, or a zero byte beside each ASCII character): what a Windows editor may save."""
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in raw[:4]:
+        return "; the file looks like UTF-16 text: save it as UTF-8"
+    return ""
+
+
 def decode_line(raw: bytes, number: int) -> ImportLine:
     """One line as a command, or :class:`_BadLine` naming every bad field."""
     if len(raw) > MAX_LINE:
@@ -142,11 +150,11 @@ def decode_line(raw: bytes, number: int) -> ImportLine:
             problem = ImportError_(number, [FieldError("line", "not JSON: nested too deeply")])
             raise _BadLine(0, problem) from None
         except UnicodeDecodeError:  # where in the line, not in the string msgspec read
-            problem = ImportError_(number, [FieldError("line", _not_utf8(raw))])
+            problem = ImportError_(number, [FieldError("line", _not_utf8(raw) + _utf16(raw))])
             raise _BadLine(0, problem) from None
         except ValueError as exc:  # msgspec.DecodeError
-            problem = ImportError_(number, [FieldError("line", f"not JSON: {exc}")])
-            raise _BadLine(0, problem) from None
+            message = f"not JSON: {exc}{_utf16(raw)}"
+            raise _BadLine(0, ImportError_(number, [FieldError("line", message)])) from None
         if not isinstance(obj, dict):
             not_object = FieldError("line", "not a JSON object: each line is one {...} record")
             raise _BadLine(0, ImportError_(number, [not_object])) from None

@@ -117,6 +117,8 @@ def test_a_backup_never_replaces_a_file(tmp_path: Path, capsys: pytest.CaptureFi
         ([str(tmp_path / "folder"), "--db", str(source)], "already exists"),
         ([str(tmp_path / "none" / "c.db"), "--db", str(source)], "no such folder"),
         ([str(tmp_path / "c.db"), "--db", str(tmp_path / "absent.db")], "no ledger there"),
+        ([f"{source}-wal", "--db", str(source)], "the ledger's own -wal file"),
+        ([f"{tmp_path}/./l.db-shm", "--db", str(source)], "the ledger's own -shm file"),
     ]:
         with pytest.raises(SystemExit) as stopped:
             main(["backup", *argv])

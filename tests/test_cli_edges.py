@@ -670,6 +670,18 @@ def test_an_import_from_a_named_pipe_reads_it_once(tmp_path: Path, bad: bool) ->
     assert set(Path(tempfile.gettempdir()).glob("ledger-import-*")) == spooled  # removed
 
 
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_file_is_named_as_such(tmp_path: Path, codec: str) -> None:
+    """What a Windows editor may save: refused at line 1, saying what the file looks like
+    and what to do, rather than only "invalid character (byte 0)"."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(SEED.read_text(), encoding=codec)
+    result = cli_run("import", str(source), "--db", str(tmp_path / "l.db"))
+    assert result.returncode == 1
+    assert "line 1: line: not" in result.stderr
+    assert "the file looks like UTF-16 text: save it as UTF-8" in result.stderr
+
+
 def test_an_import_reports_its_fold_into_the_views(tmp_path: Path) -> None:
     """The bar of lines read ends at 100%; the fold that follows has a bar of its own."""
     read: list[tuple[int, int]] = []
