@@ -14,6 +14,7 @@ import sqlite3
 import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TextIO, cast
@@ -333,14 +334,31 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
     store = existing_store(args.db)
     bar = Progress("rebuilding", max(store.size(), 1))
+    stop = threading.Event()
+
+    def progress(done: int, total: int) -> None:  # on the writer's thread
+        if stop.is_set():
+            raise _Stopped
+        bar(done, total)
+
     try:
-        rebuild(store, store.projectors, bar)
+        rebuild(store, store.projectors, progress)
         size = store.size()
+    except KeyboardInterrupt:  # the rebuild is one transaction: stop it at its next chunk
+        stop.set()  # and wait (in close) while it rolls back, rather than for its end
+        store.close()
+        bar.finish()
+        sys.stderr.write("ledger rebuild: interrupted; nothing was changed\n")
+        return 130
     finally:
         bar.finish()
         store.close()
     print(f"rebuilt every projection from {counted(size, 'event')}")
     return 0
+
+
+class _Stopped(Exception):
+    """Raised inside a rebuild after Ctrl-C: its one transaction rolls back."""
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

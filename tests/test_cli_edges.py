@@ -9,12 +9,14 @@ import argparse
 import io
 import json
 import os
+import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -579,6 +581,49 @@ def test_views_that_could_not_catch_up_are_never_shown_as_current(
             synchronous="FULL",
             rate_limit=0,
         )
+
+
+def test_ctrl_c_stops_a_rebuild_at_its_next_chunk_and_changes_nothing(
+    seeded: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The rebuild is one transaction on the writer's thread: Ctrl-C reaches the main
+    thread, which stops it at its next chunk and waits while it rolls back, instead of
+    waiting for it to run to its end."""
+    from tests.test_projections import all_tables, table_rows
+
+    with ledger(seeded) as store:
+        before = table_rows(store.reader(), all_tables())
+    from ledger.verify import verify_log as verify
+
+    chunks: list[int] = []
+
+    def main_thread_waiting() -> bool:
+        frame = sys._current_frames().get(threading.main_thread().ident or 0)
+        while frame is not None:
+            if frame.f_code.co_name == "join":
+                return True
+            frame = frame.f_back
+        return False
+
+    def in_small_chunks(conn: Any, progress: Any = None, **kwargs: Any) -> Any:
+        def each(done: int, total: int) -> None:
+            chunks.append(done)
+            if len(chunks) == 1:
+                os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, while it runs
+                for _ in range(1000):
+                    if main_thread_waiting():  # it took the Ctrl-C: its stop is set
+                        break
+                    time.sleep(0.01)
+            progress(done, total)
+
+        return verify(conn, each, **{**kwargs, "chunk": 5})
+
+    monkeypatch.setattr(replay_module, "verify_log", in_small_chunks)
+    assert cli.main(["rebuild", "--db", str(seeded)]) == 130
+    assert capsys.readouterr().err.endswith("ledger rebuild: interrupted; nothing was changed\n")
+    assert chunks == [5]  # stopped where it next looked, not after the other chunks
+    with ledger(seeded) as store:
+        assert table_rows(store.reader(), all_tables()) == before
 
 
 def test_views_kept_behind_by_a_broken_log_say_so_not_read_only(seeded: Path) -> None:
