@@ -21,7 +21,7 @@ from typing import Any, Literal, NoReturn, TextIO, cast
 
 import msgspec
 
-from api.importer import ImportResult, has_lines_after, import_file
+from api.importer import ImportResult, has_lines_after, import_file, in_log_through
 from api.progress import Progress
 from ledger import keys
 from ledger.commands import PROPERTY, SLUG_WORDS, SUBJECT, PropertyRef, SubjectRef
@@ -206,14 +206,27 @@ def _import(args: argparse.Namespace, path: Path, source: Path, actor: str) -> i
     if result.error is not None:
         line = result.error.line
         taken = any("already taken" in e.message for e in result.error.errors)
+        through = line
+        if taken:  # how far the file is in the log already, as far as it can be told
+            conn = connect_reader(Path(args.db))
+            try:
+                through = max(line, in_log_through(conn, source, line))
+            finally:
+                conn.close()
         rest = (
-            f"`--from-line {line + 1}` imports the rest"
-            if has_lines_after(source, line)
+            f"`--from-line {through + 1}` imports the rest"
+            if has_lines_after(source, through)
             else "the whole file is in"
         )
+        held = (
+            f"lines {line}..{through} are in the log already (their ids and sources are "
+            "held for the same subjects and properties)"
+            if through > line
+            else f"line {line} is in the log already"
+        )
         resume = (
-            f" (if line {line} is in the log already, from an earlier import of this file, "
-            f"{rest}; if not, once it is mended, `--from-line {line}`)"
+            f" (if {held}, from an earlier import of this file, {rest}; if not, once line "
+            f"{line} is mended, `--from-line {line}`)"
             if taken
             else _resume(line, mended=True)
         )

@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -586,6 +587,50 @@ def has_lines_after(path: Path, line: int) -> bool:
     """Whether `path` holds a line that is not blank after line `line`."""
     with path.open("rb") as fh:
         return any(n > line and raw.strip() for n, raw in _numbered_lines(fh))
+
+
+def in_log_through(conn: sqlite3.Connection, path: Path, line: int) -> int:
+    """The last line of `path`, from `line` on, up to which every line that is not blank
+    is held by the log already, as far as the ledger's tables can tell: an assertion whose
+    id it holds for the same subject and property, a retraction of one it holds retracted,
+    the same ranking for the same reason, a source it holds. `line - 1` when line `line`
+    is not.
+
+    For an import stopped by an id already taken: a file imported before in part (the
+    import was killed) goes on after what the log holds, not one line further a try."""
+    last = line - 1
+    with path.open("rb") as fh:
+        for number, raw in _numbered_lines(fh):
+            if number < line or not raw.strip():
+                continue
+            try:
+                record = decode_line(raw, number)
+            except _BadLine:
+                break
+            if not _held(conn, record):
+                break
+            last = number
+    return last
+
+
+def _held(conn: sqlite3.Connection, record: ImportLine) -> bool:
+    want: tuple[object, ...] = (1,)
+    args: tuple[str, ...]
+    if isinstance(record, SourceLine):
+        sql, args = "SELECT 1 FROM wm_sources WHERE id = ?", (record.id,)
+    elif isinstance(record, RetractionLine):
+        sql = "SELECT retracted FROM wm_assertions WHERE assertion_id = ?"
+        args = (record.assertion_id,)
+    elif isinstance(record, RankLine):  # the same ranking, for the same reason
+        sql = "SELECT 1 FROM proj_ranks WHERE assertion_id = ? AND rank = ? AND reason = ?"
+        args = (record.assertion_id, record.rank, record.reason)
+    elif isinstance(record, AssertionLine) and record.assertion_id is not None:
+        sql = "SELECT subject, property FROM wm_assertions WHERE assertion_id = ?"
+        args, want = (record.assertion_id,), (record.subject, record.property)
+    else:  # an assertion whose id the ledger chose: nothing tells whether it is in
+        return False
+    found: tuple[object, ...] | None = conn.execute(f"{sql} LIMIT 1", args).fetchone()
+    return found == want
 
 
 def import_file(

@@ -449,8 +449,11 @@ def test_from_line_resumes_an_import_where_the_message_says(
     assert "line 14: assertion_id: assertion id 'ap-2025-04-28.troops-fall-2024' is already" in (
         again
     )
-    assert "if line 14 is in the log already, from an earlier import of this file, " in again
-    assert "`--from-line 15` imports the rest" in again
+    assert (  # every line after it is held too: not one line further a try
+        "(if lines 14..27 are in the log already (their ids and sources are held for the same "
+        "subjects and properties), from an earlier import of this file, the whole file is in; "
+        "if not, once line 14 is mended, `--from-line 14`)"
+    ) in again
     last = tmp_path / "last.jsonl"
     last.write_text(seed[13] + "\n\n")  # that assertion alone, then a blank line
     assert cli.main(["import", str(last), *db]) == 1
@@ -713,6 +716,35 @@ def test_an_import_from_a_named_pipe_reads_it_once(tmp_path: Path, bad: bool) ->
             "imported 27 lines: 27 events appended (seq 1..27)\n",
         )
     assert set(Path(tempfile.gettempdir()).glob("ledger-import-*")) == spooled  # removed
+
+
+def test_an_import_killed_part_way_is_resumed_after_what_the_log_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first 600 lines went in (then the import was killed, say); the whole file
+    imported again stops at its first line whose id is taken and names the line after the
+    last one the log holds (sources, assertions, retractions and rankings alike), so one
+    `--from-line` finishes the job, every line once."""
+    from bench import gen
+
+    whole = tmp_path / "whole.jsonl"
+    lines = gen.write(whole, 800)
+    part = tmp_path / "part.jsonl"
+    part.write_bytes(b"".join(whole.read_bytes().splitlines(keepends=True)[:600]))
+    db = ["--db", str(tmp_path / "l.db")]
+    assert cli.main(["import", str(part), *db]) == 0
+    capsys.readouterr()
+    kinds = {json.loads(x)["record"] for x in part.read_text().splitlines()}
+    assert {"source", "assertion", "retraction", "rank"} <= kinds  # all four are held
+
+    assert cli.main(["import", str(whole), *db]) == 1
+    err = capsys.readouterr().err
+    assert "in the log already (their ids and sources are held" in err
+    assert "`--from-line 601` imports the rest" in err
+    assert cli.main(["import", str(whole), "--from-line", "601", *db]) == 0
+    assert capsys.readouterr().out.startswith(f"imported lines 601..{lines}: {lines - 600} events")
+    with ledger(tmp_path / "l.db") as store:
+        assert store.size() == lines
 
 
 @pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
