@@ -63,7 +63,7 @@ from ledger.events import NewEvent
 from ledger.replay import catch_up, checkpoint_of
 from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size
 from ledger.store import Projector
-from ledger.validation import convert_all, repeated_keys
+from ledger.validation import convert_all, json_error, repeated_keys
 from ledger.writemodel import BatchWriteState, SqliteWriteState, stream_versions
 
 log = structlog.get_logger("api.importer")
@@ -154,7 +154,7 @@ def decode_line(raw: bytes, number: int) -> ImportLine:
             problem = ImportError_(number, [FieldError("line", _not_utf8(raw) + _utf16(raw))])
             raise _BadLine(0, problem) from None
         except ValueError as exc:  # msgspec.DecodeError
-            message = f"not JSON: {exc}{_utf16(raw)}"
+            message = f"not JSON: {json_error(raw, exc)}{_utf16(raw)}"
             raise _BadLine(0, ImportError_(number, [FieldError("line", message)])) from None
         if not isinstance(obj, dict):
             not_object = FieldError("line", "not a JSON object: each line is one {...} record")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import typing
 from collections import Counter
 from collections.abc import Iterator
@@ -260,6 +261,22 @@ def repeated_keys(data: bytes) -> list[FieldError]:
     return [FieldError(field, message) for field in _repeated_in(tree, "")]
 
 
+_HALF_PAIR = re.compile(rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})")
+
+
+def json_error(data: bytes, exc: ValueError) -> str:
+    """What is wrong with JSON that did not decode, in words: msgspec's message, but for a
+    `\\uD800`-`\\uDBFF` escape without its second half, which it calls truncated (or an
+    unexpected end of a pair), by how much of the input follows it."""
+    said = str(exc)
+    if ("truncated" in said or "surrogate" in said) and _HALF_PAIR.search(data):
+        return (
+            "a \\uD800-\\uDBFF escape (the first half of a surrogate pair) has no second "
+            "half: it is not text"
+        )
+    return said
+
+
 def decode_all(data: bytes, cls: type[T]) -> T:
     """Decode JSON bytes into `cls`, naming every bad field on failure.
 
@@ -280,7 +297,8 @@ def decode_all(data: bytes, cls: type[T]) -> T:
     except RecursionError:
         raise InvalidInput([FieldError("body", "Malformed JSON: nested too deeply")]) from None
     except ValueError as exc:  # msgspec.DecodeError, or UnicodeDecodeError on bad UTF-8
-        raise InvalidInput([FieldError("body", f"Malformed JSON: {exc}")]) from None
+        message = f"Malformed JSON: {json_error(data, exc)}"
+        raise InvalidInput([FieldError("body", message)]) from None
     try:
         return convert_all(raw, cls)
     except InvalidInput as bad:

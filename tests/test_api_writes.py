@@ -440,6 +440,19 @@ async def test_malformed_json_is_a_422_on_body(client: Client, ledger: Ledger) -
     assert fields_of(response) == {"body"}
     response = await client.post("/v1/assertions", content=b"[1, 2]", headers=headers)
     assert fields_of(response) == {"body"}
+    # half a surrogate pair: not "truncated", as the JSON reader calls it, but what it is
+    size = await log_size(client, ledger)
+    half = json.dumps(assertion_body(quote="x \ud800 y")).encode()
+    assert b"\\ud800" in half
+    response = await client.post("/v1/assertions", content=half, headers=headers)
+    assert problem(response, 422)["errors"] == [
+        {
+            "field": "body",
+            "message": "Malformed JSON: a \\uD800-\\uDBFF escape (the first half of a "
+            "surrogate pair) has no second half: it is not text",
+        }
+    ]
+    assert await log_size(client, ledger) == size
 
 
 async def test_retract(client: Client, ledger: Ledger) -> None:

@@ -747,6 +747,19 @@ def test_an_import_killed_part_way_is_resumed_after_what_the_log_holds(
         assert store.size() == lines
 
 
+def test_half_a_surrogate_pair_in_a_line_is_named(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    line = json.loads(SEED.read_text().splitlines()[13])
+    line["quote"] = "about 11,000 \ud800 troops"
+    source.write_text(SEED.read_text().splitlines()[0] + "\n" + json.dumps(line) + "\n")
+    result = cli_run("import", str(source), "--db", str(tmp_path / "l.db"))
+    assert result.returncode == 1
+    assert (
+        "line 2: line: not JSON: a \\uD800-\\uDBFF escape (the first half of a surrogate "
+        "pair) has no second half: it is not text"
+    ) in result.stderr
+
+
 @pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be"])
 def test_a_utf16_file_is_named_as_such(tmp_path: Path, codec: str) -> None:
     """What a Windows editor may save: refused at line 1, saying what the file looks like
