@@ -174,7 +174,7 @@ def _import(args: argparse.Namespace, path: Path, source: Path, actor: str) -> i
             f"{path} has {counted(result.lines, 'line')}: there is no line {first} to import from",
             2,
         )
-    span = f" (seq {result.first_seq}..{result.last_seq})" if result.appended else ""
+    span = _span(result)
     if result.views_skipped:
         sys.stderr.write(
             "ledger import: the views were not brought up to date (a second Ctrl-C); they "
@@ -241,6 +241,16 @@ def _import(args: argparse.Namespace, path: Path, source: Path, actor: str) -> i
     if result.views_skipped:
         return 130
     return 1 if result.views_failure is not None else 0
+
+
+def _span(result: ImportResult) -> str:
+    """Where the import's events are in the log: one span of seqs, which holds others'
+    events too where another writer appended meanwhile (a server, another import)."""
+    if not result.appended or result.first_seq is None or result.last_seq is None:
+        return ""
+    others = result.last_seq - result.first_seq + 1 - result.appended
+    among = f", among {counted(others, 'event')} appended by others meanwhile" if others else ""
+    return f" (seq {result.first_seq}..{result.last_seq}{among})"
 
 
 def _kept(result: ImportResult, first: int, span: str) -> str:

@@ -747,6 +747,36 @@ def test_an_import_killed_part_way_is_resumed_after_what_the_log_holds(
         assert store.size() == lines
 
 
+def test_an_import_with_others_appending_meanwhile_says_its_span_holds_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seq 1..N would read as N events of the import's own: with another writer's events
+    among them, the message says how many are not its own."""
+    from ledger.commands import RegisterSource
+
+    real = import_file
+    others = 0
+
+    def beside(store: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        progress = args[2]
+
+        def and_another(done: int, total: int) -> None:
+            nonlocal others
+            if others < 2:  # between two chunks, another writer appends
+                others += 1
+                run(store, RegisterSource(id=f"other-{others}", name="Other", kind="media"))
+            progress(done, total)
+
+        return real(store, args[0], args[1], and_another, **{**kwargs, "chunk_size": 5})
+
+    monkeypatch.setattr(cli, "import_file", beside)
+    assert cli.main(["import", str(SEED), "--db", str(tmp_path / "l.db")]) == 0
+    assert capsys.readouterr().out == (
+        "imported 27 lines: 27 events appended (seq 1..29, among 2 events appended by others "
+        "meanwhile)\n"
+    )
+
+
 def test_half_a_surrogate_pair_in_a_line_is_named(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     line = json.loads(SEED.read_text().splitlines()[13])
