@@ -58,7 +58,7 @@ def rows_to_events(rows: Sequence[Sequence[Any]], *, as_stored: bool = False) ->
     if as_stored:
         try:
             return rows_to_events(rows)
-        except (msgspec.DecodeError, KeyError):
+        except _UNDECODED:
             return [_as_stored(row) for row in rows]
     decoders = PAYLOAD_DECODERS
     return [
@@ -77,20 +77,29 @@ def rows_to_events(rows: Sequence[Sequence[Any]], *, as_stored: bool = False) ->
     ]
 
 
-def stored_data(data: bytes) -> msgspec.Raw:
+_UNDECODED = (msgspec.DecodeError, KeyError, TypeError)
+"""What decoding a stored payload raises where the file was edited: not JSON of its type,
+an unknown event type, a value stored as TEXT or a number instead of bytes."""
+
+
+def stored_data(data: object) -> msgspec.Raw:
     """A payload that does not decode as its event's type, as JSON to show: its JSON value
     re-encoded compactly (the same value, so the same canonical form and digest), or, where
-    it is not JSON at all, its text as a JSON string."""
+    it is not JSON at all, its text as a JSON string. A value stored as TEXT is taken as
+    its UTF-8 bytes; one stored as a number, as its digits."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raw = str(raw).encode()
     try:
-        return msgspec.Raw(msgspec.json.encode(msgspec.json.decode(data)))
+        return msgspec.Raw(msgspec.json.encode(msgspec.json.decode(raw)))
     except msgspec.DecodeError:
-        return msgspec.Raw(msgspec.json.encode(bytes(data).decode("utf-8", "replace")))
+        return msgspec.Raw(msgspec.json.encode(bytes(raw).decode("utf-8", "replace")))
 
 
 def _as_stored(row: Sequence[Any]) -> Event:
     try:
         return rows_to_events((row,))[0]
-    except (msgspec.DecodeError, KeyError):
+    except _UNDECODED:
         seq, etype, stream, version, recorded_at, actor, dsha, h, data = row
         log.warning("payload_does_not_decode", seq=seq, type=etype)
         return Event(seq, etype, stream, version, recorded_at, actor, stored_data(data), dsha, h)

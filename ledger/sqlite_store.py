@@ -460,7 +460,12 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
             if self.write_refusal is None:
                 self.write_refusal = "appends are refused: the database file is read-only"
             log.warning("read_only", path=str(self.path))
-        self._data_version = self._version()
+        marks = dict(self._conn.execute("SELECT name, seq FROM checkpoints").fetchall())
+        behind = any(int(marks.get(p.name, 0)) < self._tip.seq for p in self.projectors)
+        # views that could not catch up on opening (a full disk, a read-only file): the
+        # first batch folds them before its own events, as after another writer's commits,
+        # so no checkpoint it moves skips what they lack
+        self._data_version = -1 if behind else self._version()
         if max_pages is not None:
             self._set_max_pages(self._conn, max_pages)
         self._appended = threading.Event()  # set after each commit that appended

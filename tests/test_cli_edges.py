@@ -666,6 +666,9 @@ def test_events_writes_an_altered_payload_as_stored_and_says_so(seeded: Path) ->
         [
             "UPDATE events SET type = 'Bogus' WHERE seq = 9",
             ("UPDATE payloads SET data = ? WHERE seq = 12", (b"{not json",)),
+            # as the sqlite3 shell stores what is typed: TEXT, a number
+            "UPDATE payloads SET data = '{\"edited\": true}' WHERE seq = 14",
+            "UPDATE payloads SET data = 42 WHERE seq = 15",
         ],
     )
     result = cli_run("events", "--db", str(seeded))
@@ -673,13 +676,14 @@ def test_events_writes_an_altered_payload_as_stored_and_says_so(seeded: Path) ->
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["seq"] for e in events] == list(range(1, 28))
     assert (events[8]["type"], events[11]["data"]) == ("Bogus", "{not json")
+    assert (events[13]["data"], events[14]["data"]) == ({"edited": True}, 42)
     assert result.stderr.splitlines()[-1] == (
-        "ledger events: payloads that do not decode as their events' types, at seq 9, 12: "
-        "the log was altered; they are written as stored; run `ledger verify`"
+        "ledger events: payloads that do not decode as their events' types, at seq 9, 12, 14, "
+        "15: the log was altered; they are written as stored; run `ledger verify`"
     )
     assert "Traceback" not in result.stderr
-    clean = cli_run("events", "--after", "12", "--db", str(seeded))
-    assert (clean.returncode, len(clean.stdout.splitlines())) == (0, 15)
+    clean = cli_run("events", "--after", "15", "--db", str(seeded))
+    assert (clean.returncode, len(clean.stdout.splitlines())) == (0, 12)
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")

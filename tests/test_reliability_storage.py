@@ -468,6 +468,39 @@ def test_views_that_cannot_commit_their_catch_up_let_the_ledger_open(ledger: Led
         conn.close()
 
 
+def test_views_left_behind_on_opening_are_caught_up_by_the_next_append(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their catch-up on opening did not commit (a full disk); room again, the next append
+    through the same store folds what they lack before its own events, so no checkpoint
+    moves past an event the views never saw."""
+    from ledger import replay
+    from ledger.replay import audit_projections
+    from tests.factories import quantity, run
+
+    bare = SqliteStore(ledger.db)  # the write model alone: the views stay at the seed
+    try:
+        more = (quantity(n, n + 1, stated_at="2025", claimants=("us-intel",)) for n in range(3))
+        run(bare, *more)
+    finally:
+        bare.close()
+    real = replay.catch_up
+
+    def full(conn: sqlite3.Connection, *args: Any, **kwargs: Any) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(replay, "catch_up", full)
+    store = SqliteStore(ledger.db, all_projectors())
+    try:
+        assert store.views_reach() == SEED_EVENTS
+        monkeypatch.setattr(replay, "catch_up", real)
+        run(store, quantity(7, 8, stated_at="2025", claimants=("us-intel",)))
+        assert store.views_reach() == store.size() == SEED_EVENTS + 4
+        assert audit_projections(store.reader(), all_projectors) == []
+    finally:
+        store.close()
+
+
 def test_a_chunk_before_the_one_that_filled_the_disk_is_never_counted_unless_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
