@@ -8,6 +8,7 @@ values share that statement time), else `reported` while any assertion is live, 
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from typing import Literal
 
@@ -18,56 +19,89 @@ Decisive = Literal["confirmed", "denied"]
 _OTHER: dict[str, Decisive] = {"confirmed": "denied", "denied": "confirmed"}
 
 
-class RunningStatus:
-    """The status of live assertions fed in statement order, and what it rests on.
+class LiveStatuses:
+    """The live assertions of a status property in statement order, one sorted list per
+    value, so the status and what it rests on are read in O(log n) while assertions come
+    and go (a correction displaces what it corrects, and may bring back what that one had
+    displaced).
 
-    A `disputed` status rests on its run: the decisive assertions of every statement time,
-    up to the latest, at which both values were stated with no time between them holding
-    one value alone. It began with the first of them, as `confirmed` begins with the first
-    confirmation after the last denial.
+    The assertions behind `confirmed` are the confirmations stated after the last denial
+    (and the reverse for `denied`). A `disputed` status rests on its run: the decisive
+    assertions of every statement time, up to the latest, at which both values were
+    stated with no time between them holding one value alone. It began with the first of
+    them, as `confirmed` begins with the first confirmation after the last denial.
     """
 
-    __slots__ = ("_disputed", "_group", "_group_start", "_last", "_reports", "_runs")
+    __slots__ = ("_facts", "_keys")
 
     def __init__(self) -> None:
-        self._reports: list[Fact] = []
-        # per decisive value: its latest statement time, and its assertions stated after
-        # the latest assertion of the other value (the run the current status rests on)
-        self._last: dict[str, int] = {}
-        self._runs: dict[str, list[Fact]] = {"confirmed": [], "denied": []}
-        self._group: list[Fact] = []  # decisive assertions at the latest decisive time
-        self._group_start: int | None = None
-        self._disputed: list[Fact] = []  # the disputed run before the latest time's group
+        # (stated_start, recorded_seq) of each live assertion, per value, in order
+        self._keys: dict[str, list[tuple[int, int]]] = {
+            "confirmed": [],
+            "denied": [],
+            "reported": [],
+        }
+        self._facts: dict[tuple[int, int], Fact] = {}
 
-    def add(self, fact: Fact) -> None:
-        value = fact.status
-        if value not in _OTHER:
-            self._reports.append(fact)
-            return
-        other = _OTHER[value]
-        start = fact.stated_start
-        self._runs[other] = []
-        if other not in self._last or start > self._last[other]:
-            self._runs[value].append(fact)
-        self._last[value] = start
-        if start != self._group_start:  # the group before is whole: did it hold both?
-            if len({f.status for f in self._group}) > 1:
-                self._disputed += self._group
-            else:
-                self._disputed = []
-            self._group_start, self._group = start, []
-        self._group.append(fact)
+    def change(self, fact: Fact, live: bool) -> None:
+        key = fact.order
+        keys = self._keys[fact.status if fact.status in _OTHER else "reported"]
+        if live:
+            bisect.insort(keys, key)
+            self._facts[key] = fact
+        else:
+            del keys[bisect.bisect_left(keys, key)]
+            del self._facts[key]
 
     def current(self) -> tuple[Status, list[Fact]]:
         """The status and the assertions behind it, in statement order (first: since)."""
-        if not self._last:
-            return ("reported", self._reports) if self._reports else ("unreported", [])
-        latest = max(self._last.values())
-        values = [v for v, start in self._last.items() if start == latest]
-        if len(values) > 1:
-            return "disputed", self._disputed + self._group
-        value: Status = "confirmed" if values[0] == "confirmed" else "denied"
-        return value, self._runs[values[0]]
+        status, keys = self._behind(first_only=False)
+        return status, [self._facts[k] for k in keys]
+
+    def first(self) -> tuple[Status, Fact | None]:
+        """The status and the first assertion behind it (its since), without the rest."""
+        status, keys = self._behind(first_only=True)
+        return status, self._facts[keys[0]] if keys else None
+
+    def _behind(self, *, first_only: bool) -> tuple[Status, list[tuple[int, int]]]:
+        confirmed, denied = self._keys["confirmed"], self._keys["denied"]
+        if not confirmed and not denied:
+            reports = self._keys["reported"]
+            if not reports:
+                return "unreported", []
+            return "reported", reports[:1] if first_only else list(reports)
+        last_c = confirmed[-1][0] if confirmed else None
+        last_d = denied[-1][0] if denied else None
+        if last_c is not None and last_d is not None and last_c == last_d:
+            start = self._dispute_began(last_c)
+            runs = [keys[bisect.bisect_left(keys, (start, -1)) :] for keys in (confirmed, denied)]
+            if first_only:
+                return "disputed", [min(runs[0][0], runs[1][0])]
+            return "disputed", sorted(runs[0] + runs[1])
+        value: Status
+        if last_d is None or (last_c is not None and last_c > last_d):
+            value, run, other = "confirmed", confirmed, last_d
+        else:
+            value, run, other = "denied", denied, last_c
+        i = 0 if other is None else bisect.bisect_right(run, (other, _AFTER_ANY_SEQ))
+        return value, run[i : i + 1] if first_only else run[i:]
+
+    def _dispute_began(self, latest: int) -> int:
+        """The first statement time of the dispute at `latest`: earlier times where both
+        values were stated, back to one where only one was."""
+        confirmed, denied = self._keys["confirmed"], self._keys["denied"]
+        start = latest
+        while True:
+            i = bisect.bisect_left(confirmed, (start, -1))
+            j = bisect.bisect_left(denied, (start, -1))
+            before_c = confirmed[i - 1][0] if i else None
+            before_d = denied[j - 1][0] if j else None
+            if before_c is None or before_d is None or before_c != before_d:
+                return start
+            start = before_c
+
+
+_AFTER_ANY_SEQ = 2**63
 
 
 def status_parts(
@@ -82,25 +116,19 @@ def status_parts(
     it never shows a status that held at no statement time.
     """
     liveness = Liveness()
-    running = RunningStatus()
+    live = LiveStatuses()
     history: list[StatusChange] = []
     previous: Status = "unreported"
     for i, fact in enumerate(facts):
-        changes = liveness.add(fact)
-        if len(changes) == 1:  # the new assertion alone became live: it comes last
-            running.add(fact)
-        elif changes:  # others stopped (or started again) being live: refold in order
-            running = RunningStatus()
-            for earlier in facts[: i + 1]:
-                if earlier.assertion_id in liveness.live:
-                    running.add(earlier)
+        for changed, now in liveness.add(fact):
+            live.change(changed, now)
         if i + 1 < len(facts) and facts[i + 1].stated_start == fact.stated_start:
             continue
-        status, behind = running.current()
-        if status != previous:
-            history.append(StatusChange(status, behind[0].stated_at, behind[0].assertion_id))
+        status, first = live.first()
+        if status != previous and first is not None:
+            history.append(StatusChange(status, first.stated_at, first.assertion_id))
             previous = status
-    status, behind = running.current()
+    status, behind = live.current()
     since = behind[0].stated_at if behind else None
     by = sorted({c for f in behind for c in f.claimant_ids()})
     return status, since, by, [f.assertion_id for f in behind], history
