@@ -550,12 +550,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_state(args: argparse.Namespace) -> int:
-    from projections.pit import resolve
+    from projections.pit import head_and_reach, resolve
     from projections.views import property_kind, property_view
 
     store = existing_store(args.db)
     try:
         conn = store.reader()
+        head, _ = head_and_reach(conn)  # before the view: an append meanwhile only adds
         try:
             at = resolve(conn, args.as_of, args.known_at, args.seq)
         except InvalidInput as exc:  # named as the flags the user typed
@@ -568,21 +569,21 @@ def cmd_state(args: argparse.Namespace) -> int:
         if at is None or at.seq > reach:  # the views could not catch up: not an older view
             from api.server import views_stuck
 
-            remedy = "ask with --seq at most that, or open the ledger with write access once"
-            _fail(views_stuck(reach, store.size(), store.write_refusal, remedy))
+            first = "ask with --seq at most that, or "
+            _fail(views_stuck(reach, store.size(), store.write_refusal, first))
         kind = property_kind(conn, args.subject, args.property, at.seq)
         if args.kind is not None and kind not in (None, args.kind):
             _fail(f"{args.subject}/{args.property} holds {kind} values, not {args.kind} ones")
         view = property_view(conn, args.subject, args.property, at, kind=args.kind)
-        size = store.size()
     finally:
         store.close()
-    # asked for the latest while the views are behind the log (an import appending beside,
-    # or a full disk kept them from catching up): the answer is the view where they are
+    # asked for the latest while the views are behind the log: the answer is the view
+    # where they are
     behind = (
-        f"the views reach seq {at.seq} of the log's {size} events, and catch up when the "
-        "ledger can next be written to"
-        if args.seq is None and args.known_at is None and at.seq < size
+        f"the views reach seq {at.seq} of the log's {head} events (an import appending "
+        "beside folds the rest when it ends; a ledger whose disk filled, once opened with "
+        "room)"
+        if args.seq is None and args.known_at is None and at.seq < head
         else None
     )
     if view is None:

@@ -78,17 +78,23 @@ def fixtures_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "fixtures"
 
 
-def views_stuck(reach: int, size: int, refusal: str | None, remedy: str) -> str:
-    """Why the views are behind the log and stay so: the reason appends are refused (a file
-    that cannot be written, or a log that failed its start-up check), with `remedy` only
-    where writing is what is missing."""
+def views_stuck(reach: int, size: int, refusal: str | None, first: str = "") -> str:
+    """Why the views are behind the log and stay so, and what to do: `first` (if any), then
+    what the cause needs. The cause is why appends are refused (a full disk, a read-only
+    file, a log that failed its start-up check), or, with appends not refused, a catch-up
+    that could not commit (a disk that filled)."""
     message = f"the views hold the log up to seq {reach} of {size} and could not catch up"
-    if refusal is None or "read-only" in refusal:
-        cause = (
-            refusal.removeprefix("appends are refused: ") if refusal else "is the file read-only?"
+    cause = refusal.removeprefix("appends are refused: ") if refusal else None
+    if cause is None:
+        return (
+            f"{message} (is its disk full?): {first}free some room on its disk and open the "
+            "ledger again"
         )
-        return f"{message} ({cause}): {remedy}"
-    return f"{message}, since {refusal.removeprefix('appends are refused: ')}"
+    if "disk is full" in cause:
+        return f"{message} ({cause}): {first}free some room on its disk and open it again"
+    if "read-only" in cause:
+        return f"{message} ({cause}): {first}open the ledger once with write access"
+    return f"{message}, since {cause}"
 
 
 def load_demo(db: str) -> str:
@@ -161,11 +167,7 @@ def serve(
         finally:
             store.close()
         if stuck and reach < size:  # every current view would answer for an older seq
-            raise LedgerUnavailable(
-                views_stuck(
-                    reach, size, store.write_refusal, "start the server once with write access"
-                )
-            )
+            raise LedgerUnavailable(views_stuck(reach, size, store.write_refusal))
     settings = Settings(
         db=Path(db),
         public_read=public_read,

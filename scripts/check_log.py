@@ -411,7 +411,7 @@ def _seconds(text: str) -> float:
     except ValueError:
         value = -1.0
     if not 0 < value <= 3600:  # also refuses nan and inf
-        raise argparse.ArgumentTypeError(f"not a number of seconds from 0 to 3600: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a number of seconds over 0, at most 3600: {text!r}")
     return value
 
 

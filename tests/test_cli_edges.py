@@ -568,7 +568,11 @@ def test_views_that_could_not_catch_up_are_never_shown_as_current(
     with pytest.raises(SystemExit) as stopped:
         cli.main([*argv, "--seq", "27"])
     assert stopped.value.code == 1
-    assert "the views hold the log up to seq 20 of 27" in capsys.readouterr().err
+    assert (  # appends are not refused: the catch-up could not commit (a disk that filled)
+        "the views hold the log up to seq 20 of 27 and could not catch up (is its disk "
+        "full?): ask with --seq at most that, or free some room on its disk and open the "
+        "ledger again"
+    ) in capsys.readouterr().err
     assert cli.main([*argv, "--seq", "20"]) == 0
     assert json.loads(capsys.readouterr().out)["seq"] == 20
     # a server would answer the same way; it refuses to start only on a file it cannot
