@@ -25,7 +25,7 @@ from ledger.commands import (
     UpdateSource,
 )
 from ledger.sqlite_store import SqliteStore
-from ledger.times import cutoff, format_record_time, parse_time
+from ledger.times import cutoff, parse_time
 from projections import views
 from projections.facts import Fact, eligible, live_facts
 from projections.pit import PointInTime
@@ -270,6 +270,35 @@ def _live_by_definition(facts: list[Fact]) -> set[str]:
     return {aid for aid in by_id if live(aid)}
 
 
+def _status_by_the_rules(live: list[Fact]) -> tuple[str, str | None, list[str]]:
+    """`(status, since, basis)` of live status assertions, by the contract's words: the
+    value of the latest-stated decisive one (disputed if both share that time), else
+    reported; since the first of the run it rests on (for a dispute: of every time, back
+    from the latest, that holds both values)."""
+    ordered = sorted(live, key=lambda f: f.order)
+    decisive = [f for f in ordered if f.status in ("confirmed", "denied")]
+    if not decisive:
+        if not ordered:
+            return "unreported", None, []
+        return "reported", ordered[0].stated_at, [f.assertion_id for f in ordered]
+    times: dict[int, set[str | None]] = {}
+    for f in decisive:
+        times.setdefault(f.stated_start, set()).add(f.status)
+    latest = max(times)
+    if len(times[latest]) == 2:
+        began = latest
+        for t in sorted(times, reverse=True)[1:]:
+            if len(times[t]) < 2:
+                break
+            began = t
+        run = [f for f in decisive if f.stated_start >= began]
+        return "disputed", run[0].stated_at, [f.assertion_id for f in run]
+    [value] = times[latest]
+    other = max((f.stated_start for f in decisive if f.status != value), default=None)
+    run = [f for f in decisive if f.status == value and (other is None or f.stated_start > other)]
+    return str(value), run[0].stated_at, [f.assertion_id for f in run]
+
+
 def _direct_value(prefix: list[Fact], kind: str) -> Any:
     live = [f for f in prefix if f.assertion_id in _live_by_definition(prefix)]
     if kind == "quantity":
@@ -375,25 +404,28 @@ def test_the_timeline_agrees_with_the_rules_applied_to_each_prefix(
 def test_the_status_history_is_the_view_at_each_statement_time(
     ops: list[tuple[Any, ...]], as_of: str | None
 ) -> None:
-    """A status view's history is what the views at the same seq said at each statement
-    time up to its `as_of`, with their `since` and first basis, kept where the status
-    changed: a correction stated later does not take back the status that held before it."""
+    """A status view's history is what the contract's rules, applied by the letter to what
+    was live at each statement time up to its `as_of` (at the same seq), gave as status,
+    since and first basis, kept where the status changed: a correction stated later does
+    not take back the status that held before it. And the view itself is those rules at
+    its own point."""
     with ledgers(1) as (store,):
         run_in_one_unit(store, (s.command for s in materialize(ops)))
         conn = store.reader()
         pit = at(store, as_of)
         for subject in SUBJECTS:
-            starts = sorted({f.stated_start for f in eligible(conn, subject, "st", pit)})
+            facts = eligible(conn, subject, "st", pit)
             expected: list[tuple[str, str | None, str | None]] = []
-            for start in starts:
-                then = views.status_view(
-                    conn, subject, "st", at(store, format_record_time(start), seq=pit.seq)
-                )
-                if then.status != (expected[-1][0] if expected else "unreported"):
-                    expected.append((then.status, then.since, then.basis[0]))
+            for start in sorted({f.stated_start for f in facts}):
+                by_then = [f for f in facts if f.stated_start <= start]
+                live = [f for f in by_then if f.assertion_id in _live_by_definition(by_then)]
+                status, since, basis = _status_by_the_rules(live)
+                if status != (expected[-1][0] if expected else "unreported"):
+                    expected.append((status, since, basis[0]))
             view = views.status_view(conn, subject, "st", pit)
             assert [(h.status, h.since, h.assertion_id) for h in view.history] == expected
+            live = [f for f in facts if f.assertion_id in _live_by_definition(facts)]
+            assert (view.status, view.since, view.basis) == _status_by_the_rules(live)
             # with no correction, a status keeps its `since` while it lasts
-            facts = eligible(conn, subject, "st", pit)
             if all(f.supersedes is None for f in facts):
                 assert view.since == (expected[-1][1] if expected else None)
