@@ -138,15 +138,20 @@ def cmd_import(args: argparse.Namespace) -> int:
     except OSError as exc:  # missing, unreadable: said before any ledger is created
         _fail(f"{path}: {exc.strerror or exc}", 2)
     with contextlib.ExitStack() as cleanup:
-        source = path if regular else _spooled(path, cleanup)
+        source = path if regular else _spooled(path, Path(args.db), cleanup)
         return _import(args, path, source, actor)
 
 
-def _spooled(path: Path, cleanup: contextlib.ExitStack) -> Path:
+def _spooled(path: Path, db: Path, cleanup: contextlib.ExitStack) -> Path:
     """What a pipe (`<(zcat x.gz)`, a named pipe, /dev/stdin) gives, kept in a temporary
-    file removed afterwards: an import reads its file more than once (its size for the
-    bar, a second pass to tell which line to resume from), and a pipe gives it once."""
-    fd, name = tempfile.mkstemp(prefix="ledger-import-", suffix=".jsonl")
+    file beside the ledger (whose disk must hold what it gives anyway, where the temporary
+    folder may be memory) and removed afterwards: an import reads its file more than once
+    (its size for the bar, a second pass to tell which line to resume from), and a pipe
+    gives it once."""
+    folder = db.resolve().parent
+    if not folder.is_dir():
+        _fail(f"{db.parent}: no such folder", 2)
+    fd, name = tempfile.mkstemp(prefix=".ledger-import-", suffix=".jsonl", dir=folder)
     copy = Path(name)
     cleanup.callback(copy.unlink, missing_ok=True)
     try:

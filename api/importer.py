@@ -321,14 +321,17 @@ class _DeferredViews:
             self.store.run_sync(give_back)
         except _Abandoned:  # rolled back: the projectors go back without it
             self.skipped = True
-            self.store.run_sync(self._put_back)
+            self._put_back_anyway()
         except LedgerError as exc:  # rolled back; what was appended stays appended
             self.failed = exc
-            try:
-                self.store.run_sync(self._put_back)
-            except LedgerError:  # not even an empty unit commits (a full disk): only the
-                # import appends through this store, and it is done, so the writer is idle
-                self._put_back(None)
+            self._put_back_anyway()
+
+    def _put_back_anyway(self) -> None:
+        try:
+            self.store.run_sync(self._put_back)
+        except LedgerError:  # not even an empty unit commits (a full disk): only the
+            # import appends through this store, and it is done, so the writer is idle
+            self._put_back(None)
 
     def _put_back(self, txn: SqliteTransaction | None) -> None:
         del txn

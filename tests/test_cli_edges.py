@@ -14,7 +14,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -708,7 +707,6 @@ def test_an_import_from_a_named_pipe_reads_it_once(tmp_path: Path, bad: bool) ->
 
     writer = threading.Thread(target=feed, daemon=True)
     writer.start()
-    spooled = set(Path(tempfile.gettempdir()).glob("ledger-import-*"))
     result = cli_run("import", str(fifo), "--db", str(tmp_path / "l.db"))
     writer.join(5)
     assert not writer.is_alive()
@@ -723,7 +721,7 @@ def test_an_import_from_a_named_pipe_reads_it_once(tmp_path: Path, bad: bool) ->
             0,
             "imported 27 lines: 27 events appended (seq 1..27)\n",
         )
-    assert set(Path(tempfile.gettempdir()).glob("ledger-import-*")) == spooled  # removed
+    assert list(tmp_path.glob(".ledger-import-*")) == []  # kept beside the ledger, removed
 
 
 def test_an_import_killed_part_way_is_resumed_after_what_the_log_holds(
