@@ -222,23 +222,64 @@ def test_the_ledger_as_it_knew_at_a_seq(watched: Watched, server: LiveServer) ->
     expect(page.locator("#seq")).to_have_value("20")
     expect(page.locator("#seq-range")).to_have_value("20")
 
-    # a value typed past the head shows the latest, in the box too, and Back brings the
-    # box back with the view even while it has the focus
+    # a value typed past the head is refused beside the box, and the view stays
     page.fill("#seq", "9999")
     page.press("#seq", "Enter")
-    expect(page).not_to_have_url(re.compile(r"seq="))
-    expect(page.locator("#seq")).to_have_value(str(head))
+    expect(page.locator("#seq-error")).to_contain_text("9999 is past the log's last event")
+    expect(page.locator("#seq")).to_have_attribute("aria-invalid", "true")
+    expect(page).to_have_url(re.compile(r"[?&]seq=20(&|$)"))
+    # the head typed is a position kept as given (new events do not move the view)
+    page.fill("#seq", str(head))
+    page.press("#seq", "Enter")
+    expect(page).to_have_url(re.compile(rf"[?&]seq={head}(&|$)"))
+    expect(page.locator("#seq-error")).to_have_text("")
     page.fill("#seq", "14")
     page.press("#seq", "Enter")
     expect(page).to_have_url(re.compile(r"[?&]seq=14(&|$)"))
+    # Back brings the box back with the view even while it has the focus
     page.focus("#seq")
     page.go_back()
     expect(page.locator("#seq")).to_have_value(str(head))
     expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
     # said from the point gone back to, not from the view at seq 14 still on screen
     expect(page.locator("#notice")).to_have_text(
-        f"Showing every claim, as known from the whole log ({head} events)."
+        f"Showing every claim, as known from the log up to event {head} of {head}."
     )
+
+    # a link's seq that is no log position is said, and the latest shown
+    for bad, said in (("abc", "the link's seq=abc"), (str(head + 50), "past the log's last")):
+        page.goto(f"{server.base}/?subject={DEPLOYMENT}&seq={bad}")
+        expect(page.locator("#seq-error")).to_contain_text(said)
+        expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    watched.check(server.base)
+
+
+def test_the_controls_never_disagree_with_the_view(watched: Watched, server: LiveServer) -> None:
+    """Enter in a box fires its change and the form's submit: one refused value must not
+    leave the controls saying one point and the view showing another, nor an error for a
+    value no longer in the box."""
+    page = open_page(watched, server, f"?subject={DEPLOYMENT}")
+    page.fill("#as-of", "2025-02-30")
+    page.press("#as-of", "Enter")
+    expect(page.locator("#as-of-error")).to_contain_text("Not a time the ledger reads")
+    page.fill("#seq", "14")
+    page.press("#seq", "Enter")  # refused too: the as-of box still holds the bad time
+    page.fill("#as-of", "")
+    page.click("#controls button[type=submit]")
+    expect(page).to_have_url(re.compile(r"[?&]seq=14(&|$)"))
+    expect(page.locator(ESTIMATE)).to_have_text(span("10,000", "12,000"))
+    expect(page.locator("#as-of-error")).to_have_text("")
+    expect(page.locator("#subject .meta")).to_contain_text("the log up to event 14 of")
+
+    page.click("#reset")
+    expect(page).not_to_have_url(re.compile(r"seq="))
+    page.fill("#as-of", "last fall")
+    page.press("#as-of", "Enter")
+    expect(page.locator("#as-of-error")).to_contain_text("Not a time the ledger reads")
+    page.click("#reset")  # the view is already the latest of every claim
+    expect(page.locator("#as-of-error")).to_have_text("")
+    expect(page.locator("#as-of")).not_to_have_attribute("aria-invalid", "true")
+    watched.errors.clear()  # the browser logs the 422s itself
     watched.check(server.base)
 
 

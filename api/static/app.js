@@ -39,6 +39,7 @@ const state = {
   statedTimes: new Set(),
   stopLive: null,
   generation: 0,
+  urlSeqProblem: "", // what was wrong with the link's seq, said once the head is known
 };
 const styles = new ClaimantStyles();
 
@@ -47,10 +48,13 @@ const styles = new ClaimantStyles();
 function readUrl() {
   const query = new URLSearchParams(location.search);
   const seq = query.get("seq");
+  const good = seq !== null && /^[0-9]+$/.test(seq) && Number.isSafeInteger(Number(seq));
   return {
     subject: query.get("subject") || null,
     asOf: query.get("as_of") || "",
-    seq: seq !== null && /^\d+$/.test(seq) ? Number(seq) : null,
+    seq: good ? Number(seq) : null,
+    // a link's seq that is no log position: said beside the box, the latest shown
+    urlSeqProblem: seq !== null && !good ? `the link's seq=${seq}` : "",
   };
 }
 
@@ -184,8 +188,8 @@ function readSeqBox() {
   if (text === "") return { value: null };
   if (!/^[0-9]+$/.test(text)) return { problem: `${text} is not a whole number of events` };
   const value = Number(text);
-  // past the head is the latest (applyControls); a number too long to hold exactly is not
-  return Number.isSafeInteger(value) ? { value } : { value: null };
+  // past the head is refused (applyControls), a number too long to hold exactly too
+  return Number.isSafeInteger(value) ? { value } : { problem: `${text} is past the log's last event` };
 }
 
 /** Show (or, with no text, clear) what is wrong with the seq box, beside it. */
@@ -197,12 +201,32 @@ function seqProblem(text, { focus = false } = {}) {
   if (text && focus) box.focus();
 }
 
-/** Apply the controls' values: re-query, and keep them in the URL when the server took them. */
-async function applyControls({ asOf, seq }) {
+let applying = Promise.resolve();
+
+/** Apply the controls' values: re-query, and keep them in the URL when the server took
+ * them. One at a time, in order (Enter in a box fires both its change and the form's
+ * submit): each compares with the view the one before it left. */
+function applyControls(wanted) {
+  applying = applying.then(() => applyNow(wanted));
+  return applying;
+}
+
+async function applyNow({ asOf, seq }) {
   seqProblem("");
-  const wantSeq = seq === null || seq === undefined || Number.isNaN(seq) || seq >= state.head ? null : Math.max(0, seq);
+  if (seq !== null && seq !== undefined && !Number.isNaN(seq) && seq > state.head) {
+    seqProblem(`${seq} is past the log's last event`, { focus: document.activeElement === $("seq") });
+    syncControls({ asOf: false });
+    return;
+  }
+  // a position is kept as given, the head too (the view then stays there as events
+  // arrive), but for the head the box shows while following the latest: that goes on
+  const following = state.seq === null && seq === state.head;
+  const wantSeq =
+    seq === null || seq === undefined || Number.isNaN(seq) || following ? null : Math.max(0, seq);
   const wantAsOf = (asOf || "").trim();
   if (wantAsOf === state.asOf && wantSeq === state.seq) {
+    $("as-of-error").textContent = ""; // what the box holds is what the view shows
+    $("as-of").removeAttribute("aria-invalid");
     syncControls({ force: true });
     return;
   }
@@ -260,7 +284,8 @@ function bindControls() {
     seqText(Number($("seq-range").value));
   });
   $("seq-range").addEventListener("change", () => {
-    applyControls({ asOf: state.asOf, seq: Number($("seq-range").value) });
+    const value = Number($("seq-range").value); // the slider's end is the latest
+    applyControls({ asOf: state.asOf, seq: value >= state.head ? null : value });
   });
   $("seq").addEventListener("change", () => {
     const seq = readSeqBox();
@@ -316,8 +341,14 @@ async function start() {
     return;
   }
   state.head = head.size;
-  if (state.seq !== null && state.seq >= state.head) state.seq = null;
+  let problem = state.urlSeqProblem;
+  state.urlSeqProblem = "";
+  if (state.seq !== null && state.seq > state.head) {
+    problem = `the link's seq=${state.seq} is past the log's last event`;
+    state.seq = null;
+  }
   syncControls();
+  seqProblem(problem); // after syncControls, which clears it
   if (!(await refreshAll())) return; // the feed starts with the first view that loads
   writeUrl(false);
   goLive();
@@ -441,9 +472,12 @@ function liveState(status, how, error) {
     // the server's log is shorter than what this page saw: read everything again
     state.stopLive = null;
     announce(`The ledger's log no longer reaches event ${state.head}: it was replaced. Reading it again.`);
+    // events of the old log not yet shown are dropped: start() reads the new one whole
+    clearTimeout(pendingTimer);
+    pending = { subjects: false, subject: false, events: [] };
     // at most once in 10 s: a server whose head and log disagreed would otherwise loop
-    const wait = Date.now() - lastReplaced < 10000 ? 5000 : 0;
-    lastReplaced = Date.now();
+    const wait = Math.max(0, lastReplaced + 10000 - Date.now());
+    lastReplaced = Date.now() + wait;
     setTimeout(start, wait);
     return;
   }
