@@ -348,6 +348,59 @@ def test_new_events_show_without_a_reload(watched: Watched, server: LiveServer) 
     watched.check(server.base)
 
 
+def test_a_live_update_keeps_the_readers_place(watched: Watched, server: LiveServer) -> None:
+    """A panel the reader opened stays open and the keyboard focus stays where it was when
+    new events redraw the subject; a view kept at a position says the log's new size in
+    every place it gives it; a dispute says who stands on which side."""
+    subject = "page-test.place"
+    first = server.post(
+        "/v1/assertions",
+        assertion_body(
+            subject=subject,
+            property="base.status",
+            value={"status": "confirmed"},
+            mode=None,
+            claimants=["kr-jcs"],
+            stated_at="2025-03",
+        ),
+    )
+    server.post(
+        "/v1/assertions",
+        assertion_body(
+            subject=subject,
+            property="base.status",
+            value={"status": "denied"},
+            mode=None,
+            claimants=["us-intel"],
+            stated_at="2025-03",
+        ),
+    )
+    page = watched.page
+    page.goto(f"{server.base}/?subject={subject}")
+    row = page.locator('tr[data-property="base.status"]')
+    expect(row.locator(".status-value")).to_have_text("disputed")
+    expect(row.locator(".by")).to_have_text(re.compile(r"^confirmed: .+; denied: .+$"))
+
+    entry = page.locator(f'[data-assertion="{first["assertion_id"]}"]')
+    entry.locator("summary").click()
+    expect(entry.locator("details")).to_have_attribute("open", "")
+    entry.locator("summary").focus()
+    server.post("/v1/assertions", assertion_body(subject=subject, stated_at="2025-04"))
+    expect(page.locator("#notice")).to_contain_text("Updated: 1 new event")
+    expect(entry.locator("details")).to_have_attribute("open", "")
+    expect(entry.locator("summary")).to_be_focused()
+
+    # kept at a position: the meta line and the controls give the same size of the log
+    head = server.get("/v1/log/head")["size"]
+    page.fill("#seq", str(head - 1))
+    page.press("#seq", "Enter")
+    expect(page.locator("#subject .meta")).to_contain_text(f"up to event {head - 1} of {head}")
+    server.post("/v1/assertions", assertion_body(subject=subject, stated_at="2025-05"))
+    expect(page.locator("#subject .meta")).to_contain_text(f"up to event {head - 1} of {head + 1}")
+    expect(page.locator("#seq-text")).to_have_text(f"{head - 1} of {head + 1}")
+    watched.check(server.base)
+
+
 def test_reads_with_a_token_typed_into_the_page(
     watched: Watched, servers: dict[str, StartingServer]
 ) -> None:
@@ -376,6 +429,10 @@ def test_reads_with_a_token_typed_into_the_page(
     page.click("#token-box summary")
     page.click("#token-forget")
     expect(page.locator("#error")).to_contain_text("needs a token")
+    # nothing read with the token stays on screen
+    expect(page.locator("#subject-heading")).to_have_text("Reads need a token")
+    expect(page.locator(ESTIMATE)).to_have_count(0)
+    expect(page.locator("#subjects a")).to_have_count(0)
 
     page.fill("#token", "ldg_not-a-token")  # a refused token is dropped, never "in use"
     page.press("#token", "Enter")

@@ -37,6 +37,7 @@ const state = {
   sources: new Map(),
   seen: new Map(), // subject -> ids of the assertions already shown (to mark new ones)
   statedTimes: new Set(),
+  statedTimesOf: null, // the subject whose statement times are suggested
   stopLive: null,
   generation: 0,
   urlSeqProblem: "", // what was wrong with the link's seq, said once the head is known
@@ -136,6 +137,10 @@ function askForToken(err) {
   }
   $("live-state").textContent = "Not connected: reads need a token";
   $("live-state").dataset.state = "down";
+  // nothing read with a token no longer taken stays on screen
+  state.subjects = [];
+  renderSubjects();
+  $("subject").replaceChildren(h("h2", { id: "subject-heading", tabindex: "-1" }, "Reads need a token"));
   $("token").focus();
 }
 
@@ -303,6 +308,7 @@ function bindControls() {
     $("token").value = "";
     $("token-box").open = false;
     tokenLabel();
+    $("token-box").querySelector("summary").focus(); // the box closed around the focus
     announce("Token in use for this tab.");
     start();
   });
@@ -441,6 +447,10 @@ async function refreshSubject({ markNew = false } = {}) {
   showError("");
   state.sources = new Map(sources.map((src) => [src.id, src]));
   state.shown = timeline.seq;
+  if (state.statedTimesOf !== subject) {
+    state.statedTimes = new Set(); // suggestions from this subject's claims only
+    state.statedTimesOf = subject;
+  }
   for (const a of assertions) state.statedTimes.add(a.stated_at);
   fillStatedTimes();
   renderSubject({ subject, row, timeline, assertions, views, kinds, markNew });
@@ -462,6 +472,7 @@ function propertyKinds(row, timeline, assertions) {
 let pending = { subjects: false, subject: false, events: [] };
 let pendingTimer = null;
 let lastReplaced = 0; // when the server last said the log was replaced (ms)
+let feedLost = false; // said when the live feed comes back
 
 function liveState(status, how, error) {
   if (status === "refused") {
@@ -471,6 +482,7 @@ function liveState(status, how, error) {
   if (status === "replaced") {
     // the server's log is shorter than what this page saw: read everything again
     state.stopLive = null;
+    feedLost = false; // what is said is that it was replaced, not that it is back
     announce(`The ledger's log no longer reaches event ${state.head}: it was replaced. Reading it again.`);
     // events of the old log not yet shown are dropped: start() reads the new one whole
     clearTimeout(pendingTimer);
@@ -482,14 +494,20 @@ function liveState(status, how, error) {
     return;
   }
   const el = $("live-state");
+  const was = el.dataset.state;
   el.dataset.state = status;
   if (status === "live") {
     el.textContent = how === "polling" ? "Live: checking for new events every 2 s" : "Live: new events show as they arrive";
     if ($("error").textContent === UNREACHABLE) showError(""); // the server is back
+    if (feedLost) announce("The live feed is back.");
+    feedLost = false;
   } else if (status === "connecting") {
     el.textContent = "Connecting to the live feed…";
   } else {
     el.textContent = "Live feed lost: reconnecting…";
+    // said once when it goes (the state line changes at each try, and is not announced)
+    if (was === "live") announce("The live feed was lost: reconnecting.");
+    feedLost = true;
   }
 }
 
@@ -508,6 +526,7 @@ async function applyLive() {
   pending = { subjects: false, subject: false, events: [] };
   syncControls({ asOf: false });
   if (state.seq !== null) {
+    for (const el of document.querySelectorAll(".known-from")) el.textContent = knownFrom(Number(el.dataset.seq));
     announce(`The log now holds ${state.head} events; this view stays at event ${state.seq}. Choose “Latest” to follow.`);
     return;
   }
@@ -573,7 +592,55 @@ function entryLink(id) {
   return h("a", { href: `#a-${id}` }, id);
 }
 
+// ---- keeping the reader's place when a part is drawn again
+
+const ANCHORS = "[id],[data-assertion],[data-subject],[data-property]";
+
+function anchorSelector(el) {
+  if (el.id) return `#${CSS.escape(el.id)}`;
+  for (const name of ["assertion", "subject", "property"]) {
+    if (el.dataset[name] !== undefined) return `[data-${name}="${CSS.escape(el.dataset[name])}"]`;
+  }
+  return null;
+}
+
+/** Where `el` is under `root`, in terms that survive drawing the same data again: its id,
+ * or its place among its kind under the nearest element with an id or a data key. */
+function placeOf(el, root) {
+  if (!el || el === root || !root.contains(el)) return null;
+  if (el.id) return { anchor: anchorSelector(el), tag: null, index: 0 };
+  const anchor = el.parentElement && el.parentElement.closest(ANCHORS);
+  if (!anchor || !root.contains(anchor)) return null;
+  return { anchor: anchorSelector(anchor), tag: el.tagName, index: [...anchor.querySelectorAll(el.tagName)].indexOf(el) };
+}
+
+function atPlace(place, root) {
+  const anchor = root.querySelector(place.anchor);
+  if (!anchor || !place.tag) return anchor;
+  return anchor.querySelectorAll(place.tag)[place.index] || null;
+}
+
+/** Draw `root` again with `draw()`, keeping the panels that were open and the focus: a
+ * live update must not close what the reader opened or drop a keyboard user's place. */
+function keepingPlace(root, draw) {
+  const open = [...root.querySelectorAll("details[open]")].map((d) => placeOf(d, root)).filter(Boolean);
+  const focused = placeOf(document.activeElement, root);
+  draw();
+  for (const place of open) {
+    const panel = atPlace(place, root);
+    if (panel) panel.open = true;
+  }
+  if (focused) {
+    const el = atPlace(focused, root);
+    if (el && el !== document.activeElement) el.focus({ preventScroll: true });
+  }
+}
+
 function renderSubjects() {
+  keepingPlace($("subjects"), drawSubjects);
+}
+
+function drawSubjects() {
   const list = $("subjects");
   $("subjects-empty").hidden = state.subjects.length > 0;
   list.replaceChildren(
@@ -597,15 +664,19 @@ function renderSubjects() {
 
 async function chooseSubject(subject) {
   if (subject === state.subject) return;
+  const before = state.subject;
   state.subject = subject;
-  writeUrl(true);
   renderSubjects();
   try {
     await refreshSubject();
   } catch (err) {
+    // not shown (the server is down, say): the list and the URL stay with what is
+    state.subject = before;
+    renderSubjects();
     reportError(err);
     return;
   }
+  writeUrl(true);
   goLive();
   const heading = $("subject-heading");
   if (heading) heading.focus();
@@ -626,13 +697,22 @@ function renderSubject({ subject, row, timeline, assertions, views, kinds, markN
   ];
   const parts = [
     h("h2", { id: "subject-heading", tabindex: "-1" }, subject),
-    h("p", { class: "meta" }, `As known from ${meta.join(" · ")}.`),
+    h(
+      "p",
+      { class: "meta" },
+      "As known from ",
+      // said again as the log grows under a view kept at a position (applyLive)
+      h("span", { class: "known-from", "data-seq": String(timeline.seq) }, meta[0]),
+      ` · ${meta.slice(1).join(" · ")}.`,
+    ),
     row || assertions.length ? null : h("p", { class: "muted" }, "Nothing on this subject at this point."),
     quantities.length ? renderEstimates(quantities, timeline) : null,
-    statuses.length ? renderStatuses(statuses) : null,
+    statuses.length ? renderStatuses(statuses, assertions) : null,
     renderTimeline(assertions, timeline, previous),
   ];
-  $("subject").replaceChildren(...parts.filter(Boolean));
+  const draw = () => $("subject").replaceChildren(...parts.filter(Boolean));
+  if (markNew) keepingPlace($("subject"), draw); // the same subject, drawn again
+  else draw();
   markScrollable();
 }
 
@@ -753,7 +833,22 @@ function claimantTable(view) {
   ));
 }
 
-function renderStatuses(statuses) {
+/** Who a status rests on; for a dispute, on which side each stands. */
+function byNodes(view, assertions) {
+  if (!view.by.length) return "—";
+  if (view.status !== "disputed") return joinNodes(view.by.map(claimantNode));
+  const basis = new Set(view.basis);
+  const sides = ["confirmed", "denied"].map((value) => {
+    const who = new Set();
+    for (const a of assertions) {
+      if (basis.has(a.assertion_id) && a.value.status === value) for (const c of a.claimants) who.add(c);
+    }
+    return who.size ? h("span", { class: "side" }, `${value}: `, joinNodes([...who].sort().map(claimantNode))) : null;
+  });
+  return joinNodes(sides.filter(Boolean), "; ");
+}
+
+function renderStatuses(statuses, assertions) {
   return h(
     "section",
     { "aria-labelledby": "statuses-heading" },
@@ -785,7 +880,7 @@ function renderStatuses(statuses) {
             h("th", { scope: "row" }, view.property),
             h("td", {}, h("span", { class: `status-value status-${view.status}` }, view.status)),
             h("td", { class: "since" }, view.since ? h("time", {}, view.since) : "—"),
-            h("td", { class: "by" }, view.by.length ? joinNodes(view.by.map(claimantNode)) : "—"),
+            h("td", { class: "by" }, byNodes(view, assertions)),
             h(
               "td",
               {},

@@ -205,7 +205,7 @@ export function estimateChart({ id, property, items, styles, nameOf, asOf = null
   );
   return h(
     "figure",
-    { class: "chart", id },
+    { class: "chart", id, "aria-labelledby": titleId }, // its own name, not the shared caption
     svg,
     legend,
     h("figcaption", {}, "Solid marks are a claimant's best figure, hollow ones the middle of a range given without one; the bar spans low to high. The same figures are in the tables."),
