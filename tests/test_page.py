@@ -704,6 +704,51 @@ def _table_boxes(page: Any) -> list[dict[str, Any]]:
     return boxes
 
 
+def test_long_addresses_and_a_narrow_screen_never_widen_the_page(
+    watched: Watched, server: LiveServer
+) -> None:
+    """320 px, the narrowest screen WCAG reflow asks for: the controls wrap, and a document
+    address with no title (shown as the address itself) wraps instead of widening it."""
+    subject = "page-test.narrow"
+    url = "https://en.yna.co.kr/view/AEN20250428000351315?section=nk/nk&site=major_news01&x=1"
+    document = {"publisher": "Yonhap", "published_at": "2025-04-28", "url": url}
+    server.post("/v1/assertions", assertion_body(subject=subject, document=document))
+    page = watched.page
+    page.set_viewport_size({"width": 320, "height": 700})
+    page.goto(f"{server.base}/?subject={subject}")
+    expect(page.locator(ESTIMATE)).to_have_text(span("14,000", "16,000"))
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 320, f"the page is {width} px wide on a 320 px screen"
+    latest = page.locator("#seq-latest").bounding_box()
+    assert latest is not None
+    assert latest["x"] + latest["width"] <= 320
+    watched.check(server.base)
+
+
+def test_a_chart_over_decades_labels_a_few_years_and_keeps_large_figures_whole(
+    watched: Watched, server: LiveServer
+) -> None:
+    subject = "page-test.decades"
+    server.post("/v1/assertions", assertion_body(subject=subject, stated_at="1950"))
+    big = {"low": 1_200_000_000, "high": 1_500_000_000}
+    server.post("/v1/assertions", assertion_body(subject=subject, stated_at="2025", value=big))
+    page = watched.page
+    page.goto(f"{server.base}/?subject={subject}")
+    expect(page.locator(ESTIMATE)).to_have_text(span("1,200,000,000", "1,500,000,000"))
+    labels = page.locator("figure.chart .time-axis text").all_text_contents()
+    assert 3 <= len(labels) <= 9, labels  # a year every 10, not one a year run together
+    years = [int(label) for label in labels]
+    assert years == sorted(years)
+    assert len({b - a for a, b in itertools.pairwise(years)}) == 1  # evenly spaced
+    # every figure on the value axis is inside the drawing, its first digits too
+    lefts = page.eval_on_selector_all(
+        "figure.chart .axis:not(.time-axis) text", "ts => ts.map(t => t.getBBox().x)"
+    )
+    assert lefts
+    assert min(lefts) >= 0, lefts
+    watched.check(server.base)
+
+
 def test_the_page_fits_a_phone_screen_and_wide_tables_scroll_in_their_own_box(
     watched: Watched, server: LiveServer
 ) -> None:

@@ -54,11 +54,18 @@ function niceStep(max, count) {
 
 function timeTicks(start, end) {
   const span = end - start;
-  const months = span > 4 * 365 * DAY ? 12 : span > 18 * 30 * DAY ? 6 : span > 8 * 30 * DAY ? 3 : 1;
+  // over four years, a label every 1, 2, 5, 10... years: at most about eight, never a run
+  const years = span / (365.25 * DAY);
+  const yearStep = years > 4 ? YEAR_STEPS.find((step) => years / step <= 8) || 1000 : 0;
+  const months = yearStep ? 12 * yearStep : span > 18 * 30 * DAY ? 6 : span > 8 * 30 * DAY ? 3 : 1;
   const ticks = [];
   const first = new Date(start);
   let year = first.getUTCFullYear();
   let month = Math.ceil(first.getUTCMonth() / months) * months;
+  if (yearStep) {
+    year = Math.ceil(year / yearStep) * yearStep; // one before the start is skipped below
+    month = 0;
+  }
   for (let n = 0; n < 60; n += 1) {
     if (month >= 12) {
       year += Math.floor(month / 12);
@@ -71,6 +78,8 @@ function timeTicks(start, end) {
   }
   return ticks;
 }
+
+const YEAR_STEPS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500];
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
@@ -106,7 +115,9 @@ export function estimateChart({ id, property, items, styles, nameOf, asOf = null
   const yStep = niceStep(ymax, 5);
   const yTop = Math.ceil((ymax * 1.05) / yStep) * yStep;
 
-  const x = (t) => M.left + ((t - xmin) / (xmax - xmin)) * (WIDTH - M.left - M.right);
+  // room at the left for the longest figure on the axis (a fixed margin cut large ones)
+  const left = Math.max(M.left, 16 + 9 * num(yTop).length);
+  const x = (t) => left + ((t - xmin) / (xmax - xmin)) * (WIDTH - left - M.right);
   const y = (v) => HEIGHT - M.bottom - (v / yTop) * (HEIGHT - M.top - M.bottom);
 
   const titleId = `title-${id}`;
@@ -128,11 +139,11 @@ export function estimateChart({ id, property, items, styles, nameOf, asOf = null
   const grid = s("g", { class: "grid" });
   const yAxis = s("g", { class: "axis" });
   for (let v = 0; v <= yTop + 1e-9; v += yStep) {
-    grid.append(s("line", { x1: M.left, x2: WIDTH - M.right, y1: y(v), y2: y(v) }));
-    yAxis.append(s("text", { x: M.left - 8, y: y(v) + 4, "text-anchor": "end" }, num(v)));
+    grid.append(s("line", { x1: left, x2: WIDTH - M.right, y1: y(v), y2: y(v) }));
+    yAxis.append(s("text", { x: left - 8, y: y(v) + 4, "text-anchor": "end" }, num(v)));
   }
-  const xAxis = s("g", { class: "axis" });
-  xAxis.append(s("line", { x1: M.left, x2: WIDTH - M.right, y1: y(0), y2: y(0) }));
+  const xAxis = s("g", { class: "axis time-axis" });
+  xAxis.append(s("line", { x1: left, x2: WIDTH - M.right, y1: y(0), y2: y(0) }));
   for (const tick of timeTicks(xmin, xmax)) {
     grid.append(s("line", { x1: x(tick.t), x2: x(tick.t), y1: M.top, y2: y(0) }));
     xAxis.append(s("line", { x1: x(tick.t), x2: x(tick.t), y1: y(0), y2: y(0) + 5 }));
