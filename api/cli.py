@@ -207,7 +207,7 @@ def _import(args: argparse.Namespace, path: Path, source: Path, actor: str) -> i
         return 1
     if result.interrupted and result.error is None:
         sys.stderr.write(f"ledger import: interrupted; {_kept(result, first, span)}\n")
-        return 130
+        return 128 + result.signum  # 130 for Ctrl-C, 143 for SIGTERM
     if result.error is not None:
         line = result.error.line
         taken = any("already taken" in e.message for e in result.error.errors)
@@ -244,7 +244,7 @@ def _import(args: argparse.Namespace, path: Path, source: Path, actor: str) -> i
     lines = counted(result.lines, "line") if first == 1 else f"lines {first}..{result.lines}"
     print(f"imported {lines}: {counted(result.appended, 'event')} appended{span}")
     if result.views_skipped:
-        return 130
+        return 128 + result.signum
     return 1 if result.views_failure is not None else 0
 
 

@@ -83,6 +83,7 @@ class ImportResult:
     error: ImportError_ | None = None
     done_lines: int = 0  # every line up to this one is in the log (or needed nothing)
     interrupted: bool = False  # stopped by Ctrl-C: what was read ahead was not appended
+    signum: int = int(signal.SIGINT)  # the signal that stopped it (SIGINT or SIGTERM)
     failure: LedgerError | None = None  # the ledger could not take a chunk (a full disk)
     views_failure: LedgerError | None = None  # the views could not be brought up to date
     views_skipped: bool = False  # a second Ctrl-C: the views were left to catch up later
@@ -381,6 +382,7 @@ BOM = b"\xef\xbb\xbf"
 
 class _Stop:
     asked = False  # a first Ctrl-C: stop reading at the next chunk
+    signum = int(signal.SIGINT)  # what asked: SIGINT or SIGTERM
     hurry = False  # a second: leave the views' fold to the next open
 
 
@@ -394,7 +396,8 @@ def _stop_on_ctrl_c() -> Iterator[_Stop]:
     between chunks, so no chunk is ever half-handed to the writer); a second one asks it
     to skip the fold of the views (the chunks already handed to the writer still commit,
     so the lines in the log stay exactly known); a third raises KeyboardInterrupt as usual.
-    Elsewhere (a server's thread) nothing changes."""
+    SIGTERM (a service stopping, `timeout`) is taken the same way, so a stopped import
+    names its line to resume from too. Elsewhere (a server's thread) nothing changes."""
     stop = _Stop()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -403,14 +406,21 @@ def _stop_on_ctrl_c() -> Iterator[_Stop]:
     def ask(signum: int, frame: FrameType | None) -> None:
         if stop.asked:
             stop.hurry = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            for each in _STOPPING:
+                signal.signal(each, signal.default_int_handler)
+        else:
+            stop.signum = signum
         stop.asked = True
 
-    previous = signal.signal(signal.SIGINT, ask)
+    previous = {each: signal.signal(each, ask) for each in _STOPPING}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for each, handler in previous.items():
+            signal.signal(each, handler)
+
+
+_STOPPING = (signal.SIGINT, signal.SIGTERM)
 
 
 MAX_LINE = 1 << 20
@@ -730,6 +740,7 @@ def import_file(
         result.read_failure = read_failure
     result.views_failure = views.failed
     result.views_skipped = views.skipped
+    result.signum = stop.signum
     if result.failure is not None or result.read_failure is not None:
         return result
     if decode_error is not None and result.error is None:  # every line before it is in

@@ -783,6 +783,43 @@ def test_an_import_with_others_appending_meanwhile_says_its_span_holds_theirs(
     )
 
 
+def test_sigterm_stops_an_import_between_chunks_as_ctrl_c_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A service stopping, or `timeout`, sends SIGTERM: the import stops between two
+    chunks, names the line to resume from, and exits 143 (128 + SIGTERM)."""
+    sent = False
+
+    def beside(store: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        progress = args[2]
+
+        def and_stop(done: int, total: int) -> None:
+            nonlocal sent
+            if not sent:
+                sent = True
+                os.kill(os.getpid(), signal.SIGTERM)  # to this process alone
+            progress(done, total)
+
+        return import_file(store, args[0], args[1], and_stop, **{**kwargs, "chunk_size": 5})
+
+    class NotTaken(Exception):
+        pass
+
+    def not_taken(signum: int, frame: object) -> None:  # not the test run's death
+        raise NotTaken("SIGTERM reached the default handler: the import did not take it")
+
+    monkeypatch.setattr(cli, "import_file", beside)
+    before = signal.signal(signal.SIGTERM, not_taken)
+    try:
+        assert cli.main(["import", str(SEED), "--db", str(tmp_path / "l.db")]) == 143
+        assert signal.getsignal(signal.SIGTERM) is not_taken  # put back
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    err = capsys.readouterr().err
+    assert "ledger import: interrupted; lines 1.." in err
+    assert "`--from-line" in err
+
+
 def test_half_a_surrogate_pair_in_a_line_is_named(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     line = json.loads(SEED.read_text().splitlines()[13])
