@@ -32,7 +32,7 @@ class LiveStatuses:
     them, as `confirmed` begins with the first confirmation after the last denial.
     """
 
-    __slots__ = ("_facts", "_keys")
+    __slots__ = ("_facts", "_keys", "_single", "_values")
 
     def __init__(self) -> None:
         # (stated_start, recorded_seq) of each live assertion, per value, in order
@@ -42,6 +42,10 @@ class LiveStatuses:
             "reported": [],
         }
         self._facts: dict[tuple[int, int], Fact] = {}
+        # per decisive statement time, how many live assertions of each value; and, in
+        # order, the times where only one value is live (where a dispute cannot reach back)
+        self._values: dict[int, dict[str, int]] = {}
+        self._single: list[int] = []
 
     def change(self, fact: Fact, live: bool) -> None:
         key = fact.order
@@ -52,6 +56,24 @@ class LiveStatuses:
         else:
             del keys[bisect.bisect_left(keys, key)]
             del self._facts[key]
+        if fact.status in _OTHER:
+            self._count(fact.stated_start, fact.status, 1 if live else -1)
+
+    def _count(self, start: int, value: str, step: int) -> None:
+        values = self._values.setdefault(start, {})
+        was_single = len(values) == 1
+        left = values.get(value, 0) + step
+        if left:
+            values[value] = left
+        else:
+            del values[value]
+        if not values:
+            del self._values[start]
+        if was_single != (len(values) == 1):
+            if was_single:
+                del self._single[bisect.bisect_left(self._single, start)]
+            else:
+                bisect.insort(self._single, start)
 
     def current(self) -> tuple[Status, list[Fact]]:
         """The status and the assertions behind it, in statement order (first: since)."""
@@ -74,10 +96,11 @@ class LiveStatuses:
         last_d = denied[-1][0] if denied else None
         if last_c is not None and last_d is not None and last_c == last_d:
             start = self._dispute_began(last_c)
-            runs = [keys[bisect.bisect_left(keys, (start, -1)) :] for keys in (confirmed, denied)]
+            i = bisect.bisect_left(confirmed, (start, -1))
+            j = bisect.bisect_left(denied, (start, -1))
             if first_only:
-                return "disputed", [min(runs[0][0], runs[1][0])]
-            return "disputed", sorted(runs[0] + runs[1])
+                return "disputed", [min(confirmed[i], denied[j])]
+            return "disputed", sorted(confirmed[i:] + denied[j:])
         value: Status
         if last_d is None or (last_c is not None and last_c > last_d):
             value, run, other = "confirmed", confirmed, last_d
@@ -87,18 +110,17 @@ class LiveStatuses:
         return value, run[i : i + 1] if first_only else run[i:]
 
     def _dispute_began(self, latest: int) -> int:
-        """The first statement time of the dispute at `latest`: earlier times where both
-        values were stated, back to one where only one was."""
+        """The first statement time of the dispute at `latest`: the first decisive time
+        after the last one before it where only one value was live (every time between
+        holds both)."""
         confirmed, denied = self._keys["confirmed"], self._keys["denied"]
-        start = latest
-        while True:
-            i = bisect.bisect_left(confirmed, (start, -1))
-            j = bisect.bisect_left(denied, (start, -1))
-            before_c = confirmed[i - 1][0] if i else None
-            before_d = denied[j - 1][0] if j else None
-            if before_c is None or before_d is None or before_c != before_d:
-                return start
-            start = before_c
+        i = bisect.bisect_left(self._single, latest)
+        if not i:
+            return min(confirmed[0][0], denied[0][0])
+        single = self._single[i - 1]
+        after_c = confirmed[bisect.bisect_right(confirmed, (single, _AFTER_ANY_SEQ))][0]
+        after_d = denied[bisect.bisect_right(denied, (single, _AFTER_ANY_SEQ))][0]
+        return min(after_c, after_d)
 
 
 _AFTER_ANY_SEQ = 2**63

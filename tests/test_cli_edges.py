@@ -615,7 +615,8 @@ def test_ctrl_c_stops_a_rebuild_at_its_next_chunk_and_changes_nothing(
         def each(done: int, total: int) -> None:
             chunks.append(done)
             if len(chunks) == 1:
-                os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, while it runs
+                # a real Ctrl-C, while it runs, to the main thread as a terminal's reaches it
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
                 for _ in range(1000):
                     if main_thread_waiting():  # it took the Ctrl-C: its stop is set
                         break
