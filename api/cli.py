@@ -9,6 +9,7 @@ import io
 import itertools
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import stat
@@ -138,6 +139,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     except OSError as exc:  # missing, unreadable: said before any ledger is created
         _fail(f"{path}: {exc.strerror or exc}", 2)
     with contextlib.ExitStack() as cleanup:
+        if not regular:  # a SIGTERM before the import takes it must not leave the copy
+            previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            cleanup.callback(signal.signal, signal.SIGTERM, previous)
         source = path if regular else _spooled(path, Path(args.db), cleanup)
         return _import(args, path, source, actor)
 
@@ -151,15 +155,19 @@ def _spooled(path: Path, db: Path, cleanup: contextlib.ExitStack) -> Path:
     folder = db.resolve().parent
     if not folder.is_dir():
         _fail(f"{db.parent}: no such folder", 2)
-    fd, name = tempfile.mkstemp(prefix=".ledger-import-", suffix=".jsonl", dir=folder)
-    copy = Path(name)
-    cleanup.callback(copy.unlink, missing_ok=True)
     try:
+        fd, name = tempfile.mkstemp(prefix=".ledger-import-", suffix=".jsonl", dir=folder)
+        copy = Path(name)
+        cleanup.callback(copy.unlink, missing_ok=True)
         with os.fdopen(fd, "wb") as out, path.open("rb") as given:
             shutil.copyfileobj(given, out, 1 << 20)
     except OSError as exc:
-        _fail(f"{path} is not a regular file, and keeping what it gives in {copy} failed: {exc}")
+        _fail(f"{path} is not a regular file, and keeping a copy beside the ledger failed: {exc}")
     return copy
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # the way out removes what the command made
 
 
 def _import(args: argparse.Namespace, path: Path, source: Path, actor: str) -> int:

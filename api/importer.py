@@ -582,7 +582,10 @@ def _reader(path: Path, size: int, from_line: int, ahead: bool) -> Iterator[Iter
 def _read_ahead(argv: list[str]) -> int:
     """The reader process (`python -m api.importer FILE SIZE FROM_LINE`): writes the file's
     chunks to standard output. Ctrl-C is for the import to judge: it stops this one."""
+    # a terminal's Ctrl-C and a `timeout` or service stop reach the whole process group:
+    # the import decides when to stop, and this process reads on until told
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     path, size, from_line = Path(argv[0]), int(argv[1]), int(argv[2])
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # nothing else may write between the frames, not even C code
@@ -612,6 +615,7 @@ def in_log_through(conn: sqlite3.Connection, path: Path, line: int) -> int:
     For an import stopped by an id already taken: a file imported before in part (the
     import was killed) goes on after what the log holds, not one line further a try."""
     last = line - 1
+    ranked: dict[str, int] = {}  # per assertion, the seq of the ranking matched last
     with path.open("rb") as fh:
         for number, raw in _numbered_lines(fh):
             if number < line or not raw.strip():
@@ -620,7 +624,21 @@ def in_log_through(conn: sqlite3.Connection, path: Path, line: int) -> int:
                 record = decode_line(raw, number)
             except _BadLine:
                 break
-            if not _held(conn, record):
+            if isinstance(record, RankLine):  # rankings repeat: each a later one than the last
+                row = conn.execute(
+                    "SELECT seq FROM proj_ranks WHERE assertion_id = ? AND rank = ? AND "
+                    "reason = ? AND seq > ? ORDER BY seq LIMIT 1",
+                    (
+                        record.assertion_id,
+                        record.rank,
+                        record.reason,
+                        ranked.get(record.assertion_id, 0),
+                    ),
+                ).fetchone()
+                if row is None:
+                    break
+                ranked[record.assertion_id] = int(row[0])
+            elif not _held(conn, record):
                 break
             last = number
     return last
@@ -634,9 +652,6 @@ def _held(conn: sqlite3.Connection, record: ImportLine) -> bool:
     elif isinstance(record, RetractionLine):
         sql = "SELECT retracted FROM wm_assertions WHERE assertion_id = ?"
         args = (record.assertion_id,)
-    elif isinstance(record, RankLine):  # the same ranking, for the same reason
-        sql = "SELECT 1 FROM proj_ranks WHERE assertion_id = ? AND rank = ? AND reason = ?"
-        args = (record.assertion_id, record.rank, record.reason)
     elif isinstance(record, AssertionLine) and record.assertion_id is not None:
         sql = "SELECT subject, property FROM wm_assertions WHERE assertion_id = ?"
         args, want = (record.assertion_id,), (record.subject, record.property)

@@ -77,7 +77,7 @@ def rows_to_events(rows: Sequence[Sequence[Any]], *, as_stored: bool = False) ->
     ]
 
 
-_UNDECODED = (msgspec.DecodeError, KeyError, TypeError)
+_UNDECODED = (msgspec.DecodeError, KeyError, TypeError, RecursionError)
 """What decoding a stored payload raises where the file was edited: not JSON of its type,
 an unknown event type, a value stored as TEXT or a number instead of bytes."""
 
@@ -92,7 +92,7 @@ def stored_data(data: object) -> msgspec.Raw:
         raw = str(raw).encode()
     try:
         return msgspec.Raw(msgspec.json.encode(msgspec.json.decode(raw)))
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # not JSON, or nested past all reason
         return msgspec.Raw(msgspec.json.encode(bytes(raw).decode("utf-8", "replace")))
 
 

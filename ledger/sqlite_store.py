@@ -465,7 +465,8 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         # views that could not catch up on opening (a full disk, a read-only file): the
         # first batch folds them before its own events, as after another writer's commits,
         # so no checkpoint it moves skips what they lack
-        self._data_version = -1 if behind else self._version()
+        # (not where appends are refused: there is nothing to fold them with)
+        self._data_version = -1 if behind and self.write_refusal is None else self._version()
         if max_pages is not None:
             self._set_max_pages(self._conn, max_pages)
         self._appended = threading.Event()  # set after each commit that appended

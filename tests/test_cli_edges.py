@@ -834,6 +834,67 @@ def test_sigterm_stops_an_import_between_chunks_as_ctrl_c_does(
     assert "`--from-line" in err
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
+def test_sigterm_while_a_pipe_is_kept_removes_the_copy(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    done = threading.Event()
+
+    def feed() -> None:  # a first block, then the writer waits: the copy is under way
+        with fifo.open("wb") as out:
+            out.write(SEED.read_bytes())
+            out.flush()
+            done.wait(30)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "import", str(fifo), "--db", str(tmp_path / "l.db")],
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(500):  # until the copy beside the ledger is under way
+            copies = list(tmp_path.glob(".ledger-import-*"))
+            if copies:
+                break
+            time.sleep(0.02)
+        assert copies, "the pipe was never kept"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 143
+    finally:
+        done.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert list(tmp_path.glob(".ledger-import-*")) == []
+
+
+def test_a_ranking_repeated_later_in_the_file_is_not_taken_for_the_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """preferred, normal, then preferred again for the same reason: with the first two in
+    the log, the third is not (the log's preferred ranking is the first one, before the
+    normal one), so the import resumes at it."""
+    seed = SEED.read_text().splitlines()
+    aid = json.loads(seed[13])["assertion_id"]
+
+    def rank(value: str, reason: str) -> str:
+        return json.dumps({"record": "rank", "assertion_id": aid, "rank": value, "reason": reason})
+
+    lines = [*seed, rank("preferred", "r1"), rank("normal", "r2"), rank("preferred", "r1")]
+    whole = tmp_path / "whole.jsonl"
+    whole.write_text("\n".join(lines) + "\n")
+    part = tmp_path / "part.jsonl"
+    part.write_text("\n".join(lines[:-1]) + "\n")
+    db = ["--db", str(tmp_path / "l.db")]
+    assert cli.main(["import", str(part), *db]) == 0
+    capsys.readouterr()
+    assert cli.main(["import", str(whole), *db]) == 1
+    err = capsys.readouterr().err
+    assert f"lines 14..{len(lines) - 1} are in the log already" in err
+    assert f"`--from-line {len(lines)}` imports the rest" in err
+
+
 def test_half_a_surrogate_pair_in_a_line_is_named(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     line = json.loads(SEED.read_text().splitlines()[13])

@@ -200,9 +200,13 @@ def test_small_files_are_read_on_the_importing_thread(
     assert started == [source]  # only for the file at the threshold
 
 
-def test_the_reader_process_leaves_ctrl_c_to_the_import(tmp_path: Path) -> None:
-    """A terminal's Ctrl-C reaches every process of the group: the reader goes on, and
-    the import decides what stops (between chunks)."""
+@pytest.mark.parametrize("sent", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_reader_process_leaves_ctrl_c_to_the_import(
+    tmp_path: Path, sent: signal.Signals
+) -> None:
+    """A terminal's Ctrl-C, and a `timeout` or a service stop's SIGTERM, reach every
+    process of the group: the reader goes on, and the import decides what stops (between
+    chunks)."""
     lines = _seed_with_ids(tmp_path).read_bytes()
     source = tmp_path / "long.jsonl"
     source.write_bytes(lines * 200)  # more than a pipe holds: the reader waits to write
@@ -214,7 +218,7 @@ def test_the_reader_process_leaves_ctrl_c_to_the_import(tmp_path: Path) -> None:
     assert proc.stdout is not None
     first = proc.stdout.read(4)
     assert proc.poll() is None
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sent)
     rest = proc.stdout.read()
     assert proc.wait(timeout=60) == 0, proc.stderr.read() if proc.stderr else ""
     frames = []

@@ -501,6 +501,34 @@ def test_views_left_behind_on_opening_are_caught_up_by_the_next_append(
         store.close()
 
 
+def test_views_behind_on_a_file_that_cannot_be_written_are_left_to_lag(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where appends are refused (a read-only file) nothing can fold them: a unit that
+    appends nothing (a page count, a cap) must not try, and fail on the write."""
+    from ledger import replay
+    from tests.factories import quantity, run
+
+    bare = SqliteStore(ledger.db)  # the write model alone: the views stay at the seed
+    try:
+        run(bare, quantity(1, 2, stated_at="2025", claimants=("us-intel",)))
+    finally:
+        bare.close()
+
+    def never(*args: Any, **kwargs: Any) -> int:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(SqliteStore, "_writable", lambda self: False)
+    monkeypatch.setattr(replay, "catch_up", never)  # as on a file that cannot be written
+    store = SqliteStore(ledger.db, all_projectors())
+    try:
+        assert store.write_refusal is not None
+        assert store.views_reach() == SEED_EVENTS < store.size()
+        assert store.page_count() > 0  # a unit that appends nothing still runs
+    finally:
+        store.close()
+
+
 def test_a_chunk_before_the_one_that_filled_the_disk_is_never_counted_unless_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
