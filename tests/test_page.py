@@ -222,12 +222,18 @@ def test_the_ledger_as_it_knew_at_a_seq(watched: Watched, server: LiveServer) ->
     expect(page.locator("#seq")).to_have_value("20")
     expect(page.locator("#seq-range")).to_have_value("20")
 
-    # a value typed past the head is refused beside the box, and the view stays
+    # a value typed past the head is refused beside the box, and the view stays, whether
+    # Enter was pressed in the box or Show clicked
     page.fill("#seq", "9999")
     page.press("#seq", "Enter")
     expect(page.locator("#seq-error")).to_contain_text("9999 is past the log's last event")
     expect(page.locator("#seq")).to_have_attribute("aria-invalid", "true")
     expect(page).to_have_url(re.compile(r"[?&]seq=20(&|$)"))
+    page.fill("#seq", "8888")
+    page.get_by_role("button", name="Show", exact=True).click()
+    expect(page.locator("#seq-error")).to_contain_text("8888 is past the log's last event")
+    expect(page.locator("#seq")).to_have_value("8888")
+    expect(page.locator("#seq")).to_be_focused()
     # the head typed is a position kept as given (new events do not move the view)
     page.fill("#seq", str(head))
     page.press("#seq", "Enter")
@@ -389,6 +395,13 @@ def test_a_live_update_keeps_the_readers_place(watched: Watched, server: LiveSer
     expect(page.locator("#notice")).to_contain_text("Updated: 1 new event")
     expect(entry.locator("details")).to_have_attribute("open", "")
     expect(entry.locator("summary")).to_be_focused()
+    # a subject's link in the list keeps the focus too
+    link = page.locator(f'#subjects a[data-subject="{subject}"]')
+    link.focus()
+    server.post("/v1/assertions", assertion_body(subject=subject, stated_at="2025-04-02"))
+    expect(page.locator("#notice")).to_contain_text("up to event")
+    expect(link).to_contain_text("4 assertions")
+    expect(link).to_be_focused()
 
     # kept at a position: the meta line and the controls give the same size of the log
     head = server.get("/v1/log/head")["size"]
@@ -429,8 +442,10 @@ def test_reads_with_a_token_typed_into_the_page(
     page.click("#token-box summary")
     page.click("#token-forget")
     expect(page.locator("#error")).to_contain_text("needs a token")
-    # nothing read with the token stays on screen
+    # nothing read with the token stays on screen, nor is the list said to be empty
     expect(page.locator("#subject-heading")).to_have_text("Reads need a token")
+    expect(page.locator("#subjects-empty")).to_be_hidden()
+    assert page.locator("#as-of-choices option").count() == 0
     expect(page.locator(ESTIMATE)).to_have_count(0)
     expect(page.locator("#subjects a")).to_have_count(0)
 

@@ -140,6 +140,10 @@ function askForToken(err) {
   // nothing read with a token no longer taken stays on screen
   state.subjects = [];
   renderSubjects();
+  $("subjects-empty").hidden = true; // not "no subjects": none can be read
+  state.statedTimes = new Set();
+  state.statedTimesOf = null;
+  fillStatedTimes();
   $("subject").replaceChildren(h("h2", { id: "subject-heading", tabindex: "-1" }, "Reads need a token"));
   $("token").focus();
 }
@@ -212,15 +216,16 @@ let applying = Promise.resolve();
  * them. One at a time, in order (Enter in a box fires both its change and the form's
  * submit): each compares with the view the one before it left. */
 function applyControls(wanted) {
-  applying = applying.then(() => applyNow(wanted));
+  // one that fails for a reason of its own must not stop every later one
+  applying = applying.then(() => applyNow(wanted)).catch(reportError);
   return applying;
 }
 
 async function applyNow({ asOf, seq }) {
   seqProblem("");
   if (seq !== null && seq !== undefined && !Number.isNaN(seq) && seq > state.head) {
-    seqProblem(`${seq} is past the log's last event`, { focus: document.activeElement === $("seq") });
-    syncControls({ asOf: false });
+    // the box keeps what was typed, beside what is wrong with it, whatever had the focus
+    seqProblem(`${seq} is past the log's last event`, { focus: true });
     return;
   }
   // a position is kept as given, the head too (the view then stays there as events
@@ -321,14 +326,18 @@ function bindControls() {
   });
 
   window.addEventListener("popstate", () => {
-    const wanted = readUrl();
-    if (wanted.subject === state.subject && wanted.asOf === state.asOf && wanted.seq === state.seq) return;
-    Object.assign(state, wanted, { shown: null }); // what the views reach is read anew
-    syncControls({ force: true });
-    announce(describePoint());
-    refreshAll().then((ok) => {
-      if (ok) goLive();
-    });
+    // in turn with the controls' changes: the point it reads is the one it then shows
+    applying = applying
+      .then(async () => {
+        const { urlSeqProblem, ...wanted } = readUrl();
+        if (wanted.subject === state.subject && wanted.asOf === state.asOf && wanted.seq === state.seq) return;
+        Object.assign(state, wanted, { shown: null }); // what the views reach is read anew
+        syncControls({ force: true });
+        seqProblem(urlSeqProblem);
+        announce(describePoint());
+        if (await refreshAll()) goLive();
+      })
+      .catch(reportError);
   });
 }
 
@@ -505,9 +514,12 @@ function liveState(status, how, error) {
     el.textContent = "Connecting to the live feed…";
   } else {
     el.textContent = "Live feed lost: reconnecting…";
-    // said once when it goes (the state line changes at each try, and is not announced)
-    if (was === "live") announce("The live feed was lost: reconnecting.");
-    feedLost = true;
+    // said once when it goes (the state line changes at each try, and is not announced);
+    // a first connection that fails was never there to lose
+    if (was === "live") {
+      announce("The live feed was lost: reconnecting.");
+      feedLost = true;
+    }
   }
 }
 
@@ -598,8 +610,10 @@ const ANCHORS = "[id],[data-assertion],[data-subject],[data-property]";
 
 function anchorSelector(el) {
   if (el.id) return `#${CSS.escape(el.id)}`;
+  // with its tag: a property's section and its row in the statuses table share a key
+  const tag = el.tagName.toLowerCase();
   for (const name of ["assertion", "subject", "property"]) {
-    if (el.dataset[name] !== undefined) return `[data-${name}="${CSS.escape(el.dataset[name])}"]`;
+    if (el.dataset[name] !== undefined) return `${tag}[data-${name}="${CSS.escape(el.dataset[name])}"]`;
   }
   return null;
 }
@@ -608,14 +622,15 @@ function anchorSelector(el) {
  * or its place among its kind under the nearest element with an id or a data key. */
 function placeOf(el, root) {
   if (!el || el === root || !root.contains(el)) return null;
-  if (el.id) return { anchor: anchorSelector(el), tag: null, index: 0 };
+  const own = anchorSelector(el); // its id or its own data key (a subject's link)
+  if (own) return { anchor: own, tag: null, index: 0 };
   const anchor = el.parentElement && el.parentElement.closest(ANCHORS);
   if (!anchor || !root.contains(anchor)) return null;
   return { anchor: anchorSelector(anchor), tag: el.tagName, index: [...anchor.querySelectorAll(el.tagName)].indexOf(el) };
 }
 
 function atPlace(place, root) {
-  const anchor = root.querySelector(place.anchor);
+  const anchor = root.matches(place.anchor) ? root : root.querySelector(place.anchor);
   if (!anchor || !place.tag) return anchor;
   return anchor.querySelectorAll(place.tag)[place.index] || null;
 }
@@ -710,10 +725,12 @@ function renderSubject({ subject, row, timeline, assertions, views, kinds, markN
     statuses.length ? renderStatuses(statuses, assertions) : null,
     renderTimeline(assertions, timeline, previous),
   ];
-  const draw = () => $("subject").replaceChildren(...parts.filter(Boolean));
+  const draw = () => {
+    $("subject").replaceChildren(...parts.filter(Boolean));
+    markScrollable(); // a scroll box takes the focus only once it is a region again
+  };
   if (markNew) keepingPlace($("subject"), draw); // the same subject, drawn again
   else draw();
-  markScrollable();
 }
 
 function renderEstimates(quantities, timeline) {
