@@ -191,8 +191,17 @@ class Model:
             latest = max(first_day(c.stated) for c in decisive)
             at_latest = [c for c in decisive if first_day(c.stated) == latest]
             values = {c.status for c in at_latest}
-            if len(values) > 1:
-                value, behind = "disputed", at_latest
+            if len(values) > 1:  # back over every earlier time that held both values too
+                held: dict[date, set[str | None]] = {}
+                for c in decisive:
+                    held.setdefault(first_day(c.stated), set()).add(c.status)
+                began = latest
+                for day in sorted(held, reverse=True)[1:]:
+                    if len(held[day]) < 2:
+                        break
+                    began = day
+                value = "disputed"
+                behind = [c for c in decisive if first_day(c.stated) >= began]
             else:
                 value = str(values.pop())
                 other = [first_day(c.stated) for c in decisive if c.status != value]
