@@ -9,7 +9,6 @@ values share that statement time), else `reported` while any assertion is live, 
 from __future__ import annotations
 
 import bisect
-import heapq
 from typing import Literal
 
 from projections.facts import Fact, Liveness
@@ -23,7 +22,8 @@ class LiveStatuses:
     """The live assertions of a status property in statement order, one sorted list per
     value, so the status and what it rests on are read in O(log n) while assertions come
     and go (a correction displaces what it corrects, and may bring back what that one had
-    displaced).
+    displaced). The status view folds with it, and the timeline reads the status it gives
+    after each assertion.
 
     The assertions behind `confirmed` are the confirmations stated after the last denial
     (and the reverse for `denied`). A `disputed` status rests on its run: the decisive
@@ -79,6 +79,10 @@ class LiveStatuses:
         """The status and the assertions behind it, in statement order (first: since)."""
         status, keys = self._behind(first_only=False)
         return status, [self._facts[k] for k in keys]
+
+    def value(self) -> Status:
+        """The status alone (what the timeline shows around each assertion)."""
+        return self._behind(first_only=True)[0]
 
     def first(self) -> tuple[Status, Fact | None]:
         """The status and the first assertion behind it (its since), without the rest."""
@@ -154,41 +158,3 @@ def status_parts(
     since = behind[0].stated_at if behind else None
     by = sorted({c for f in behind for c in f.claimant_ids()})
     return status, since, by, [f.assertion_id for f in behind], history
-
-
-class StatusState:
-    """The status of a changing live set (the timeline), kept in O(log n) per change."""
-
-    __slots__ = ("_count", "_decisive", "_starts")
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._decisive: dict[int, dict[str, int]] = {}
-        self._starts: list[int] = []  # max-heap of decisive statement times (negated)
-
-    def change(self, fact: Fact, live: bool) -> None:
-        step = 1 if live else -1
-        self._count += step
-        if fact.status not in _OTHER:
-            return
-        start = fact.stated_start
-        values = self._decisive.setdefault(start, {})
-        left = values.get(fact.status, 0) + step
-        if left:
-            values[fact.status] = left
-        else:
-            values.pop(fact.status, None)
-            if not values:
-                del self._decisive[start]
-        if live:
-            heapq.heappush(self._starts, -start)
-
-    def value(self) -> Status:
-        while self._starts and -self._starts[0] not in self._decisive:
-            heapq.heappop(self._starts)
-        if self._starts:
-            values = self._decisive[-self._starts[0]]
-            if len(values) > 1:
-                return "disputed"
-            return "confirmed" if "confirmed" in values else "denied"
-        return "reported" if self._count else "unreported"

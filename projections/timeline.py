@@ -26,7 +26,7 @@ from projections.facts import Fact, Liveness, eligible
 from projections.pit import PointInTime, echo, subject_version
 from projections.quantity import QuantityState
 from projections.rows import Estimate, Status, Timeline, TimelineItem
-from projections.status import StatusState
+from projections.status import LiveStatuses
 
 Value = Estimate | Status | None
 
@@ -38,8 +38,8 @@ class _Property:
 
     def __init__(self, kind: str) -> None:
         self.liveness = Liveness()
-        self.state: QuantityState | StatusState = (
-            QuantityState() if kind == "quantity" else StatusState()
+        self.state: QuantityState | LiveStatuses = (
+            QuantityState() if kind == "quantity" else LiveStatuses()
         )
         self.value: Value = self.state.value()
 
