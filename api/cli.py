@@ -194,16 +194,14 @@ def _import(args: argparse.Namespace, path: Path, source: Path, actor: str) -> i
             "catch up at the next append or when the ledger is next opened\n"
         )
     if result.views_failure is not None:
-        failed = result.views_failure
-        why = "the database is full" if isinstance(failed, StorageFull) else failed
         sys.stderr.write(
-            f"ledger import: the views could not be brought up to date ({why}); "
+            f"ledger import: the views could not be brought up to date "
+            f"({_why(result.views_failure)}); "
             "they catch up at the next append or when the ledger is next opened\n"
         )
     if result.failure is not None:
-        why = "the database is full" if isinstance(result.failure, StorageFull) else result.failure
         sys.stderr.write(
-            f"ledger import: stopped, the ledger could not take more ({why}); "
+            f"ledger import: stopped, the ledger could not take more ({_why(result.failure)}); "
             f"{_kept(result, first, span)}\n"
         )
         return 1
@@ -254,6 +252,11 @@ def _import(args: argparse.Namespace, path: Path, source: Path, actor: str) -> i
     if result.views_skipped:
         return 128 + result.signum
     return 1 if result.views_failure is not None else 0
+
+
+def _why(failure: LedgerError) -> str:
+    """Why the ledger could not take a write, in the import's words."""
+    return "the database is full" if isinstance(failure, StorageFull) else str(failure)
 
 
 def _span(result: ImportResult) -> str:
@@ -377,18 +380,18 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             raise _Stopped
         bar(done, total)
 
+    size: int | None = None
     try:
         rebuild(store, store.projectors, progress)
         size = store.size()
-    except KeyboardInterrupt:  # the rebuild is one transaction: stop it at its next chunk
-        stop.set()  # and wait (in close) while it rolls back, rather than for its end
-        store.close()
-        bar.finish()
-        sys.stderr.write("ledger rebuild: interrupted; nothing was changed\n")
-        return 130
+    except KeyboardInterrupt:  # the rebuild is one transaction: stop it at its next chunk,
+        stop.set()  # and wait (in close, below) while it rolls back, not for its end
     finally:
         bar.finish()
         store.close()
+    if size is None:
+        sys.stderr.write("ledger rebuild: interrupted; nothing was changed\n")
+        return 130
     print(f"rebuilt every projection from {counted(size, 'event')}")
     return 0
 

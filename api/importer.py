@@ -624,41 +624,40 @@ def in_log_through(conn: sqlite3.Connection, path: Path, line: int) -> int:
                 record = decode_line(raw, number)
             except _BadLine:
                 break
-            if isinstance(record, RankLine):  # rankings repeat: each a later one than the last
-                row = conn.execute(
-                    "SELECT seq FROM proj_ranks WHERE assertion_id = ? AND rank = ? AND "
-                    "reason = ? AND seq > ? ORDER BY seq LIMIT 1",
-                    (
-                        record.assertion_id,
-                        record.rank,
-                        record.reason,
-                        ranked.get(record.assertion_id, 0),
-                    ),
-                ).fetchone()
-                if row is None:
-                    break
-                ranked[record.assertion_id] = int(row[0])
-            elif not _held(conn, record):
+            if not _held(conn, record, ranked):
                 break
             last = number
     return last
 
 
-def _held(conn: sqlite3.Connection, record: ImportLine) -> bool:
+def _held(conn: sqlite3.Connection, record: ImportLine, ranked: dict[str, int]) -> bool:
+    """Whether the log holds `record` (see :func:`in_log_through`). `ranked` is, per
+    assertion, the seq of the ranking matched last: rankings repeat, so each one held
+    must come after it."""
     want: tuple[object, ...] = (1,)
-    args: tuple[str, ...]
+    args: tuple[str | int, ...]
     if isinstance(record, SourceLine):
         sql, args = "SELECT 1 FROM wm_sources WHERE id = ?", (record.id,)
     elif isinstance(record, RetractionLine):
         sql = "SELECT retracted FROM wm_assertions WHERE assertion_id = ?"
         args = (record.assertion_id,)
+    elif isinstance(record, RankLine):
+        after = ranked.get(record.assertion_id, 0)
+        found = conn.execute(
+            "SELECT seq FROM proj_ranks WHERE assertion_id = ? AND rank = ? AND reason = ? "
+            "AND seq > ? ORDER BY seq LIMIT 1",
+            (record.assertion_id, record.rank, record.reason, after),
+        ).fetchone()
+        if found is not None:
+            ranked[record.assertion_id] = int(found[0])
+        return found is not None
     elif isinstance(record, AssertionLine) and record.assertion_id is not None:
         sql = "SELECT subject, property FROM wm_assertions WHERE assertion_id = ?"
         args, want = (record.assertion_id,), (record.subject, record.property)
     else:  # an assertion whose id the ledger chose: nothing tells whether it is in
         return False
-    found: tuple[object, ...] | None = conn.execute(f"{sql} LIMIT 1", args).fetchone()
-    return found == want
+    row: tuple[object, ...] | None = conn.execute(f"{sql} LIMIT 1", args).fetchone()
+    return row == want
 
 
 def import_file(

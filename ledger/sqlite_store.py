@@ -96,6 +96,13 @@ def _failure(exc: BaseException) -> BaseException:
     return StorageFull(_FULL) if _is_full(exc) else exc
 
 
+def _reach(conn: sqlite3.Connection, projectors: Sequence[Projector], size: int) -> int:
+    """The seq up to which every one of `projectors` has folded the log, by their
+    checkpoints; `size` (the log's) when there is none."""
+    marks = dict(conn.execute("SELECT name, seq FROM checkpoints").fetchall())
+    return min((int(marks.get(p.name, 0)) for p in projectors), default=size)
+
+
 def file_name(path: str | Path) -> str:
     """`path` as a name SQLite opens as that file. A name that starts with `file:` is read
     as a URI (`file:x.db?mode=memory` opens no file, `file:x.db` opens `x.db`), and pathlib
@@ -460,8 +467,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
             if self.write_refusal is None:
                 self.write_refusal = "appends are refused: the database file is read-only"
             log.warning("read_only", path=str(self.path))
-        marks = dict(self._conn.execute("SELECT name, seq FROM checkpoints").fetchall())
-        behind = any(int(marks.get(p.name, 0)) < self._tip.seq for p in self.projectors)
+        behind = _reach(self._conn, self.projectors, self._tip.seq) < self._tip.seq
         # views that could not catch up on opening (a full disk, a read-only file): the
         # first batch folds them before its own events, as after another writer's commits,
         # so no checkpoint it moves skips what they lack
@@ -1059,9 +1065,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         """The seq up to which every projector has folded the log: the log's size, but for
         a ledger whose projections could not catch up on opening (a read-only file left
         behind by a stopped import)."""
-        conn = self.reader()
-        marks = dict(conn.execute("SELECT name, seq FROM checkpoints").fetchall())
-        return min((int(marks.get(p.name, 0)) for p in self.projectors), default=self.size())
+        return _reach(self.reader(), self.projectors, self.size())
 
     def seq_at(self, recorded_us: int) -> int:
         """The last seq recorded at or before `recorded_us` (record times never go back)."""
