@@ -141,8 +141,7 @@ function askForToken(err) {
   state.subjects = [];
   renderSubjects();
   $("subjects-empty").hidden = true; // not "no subjects": none can be read
-  state.statedTimes = new Set();
-  state.statedTimesOf = null;
+  suggestTimesOf(null);
   fillStatedTimes();
   $("subject").replaceChildren(h("h2", { id: "subject-heading", tabindex: "-1" }, "Reads need a token"));
   $("token").focus();
@@ -184,6 +183,12 @@ function seqText(value) {
   $("seq-range").setAttribute("aria-valuetext", latest ? `event ${value}, the latest` : `event ${value} of ${state.head}`);
 }
 
+/** Start the as-of suggestions over, for `subject`'s claims only (null: none). */
+function suggestTimesOf(subject) {
+  state.statedTimes = new Set();
+  state.statedTimesOf = subject;
+}
+
 function fillStatedTimes() {
   const list = $("as-of-choices");
   const values = [...state.statedTimes].sort((a, b) => (firstInstant(a) ?? 0) - (firstInstant(b) ?? 0));
@@ -198,8 +203,10 @@ function readSeqBox() {
   if (!/^[0-9]+$/.test(text)) return { problem: `${text} is not a whole number of events` };
   const value = Number(text);
   // past the head is refused (applyControls), a number too long to hold exactly too
-  return Number.isSafeInteger(value) ? { value } : { problem: `${text} is past the log's last event` };
+  return Number.isSafeInteger(value) ? { value } : { problem: pastTheEnd(text) };
 }
+
+const pastTheEnd = (what) => `${what} is past the log's last event`;
 
 /** Show (or, with no text, clear) what is wrong with the seq box, beside it. */
 function seqProblem(text, { focus = false } = {}) {
@@ -216,8 +223,14 @@ let applying = Promise.resolve();
  * them. One at a time, in order (Enter in a box fires both its change and the form's
  * submit): each compares with the view the one before it left. */
 function applyControls(wanted) {
-  // one that fails for a reason of its own must not stop every later one
-  applying = applying.then(() => applyNow(wanted)).catch(reportError);
+  return inTurn(() => applyNow(wanted));
+}
+
+/** Run `work` once what was queued before it is done: changes to the point in time (the
+ * controls, Back and Forward) one at a time, in order. One that fails for a reason of its
+ * own must not stop every later one. */
+function inTurn(work) {
+  applying = applying.then(work).catch(reportError);
   return applying;
 }
 
@@ -225,7 +238,7 @@ async function applyNow({ asOf, seq }) {
   seqProblem("");
   if (seq !== null && seq !== undefined && !Number.isNaN(seq) && seq > state.head) {
     // the box keeps what was typed, beside what is wrong with it, whatever had the focus
-    seqProblem(`${seq} is past the log's last event`, { focus: true });
+    seqProblem(pastTheEnd(seq), { focus: true });
     return;
   }
   // a position is kept as given, the head too (the view then stays there as events
@@ -327,17 +340,15 @@ function bindControls() {
 
   window.addEventListener("popstate", () => {
     // in turn with the controls' changes: the point it reads is the one it then shows
-    applying = applying
-      .then(async () => {
-        const { urlSeqProblem, ...wanted } = readUrl();
-        if (wanted.subject === state.subject && wanted.asOf === state.asOf && wanted.seq === state.seq) return;
-        Object.assign(state, wanted, { shown: null }); // what the views reach is read anew
-        syncControls({ force: true });
-        seqProblem(urlSeqProblem);
-        announce(describePoint());
-        if (await refreshAll()) goLive();
-      })
-      .catch(reportError);
+    inTurn(async () => {
+      const { urlSeqProblem, ...wanted } = readUrl();
+      if (wanted.subject === state.subject && wanted.asOf === state.asOf && wanted.seq === state.seq) return;
+      Object.assign(state, wanted, { shown: null }); // what the views reach is read anew
+      syncControls({ force: true });
+      seqProblem(urlSeqProblem);
+      announce(describePoint());
+      if (await refreshAll()) goLive();
+    });
   });
 }
 
@@ -359,7 +370,7 @@ async function start() {
   let problem = state.urlSeqProblem;
   state.urlSeqProblem = "";
   if (state.seq !== null && state.seq > state.head) {
-    problem = `the link's seq=${state.seq} is past the log's last event`;
+    problem = pastTheEnd(`the link's seq=${state.seq}`);
     state.seq = null;
   }
   syncControls();
@@ -456,10 +467,7 @@ async function refreshSubject({ markNew = false } = {}) {
   showError("");
   state.sources = new Map(sources.map((src) => [src.id, src]));
   state.shown = timeline.seq;
-  if (state.statedTimesOf !== subject) {
-    state.statedTimes = new Set(); // suggestions from this subject's claims only
-    state.statedTimesOf = subject;
-  }
+  if (state.statedTimesOf !== subject) suggestTimesOf(subject);
   for (const a of assertions) state.statedTimes.add(a.stated_at);
   fillStatedTimes();
   renderSubject({ subject, row, timeline, assertions, views, kinds, markNew });
