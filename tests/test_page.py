@@ -359,27 +359,19 @@ def test_a_live_update_keeps_the_readers_place(watched: Watched, server: LiveSer
     new events redraw the subject; a view kept at a position says the log's new size in
     every place it gives it; a dispute says who stands on which side."""
     subject = "page-test.place"
-    first = server.post(
-        "/v1/assertions",
-        assertion_body(
-            subject=subject,
-            property="base.status",
-            value={"status": "confirmed"},
-            mode=None,
-            claimants=["kr-jcs"],
-            stated_at="2025-03",
-        ),
-    )
-    server.post(
-        "/v1/assertions",
-        assertion_body(
-            subject=subject,
-            property="base.status",
-            value={"status": "denied"},
-            mode=None,
-            claimants=["us-intel"],
-            stated_at="2025-03",
-        ),
+    first, _ = (  # on the same day, one confirms and the other denies
+        server.post(
+            "/v1/assertions",
+            assertion_body(
+                subject=subject,
+                property="base.status",
+                value={"status": value},
+                mode=None,
+                claimants=[claimant],
+                stated_at="2025-03",
+            ),
+        )
+        for value, claimant in (("confirmed", "kr-jcs"), ("denied", "us-intel"))
     )
     page = watched.page
     page.goto(f"{server.base}/?subject={subject}")

@@ -427,6 +427,21 @@ def test_a_full_disk_at_the_views_fold_still_says_every_line_went_in(
         store.close()
 
 
+def _append_beside_the_views(ledger: Ledger, count: int) -> None:
+    """Append `count` claims through a store with the write model alone, as an import
+    does before its fold: the views stay at the seed."""
+    from tests.factories import quantity, run
+
+    bare = SqliteStore(ledger.db)
+    try:
+        run(
+            bare,
+            *(quantity(n, n + 1, stated_at="2025", claimants=("us-intel",)) for n in range(count)),
+        )
+    finally:
+        bare.close()
+
+
 class _CommitFails:
     """A connection whose COMMIT finds the disk full, as a real one does when the write
     ahead log cannot grow (SQLite's page cap fails the writes before it instead)."""
@@ -447,14 +462,8 @@ def test_views_that_cannot_commit_their_catch_up_let_the_ledger_open(ledger: Led
     """On a full disk, opening a ledger whose views lag (an import's fold that did not
     commit) leaves them lagging: every command that reads still works."""
     from ledger.replay import catch_up_on_open, checkpoint_of
-    from tests.factories import quantity, run
 
-    bare = SqliteStore(ledger.db)  # the write model alone: the views stay at the seed
-    try:
-        more = (quantity(n, n + 1, stated_at="2025", claimants=("us-intel",)) for n in range(3))
-        run(bare, *more)
-    finally:
-        bare.close()
+    _append_beside_the_views(ledger, 3)
     conn = sqlite3.connect(ledger.db, isolation_level=None)
     try:
         projector = all_projectors()[1]
@@ -478,12 +487,7 @@ def test_views_left_behind_on_opening_are_caught_up_by_the_next_append(
     from ledger.replay import audit_projections
     from tests.factories import quantity, run
 
-    bare = SqliteStore(ledger.db)  # the write model alone: the views stay at the seed
-    try:
-        more = (quantity(n, n + 1, stated_at="2025", claimants=("us-intel",)) for n in range(3))
-        run(bare, *more)
-    finally:
-        bare.close()
+    _append_beside_the_views(ledger, 3)
     real = replay.catch_up
 
     def full(conn: sqlite3.Connection, *args: Any, **kwargs: Any) -> int:
@@ -507,13 +511,8 @@ def test_views_behind_on_a_file_that_cannot_be_written_are_left_to_lag(
     """Where appends are refused (a read-only file) nothing can fold them: a unit that
     appends nothing (a page count, a cap) must not try, and fail on the write."""
     from ledger import replay
-    from tests.factories import quantity, run
 
-    bare = SqliteStore(ledger.db)  # the write model alone: the views stay at the seed
-    try:
-        run(bare, quantity(1, 2, stated_at="2025", claimants=("us-intel",)))
-    finally:
-        bare.close()
+    _append_beside_the_views(ledger, 1)
 
     def never(*args: Any, **kwargs: Any) -> int:
         raise sqlite3.OperationalError("attempt to write a readonly database")

@@ -606,6 +606,15 @@ def test_a_failing_background_checkpoint_is_logged_once_until_it_recovers(
         store.close()
 
 
+def _assert_views_match_the_log(path: Path) -> None:
+    """Every projection equals a replay of the log (an audit of the closed ledger)."""
+    conn = connect(path)
+    try:
+        assert audit_projections(conn, all_projectors) == []
+    finally:
+        conn.close()
+
+
 def test_an_interrupted_import_says_exactly_which_lines_are_in(tmp_path: Path) -> None:
     """Ctrl-C stops reading; the chunks already handed to the writer commit, and the result
     names the last line in the log, so importing the lines after it finishes the job."""
@@ -636,11 +645,7 @@ def test_an_interrupted_import_says_exactly_which_lines_are_in(tmp_path: Path) -
         assert store.size() == SEED_EVENTS  # nothing twice, nothing missing
     finally:
         store.close()
-    conn = connect(path)
-    try:
-        assert audit_projections(conn, all_projectors) == []
-    finally:
-        conn.close()
+    _assert_views_match_the_log(path)
 
 
 def test_a_second_ctrl_c_leaves_the_views_fold_to_the_next_open(
@@ -687,11 +692,7 @@ def test_a_second_ctrl_c_leaves_the_views_fold_to_the_next_open(
         assert store.views_reach() == store.size() == result.done_lines
     finally:
         store.close()
-    conn = connect(path)
-    try:
-        assert audit_projections(conn, all_projectors) == []
-    finally:
-        conn.close()
+    _assert_views_match_the_log(path)
 
 
 def test_an_interrupt_beside_a_bad_line_reports_the_bad_line(tmp_path: Path) -> None:
