@@ -431,7 +431,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 LedgerMachine.TestCase.settings = settings(
-    max_examples=int(os.environ.get("LEDGER_MODEL_EXAMPLES", "25")),
+    max_examples=int(os.environ.get("LEDGER_MODEL_EXAMPLES", "100")),
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
