@@ -756,6 +756,58 @@ def test_a_chart_over_decades_labels_a_few_years_and_keeps_large_figures_whole(
     watched.check(server.base)
 
 
+def _chart_text(page: Any) -> list[dict[str, Any]]:
+    """Each axis label of the first chart as drawn on screen: its text and box."""
+    boxes: list[dict[str, Any]] = page.eval_on_selector_all(
+        "figure.chart .axis text",
+        """ts => ts.map(t => {
+            const r = t.getBoundingClientRect();
+            return {text: t.textContent, time: t.closest(".time-axis") !== null,
+                    left: r.left, right: r.right, height: r.height};
+        })""",
+    )
+    return boxes
+
+
+def test_a_chart_on_a_phone_keeps_its_text_readable_and_redraws_when_the_window_widens(
+    watched: Watched, server: LiveServer
+) -> None:
+    """A chart drawn 760 units wide and scaled down to a 320 px screen had text ~4 px tall
+    and month labels run together; it is drawn at the width it gets, again on a resize."""
+    subject = "page-test.phone-chart"
+    for month in range(1, 13):  # a figure a month over a year: a label a month if room
+        value = {"low": 1000 * month, "high": 1000 * month + 500}
+        server.post(
+            "/v1/assertions",
+            assertion_body(subject=subject, stated_at=f"2025-{month:02d}-15", value=value),
+        )
+    page = watched.page
+    page.set_viewport_size({"width": 320, "height": 700})
+    page.goto(f"{server.base}/?subject={subject}")
+    expect(page.locator(ESTIMATE)).to_have_text(span("12,000", "12,500"))
+    narrow = _chart_text(page)
+    assert narrow
+    assert min(t["height"] for t in narrow) >= 11, narrow  # 12 px text, not scaled down
+    times = [t for t in narrow if t["time"]]
+    assert len(times) >= 2, times
+    for a, b in itertools.pairwise(times):  # the time labels never run into each other
+        assert a["right"] + 4 <= b["left"], (a, b)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+
+    page.set_viewport_size({"width": 1366, "height": 900})
+    drawn_at = """() => {
+        const figure = document.querySelector("figure.chart");
+        const shown = figure.querySelector("svg").getBoundingClientRect().width;
+        return [Number(figure.dataset.width), Math.round(shown)];
+    }"""
+    page.wait_for_function(f"() => {{ const [d, s] = ({drawn_at})(); return d === s && d > 320; }}")
+    wide = _chart_text(page)
+    assert min(t["height"] for t in wide) >= 11
+    assert max(t["height"] for t in wide) <= 20, wide  # and not scaled up either
+    assert len([t for t in wide if t["time"]]) > len(times)  # more room, more labels
+    watched.check(server.base)
+
+
 def test_the_page_fits_a_phone_screen_and_wide_tables_scroll_in_their_own_box(
     watched: Watched, server: LiveServer
 ) -> None:

@@ -12,7 +12,7 @@ import {
   onRateLimit,
   setToken,
 } from "./api.js";
-import { ClaimantStyles, estimateChart, legendMarker } from "./chart.js";
+import { ClaimantStyles, estimateChart, fitCharts, legendMarker } from "./chart.js";
 import { h, safeHref } from "./dom.js";
 import {
   credibilityText,
@@ -291,7 +291,10 @@ function bindControls() {
   let resized = null;
   window.addEventListener("resize", () => {
     clearTimeout(resized);
-    resized = setTimeout(markScrollable, 150);
+    resized = setTimeout(() => {
+      fitCharts($("subject"));
+      markScrollable();
+    }, 150);
   });
   $("controls").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -735,6 +738,7 @@ function renderSubject({ subject, row, timeline, assertions, views, kinds, markN
   ];
   const draw = () => {
     $("subject").replaceChildren(...parts.filter(Boolean));
+    fitCharts($("subject")); // drawn at the width they are shown at
     markScrollable(); // a scroll box takes the focus only once it is a region again
   };
   if (markNew) keepingPlace($("subject"), draw); // the same subject, drawn again

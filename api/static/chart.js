@@ -4,8 +4,11 @@
 import { h, s } from "./dom.js";
 import { estimateText, firstInstant, lastInstant, num, range } from "./format.js";
 
-const WIDTH = 760;
-const HEIGHT = 300;
+// drawn at the width the page gives it (see `fitCharts`), so its text stays 12 px on a phone
+const DRAWN_WIDTH = 760; // until `fitCharts` knows better
+const MIN_WIDTH = 280;
+const MAX_WIDTH = 900;
+const LABEL_ROOM = 72; // px a time label needs, "Mar 2025" and a gap
 const M = { left: 70, right: 20, top: 16, bottom: 40 };
 const DAY = 86400000;
 
@@ -52,12 +55,15 @@ function niceStep(max, count) {
   return 10 * power;
 }
 
-function timeTicks(start, end) {
+/** Labels on the time axis: at most `most` of them (about eight on a wide chart), a month
+ * apart or 2, 3 or 6 months, then 1, 2, 5, 10... years apart: never a run of them. */
+function timeTicks(start, end, most) {
   const span = end - start;
-  // over four years, a label every 1, 2, 5, 10... years: at most about eight, never a run
+  const spanMonths = span / (30.44 * DAY);
+  const monthStep = MONTH_STEPS.find((step) => spanMonths / step <= most);
   const years = span / (365.25 * DAY);
-  const yearStep = years > 4 ? YEAR_STEPS.find((step) => years / step <= 8) || 1000 : 0;
-  const months = yearStep ? 12 * yearStep : span > 18 * 30 * DAY ? 6 : span > 8 * 30 * DAY ? 3 : 1;
+  const yearStep = monthStep ? 0 : YEAR_STEPS.find((step) => years / step <= most) || 1000;
+  const months = yearStep ? 12 * yearStep : monthStep;
   const ticks = [];
   const first = new Date(start);
   let year = first.getUTCFullYear();
@@ -79,15 +85,39 @@ function timeTicks(start, end) {
   return ticks;
 }
 
+const MONTH_STEPS = [1, 2, 3, 6];
 const YEAR_STEPS = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500];
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
+/** How each chart on the page was asked for, to draw it again at another width. */
+const asked = new WeakMap();
+
 /**
- * `items`: the timeline's items for one quantity property, in statement-time order.
+ * `items`: the timeline's items for one quantity property, in statement-time order;
+ * `width`: the width to draw at, in CSS pixels (`fitCharts` gives the one the page has).
  * Returns a <figure>, or null when there is nothing to draw.
  */
-export function estimateChart({ id, property, items, styles, nameOf, asOf = null }) {
+export function estimateChart(args) {
+  const figure = drawChart(args);
+  if (figure) asked.set(figure, args);
+  return figure;
+}
+
+/** Draws each chart under `root` again at the width it is shown at, when that is not
+ * the width it was drawn at: a chart scaled down to a phone would have text ~4 px tall. */
+export function fitCharts(root) {
+  for (const figure of root.querySelectorAll("figure.chart")) {
+    const args = asked.get(figure);
+    const svg = figure.querySelector("svg[role=img]");
+    if (!args || !svg) continue;
+    const shown = svg.getBoundingClientRect().width;
+    const width = Math.round(Math.min(Math.max(shown, MIN_WIDTH), MAX_WIDTH));
+    if (shown > 0 && width !== Number(figure.dataset.width)) figure.replaceWith(estimateChart({ ...args, width }));
+  }
+}
+
+function drawChart({ id, property, items, styles, nameOf, asOf = null, width = DRAWN_WIDTH }) {
   const steps = items
     .map((item) => ({ t: firstInstant(item.assertion.stated_at), after: item.after, item }))
     .filter((step) => step.t !== null);
@@ -115,17 +145,19 @@ export function estimateChart({ id, property, items, styles, nameOf, asOf = null
   const yStep = niceStep(ymax, 5);
   const yTop = Math.ceil((ymax * 1.05) / yStep) * yStep;
 
+  const W = Math.round(Math.min(Math.max(width, MIN_WIDTH), MAX_WIDTH));
+  const H = Math.round(Math.min(300, Math.max(220, W * 0.6)));
   // room at the left for the longest figure on the axis (a fixed margin cut large ones)
   const left = Math.max(M.left, 16 + 9 * num(yTop).length);
-  const x = (t) => left + ((t - xmin) / (xmax - xmin)) * (WIDTH - left - M.right);
-  const y = (v) => HEIGHT - M.bottom - (v / yTop) * (HEIGHT - M.top - M.bottom);
+  const x = (t) => left + ((t - xmin) / (xmax - xmin)) * (W - left - M.right);
+  const y = (v) => H - M.bottom - (v / yTop) * (H - M.top - M.bottom);
 
   const titleId = `title-${id}`;
   const descId = `desc-${id}`;
   const latest = steps[steps.length - 1].after;
   const svg = s(
     "svg",
-    { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-labelledby": titleId, "aria-describedby": descId },
+    { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": titleId, "aria-describedby": descId },
     s("title", { id: titleId }, `${property}: the estimate over statement time`),
     s(
       "desc",
@@ -139,12 +171,13 @@ export function estimateChart({ id, property, items, styles, nameOf, asOf = null
   const grid = s("g", { class: "grid" });
   const yAxis = s("g", { class: "axis" });
   for (let v = 0; v <= yTop + 1e-9; v += yStep) {
-    grid.append(s("line", { x1: left, x2: WIDTH - M.right, y1: y(v), y2: y(v) }));
+    grid.append(s("line", { x1: left, x2: W - M.right, y1: y(v), y2: y(v) }));
     yAxis.append(s("text", { x: left - 8, y: y(v) + 4, "text-anchor": "end" }, num(v)));
   }
   const xAxis = s("g", { class: "axis time-axis" });
-  xAxis.append(s("line", { x1: left, x2: WIDTH - M.right, y1: y(0), y2: y(0) }));
-  for (const tick of timeTicks(xmin, xmax)) {
+  xAxis.append(s("line", { x1: left, x2: W - M.right, y1: y(0), y2: y(0) }));
+  const most = Math.max(2, Math.min(8, Math.floor((W - left - M.right) / LABEL_ROOM)));
+  for (const tick of timeTicks(xmin, xmax, most)) {
     grid.append(s("line", { x1: x(tick.t), x2: x(tick.t), y1: M.top, y2: y(0) }));
     xAxis.append(s("line", { x1: x(tick.t), x2: x(tick.t), y1: y(0), y2: y(0) + 5 }));
     xAxis.append(s("text", { x: x(tick.t), y: y(0) + 20, "text-anchor": "middle" }, tick.label));
@@ -216,7 +249,7 @@ export function estimateChart({ id, property, items, styles, nameOf, asOf = null
   );
   return h(
     "figure",
-    { class: "chart", id, "aria-labelledby": titleId }, // its own name, not the shared caption
+    { class: "chart", id, "aria-labelledby": titleId, "data-width": W }, // its own name, not the shared caption
     svg,
     legend,
     h("figcaption", {}, "Solid marks are a claimant's best figure, hollow ones the middle of a range given without one; the bar spans low to high. The same figures are in the tables."),
