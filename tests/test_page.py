@@ -583,10 +583,40 @@ def test_a_correction_marks_the_original_only_from_its_own_statement_time(
     original = page.locator('[data-assertion="x2"]')
     expect(original.locator(".change")).to_be_visible()  # it counts
     expect(original.locator(".mark-superseded")).to_have_count(0)
+    expect(original.locator(".mark-later")).to_have_text("Corrected by x6, stated after this point")
     page.goto(f"{server.base}/?subject={subject}")
     original = page.locator('[data-assertion="x2"]')
     expect(original.locator(".mark-superseded")).to_have_text("Superseded by x6")
     expect(original.locator(".change")).to_have_count(0)
+    watched.check(server.base)
+
+
+def test_an_original_that_counts_again_says_why(watched: Watched, server: LiveServer) -> None:
+    """The contract's liveness: an assertion is superseded only by one that counts. So when
+    a correction is itself corrected, the original counts again: the page says so beside
+    it instead of showing it as if nothing had corrected it."""
+    subject = "chain-subject"
+    base = assertion_body(subject=subject, claimants=["us-intel"])
+    for n, supersedes in (("c1", None), ("c2", "c1"), ("c3", "c2")):
+        value = {"low": int(n[1]) * 1000, "high": int(n[1]) * 1000 + 1}
+        body = {**base, "assertion_id": n, "value": value, "stated_at": f"2025-0{n[1]}"}
+        server.post("/v1/assertions", {**body, "supersedes": supersedes} if supersedes else body)
+    page = watched.page
+    page.goto(f"{server.base}/?subject={subject}")
+    first = page.locator('[data-assertion="c1"]')
+    expect(first.locator(".mark-restored")).to_have_text(
+        "Counts again: its correction c2 was itself corrected by c3"
+    )
+    expect(first.locator(".change")).to_be_visible()  # it counts: that is the rule
+    expect(page.locator('[data-assertion="c2"] .mark-superseded')).to_have_text("Superseded by c3")
+    expect(page.locator('[data-assertion="c3"] .marks')).to_have_count(0)
+
+    # c3 retracted: c2 counts and supersedes c1 again; neither is marked as brought back
+    server.post("/v1/assertions/c3/retract", {"reason": "wrong entry"})
+    page.reload()
+    expect(page.locator('[data-assertion="c1"] .mark-superseded')).to_have_text("Superseded by c2")
+    expect(page.locator('[data-assertion="c2"] .change')).to_be_visible()
+    expect(page.locator(".mark-restored")).to_have_count(0)
     watched.check(server.base)
 
 

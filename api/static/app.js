@@ -947,13 +947,25 @@ function renderTimeline(assertions, timeline, previous) {
       ? h(
           "ol",
           { class: "timeline" },
-          ordered.map((a) => renderEntry(a, live, previous && !previous.has(a.assertion_id))),
+          ordered.map((a) => renderEntry(a, live, all, previous && !previous.has(a.assertion_id))),
         )
       : h("p", {}, "No assertions at this point."),
   );
 }
 
-function renderEntry(a, live, isNew) {
+/** The mark of an assertion that counts although a correction names it (`superseded_by`
+ * leaves out retracted and deprecated ones): the correction is stated after this point,
+ * or, by the contract's rule (superseded only by an assertion that counts), it was itself
+ * corrected, which brings this one back. */
+function correctionMark(id, correction) {
+  if (!correction) return h("span", { class: "mark mark-later" }, "Corrected by ", entryLink(id), ", stated after this point");
+  const why = correction.superseded_by
+    ? ["was itself corrected by ", entryLink(correction.superseded_by)]
+    : "does not count at this point";
+  return h("span", { class: "mark mark-restored" }, "Counts again: its correction ", entryLink(id), " ", why);
+}
+
+function renderEntry(a, live, all, isNew) {
   const item = live.get(a.assertion_id);
   // superseded at this point only by an assertion that counts here: before a correction's
   // statement time (or once it is retracted or deprecated) the original holds
@@ -965,6 +977,8 @@ function renderEntry(a, live, isNew) {
   }
   if (supersededBy) {
     marks.push(h("span", { class: "mark mark-superseded" }, "Superseded by ", entryLink(supersededBy)));
+  } else if (a.superseded_by && item) {
+    marks.push(correctionMark(a.superseded_by, all.get(a.superseded_by)));
   }
   if (a.rank && a.rank.rank === "deprecated") {
     marks.push(h("span", { class: "mark mark-deprecated" }, `Deprecated${a.rank.reason ? `: ${a.rank.reason}` : ""}`));
