@@ -16,13 +16,13 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, NoReturn, TextIO, cast
 
 import msgspec
 
-from api.importer import ImportResult, has_lines_after, import_file, in_log_through
+from api.importer import ImportResult, has_lines_after, import_file, in_log_through, lines_up_to
 from api.progress import Progress
 from ledger import keys
 from ledger.commands import PROPERTY, SLUG_WORDS, SUBJECT, PropertyRef, SubjectRef
@@ -34,7 +34,7 @@ from ledger.errors import (
     StorageFull,
     check_resume_point,
 )
-from ledger.logs import configure_logging
+from ledger.logs import configure_logging, level_from_env
 from ledger.sqlite_store import SqliteStore, connect, connect_reader
 from ledger.text import MAX_WHOLE, counted, whole_number
 from projections import all_projectors
@@ -42,14 +42,49 @@ from projections import all_projectors
 _json = msgspec.json.Encoder()
 
 
-def default_db() -> str:
-    return os.environ.get("LEDGER_DB") or "./ledger.db"
+class _FromEnv:
+    """A flag's default taken from an environment variable, checked after parsing: argparse
+    checks a string default as if it were typed, and would blame a bad value on a flag the
+    user never gave."""
+
+    def __init__(self, name: str, fallback: str, check: Callable[[str], object]) -> None:
+        self.name = name
+        self.value = os.environ.get(name) or fallback
+        self.given = bool(os.environ.get(name))
+        self.check = check
+
+    def default(self) -> object:
+        """What the flag's default is: this, when the variable is set, else the fallback."""
+        return self if self.given else self.value
+
+
+def _from_environment(args: argparse.Namespace) -> None:
+    """Check each default an environment variable gave, naming the variable (exit 2)."""
+    for flag, value in vars(args).items():
+        if isinstance(value, _FromEnv):
+            try:
+                setattr(args, flag, value.check(value.value))
+            except argparse.ArgumentTypeError as exc:
+                _fail(f"${value.name}: {exc}", 2)
+
+
+@contextlib.contextmanager
+def _looking_at_paths() -> Iterator[None]:
+    """A path the system will not look at (a folder without permission, a name too long
+    for it) is said in one line, exit 2, as a missing one is."""
+    try:
+        yield
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}", 2)
 
 
 def _db_path(text: str) -> str:
     """A ledger is a file: SQLite's in-memory and empty names would keep nothing."""
     if not text.strip():
         raise argparse.ArgumentTypeError("a file name is needed, not an empty one")
+    if text.endswith(("/", os.sep)):  # a folder's name: the path would drop the slash
+        raise argparse.ArgumentTypeError(f"{text!r} names a folder: a ledger is a file")
     if text == ":memory:" or text.startswith("file:"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a file name: a ledger is a file")
     return text
@@ -58,7 +93,8 @@ def _db_path(text: str) -> str:
 def open_store(db: str, *, synchronous: str = "FULL") -> SqliteStore:
     """The ledger at `db`, created when the file does not exist or is empty; another
     program's database is refused, never given the ledger's tables."""
-    refuse_foreign(db)
+    with _looking_at_paths():
+        refuse_foreign(db)
     mode: Literal["FULL", "NORMAL"] = "NORMAL" if synchronous.upper() == "NORMAL" else "FULL"
     return SqliteStore(db, projectors=all_projectors(), synchronous=mode)
 
@@ -80,12 +116,13 @@ def existing_store(db: str) -> SqliteStore:
     another program's database is an error here, never turned into a new empty ledger that
     verifies."""
     path = Path(db)
-    if path.is_dir():
-        _fail(f"{db} is a folder, not a ledger", 2)
-    if not path.exists():
-        _fail(f"{db}: no ledger there (`ledger init --db {db}` creates one)", 2)
-    if not _holds_a_log(path):
-        _fail(f"{db} is not a ledger (it holds no event log)", 2)
+    with _looking_at_paths():
+        if path.is_dir():
+            _fail(f"{db} is a folder, not a ledger", 2)
+        if not path.exists():
+            _fail(f"{db}: no ledger there (`ledger init --db {db}` creates one)", 2)
+        if not _holds_a_log(path):
+            _fail(f"{db} is not a ledger (it holds no event log)", 2)
     return open_store(db)
 
 
@@ -130,8 +167,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     actor = keys.checked_actor(args.actor, "--actor")
-    if path.is_dir():
-        _fail(f"{path} is a folder, not a file", 2)
+    if not args.file.strip():  # Path("") is the current folder
+        _fail("FILE: a file name is needed, not an empty one", 2)
+    with _looking_at_paths():
+        if path.is_dir():
+            _fail(f"{path} is a folder, not a file", 2)
     try:  # without opening it: opening a named pipe would take what its writer sends
         regular = stat.S_ISREG(path.stat().st_mode)
         if not os.access(path, os.R_OK):
@@ -172,9 +212,11 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 
 def _import(args: argparse.Namespace, path: Path, source: Path, actor: str) -> int:
     """`ledger import` of `source`, named in every message as `path` (the file given)."""
+    first = args.from_line
+    if first > 1 and (count := lines_up_to(source, first)) < first:  # before any ledger is made
+        _fail(f"{path} has {counted(count, 'line')}: there is no line {first} to import from", 2)
     store = open_store(args.db, synchronous=args.synchronous)
     phases = _Phases(Progress(f"importing {path.name}", source.stat().st_size, unit="bytes"))
-    first = args.from_line
     try:
         result = import_file(
             store, source, actor, phases.read, fold_progress=phases.fold, from_line=first
@@ -182,11 +224,6 @@ def _import(args: argparse.Namespace, path: Path, source: Path, actor: str) -> i
     finally:
         phases.finish()
         store.close()
-    if first > 1 and result.lines < first and result.problem() is None:
-        _fail(
-            f"{path} has {counted(result.lines, 'line')}: there is no line {first} to import from",
-            2,
-        )
     span = _span(result)
     if result.views_skipped:
         sys.stderr.write(
@@ -515,14 +552,15 @@ def cmd_backup(args: argparse.Namespace) -> int:
     from ledger.verify import verify_log
 
     dest = Path(args.dest)
-    if dest.exists() or dest.is_symlink():
-        _fail(f"{dest} already exists (a backup never replaces a file)", 2)
-    if not dest.parent.is_dir():
-        _fail(f"{dest.parent}: no such folder", 2)
-    ledger_file = Path(args.db).resolve()
-    for suffix in ("-wal", "-shm", "-journal"):  # SQLite makes these beside the ledger
-        if dest.resolve() == ledger_file.with_name(ledger_file.name + suffix):
-            _fail(f"{dest} is where SQLite keeps the ledger's own {suffix} file", 2)
+    with _looking_at_paths():
+        if dest.exists() or dest.is_symlink():
+            _fail(f"{dest} already exists (a backup never replaces a file)", 2)
+        if not dest.parent.is_dir():
+            _fail(f"{dest.parent}: no such folder", 2)
+        ledger_file = Path(args.db).resolve()
+        for suffix in ("-wal", "-shm", "-journal"):  # SQLite makes these beside the ledger
+            if dest.resolve() == ledger_file.with_name(ledger_file.name + suffix):
+                _fail(f"{dest} is where SQLite keeps the ledger's own {suffix} file", 2)
     store = existing_store(args.db)
     try:
         bar = Progress("copying", store.file_bytes(), unit="bytes")
@@ -615,7 +653,11 @@ def cmd_state(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    store = open_store(args.db)  # the ledger exists and is migrated
+    if args.keys_command == "create":  # a refused name creates no ledger
+        name = None if args.name is None else keys.checked_actor(args.name, "--name")
+        store = open_store(args.db)  # the ledger exists and is migrated
+    else:  # nothing to list or revoke in a ledger that is not there
+        store = existing_store(args.db)
     store.close()
     if args.keys_command == "list":
         conn = connect_reader(Path(args.db))
@@ -625,7 +667,6 @@ def cmd_keys(args: argparse.Namespace) -> int:
         conn = connect(args.db)
     try:
         if args.keys_command == "create":
-            name = None if args.name is None else keys.checked_actor(args.name, "--name")
             key, token = keys.create_key(conn, args.role, name)
             print(f"created {key.role} key {key.name!r}; the token is shown only once:")
             print(token)
@@ -672,7 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--db",
             type=_db_path,
-            default=default_db(),
+            default=_FromEnv("LEDGER_DB", "./ledger.db", _db_path).default(),
             help="database file ($LEDGER_DB, else ./ledger.db)",
         )
         return p
@@ -769,12 +810,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--host",
         type=_host,
-        default=os.environ.get("HOST", "127.0.0.1"),
+        default=_FromEnv("HOST", "127.0.0.1", _host).default(),
         help="$HOST, else 127.0.0.1 (0.0.0.0 or :: for every interface)",
     )
-    # a string default goes through `type` too, so $PORT is checked as --port is
     p.add_argument(
-        "--port", type=_port, default=os.environ.get("PORT", "8000"), help="$PORT, else 8000"
+        "--port",
+        type=_port,
+        default=_FromEnv("PORT", "8000", _port).default(),
+        help="$PORT, else 8000",
     )
     p.add_argument("--public-read", action="store_true", help="let anonymous GETs through")
     p.add_argument("--demo", action="store_true", help="load fixtures/ into an empty ledger")
@@ -894,8 +937,26 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.__stdout__.fileno() if sys.__stdout__ else 1)
 
 
+def _stderr_kept() -> None:
+    """`ledger ... 2>&-`: the command still runs and writes its result; its messages, and
+    the server's children's, go to /dev/null instead of failing on a closed descriptor."""
+    if sys.stderr is not None:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    if devnull != 2:
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - it is the process's stderr
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    configure_logging(os.environ.get("LEDGER_LOG_LEVEL", "WARNING"))
+    _stderr_kept()
+    try:
+        level = level_from_env("WARNING")
+    except ValueError as exc:  # before anything is done, as a bad flag is
+        sys.stderr.write(f"ledger: {exc}\n")
+        return 2
+    configure_logging(level)
     if sys.stdout is None:  # `ledger ... >&-`: a token or a report would be lost
         sys.stderr.write("ledger: standard output is closed: nothing was done\n")
         return 2
@@ -910,6 +971,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             sys.stdout.flush()
             return 0
+        _from_environment(args)
         code: int = args.fn(args)
         sys.stdout.flush()  # here, not at exit, so a reader that left is met below
     except BrokenPipeError:  # `ledger events | head`: the reader left; stop quietly
@@ -937,6 +999,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except LedgerError as exc:
         sys.stderr.write(f"ledger: {exc.detail}\n")
+        return 1
+    except OSError as exc:  # what the system refused, said in one line, never a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"ledger: {where}{exc.strerror or exc}\n")
         return 1
     finally:
         sys.stdout = real_stdout

@@ -599,6 +599,16 @@ def _read_ahead(argv: list[str]) -> int:
     return 0
 
 
+def lines_up_to(path: Path, most: int) -> int:
+    """How many lines `path` has (blank ones included), counting no further than `most`."""
+    count = 0
+    with path.open("rb") as fh:
+        for count, _ in _numbered_lines(fh):  # the last number is the count
+            if count >= most:
+                break
+    return count
+
+
 def has_lines_after(path: Path, line: int) -> bool:
     """Whether `path` holds a line that is not blank after line `line`."""
     with path.open("rb") as fh:

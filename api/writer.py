@@ -497,10 +497,10 @@ def child_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
     args = parser.parse_args(argv)
-    from ledger.logs import configure_logging
+    from ledger.logs import configure_logging, level_from_env
     from projections import all_projectors
 
-    configure_logging()
+    configure_logging(level_from_env("INFO"))  # checked by `ledger serve` before
     # the server stops this process by closing the socket, after its own requests are
     # answered; a signal to the whole group (systemd, `kill -- -PGID`) must not cut that short
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from json import JSONEncoder
 from typing import Any, TextIO, cast
@@ -10,6 +11,19 @@ from typing import Any, TextIO, cast
 import structlog
 
 _configured = False
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def level_from_env(default: str) -> str:
+    """`$LEDGER_LOG_LEVEL` in any case (`default` when unset or empty); ValueError, naming
+    the variable, for anything that is not a level."""
+    text = os.environ.get("LEDGER_LOG_LEVEL", "").strip()
+    if not text:
+        return default
+    if text.upper() not in LEVELS:
+        raise ValueError(f"$LEDGER_LOG_LEVEL: {text!r} is not a level ({', '.join(LEVELS)})")
+    return text.upper()
 
 
 class _JsonDumps:

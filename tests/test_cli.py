@@ -241,7 +241,13 @@ def test_import_skips_a_byte_order_mark(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [["init"], ["import", str(SEED)], ["keys", "list"], ["serve", "--port", "1"]]
+    "command",
+    [
+        ["init"],
+        ["import", str(SEED)],
+        ["keys", "create", "--role", "reader"],
+        ["serve", "--port", "1"],
+    ],
 )
 def test_a_path_that_cannot_hold_a_ledger_is_one_line(tmp_path: Path, command: list[str]) -> None:
     db = tmp_path / "no-such-folder" / "l.db"
@@ -302,7 +308,7 @@ def test_a_bad_port_in_the_environment_is_refused_like_the_flag(tmp_path: Path, 
         timeout=60,
     )
     assert serve.returncode == 2
-    assert "argument --port: " in serve.stderr
+    assert serve.stderr.startswith("ledger: $PORT: "), serve.stderr  # not a flag never typed
     assert not db.exists()
     init = subprocess.run(  # other commands never read $PORT
         [sys.executable, "-m", "api.cli", "init", "--db", str(db)], cwd=ROOT, env=env, timeout=60
@@ -327,3 +333,141 @@ def test_counts_of_one_are_singular(tmp_path: Path) -> None:
     )
     assert "(1 event)" in ledger("init", db=db).stdout
     assert ledger("rebuild", db=db).stdout == "rebuilt every projection from 1 event\n"
+
+
+def test_a_refused_command_creates_no_ledger(tmp_path: Path) -> None:
+    """A name or a line number refused, a key to list or revoke where no ledger is: exit 2
+    and no new file (the ledger was created before the check)."""
+    one_line = tmp_path / "one.jsonl"
+    one_line.write_bytes(SEED.read_bytes().splitlines(keepends=True)[0])
+    refused = [
+        ("keys", "create", "--role", "admin", "--name", "bad\tname"),
+        ("import", str(one_line), "--from-line", "2"),
+        ("keys", "revoke", "nobody"),
+        ("keys", "list"),
+    ]
+    for n, command in enumerate(refused):
+        db = tmp_path / f"l{n}.db"
+        result = ledger(*command, db=db, check=False)
+        assert result.returncode == 2, (command, result.stderr)
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert not db.exists(), command
+    assert (
+        "one.jsonl has 1 line: there is no line 2"
+        in ledger(
+            "import", str(one_line), "--from-line", "2", db=tmp_path / "x.db", check=False
+        ).stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "command"),
+    [
+        ("LEDGER_DB", ":memory:", ["verify"]),
+        ("LEDGER_DB", "folder/", ["init"]),
+        ("HOST", "no host", ["serve"]),
+        ("PORT", "0", ["serve"]),
+    ],
+)
+def test_a_bad_default_from_the_environment_names_the_variable(
+    tmp_path: Path, variable: str, value: str, command: list[str]
+) -> None:
+    env = {**os.environ, variable: value}
+    args = command if variable == "LEDGER_DB" else [*command, "--db", str(tmp_path / "l.db")]
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"ledger: ${variable}: "), result.stderr
+    assert "argument" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    given = subprocess.run(  # a flag given instead: the variable is not read
+        [sys.executable, "-m", "api.cli", "init", "--db", str(tmp_path / "ok.db")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert given.returncode == 0, given.stderr
+
+
+@pytest.mark.parametrize("name", ["", "folder/"])
+def test_an_empty_file_name_or_a_folders_is_refused(tmp_path: Path, name: str) -> None:
+    as_file = ledger("import", name, db=tmp_path / "l.db", check=False)
+    assert as_file.returncode == 2
+    assert "a file name is needed" in as_file.stderr or "folder" in as_file.stderr
+    as_db = subprocess.run(
+        [sys.executable, "-m", "api.cli", "init", "--db", f"{tmp_path / 'new'}/"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert as_db.returncode == 2
+    assert "names a folder: a ledger is a file" in as_db.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_path_the_system_will_not_look_at_is_one_line(tmp_path: Path, seeded: Path) -> None:
+    """A name too long for the file system (as a permission refused on a folder): one line,
+    exit 2, never a traceback; for the ledger, the file to import, the backup's copy."""
+    long = tmp_path / ("x" * 300 + ".db")
+    calls = [
+        ledger("verify", db=long, check=False),
+        ledger("init", db=long, check=False),
+        ledger("import", str(long), db=tmp_path / "new.db", check=False),
+        ledger("backup", str(long), db=seeded, check=False),
+    ]
+    for result in calls:
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("ledger: "), result.stderr
+        assert "File name too long" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not (tmp_path / "new.db").exists()
+
+
+def test_with_standard_error_closed_a_command_still_does_its_work(seeded: Path) -> None:
+    """`2>&-`: the messages have nowhere to go, the result still goes to standard output."""
+    for args, expected in (
+        (["verify"], '"ok":true'),
+        (["keys", "create", "--role", "reader"], "the token is shown only once"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "api.cli", *args, "--db", str(seeded)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            pass_fds=(),
+            preexec_fn=lambda: os.close(2),
+        )
+        assert result.returncode == 0, args
+        assert expected in result.stdout
+
+
+@pytest.mark.parametrize(("level", "code"), [("info", 0), ("", 0), ("Debug", 0), ("loud", 2)])
+def test_the_log_level_is_read_in_any_case_and_a_wrong_one_named(
+    seeded: Path, level: str, code: int
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", "verify", "--db", str(seeded)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "LEDGER_LOG_LEVEL": level},
+        timeout=60,
+    )
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    if code:
+        assert result.stderr.startswith("ledger: $LEDGER_LOG_LEVEL: 'loud' is not a level")
+        assert result.stdout == ""
+    else:
+        assert json.loads(result.stdout)["ok"] is True
