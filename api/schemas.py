@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from ledger.commands import Reason
+from ledger.commands import Reason, blank_problem
+from ledger.errors import FieldError
 from ledger.events import Rank
 
 Seq = Annotated[int, Meta(ge=0)]
@@ -23,10 +24,16 @@ class Body(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RetractBody(Body, frozen=True):
     reason: Reason
 
+    def problems(self) -> list[FieldError]:
+        return blank_problem("reason", self.reason)
+
 
 class RankBody(Body, frozen=True):
     rank: Rank
     reason: Reason
+
+    def problems(self) -> list[FieldError]:
+        return blank_problem("reason", self.reason)
 
 
 class NoBody(Body, frozen=True):

@@ -15,6 +15,7 @@ from msgspec import Meta
 from ledger.codec import MAX_SAFE_INT
 from ledger.errors import FieldError
 from ledger.events import AssertionRecorded, Mode, Qualifier, Rank, Reliability, StatusValue
+from ledger.text import BLANK, is_blank
 from ledger.times import TIME_PATTERN, TimeFormatError, nanos_past, parse_time
 
 NO_NUL = r"^[^\u0000]*$"
@@ -141,6 +142,14 @@ def _time_problem(field: str, text: str | None) -> list[FieldError]:
     return []
 
 
+def blank_problem(field: str, text: object) -> list[FieldError]:
+    """A name or reason that shows nothing (spaces and invisible characters, which a
+    pattern cannot tell from letters) says nothing."""
+    if isinstance(text, str) and is_blank(text):
+        return [FieldError(field, BLANK)]
+    return []
+
+
 class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
     """Base of every command: unknown fields are refused."""
 
@@ -154,6 +163,9 @@ class RegisterSource(Command, frozen=True):
     kind: Kind
     country: Country | None = None
     reliability: Reliability | None = None
+
+    def problems(self) -> list[FieldError]:
+        return blank_problem("name", self.name)
 
 
 class SourceChanges(Command, frozen=True):
@@ -169,7 +181,7 @@ class SourceChanges(Command, frozen=True):
         given = (self.name, self.kind, self.country, self.reliability)
         if all(v is msgspec.UNSET for v in given):
             return [FieldError("body", "name at least one of name, kind, country, reliability")]
-        return []
+        return blank_problem("name", self.name)
 
 
 class UpdateSource(Command, frozen=True):
@@ -214,8 +226,10 @@ class DocumentIn(Command, frozen=True):
     sha256: Sha256 | None = None
 
     def problems(self) -> list[FieldError]:
-        return _time_problem("document.published_at", self.published_at) + _time_problem(
-            "document.retrieved_at", self.retrieved_at
+        return (
+            blank_problem("document.publisher", self.publisher)
+            + _time_problem("document.published_at", self.published_at)
+            + _time_problem("document.retrieved_at", self.retrieved_at)
         )
 
 
@@ -274,11 +288,17 @@ class RetractAssertion(Command, frozen=True):
     assertion_id: AssertionIdRef
     reason: Reason
 
+    def problems(self) -> list[FieldError]:
+        return blank_problem("reason", self.reason)
+
 
 class RankAssertion(Command, frozen=True):
     assertion_id: AssertionIdRef
     rank: Rank
     reason: Reason
+
+    def problems(self) -> list[FieldError]:
+        return blank_problem("reason", self.reason)
 
 
 class RecordPrepared(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):

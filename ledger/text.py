@@ -4,7 +4,8 @@ The rule depends on no Unicode version: an emoji newer than the running Python's
 a private-use character (rare CJK) and the joiners and tags that emoji, flags and many
 scripts need are all accepted. Refused: control characters, the line and paragraph
 separators, surrogates, and the invisible characters that can disguise a text (zero-width
-space, word joiner and the other invisible operators, the byte order mark) or reorder it
+space, word joiner and the other invisible operators, the byte order mark, the soft
+hyphen and the grapheme joiner) or reorder it
 on screen (every explicit direction mark, embedding, override and isolate).
 """
 
@@ -18,6 +19,7 @@ MAX_WHOLE = 2**63 - 1
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 _DISGUISING = frozenset(
     "\u061c\u200b\u200e\u200f\ufeff"
+    + "\u00ad\u034f\u17b4\u17b5\u180e"  # soft hyphen, grapheme joiner, invisible vowels
     + "".join(map(chr, range(0x202A, 0x202F)))  # embeddings and overrides
     + "".join(map(chr, range(0x2060, 0x2070)))  # word joiner, invisible operators, isolates
 )
@@ -35,9 +37,17 @@ def one_line_problem(text: str) -> str | None:
                 f"U+{ord(ch):04X} ({name}) is not allowed: one printable line, without "
                 "control, invisible or direction characters"
             )
-    if all(ch.isspace() or ch in _FILLERS or unicodedata.category(ch) in _BLANK for ch in text):
-        return "must not be blank (spaces and invisible characters only)"
+    if is_blank(text):
+        return BLANK
     return None
+
+
+BLANK = "must not be blank (spaces and invisible characters only)"
+
+
+def is_blank(text: str) -> bool:
+    """Whether `text` shows nothing: spaces, marks and invisible characters only."""
+    return all(ch.isspace() or ch in _FILLERS or unicodedata.category(ch) in _BLANK for ch in text)
 
 
 def whole_number(text: str) -> int | None:

@@ -792,6 +792,45 @@ async def test_a_failed_request_appends_nothing(
     assert (await client.get("/v1/log/head", headers=reader)).json() == head
 
 
+BLANKS = ["\u200b", "\u3164", "\ufeff\u2800", "\u00ad ", "\u200f\u061c", "\u115f\u034f"]
+"""Texts that show nothing though a pattern of spaces sees letters in them."""
+
+
+def _blank_writes(text: str) -> list[tuple[str, str, dict[str, Any], str]]:
+    """Each write whose name or reason is `text`: method, path, body, the field named."""
+    document = {"publisher": text, "published_at": "2025"}
+    return [
+        ("POST", "/v1/sources", source_body(name=text), "name"),
+        ("PATCH", "/v1/sources/kr-jcs", {"name": text}, "name"),
+        ("POST", "/v1/assertions", assertion_body(document=document), "document.publisher"),
+        ("POST", f"/v1/assertions/{INCREMENT}/retract", {"reason": text}, "reason"),
+        (
+            "POST",
+            f"/v1/assertions/{INCREMENT}/rank",
+            {"rank": "deprecated", "reason": text},
+            "reason",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("text", BLANKS)
+async def test_a_name_or_reason_that_shows_nothing_is_refused(
+    client: Client, ledger: Ledger, text: str
+) -> None:
+    """A source's name, a publisher and a reason "may not be blank": invisible characters
+    and fillers alone are blank too (they passed the patterns, which see only spaces)."""
+    admin = ledger.auth("admin")
+    head = (await client.get("/v1/log/head", headers=admin)).json()
+    for method, path, body, field in _blank_writes(text):
+        response = await client.request(method, path, json=body, headers=admin)
+        assert fields_of(response) == {field}, (path, response.json())
+        assert "must not be blank" in response.json()["errors"][0]["message"]
+    assert (await client.get("/v1/log/head", headers=admin)).json() == head
+    shown = "UK \u00adMinistry"  # an invisible character among letters is not blank
+    response = await client.post("/v1/sources", json=source_body(name=shown), headers=admin)
+    assert response.status_code == 201
+
+
 # ---- Idempotency-Key ----
 
 

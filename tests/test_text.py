@@ -18,7 +18,6 @@ ACCEPTED = [
     "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f Ross",  # a flag
     "\U0001face moose",  # an emoji newer than Python 3.11's tables
     "\ue000 rare",  # private use (rare CJK)
-    "Zimmer\u00admann",  # a soft hyphen
     " spaces inside and around ",
 ]
 REFUSED = {
@@ -33,7 +32,10 @@ REFUSED = {
     "bom\ufeff": "U+FEFF",
     "   ": "must not be blank",
     "\u3164": "must not be blank",
-    "\u200d\u00ad": "must not be blank",
+    "\u200d\u0301": "must not be blank",
+    "Zimmer\u00admann": "U+00AD (SOFT HYPHEN)",  # shows as "Zimmermann"
+    "a\u034fb": "U+034F",
+    "a\u180eb": "U+180E",
 }
 
 
