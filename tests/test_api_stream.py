@@ -38,7 +38,7 @@ from tests.api_helpers import (
     read_stream,
     serve,
 )
-from tests.reliability import tamper
+from tests.reliability import live, tamper
 from tests.store_contract import new_events
 
 # the fixtures every test here starts from
@@ -88,6 +88,17 @@ async def test_stream_resumes_after_last_event_id(client: Client, ledger: Ledger
     assert fields_of(
         await client.get("/v1/events/stream?after=-1", headers=ledger.auth("reader"))
     ) == {"after"}
+
+
+async def test_a_last_event_id_given_twice_is_named(ledger: Ledger) -> None:
+    """Neither copy is taken silently (a proxy may join them, or either may win); over a
+    real connection, since the test client would join the copies into one line."""
+    twice = [*ledger.auth("reader").items(), ("Last-Event-ID", "5"), ("Last-Event-ID", "6")]
+    async with live(ledger) as client:  # a stream taken from either copy would stay open
+        refused = await asyncio.wait_for(client.get("/v1/events/stream", headers=twice), 10)
+    assert problem(refused, 422)["errors"] == [
+        {"field": "Last-Event-ID", "message": "given more than once (give it once)"}
+    ]
 
 
 async def test_resuming_past_the_head_is_refused(client: Client, ledger: Ledger) -> None:

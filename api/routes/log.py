@@ -77,9 +77,12 @@ def list_events(state: State, after: After = 0, limit: Limit = 100) -> EventPage
     )
 
 
-def _start_of(after: int | None, last_event_id: str | None) -> int:
-    """The later of `after` and Last-Event-ID: an EventSource reconnects to the same URL
-    with the id it saw last, and must not be sent again what it already has."""
+def _start_of(after: int | None, last_event_id: str | None, copies: int) -> int:
+    """The later of `after` and Last-Event-ID (given `copies` times): an EventSource
+    reconnects to the same URL with the id it saw last, and must not be sent again what it
+    already has."""
+    if copies > 1:  # a proxy may join them or either may win: neither is taken silently
+        raise InvalidInput([FieldError("Last-Event-ID", "given more than once (give it once)")])
     start = after or 0
     if last_event_id is None:
         return start
@@ -132,7 +135,8 @@ async def stream_events(
     store = store_of(request.app.state)
     tail = request.app.state.tail
     heartbeat: float = request.app.state.settings.sse_heartbeat_seconds
-    position = _start_of(after, last_event_id)
+    copies = sum(name == b"last-event-id" for name, _ in request.scope["headers"])
+    position = _start_of(after, last_event_id, copies)
     if position:
         named = "after" if position == (after or 0) else "Last-Event-ID"
         check_resume_point(await asyncio.to_thread(store.size), named, position)
