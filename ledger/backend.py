@@ -58,7 +58,7 @@ def rows_to_events(rows: Sequence[Sequence[Any]], *, as_stored: bool = False) ->
     if as_stored:
         try:
             return rows_to_events(rows)
-        except _UNDECODED:
+        except DECODE_ERRORS:
             return [_as_stored(row) for row in rows]
     decoders = PAYLOAD_DECODERS
     return [
@@ -77,9 +77,10 @@ def rows_to_events(rows: Sequence[Sequence[Any]], *, as_stored: bool = False) ->
     ]
 
 
-_UNDECODED = (msgspec.DecodeError, KeyError, TypeError, RecursionError)
+DECODE_ERRORS = (msgspec.DecodeError, KeyError, TypeError, RecursionError, UnicodeDecodeError)
 """What decoding a stored payload raises where the file was edited: not JSON of its type,
-an unknown event type, a value stored as TEXT or a number instead of bytes."""
+an unknown event type, a value stored as TEXT or a number instead of bytes, bytes that
+are not UTF-8 inside a JSON string (msgspec raises UnicodeDecodeError for those)."""
 
 
 def stored_data(data: object) -> msgspec.Raw:
@@ -92,14 +93,14 @@ def stored_data(data: object) -> msgspec.Raw:
         raw = str(raw).encode()
     try:
         return msgspec.Raw(msgspec.json.encode(msgspec.json.decode(raw)))
-    except (msgspec.DecodeError, RecursionError):  # not JSON, or nested past all reason
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):  # not JSON, or UTF-8
         return msgspec.Raw(msgspec.json.encode(bytes(raw).decode("utf-8", "replace")))
 
 
 def _as_stored(row: Sequence[Any]) -> Event:
     try:
         return rows_to_events((row,))[0]
-    except _UNDECODED:
+    except DECODE_ERRORS:
         seq, etype, stream, version, recorded_at, actor, dsha, h, data = row
         log.warning("payload_does_not_decode", seq=seq, type=etype)
         return Event(seq, etype, stream, version, recorded_at, actor, stored_data(data), dsha, h)

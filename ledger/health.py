@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 import msgspec
 
 from ledger import merkle
+from ledger.backend import DECODE_ERRORS
 from ledger.codec import ZERO_HASH, decode_payload, envelope_bytes
 from ledger.errors import LedgerUnavailable
 from ledger.times import TimeFormatError, parse_record_time
@@ -105,7 +106,7 @@ def check_tail(conn: sqlite3.Connection, depth: int = TAIL_DEPTH) -> None:
                 raise TailProblem(seq, "payload does not hash to its data_sha256")
             try:
                 decode_payload(etype, data)
-            except (KeyError, msgspec.DecodeError) as exc:
+            except DECODE_ERRORS as exc:
                 raise TailProblem(seq, f"payload does not decode as {etype!r}: {exc}") from None
         try:
             canonical = envelope_bytes(seq, etype, stream, version, recorded_at, actor, dsha)

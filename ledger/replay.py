@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from ledger.backend import row_to_event, rows_to_events
+from ledger.backend import DECODE_ERRORS, row_to_event, rows_to_events
 from ledger.erasure import kept_facts, with_erasures
 from ledger.errors import LedgerError
 from ledger.events import ErasedAssertion, Event
@@ -98,7 +98,7 @@ def read_chunks(
     while rows := conn.execute(_EVENTS_SQL, (after, until, chunk)).fetchall():
         try:
             events = rows_to_events(rows)
-        except (KeyError, msgspec.DecodeError):
+        except DECODE_ERRORS:
             events = [_decoded(row) for row in rows]
         yield with_erasures(events, kept)
         after = events[-1].seq
@@ -107,7 +107,7 @@ def read_chunks(
 def _decoded(row: Sequence[Any]) -> Event:
     try:
         return row_to_event(row)
-    except (KeyError, msgspec.DecodeError) as exc:
+    except DECODE_ERRORS as exc:
         raise LedgerError(f"seq {row[0]}: payload does not decode as {row[1]!r}: {exc}") from exc
 
 

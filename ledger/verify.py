@@ -25,6 +25,7 @@ from typing import Any, cast
 import msgspec
 
 from ledger import merkle
+from ledger.backend import DECODE_ERRORS
 from ledger.codec import ZERO_HASH, envelope_bytes
 from ledger.erasure import ERASABLE, Erasure, erasure_problems, erasures
 from ledger.events import PAYLOAD_TYPES, PayloadErased
@@ -348,7 +349,7 @@ class _Verifier:
                     findings.bad(seq, "payload does not hash to its data_sha256")
                 try:
                     payload = decoders[etype].decode(data)
-                except (KeyError, msgspec.DecodeError) as exc:
+                except DECODE_ERRORS as exc:
                     findings.bad(seq, f"payload does not decode as {etype!r}: {exc}")
                 if type(payload) is PayloadErased:
                     self._logs(seq, recorded_at, actor, payload)

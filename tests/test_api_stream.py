@@ -148,13 +148,14 @@ async def test_an_altered_payload_reads_as_stored_and_an_outside_check_names_it(
     ledger: Ledger,
 ) -> None:
     """Payloads edited in the file so they no longer decode (a renamed field, an event type
-    changed, bytes that are not JSON) are served as stored, by the pages and the stream,
-    not as a 500: a reader sees what the file holds and `check_log.py` names each seq."""
+    changed, bytes that are not JSON or not UTF-8) are served as stored, by the pages and
+    the stream, not as a 500: a reader sees what the file holds and `check_log.py` names
+    each seq."""
     conn = sqlite3.connect(ledger.db)
-    first, second, third = (
+    first, second, third, fourth = (
         seq
         for (seq,) in conn.execute(
-            "SELECT seq FROM events WHERE type = 'AssertionRecorded' ORDER BY seq LIMIT 3"
+            "SELECT seq FROM events WHERE type = 'AssertionRecorded' ORDER BY seq LIMIT 4"
         )
     )
     renamed = conn.execute("SELECT data FROM payloads WHERE seq = ?", (first,)).fetchone()[0]
@@ -166,6 +167,7 @@ async def test_an_altered_payload_reads_as_stored_and_an_outside_check_names_it(
             ("UPDATE payloads SET data = ? WHERE seq = ?", (renamed, first)),
             ("UPDATE events SET type = 'Bogus' WHERE seq = ?", (second,)),
             ("UPDATE payloads SET data = ? WHERE seq = ?", (b"\xff not json", third)),
+            ("UPDATE payloads SET data = ? WHERE seq = ?", (b'{"assertion_id":"\xff"}', fourth)),
         ],
     )
     async with serve(ledger) as client:
@@ -179,6 +181,7 @@ async def test_an_altered_payload_reads_as_stored_and_an_outside_check_names_it(
         assert by_seq[second]["type"] == "Bogus"
         assert by_seq[second]["data"]["assertion_id"]  # the payload as it was written
         assert by_seq[third]["data"] == "\ufffd not json"
+        assert by_seq[fourth]["data"] == '{"assertion_id":"\ufffd"}'  # not UTF-8 inside
         stream = read_stream(client, "/v1/events/stream?after=0", reader, events=SEED_EVENTS)
         assert [json.loads(m["data"]) for m in stream.events] == items
         head = (await client.get("/v1/log/head", headers=reader)).json()
@@ -194,6 +197,7 @@ async def test_an_altered_payload_reads_as_stored_and_an_outside_check_names_it(
         f"seq {first}: the payload does not hash to its data_sha256",
         f"seq {second}: the hash chain breaks here",
         f"seq {third}: the payload does not hash to its data_sha256",
+        f"seq {fourth}: the payload does not hash to its data_sha256",
         "the Merkle root of the events is not the head's root",
     ]
 

@@ -10,6 +10,7 @@ reads go on, instead of chaining new events onto a broken one.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import sqlite3
 import threading
@@ -158,6 +159,9 @@ def _frontier_node(size: int) -> merkle.NodeId:
     return merkle.frontier_nodes(size)[0]
 
 
+NOT_UTF8 = b'{"assertion_id":"\xff"}'
+"""JSON whose string holds a byte that is not UTF-8 (msgspec raises UnicodeDecodeError)."""
+
 Tamper = Callable[[int], list[str | tuple[str, tuple[Any, ...]]]]
 TAMPERS: dict[str, Tamper] = {
     "last hash rewritten": lambda n: [
@@ -177,6 +181,13 @@ TAMPERS: dict[str, Tamper] = {
     ],
     "last event cut off, its leaf kept": lambda n: [
         ("DELETE FROM events WHERE seq = ?", (n,)),
+    ],
+    "last payload not UTF-8 inside a string, its digest matching": lambda n: [
+        ("UPDATE payloads SET data = ? WHERE seq = ?", (NOT_UTF8, n)),
+        (
+            "UPDATE events SET data_sha256 = ? WHERE seq = ?",
+            (hashlib.sha256(NOT_UTF8).hexdigest(), n),
+        ),
     ],
     "a payload deleted, with no erasure record": lambda n: [
         ("DELETE FROM payloads WHERE seq = ?", (n - 1,)),

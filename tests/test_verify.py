@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ledger import merkle
+from ledger.errors import LedgerError
 from ledger.events import Event
 from ledger.replay import AuditReport, audit, audit_projections, rebuild
 from ledger.schema import APPEND_ONLY_TABLES
@@ -316,9 +317,16 @@ def test_audit_report(live: SqliteStore) -> None:
     assert calls[-1] == (2 * SIZE, 2 * SIZE)
 
 
-def test_audit_of_an_undecodable_payload(ledger_file: Path) -> None:
+@pytest.mark.parametrize(
+    "stored",
+    [b"{}", b'{"assertion_id":"\xff"}', b'{"\xff"', 42, 4.5, "{}"],
+    ids=["other JSON", "not UTF-8 in a string", "not UTF-8, not JSON", "int", "real", "text"],
+)
+def test_audit_and_rebuild_of_an_undecodable_payload(ledger_file: Path, stored: object) -> None:
+    """Whatever a payload was changed into, the checks name its seq: never a traceback
+    (a byte that is not UTF-8 raises UnicodeDecodeError in msgspec, a number TypeError)."""
     conn = attacker(ledger_file)
-    conn.execute("UPDATE payloads SET data = x'7b7d' WHERE seq = 3")
+    conn.execute("UPDATE payloads SET data = ? WHERE seq = 3", (stored,))
     conn.close()
     conn = sqlite3.connect(ledger_file, isolation_level=None)
     report = audit(conn, factory)
@@ -327,6 +335,14 @@ def test_audit_of_an_undecodable_payload(ledger_file: Path) -> None:
     assert report.problems[-1].startswith(
         "projections not compared: the log cannot be replayed: seq 3: payload does not decode"
     )
+    store = SqliteStore(ledger_file, projectors=[StreamCounts()])
+    try:
+        with pytest.raises(LedgerError, match=r"^seq 3: "):
+            rebuild(store)
+        [event] = store.read(after=2, limit=1, as_stored=True)  # read as it is stored
+        assert event.seq == 3
+    finally:
+        store.close()
 
 
 def test_audit_report_of_a_tampered_ledger(ledger_file: Path) -> None:
