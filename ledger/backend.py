@@ -244,6 +244,9 @@ class Job:
     loop: asyncio.AbstractEventLoop | None = None
     waiter: asyncio.Future[Any] | None = None
     outcome: Outcome[Any] | None = None
+    resets_views: bool = False
+    """It empties the read side and folds the whole log again (a rebuild): the views are
+    not brought up to date before it, which could fail on the damage it is to repair."""
 
     def answered(self) -> bool:
         """Whether its caller already has an answer (or gave up)."""
@@ -439,14 +442,14 @@ class QueuedWriter(Generic[TxnT]):
             batch.append(nxt)
         return True
 
-    def submit(self, work: Callable[[TxnT], T]) -> Future[T]:
+    def submit(self, work: Callable[[TxnT], T], *, resets_views: bool = False) -> Future[T]:
         """Queue `work` for the writer; the future resolves after its commit."""
         future: Future[T] = Future()
-        self._enqueue(Job(work, future))
+        self._enqueue(Job(work, future, resets_views=resets_views))
         return future
 
-    def run_sync(self, work: Callable[[TxnT], T]) -> T:
-        return self.submit(work).result()
+    def run_sync(self, work: Callable[[TxnT], T], *, resets_views: bool = False) -> T:
+        return self.submit(work, resets_views=resets_views).result()
 
     async def run(self, work: Callable[[TxnT], T]) -> T:
         """Run `work` on the writer; resolves after its commit (see :meth:`submit`).

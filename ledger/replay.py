@@ -250,7 +250,7 @@ def rebuild(
         conn.executemany(_CHECKPOINT_SQL, [(p.name, report.events) for p in chosen])
         return report.events
 
-    return store.run_sync(work)
+    return store.run_sync(work, resets_views=True)
 
 
 def checkpoint_of(connection: sqlite3.Connection, name: str) -> int | None:
@@ -401,13 +401,15 @@ def _scratch_replay(
 def _limits(
     live_conn: sqlite3.Connection, projectors: Sequence[Projector], total: int
 ) -> list[int]:
-    """How far to replay each projector: to its checkpoint, or the log's end if it has none.
+    """How far to replay each projector: to its checkpoint, as far as the views answer
+    from (none: nothing folded yet, so a checkpoint deleted leaves tables the replay
+    does not match).
 
     An import folds the views at its end, so while one runs (or after one died) they lag
     the log without being wrong; the replay stops where they stand.
     """
     marks = [checkpoint_of(live_conn, p.name) for p in projectors]
-    return [total if mark is None else min(total, mark) for mark in marks]
+    return [min(total, mark or 0) for mark in marks]
 
 
 def _fold_log(

@@ -588,7 +588,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return True
 
-    def _follow_others(self) -> None:
+    def _follow_others(self, *, fold: bool = True) -> None:
         """Inside the write lock: if another connection committed since this writer last
         looked (another process appending to the same file, `ledger import` while serving,
         a CLI command), read the tip again, forget the cached write model and fold into
@@ -596,7 +596,8 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         without them, as an import does), so nothing is chained onto a stale tip and no
         checkpoint this writer moves skips an event. One cheap pragma per batch; SQLite
         bumps it only for other connections. The version is recorded only once all of
-        that worked (a rollback forgets it too), so a failure here is retried."""
+        that worked (a rollback forgets it too), so a failure here is retried. Without
+        `fold` (a batch that rebuilds the views) the tip is read again, nothing folded."""
         version = self._version()
         if version == self._data_version:
             return
@@ -608,7 +609,8 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         if (seq, digest) != (self._tip.seq, self._tip.hash.hex()):
             log.info("tip_moved", path=str(self.path), seq=seq, was=self._tip.seq)
             self._tip = self._load_tip(0)
-        catch_up(self._conn, self.projectors, until=self._tip.seq)
+        if fold:
+            catch_up(self._conn, self.projectors, until=self._tip.seq)
         self._data_version = version
 
     @staticmethod
@@ -720,7 +722,8 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         begun = False
         try:
             conn.execute("BEGIN IMMEDIATE")
-            self._follow_others()  # failing, it fails the batch once, as BEGIN does
+            # failing, it fails the batch once, as BEGIN does; a rebuild folds everything
+            self._follow_others(fold=not any(job.resets_views for job in batch))
             begun = True
             start_tip = self._tip.copy()
             start_seq = start_tip.seq
@@ -959,13 +962,15 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         for listener in list(self._listeners):
             listener(size)
 
-    def submit(self, work: Callable[[SqliteTransaction], T]) -> Future[T]:
+    def submit(
+        self, work: Callable[[SqliteTransaction], T], *, resets_views: bool = False
+    ) -> Future[T]:
         """Queue `work` for the writer; the future resolves after its commit.
 
         While :attr:`write_refusal` is set, work still runs (reads, schema steps) but any
         append in it raises :class:`LedgerUnavailable` with the reason.
         """
-        return super().submit(work)
+        return super().submit(work, resets_views=resets_views)
 
     def commit_here(self, works: Sequence[Callable[[SqliteTransaction], T]]) -> list[Outcome[T]]:
         """Run `works` in the calling thread, as the writer thread would run them queued

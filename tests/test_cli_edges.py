@@ -630,10 +630,10 @@ def test_ctrl_c_stops_a_rebuild_at_its_next_chunk_and_changes_nothing(
 
     run_sync = SqliteStore.run_sync
 
-    def interrupted(self: SqliteStore, work: Any) -> Any:
+    def interrupted(self: SqliteStore, work: Any, *, resets_views: bool = False) -> Any:
         if getattr(work, "__name__", "") != "work":  # not the rebuild's own unit
-            return run_sync(self, work)
-        self.submit(work)
+            return run_sync(self, work, resets_views=resets_views)
+        self.submit(work, resets_views=resets_views)
         assert begun.wait(10)
         raise KeyboardInterrupt  # what a Ctrl-C raises in the main thread as it waits
 
@@ -988,3 +988,28 @@ def test_a_ledger_is_not_made_in_place_of_a_folder(tmp_path: Path, command: list
     assert folder.returncode == 2
     assert folder.stderr.strip() == f"ledger: {tmp_path} is a folder, not a ledger"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "DELETE FROM checkpoints",
+        "UPDATE checkpoints SET seq = 10 WHERE name LIKE 'projections.%'",
+        "UPDATE checkpoints SET seq = 10 WHERE name = 'write_model'",
+    ],
+)
+def test_checkpoints_deleted_or_set_back_are_found_and_a_rebuild_mends_them(
+    seeded: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Views whose checkpoints were deleted answer as if nothing were folded (while their
+    tables hold everything): the audit says they differ, and `ledger rebuild` mends them
+    (it folded them up to date first, and failed on the rows already there)."""
+    tamper(seeded, [damage])
+    db = ["--db", str(seeded)]
+    assert cli.main(["audit", *db]) == 1
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["projections_match"] is False
+    assert cli.main(["rebuild", *db]) == 0
+    assert "rebuilt every projection from 27 events" in capsys.readouterr().out
+    assert cli.main(["audit", *db]) == 0
+    assert cli.main(["state", DEPLOYMENT, "troops.deployed", *db]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["seq"] == 27
