@@ -355,7 +355,6 @@ class _Verifier:
                     self._logs(seq, recorded_at, actor, payload)
             elif data is None:
                 payload = None
-                self.erased += 1
                 self.missing[seq] = etype
             else:
                 findings.bad(seq, f"payload stored as {type(data).__name__}, not bytes")
@@ -405,8 +404,17 @@ class _Verifier:
             note = _erased_note(seq, log, self.erasures.get(seq))
             if log is not None and etype not in ERASABLE:
                 findings.bad(log.seq, f"it logs the erasure of seq {seq}, whose {etype} cannot be")
+            elif log is not None and seq not in self.erasures and seq not in self.unsound:
+                # an erasure writes its record with its event: the facts the views keep
+                # of the assertion went with the record, by other means
+                findings.bad(
+                    seq,
+                    f"payload erased (logged at seq {log.seq}), but its erasure record is "
+                    "not there (deleted by other means)",
+                )
             elif note is not None:
                 findings.note(note)
+                self.erased += 1  # a payload deleted by other means is a problem, not this
             elif seq not in self.unsound:
                 findings.bad(
                     seq,

@@ -450,6 +450,33 @@ def test_an_unsound_erasure_record_is_a_problem_not_a_phantom(tmp_path: Path) ->
     assert f"seq {kr}: its erasure record does not decode" in " ".join(report.problems)
 
 
+def test_an_erasure_whose_record_is_gone_is_a_problem_and_no_rebuild_drops_its_facts(
+    tmp_path: Path,
+) -> None:
+    """The record keeps what the rules need of the erased assertion (its id, never taken
+    again; the subject's counts): deleted, verify says so and a rebuild refuses, instead of
+    a rebuild without it that frees the id."""
+    path = tmp_path / "l.db"
+    with ledger(path) as store:
+        _busy(store)
+        kr = _erase(store, KR)
+        wm_before = table_rows(store.reader(), WRITE_MODEL_TABLES)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TRIGGER erasures_no_delete")
+    conn.execute("DELETE FROM erasures")
+    conn.close()
+    with ledger(path) as store:
+        report = verify_log(store.reader())
+        assert (report.ok, report.first_bad_seq, report.erased) == (False, kr, 0)
+        assert report.problems[0].startswith(
+            f"seq {kr}: payload erased (logged at seq {store.size()}), but its erasure record "
+            "is not there"
+        )
+        with pytest.raises(LedgerError, match=f"does not verify at seq {kr}"):
+            rebuild(store, store.projectors)
+        assert table_rows(store.reader(), WRITE_MODEL_TABLES) == wm_before
+
+
 def test_a_ledger_from_a_newer_version_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
