@@ -604,6 +604,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_state(args: argparse.Namespace) -> int:
+    from api.server import views_stuck
     from projections.pit import head_and_reach, resolve
     from projections.views import property_kind, property_view
 
@@ -621,24 +622,26 @@ def cmd_state(args: argparse.Namespace) -> int:
             at = None
         reach = store.views_reach()
         if at is None or at.seq > reach:  # the views could not catch up: not an older view
-            from api.server import views_stuck
-
             first = "ask with --seq at most that, or "
             _fail(views_stuck(reach, store.size(), store.write_refusal, first))
         kind = property_kind(conn, args.subject, args.property, at.seq)
         if args.kind is not None and kind not in (None, args.kind):
             _fail(f"{args.subject}/{args.property} holds {kind} values, not {args.kind} ones")
         view = property_view(conn, args.subject, args.property, at, kind=args.kind)
+        refusal = store.write_refusal
     finally:
         store.close()
     # asked for the latest while the views are behind the log: the answer is the view
-    # where they are
+    # where they are, and why they are there
+    lagging = args.seq is None and args.known_at is None and at.seq < head
     behind = (
-        f"the views reach seq {at.seq} of the log's {head} events (an import appending "
+        None
+        if not lagging
+        else f"the views reach seq {at.seq} of the log's {head} events (an import appending "
         "beside folds the rest when it ends; a ledger whose disk filled, once opened with "
         "room)"
-        if args.seq is None and args.known_at is None and at.seq < head
-        else None
+        if refusal is None
+        else views_stuck(at.seq, head, refusal)
     )
     if view is None:
         _fail(

@@ -31,6 +31,7 @@ from ledger.backend import DECODE_ERRORS, row_to_event, rows_to_events
 from ledger.erasure import kept_facts, with_erasures
 from ledger.errors import LedgerError
 from ledger.events import ErasedAssertion, Event
+from ledger.health import TailProblem, check_tail
 from ledger.migrations import migrate
 from ledger.schema import LOG_MIGRATIONS
 from ledger.sqlite_store import (
@@ -303,7 +304,9 @@ def catch_up_on_open(connection: sqlite3.Connection, projector: Projector) -> in
 
     For a projector's `migrate`, which a store runs on opening: a ledger whose import
     stopped before its projections were folded (a crash, a kill) answers from current
-    tables again. Does nothing where the log's tables do not exist.
+    tables again. Does nothing where the log's tables do not exist, nor where the log's
+    tail does not verify (:func:`ledger.health.check_tail`, the store's own start-up
+    check): a forged event at the end must not reach the views.
     """
     has_log = connection.execute(
         "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
@@ -317,6 +320,12 @@ def catch_up_on_open(connection: sqlite3.Connection, projector: Projector) -> in
         connection.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:  # a read-only file or snapshot: views lag
         log.warning("catch_up_skipped", projector=projector.name, error=str(exc))
+        return 0
+    try:  # never fold what the store is about to refuse appends over (a forged tail)
+        check_tail(connection)
+    except TailProblem as exc:
+        connection.execute("ROLLBACK")
+        log.error("catch_up_refused", projector=projector.name, problem=str(exc))
         return 0
     try:
         done = catch_up(connection, [projector])

@@ -647,9 +647,10 @@ def test_ctrl_c_stops_a_rebuild_at_its_next_chunk_and_changes_nothing(
 
 
 def test_views_kept_behind_by_a_broken_log_say_so_not_read_only(seeded: Path) -> None:
-    """An event row past the head with no payload (a tampered file): the views cannot fold
-    it, and the start-up check refuses appends. Serving or asking for the state says that
-    reason, not a guess that the file is read-only (it is not)."""
+    """An event row past the head with no payload (a tampered file): the views are not
+    brought up to it, and the start-up check refuses appends. Serving, or asking for the
+    state (the view where the views stand), says that reason, not a guess that the file is
+    read-only (it is not) or that an import is appending."""
     conn = sqlite3.connect(seeded)
     conn.execute(
         "INSERT INTO events SELECT 28, type, stream, version + 1000, recorded_at, actor,"
@@ -660,18 +661,21 @@ def test_views_kept_behind_by_a_broken_log_say_so_not_read_only(seeded: Path) ->
     with socket.socket() as sock:  # a port free to listen on: binding is checked first
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
-    for args in (
-        ["serve", "--host", "127.0.0.1", "--port", port],
-        ["state", DEPLOYMENT, "deployment.status"],
-    ):
-        result = cli_run(*args, "--db", str(seeded))
-        assert result.returncode == 1, result.stderr
-        [line] = [x for x in result.stderr.splitlines() if x.startswith("ledger:")]
-        assert line == (
-            "ledger: the views hold the log up to seq 27 of 28 and could not catch up, since "
-            "the stored log is broken at seq 28: payload missing, with no erasure record "
-            "(deleted by other means); run `ledger verify`"
-        ), args
+    stuck = (
+        "the views hold the log up to seq 27 of 28 and could not catch up, since the stored "
+        "log is broken at seq 28: payload missing, with no erasure record (deleted by other "
+        "means); run `ledger verify`"
+    )
+    served = cli_run("serve", "--host", "127.0.0.1", "--port", port, "--db", str(seeded))
+    assert served.returncode == 1, served.stderr
+    [line] = [x for x in served.stderr.splitlines() if x.startswith("ledger:")]
+    assert line == f"ledger: {stuck}"
+    # the state of what the views hold (the log up to the break), and why only that
+    state = cli_run("state", DEPLOYMENT, "deployment.status", "--db", str(seeded))
+    assert state.returncode == 0, state.stderr
+    assert json.loads(state.stdout)["seq"] == 27
+    [line] = [x for x in state.stderr.splitlines() if x.startswith("ledger state:")]
+    assert line == f"ledger state: this is the view at seq 27: {stuck}"
 
 
 def test_events_writes_an_altered_payload_as_stored_and_says_so(seeded: Path) -> None:

@@ -231,6 +231,46 @@ async def test_a_broken_tail_refuses_writes_with_503(ledger: Ledger, how: str) -
     assert not verify_log_of(ledger.db).ok  # the full check agrees
 
 
+def test_opening_never_folds_a_forged_tail_into_the_views(ledger: Ledger) -> None:
+    """An event added at the end of the file by hand (its payload and digest consistent,
+    its chain link and leaf not): the views, behind it, are not brought up to it on
+    opening (which any command does, `ledger verify` too), so it never reaches them."""
+    conn = sqlite3.connect(ledger.db, isolation_level=None)
+    size = conn.execute("SELECT max(seq) FROM events").fetchone()[0]
+    _seq, etype, stream, data = conn.execute(
+        "SELECT e.seq, e.type, e.stream, p.data FROM events e JOIN payloads p USING (seq) "
+        "WHERE e.type = 'AssertionRecorded' ORDER BY e.seq DESC LIMIT 1"
+    ).fetchone()
+    conn.close()
+    forged = bytes(data).replace(b'"assertion_id":"', b'"assertion_id":"forged.', 1)
+    version = f"(SELECT max(version) + 1 FROM events WHERE stream = '{stream}')"
+    tamper(
+        ledger.db,
+        [
+            (
+                "INSERT INTO events (seq, type, stream, version, recorded_at, actor, "
+                f"data_sha256, hash) VALUES (?, ?, ?, {version}, "
+                "'2026-11-29T00:00:00.000000Z', 'mallory', ?, ?)",
+                (size + 1, etype, stream, hashlib.sha256(forged).hexdigest(), "ab" * 32),
+            ),
+            ("INSERT INTO payloads (seq, data) VALUES (?, ?)", (size + 1, forged)),
+        ],
+    )
+    store = SqliteStore(ledger.db, projectors=all_projectors())
+    try:
+        assert store.write_refusal is not None
+        assert f"seq {size + 1}" in store.write_refusal
+        assert store.views_reach() == size  # left behind it, not folded
+        conn = store.reader()
+        rows = conn.execute(
+            "SELECT count(*) FROM proj_assertions WHERE assertion_id LIKE 'forged.%'"
+        )
+        assert rows.fetchone()[0] == 0
+        assert conn.execute("SELECT max(seq) FROM checkpoints").fetchone()[0] == size
+    finally:
+        store.close()
+
+
 def verify_log_of(db: Path) -> Any:
     store = SqliteStore(db)
     try:
