@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future
@@ -81,6 +82,28 @@ DECODE_ERRORS = (msgspec.DecodeError, KeyError, TypeError, RecursionError, Unico
 """What decoding a stored payload raises where the file was edited: not JSON of its type,
 an unknown event type, a value stored as TEXT or a number instead of bytes, bytes that
 are not UTF-8 inside a JSON string (msgspec raises UnicodeDecodeError for those)."""
+
+
+def fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """`conn.execute(sql, params).fetchall()`, except that text which is not UTF-8 (a byte
+    of the file edited) reads with U+FFFD in its place rather than failing the whole read:
+    what checks the rows then sees the edit (a digest or a chain link that no longer
+    holds) at its seq."""
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "Could not decode to UTF-8" not in str(exc):
+            raise
+    previous = conn.text_factory
+    conn.text_factory = _replacing
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.text_factory = previous
+
+
+def _replacing(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
 
 
 def stored_data(data: object) -> msgspec.Raw:

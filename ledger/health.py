@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 import msgspec
 
 from ledger import merkle
-from ledger.backend import DECODE_ERRORS
+from ledger.backend import DECODE_ERRORS, fetch_all
 from ledger.codec import ZERO_HASH, decode_payload, envelope_bytes
 from ledger.errors import LedgerUnavailable
 from ledger.times import TimeFormatError, parse_record_time
@@ -75,7 +75,7 @@ def check_tail(conn: sqlite3.Connection, depth: int = TAIL_DEPTH) -> None:
     """
     if depth <= 0:
         return
-    rows = conn.execute(_TAIL_SQL, (depth + 1,)).fetchall()
+    rows = fetch_all(conn, _TAIL_SQL, (depth + 1,))
     if not rows:
         return
     rows.reverse()

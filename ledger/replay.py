@@ -27,7 +27,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from ledger.backend import DECODE_ERRORS, row_to_event, rows_to_events
+from ledger.backend import DECODE_ERRORS, fetch_all, row_to_event, rows_to_events
 from ledger.erasure import kept_facts, with_erasures
 from ledger.errors import LedgerError
 from ledger.events import ErasedAssertion, Event
@@ -96,7 +96,7 @@ def read_chunks(
     fold of the chunks gives the tables the erasure left.
     """
     kept = kept_facts(conn)
-    while rows := conn.execute(_EVENTS_SQL, (after, until, chunk)).fetchall():
+    while rows := fetch_all(conn, _EVENTS_SQL, (after, until, chunk)):
         try:
             events = rows_to_events(rows)
         except DECODE_ERRORS:

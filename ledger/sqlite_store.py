@@ -42,6 +42,7 @@ from ledger.backend import (
     Tip,
     chain,
     checked_version,
+    fetch_all,
     row_to_event,
     rows_to_events,
     settle,
@@ -1051,8 +1052,9 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         """At most `limit` events after seq `after` (any integers: clamped to SQLite's range)."""
         after, limit = max(0, min(after, _MAX_INT)), max(0, min(limit, _MAX_INT))
         sql = f"{_SELECT_EVENTS} WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
-        rows = self.reader().execute(sql, (after, limit)).fetchall()
-        return rows_to_events(rows, as_stored=as_stored)
+        if not as_stored:
+            return rows_to_events(self.reader().execute(sql, (after, limit)).fetchall())
+        return rows_to_events(fetch_all(self.reader(), sql, (after, limit)), as_stored=True)
 
     def read_stream(self, stream: str) -> list[Event]:
         return list(self._events("WHERE e.stream = ? ORDER BY e.version", (stream,)))

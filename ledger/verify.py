@@ -25,7 +25,7 @@ from typing import Any, cast
 import msgspec
 
 from ledger import merkle
-from ledger.backend import DECODE_ERRORS
+from ledger.backend import DECODE_ERRORS, fetch_all
 from ledger.codec import ZERO_HASH, envelope_bytes
 from ledger.erasure import ERASABLE, Erasure, erasure_problems, erasures
 from ledger.events import PAYLOAD_TYPES, PayloadErased
@@ -457,7 +457,7 @@ def verify_log(
         total = int(conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
         verifier = _Verifier(conn, findings, tree)
         after = 0
-        while rows := conn.execute(_EVENT_SQL, (after, chunk)).fetchall():
+        while rows := fetch_all(conn, _EVENT_SQL, (after, chunk)):
             if consume is None:
                 verifier.chunk(rows)
             else:

@@ -131,11 +131,11 @@ async def test_a_follow_that_fails_fails_its_batch_once(tmp_path: Path) -> None:
         assert [e.seq for e in filled] == [1, 2]
         real, calls, armed = store._follow_others, [0], threading.Event()
 
-        def follow() -> None:
+        def follow(*, fold: bool = True) -> None:
             if armed.is_set():
                 calls[0] += 1
                 raise sqlite3.OperationalError("disk I/O error (a test)")
-            real()
+            real(fold=fold)
 
         store._follow_others = follow  # type: ignore[method-assign]
         results = await one_batch(store, began=armed.set)  # failing from the batch of three

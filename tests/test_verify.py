@@ -345,6 +345,31 @@ def test_audit_and_rebuild_of_an_undecodable_payload(ledger_file: Path, stored: 
         store.close()
 
 
+@pytest.mark.parametrize("column", ["actor", "type", "recorded_at", "data_sha256", "hash"])
+def test_an_envelope_byte_that_is_not_utf8_is_named_at_its_seq(
+    ledger_file: Path, column: str
+) -> None:
+    """SQLite hands such text to Python as an error for the whole read: the checks read it
+    with U+FFFD in its place, so the digest or the chain names the seq instead."""
+    conn = attacker(ledger_file)
+    conn.execute(f"UPDATE events SET {column} = CAST(x'ff41' AS TEXT) WHERE seq = 7")
+    conn.close()
+    assert verify(ledger_file).first_bad_seq == 7
+    conn = sqlite3.connect(ledger_file, isolation_level=None)
+    report = audit(conn, factory)
+    conn.close()
+    assert (report.ok, report.first_bad_seq) == (False, 7)
+    store = SqliteStore(ledger_file, projectors=[StreamCounts()])
+    try:
+        assert store.write_refusal is not None  # the start-up check reads it too
+        with pytest.raises(LedgerError, match=r"seq 7\b"):
+            rebuild(store)
+        [event] = store.read(after=6, limit=1, as_stored=True)
+        assert "\ufffd" in getattr(event, column)
+    finally:
+        store.close()
+
+
 def test_audit_report_of_a_tampered_ledger(ledger_file: Path) -> None:
     conn = attacker(ledger_file)
     conn.execute("UPDATE events SET actor = 'mallory' WHERE seq = 9")
