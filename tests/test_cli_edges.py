@@ -604,26 +604,19 @@ def test_ctrl_c_stops_a_rebuild_at_its_next_chunk_and_changes_nothing(
     from ledger.verify import verify_log as verify
 
     chunks: list[int] = []
+    begun, closing = threading.Event(), threading.Event()
+    close = SqliteStore.close
 
-    def main_thread_waiting() -> bool:
-        frame = sys._current_frames().get(threading.main_thread().ident or 0)
-        while frame is not None:
-            if frame.f_code.co_name == "join":
-                return True
-            frame = frame.f_back
-        return False
-
-    begun = threading.Event()
+    def closed(self: SqliteStore) -> None:
+        closing.set()  # the main thread took the Ctrl-C: its stop is set, it waits here
+        close(self)
 
     def in_small_chunks(conn: Any, progress: Any = None, **kwargs: Any) -> Any:
         def each(done: int, total: int) -> None:
             chunks.append(done)
             if len(chunks) == 1:
                 begun.set()
-                for _ in range(1000):
-                    if main_thread_waiting():  # it took the Ctrl-C: its stop is set
-                        break
-                    time.sleep(0.01)
+                assert closing.wait(10)
             progress(done, total)
 
         return verify(conn, each, **{**kwargs, "chunk": 5})
@@ -639,7 +632,9 @@ def test_ctrl_c_stops_a_rebuild_at_its_next_chunk_and_changes_nothing(
 
     monkeypatch.setattr(replay_module, "verify_log", in_small_chunks)
     monkeypatch.setattr(SqliteStore, "run_sync", interrupted)
+    monkeypatch.setattr(SqliteStore, "close", closed)
     assert cli.main(["rebuild", "--db", str(seeded)]) == 130
+    monkeypatch.undo()
     assert capsys.readouterr().err.endswith("ledger rebuild: interrupted; nothing was changed\n")
     assert chunks == [5]  # stopped where it next looked, not after the other chunks
     with ledger(seeded) as store:
