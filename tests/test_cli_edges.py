@@ -1012,3 +1012,36 @@ def test_checkpoints_deleted_or_set_back_are_found_and_a_rebuild_mends_them(
     assert cli.main(["audit", *db]) == 0
     assert cli.main(["state", DEPLOYMENT, "troops.deployed", *db]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["seq"] == 27
+
+
+def test_an_index_edited_apart_from_its_table_fails_the_audit(
+    seeded: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The views read a covering index: edited through the schema so that it holds another
+    figure than its table, the views answer it while every row compares equal. SQLite's own
+    check of the read side's tables, in the audit, finds it; a rebuild mends it."""
+    conn = sqlite3.connect(seeded, isolation_level=None)
+    seq, low = conn.execute(
+        "SELECT recorded_seq, value_low FROM proj_assertions WHERE value_low IS NOT NULL"
+    ).fetchone()
+    conn.execute("UPDATE proj_assertions SET value_low = 1 WHERE recorded_seq = ?", (seq,))
+    index = conn.execute(
+        "SELECT type, name, tbl_name, rootpage, sql FROM sqlite_schema "
+        "WHERE name = 'proj_assertions_view'"
+    ).fetchone()
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("DELETE FROM sqlite_schema WHERE name = 'proj_assertions_view'")
+    conn.close()
+    conn = sqlite3.connect(seeded, isolation_level=None)  # the table alone: the index stays 1
+    conn.execute("UPDATE proj_assertions SET value_low = ? WHERE recorded_seq = ?", (low, seq))
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("INSERT INTO sqlite_schema VALUES (?, ?, ?, ?, ?)", index)
+    conn.close()
+    db = ["--db", str(seeded)]
+    assert cli.main(["audit", *db]) == 1
+    report = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert report["problems"]
+    assert all(p.startswith("proj_assertions: ") for p in report["problems"]), report
+    assert "proj_assertions_view" in report["problems"][0]
+    assert cli.main(["rebuild", *db]) == 0
+    assert cli.main(["audit", *db]) == 0
