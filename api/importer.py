@@ -729,8 +729,8 @@ def import_file(
                 result.done_lines = outcome.problem.line - 1  # its lines before it are in
             if result.error is None and result.failure is None and not outcome.skipped:
                 result.done_lines = last_line
-            if progress is not None:
-                progress(done_bytes, total)
+            if progress is not None:  # a last line without its newline was counted one
+                progress(min(done_bytes, total), total)  # byte over
         return result.error is None and result.failure is None
 
     decode_error: ImportError_ | None = None

@@ -49,10 +49,12 @@ class Progress:
         frac = min(done / self.total, 1.0)
         width = 30
         bar = "#" * int(frac * width)
-        rate = (done - (self._base or 0)) / max(now - self._start, 1e-9)
+        counted = done - (self._base or 0)
+        # no rate before a second count: a phase that ends at its first report (a small
+        # file) or starts part-way (a resumed one) has measured none
+        rate = f" ({counted / max(now - self._start, 1e-9):,.0f}/s)" if counted else ""
         self.stream.write(
-            f"\r{self.label} [{bar:<{width}}] {frac:6.1%} {done:,}/{self.total:,} {self.unit} "
-            f"({rate:,.0f}/s)"
+            f"\r{self.label} [{bar:<{width}}] {frac:6.1%} {done:,}/{self.total:,} {self.unit}{rate}"
         )
         self.stream.flush()
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 from api.cli import _Phases, two_passes
+from api.importer import import_file
 from api.progress import Progress
+from tests.factories import ledger
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Terminal(io.StringIO):
@@ -23,10 +28,19 @@ def lines(out: Terminal) -> list[str]:
 def test_a_rate_counts_from_the_first_count_reported() -> None:
     out = Terminal()
     bar = Progress("folding the views", 2_000_000, out)
-    bar(1_000_000)  # a phase that starts part-way through its count
+    bar(1_000_000)  # a phase that starts part-way through its count: no rate measured yet
+    assert "/s)" not in lines(out)[-1]
+    bar(2_000_000)
     rate = re.search(r"\(([\d,]+)/s\)", lines(out)[-1])
     assert rate is not None
-    assert rate.group(1) == "0"
+    assert rate.group(1) != "0"
+    quick = Terminal()
+    small = Progress("importing f.jsonl", 500, quick, unit="bytes")
+    small(500, 500)  # done at its first report: no "(0/s)"
+    small.finish()
+    assert lines(quick) == [
+        "importing f.jsonl [##############################] 100.0% 500/500 bytes"
+    ]
 
 
 def test_an_import_stopped_part_way_shows_where_reading_stopped() -> None:
@@ -58,3 +72,17 @@ def test_the_audit_shows_two_passes_of_the_events_each() -> None:
     assert "50/50 events" in shown[0]
     assert shown[1].startswith("auditing: replaying")
     assert "50/50 events" in shown[1]
+
+
+def test_an_import_never_counts_more_bytes_than_its_file(tmp_path: Path) -> None:
+    """A last line without its newline was counted with one: 14,471/14,470 bytes."""
+    seed = (ROOT / "fixtures" / "seed.jsonl").read_bytes()
+    source = tmp_path / "no-final-newline.jsonl"
+    source.write_bytes(seed.rstrip(b"\n"))
+    reports: list[tuple[int, int]] = []
+    with ledger(tmp_path / "l.db") as store:
+        result = import_file(store, source, "test", lambda d, t: reports.append((d, t)))
+    assert result.problem() is None
+    size = source.stat().st_size
+    assert reports[-1] == (size, size)
+    assert all(done <= total for done, total in reports)
