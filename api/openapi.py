@@ -9,6 +9,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin
 
 from api.schemas import Problem
+from ledger.codec import MAX_SAFE_INT
 
 _WHY = {
     401: "no, unknown or revoked token",
@@ -49,6 +50,45 @@ def errors_for(*statuses: int, why: dict[int, str] | None = None) -> dict[int, R
     }
 
 
+def _count(description: str) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 0, "maximum": MAX_SAFE_INT, "description": description}
+
+
+VALUE_IN: dict[str, Any] = {
+    "title": "ValueIn",
+    "description": "a quantity (low, high and optionally best, 0 <= low <= best <= high) or a "
+    "status; the property keeps the kind its first assertion gave it",
+    "oneOf": [
+        {
+            "title": "Quantity",
+            "type": "object",
+            "required": ["low", "high"],
+            "properties": {
+                "low": _count("the lowest figure"),
+                "high": _count("the highest figure, at least low"),
+                "best": {
+                    **_count("the central figure, between low and high"),
+                    "type": ["integer", "null"],
+                },
+            },
+            "additionalProperties": False,
+        },
+        {
+            "title": "Status",
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": {"type": "string", "enum": ["reported", "confirmed", "denied"]}
+            },
+            "additionalProperties": False,
+        },
+    ],
+}
+"""An assertion's `value` as the server takes it: litestar describes the one struct behind
+both kinds with every field optional and nullable, and drops `minimum: 0`, so a client
+made from that schema would send values the server refuses."""
+
+
 class SchemaJson(JsonRenderPlugin):
     """Serves `/schema/openapi.json` without litestar's stock `400` responses.
 
@@ -61,4 +101,7 @@ class SchemaJson(JsonRenderPlugin):
             for operation in item.values():
                 if isinstance(operation, dict):
                     operation.get("responses", {}).pop("400", None)
+        schemas = openapi_schema.get("components", {}).get("schemas", {})
+        if "ValueIn" in schemas:
+            schemas["ValueIn"] = VALUE_IN
         return self.render_json(request, openapi_schema)

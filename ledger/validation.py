@@ -39,7 +39,13 @@ def _msgspec_error(exc: msgspec.ValidationError, base: str) -> FieldError:
     if where:
         field = f"{base}.{where}" if base and not where.startswith("[") else base + where
         field = field.lstrip(".")
+    if field in _FIGURES:  # null stands for "not given" there, which low and high must be
+        text = text.replace("Expected `int | null`", "Expected `int`", 1)
     return FieldError(field or "body", in_words(text))
+
+
+_FIGURES = frozenset({"value.low", "value.high"})
+"""An assertion's figures that may not be left out: their type errors do not offer null."""
 
 
 def _struct_errors(raw: Any, cls: type[msgspec.Struct], path: str) -> list[FieldError]:
