@@ -139,7 +139,7 @@ def test_published_patterns_need_no_lookaround(schema: dict[str, Any]) -> None:
     assert not [p for p in patterns if "(?=" in p or "(?!" in p or "(?<" in p]
 
 
-VALUES = [
+VALUES: list[dict[str, Any]] = [
     {"low": 1, "high": 2},
     {"low": 1, "high": 2, "best": None},
     {"low": 0, "high": 0, "best": 0},
