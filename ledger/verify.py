@@ -29,6 +29,7 @@ from ledger.backend import DECODE_ERRORS, fetch_all
 from ledger.codec import ZERO_HASH, envelope_bytes
 from ledger.erasure import ERASABLE, Erasure, erasure_problems, erasures
 from ledger.events import PAYLOAD_TYPES, PayloadErased
+from ledger.schema import GUARD_TRIGGERS
 
 Progress = Callable[[int, int], None]
 """Called as `progress(done, total)` after each chunk."""
@@ -431,6 +432,20 @@ class _Verifier:
         self.tree = None
 
 
+def _note_missing_guards(conn: sqlite3.Connection, findings: _Findings) -> None:
+    """A note (the log itself is not changed by it) where the triggers that refuse edits of
+    the log are gone: the file would then take an UPDATE or DELETE without a word."""
+    present = {
+        name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    }
+    missing = sorted(GUARD_TRIGGERS - present)
+    if missing:
+        findings.note(
+            f"the log's append-only guards are gone ({', '.join(missing)}): the file no longer "
+            "refuses an edit of the log (the checks above still find one)"
+        )
+
+
 def verify_log(
     conn: sqlite3.Connection,
     progress: Progress | None = None,
@@ -468,6 +483,7 @@ def verify_log(
             if progress is not None:
                 progress(after, total)
         verifier.finish()
+        _note_missing_guards(conn, findings)
         if verifier.tree is not None:
             root = verifier.tree.root()
             stored_root = _stored_root(conn, total, findings)

@@ -370,6 +370,20 @@ def test_an_envelope_byte_that_is_not_utf8_is_named_at_its_seq(
         store.close()
 
 
+def test_guards_dropped_from_the_file_are_noted(ledger_file: Path) -> None:
+    """Dropping the triggers alters nothing in the log, but the file would then take an
+    edit without a word: verify says so, beside an ok log."""
+    assert verify(ledger_file).notes == []
+    conn = attacker(ledger_file)  # drops the update and delete guards of the log's tables
+    conn.close()
+    report = verify(ledger_file)
+    assert report.ok
+    [note] = report.notes
+    assert note.startswith("the log's append-only guards are gone (events_no_delete, ")
+    assert "merkle_nodes_no_update" in note
+    assert "events_no_replace" not in note  # still there
+
+
 def test_audit_report_of_a_tampered_ledger(ledger_file: Path) -> None:
     conn = attacker(ledger_file)
     conn.execute("UPDATE events SET actor = 'mallory' WHERE seq = 9")
