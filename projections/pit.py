@@ -130,9 +130,11 @@ def _one_snapshot(conn: sqlite3.Connection, *, settled: bool = False) -> Iterato
     try:
         yield
     finally:
-        conn.execute("COMMIT")  # nothing was written: this only ends the snapshot
-        if settled:
-            conn.execute("PRAGMA query_only = ON")
+        try:
+            conn.execute("COMMIT")  # nothing was written: this only ends the snapshot
+        finally:
+            if settled:  # a reader again, whatever happened
+                conn.execute("PRAGMA query_only = ON")
 
 
 _LAST_RECORDED = "SELECT recorded_at FROM events ORDER BY seq DESC LIMIT 1"
