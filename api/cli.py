@@ -603,8 +603,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _views_stuck(reach: int, size: int, refusal: str | None, first: str = "") -> str:
+    from api.server import views_stuck  # litestar's import, only where it is needed
+
+    return views_stuck(reach, size, refusal, first)
+
+
 def cmd_state(args: argparse.Namespace) -> int:
-    from api.server import views_stuck
     from projections.pit import head_and_reach, resolve
     from projections.views import property_kind, property_view
 
@@ -623,7 +628,7 @@ def cmd_state(args: argparse.Namespace) -> int:
         reach = store.views_reach()
         if at is None or at.seq > reach:  # the views could not catch up: not an older view
             first = "ask with --seq at most that, or "
-            _fail(views_stuck(reach, store.size(), store.write_refusal, first))
+            _fail(_views_stuck(reach, store.size(), store.write_refusal, first))
         kind = property_kind(conn, args.subject, args.property, at.seq)
         if args.kind is not None and kind not in (None, args.kind):
             _fail(f"{args.subject}/{args.property} holds {kind} values, not {args.kind} ones")
@@ -641,7 +646,7 @@ def cmd_state(args: argparse.Namespace) -> int:
         "beside folds the rest when it ends; a ledger whose disk filled, once opened with "
         "room)"
         if refusal is None
-        else views_stuck(at.seq, head, refusal)
+        else _views_stuck(at.seq, head, refusal)
     )
     if view is None:
         _fail(

@@ -500,7 +500,7 @@ def child_main(argv: list[str] | None = None) -> int:
     from ledger.logs import configure_logging, level_from_env
     from projections import all_projectors
 
-    configure_logging(level_from_env("INFO"))  # checked by `ledger serve` before
+    configure_logging(level_from_env("WARNING"))  # checked by `ledger serve` before
     # the server stops this process by closing the socket, after its own requests are
     # answered; a signal to the whole group (systemd, `kill -- -PGID`) must not cut that short
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -321,14 +321,13 @@ def catch_up_on_open(connection: sqlite3.Connection, projector: Projector) -> in
     except sqlite3.OperationalError as exc:  # a read-only file or snapshot: views lag
         log.warning("catch_up_skipped", projector=projector.name, error=str(exc))
         return 0
-    try:  # never fold what the store is about to refuse appends over (a forged tail)
-        check_tail(connection)
-    except TailProblem as exc:
+    try:
+        check_tail(connection)  # never fold what appends are about to be refused over
+        done = catch_up(connection, [projector])
+    except TailProblem as exc:  # a forged tail, say
         connection.execute("ROLLBACK")
         log.error("catch_up_refused", projector=projector.name, problem=str(exc))
         return 0
-    try:
-        done = catch_up(connection, [projector])
     except (LedgerError, sqlite3.Error) as exc:  # a broken log: the store still opens
         connection.execute("ROLLBACK")
         log.error("catch_up_failed", projector=projector.name, error=str(exc))

@@ -413,7 +413,7 @@ class _Verifier:
                     f"payload erased (logged at seq {log.seq}), but its erasure record is "
                     "not there (deleted by other means)",
                 )
-            elif note is not None:
+            elif note is not None and seq not in self.unsound:
                 findings.note(note)
                 self.erased += 1  # a payload deleted by other means is a problem, not this
             elif seq not in self.unsound:

@@ -7,15 +7,14 @@ seq, so a view at `known_at=T` is the view at the last seq recorded at or before
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import msgspec
 
 from ledger.errors import FieldError, InvalidInput, ViewsBehind
 from ledger.sqlite_store import seq_at
-from ledger.times import MAX_US, TimeFormatError, now_us, parse_record_time, parse_time
+from ledger.times import MAX_US, TimeFormatError, parse_time
+from ledger.verify import read_snapshot
 from projections.projectors import AssertionsProjector, SourcesProjector
 
 
@@ -104,59 +103,18 @@ def head_and_reach(conn: sqlite3.Connection) -> tuple[int, int]:
     return int(head), min(int(head), int(reach or 0))
 
 
-@contextmanager
-def _one_snapshot(conn: sqlite3.Connection, *, settled: bool = False) -> Iterator[None]:
-    """The reads inside see one state of the file. `settled`: with the lock appends take,
-    held for the moment the reads take, so no append is half-way (stamped, not committed)."""
-    if conn.in_transaction:  # the caller's snapshot already
-        yield
-        return
-    if not settled:
-        conn.execute("BEGIN")
-    else:
-        conn.execute("PRAGMA query_only = OFF")  # a reader's: BEGIN IMMEDIATE needs it off
-        try:
-            conn.execute("BEGIN IMMEDIATE")  # waits out a batch in flight (busy timeout)
-        except sqlite3.OperationalError as exc:
-            conn.execute("PRAGMA query_only = ON")
-            if "readonly" in str(exc) or "read-only" in str(exc):  # no append can be in
-                with _one_snapshot(conn):  # flight on a file nothing can write
-                    yield
-                return
-            raise ViewsBehind(
-                f"appends held the log's lock past the wait ({exc}); a view known at a time "
-                "after the last recorded event waits for them to commit: try again"
-            ) from None
-    try:
-        yield
-    finally:
-        try:
-            conn.execute("COMMIT")  # nothing was written: this only ends the snapshot
-        finally:
-            if settled:  # a reader again, whatever happened
-                conn.execute("PRAGMA query_only = ON")
-
-
-_LAST_RECORDED = "SELECT recorded_at FROM events ORDER BY seq DESC LIMIT 1"
-
-
 def _known_at(conn: sqlite3.Connection, known_us: int) -> tuple[int, int, int]:
-    """`(head, reach, seq)` for a view known at `known_us`, in one snapshot.
+    """`(head, reach, seq)` for a view known at `known_us`, read in one snapshot (a commit
+    between reading how far the views reach and the seq would make that seq look past
+    them, a false "catching up").
 
     An append is stamped with its record time when its unit runs and is seen when its batch
-    commits, so a batch in flight can hold events recorded before a time later than the
-    last one stored: answered then, such a time would gain them afterwards. So past the
-    last stored record time (and before now: later times are still to come, and read as
-    the ledger stands), the reads wait out any batch in flight, holding the appends' lock
-    for that moment: every event stamped by then is committed, and any later one is
-    stamped later. A view at a `known_at` in the past then gives one answer whenever asked.
+    commits, so a time at or after the last recorded event can still gain events of a batch
+    in flight: such a view is the ledger as it stands, and its echoed `seq` pins it. Any
+    earlier time has its answer for good (stamps never go back). Waiting for the batch
+    would mean taking the appends' lock from a reader, which lets readers slow every write.
     """
-    with _one_snapshot(conn):
-        head, reach = head_and_reach(conn)
-        last = conn.execute(_LAST_RECORDED).fetchone()
-        if last is None or parse_record_time(last[0]) > known_us or known_us >= now_us():
-            return head, reach, seq_at(conn, known_us)
-    with _one_snapshot(conn, settled=True):
+    with read_snapshot(conn):
         head, reach = head_and_reach(conn)
         return head, reach, seq_at(conn, known_us)
 

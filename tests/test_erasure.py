@@ -448,6 +448,8 @@ def test_an_unsound_erasure_record_is_a_problem_not_a_phantom(tmp_path: Path) ->
     with ledger(path) as store:
         report = verify_log(store.reader())
     assert f"seq {kr}: its erasure record does not decode" in " ".join(report.problems)
+    assert report.erased == 0  # not counted, nor noted, as lawful
+    assert not [note for note in report.notes if note.startswith(f"seq {kr}:")]
 
 
 def test_an_erasure_whose_record_is_gone_is_a_problem_and_no_rebuild_drops_its_facts(
