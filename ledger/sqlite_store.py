@@ -723,8 +723,9 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         begun = False
         try:
             conn.execute("BEGIN IMMEDIATE")
-            # failing, it fails the batch once, as BEGIN does; a rebuild folds everything
-            self._follow_others(fold=not any(job.resets_views for job in batch))
+            # failing, it fails the batch once, as BEGIN does; a rebuild alone folds
+            # everything itself (beside other units, they need the views up to date)
+            self._follow_others(fold=not (len(batch) == 1 and batch[0].resets_views))
             begun = True
             start_tip = self._tip.copy()
             start_seq = start_tip.seq
