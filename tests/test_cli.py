@@ -29,6 +29,20 @@ def ledger(*args: str, db: Path, check: bool = True) -> subprocess.CompletedProc
     return result
 
 
+def with_env(
+    args: list[str], variables: dict[str, str], cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """`ledger ARGS` with `variables` set in its environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **variables},
+        timeout=60,
+    )
+
+
 @pytest.fixture
 def seeded(tmp_path: Path) -> Path:
     db = tmp_path / "l.db"
@@ -298,21 +312,11 @@ def test_import_checks_its_file_and_actor_before_making_a_ledger(tmp_path: Path)
 @pytest.mark.parametrize("port", ["abc", "70000", " 9000", "\u0669\u0660\u0660\u0660"])
 def test_a_bad_port_in_the_environment_is_refused_like_the_flag(tmp_path: Path, port: str) -> None:
     db = tmp_path / "l.db"
-    env = {**os.environ, "PORT": port}
-    serve = subprocess.run(
-        [sys.executable, "-m", "api.cli", "serve", "--db", str(db)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=60,
-    )
+    serve = with_env(["serve", "--db", str(db)], {"PORT": port})
     assert serve.returncode == 2
     assert serve.stderr.startswith("ledger: $PORT: "), serve.stderr  # not a flag never typed
     assert not db.exists()
-    init = subprocess.run(  # other commands never read $PORT
-        [sys.executable, "-m", "api.cli", "init", "--db", str(db)], cwd=ROOT, env=env, timeout=60
-    )
+    init = with_env(["init", "--db", str(db)], {"PORT": port})  # other commands never read it
     assert init.returncode == 0
 
 
@@ -372,28 +376,14 @@ def test_a_refused_command_creates_no_ledger(tmp_path: Path) -> None:
 def test_a_bad_default_from_the_environment_names_the_variable(
     tmp_path: Path, variable: str, value: str, command: list[str]
 ) -> None:
-    env = {**os.environ, variable: value}
     args = command if variable == "LEDGER_DB" else [*command, "--db", str(tmp_path / "l.db")]
-    result = subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=60,
-    )
+    result = with_env(args, {variable: value}, tmp_path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"ledger: ${variable}: "), result.stderr
     assert "argument" not in result.stderr
     assert list(tmp_path.iterdir()) == []
-    given = subprocess.run(  # a flag given instead: the variable is not read
-        [sys.executable, "-m", "api.cli", "init", "--db", str(tmp_path / "ok.db")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=60,
-    )
+    # a flag given instead: the variable is not read
+    given = with_env(["init", "--db", str(tmp_path / "ok.db")], {variable: value}, tmp_path)
     assert given.returncode == 0, given.stderr
 
 
@@ -456,14 +446,7 @@ def test_with_standard_error_closed_a_command_still_does_its_work(seeded: Path) 
 def test_the_log_level_is_read_in_any_case_and_a_wrong_one_named(
     seeded: Path, level: str, code: int
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "api.cli", "verify", "--db", str(seeded)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "LEDGER_LOG_LEVEL": level},
-        timeout=60,
-    )
+    result = with_env(["verify", "--db", str(seeded)], {"LEDGER_LOG_LEVEL": level})
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr
     if code:

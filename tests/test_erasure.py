@@ -415,12 +415,17 @@ def test_a_piece_another_payload_holds_is_not_a_copy_left(tmp_path: Path) -> Non
     assert copies_left(path, [long_text], cited=lambda needle: False) == [long_text]
 
 
-def test_an_unsound_erasure_record_is_a_problem_not_a_phantom(tmp_path: Path) -> None:
-    path = tmp_path / "l.db"
+def _kr_erased(path: Path) -> tuple[int, dict[str, Any]]:
+    """A busy ledger at `path` with KR's assertion erased: its seq, and the write model."""
     with ledger(path) as store:
         _busy(store)
         kr = _erase(store, KR)
-        wm_before = table_rows(store.reader(), WRITE_MODEL_TABLES)
+        return kr, table_rows(store.reader(), WRITE_MODEL_TABLES)
+
+
+def test_an_unsound_erasure_record_is_a_problem_not_a_phantom(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    kr, wm_before = _kr_erased(path)
     conn = sqlite3.connect(path, isolation_level=None)
     phantom = '{"assertion_id":"ghost","subject":"ghost","property":"p","kind":"quantity"}'
     with pytest.raises(sqlite3.IntegrityError, match="only an AssertionRecorded payload"):
@@ -459,10 +464,7 @@ def test_an_erasure_whose_record_is_gone_is_a_problem_and_no_rebuild_drops_its_f
     again; the subject's counts): deleted, verify says so and a rebuild refuses, instead of
     a rebuild without it that frees the id."""
     path = tmp_path / "l.db"
-    with ledger(path) as store:
-        _busy(store)
-        kr = _erase(store, KR)
-        wm_before = table_rows(store.reader(), WRITE_MODEL_TABLES)
+    kr, wm_before = _kr_erased(path)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("DROP TRIGGER erasures_no_delete")
     conn.execute("DELETE FROM erasures")
