@@ -48,9 +48,10 @@ class _FromEnv:
     user never gave."""
 
     def __init__(self, name: str, fallback: str, check: Callable[[str], object]) -> None:
+        set_to = os.environ.get(name)
         self.name = name
-        self.value = os.environ.get(name) or fallback
-        self.given = bool(os.environ.get(name))
+        self.value = set_to or fallback
+        self.given = bool(set_to)
         self.check = check
 
     def default(self) -> object:
@@ -75,8 +76,13 @@ def _looking_at_paths() -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        _fail(f"{where}{exc.strerror or exc}", 2)
+        _fail(_refused(exc), 2)
+
+
+def _refused(exc: OSError) -> str:
+    """What the system refused, in one line: the path, then why."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
 
 
 def _db_path(text: str) -> str:
@@ -638,16 +644,15 @@ def cmd_state(args: argparse.Namespace) -> int:
         store.close()
     # asked for the latest while the views are behind the log: the answer is the view
     # where they are, and why they are there
-    lagging = args.seq is None and args.known_at is None and at.seq < head
-    behind = (
-        None
-        if not lagging
-        else f"the views reach seq {at.seq} of the log's {head} events (an import appending "
-        "beside folds the rest when it ends; a ledger whose disk filled, once opened with "
-        "room)"
-        if refusal is None
-        else _views_stuck(at.seq, head, refusal)
-    )
+    behind = None
+    if args.seq is None and args.known_at is None and at.seq < head:
+        behind = (
+            _views_stuck(at.seq, head, refusal)
+            if refusal is not None
+            else f"the views reach seq {at.seq} of the log's {head} events (an import "
+            "appending beside folds the rest when it ends; a ledger whose disk filled, once "
+            "opened with room)"
+        )
     if view is None:
         _fail(
             f"no property {args.property!r} on subject {args.subject!r}: nothing claimed it "
@@ -1009,8 +1014,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"ledger: {exc.detail}\n")
         return 1
     except OSError as exc:  # what the system refused, said in one line, never a traceback
-        where = f"{exc.filename}: " if exc.filename else ""
-        sys.stderr.write(f"ledger: {where}{exc.strerror or exc}\n")
+        sys.stderr.write(f"ledger: {_refused(exc)}\n")
         return 1
     finally:
         sys.stdout = real_stdout

@@ -5,8 +5,8 @@ a private-use character (rare CJK) and the joiners and tags that emoji, flags an
 scripts need are all accepted. Refused: control characters, the line and paragraph
 separators, surrogates, and the invisible characters that can disguise a text (zero-width
 space, word joiner and the other invisible operators, the byte order mark, the soft
-hyphen and the grapheme joiner) or reorder it
-on screen (every explicit direction mark, embedding, override and isolate).
+hyphen and the grapheme joiner) or reorder it on screen (every explicit direction mark,
+embedding, override and isolate).
 """
 
 from __future__ import annotations

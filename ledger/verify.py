@@ -405,7 +405,9 @@ class _Verifier:
             note = _erased_note(seq, log, self.erasures.get(seq))
             if log is not None and etype not in ERASABLE:
                 findings.bad(log.seq, f"it logs the erasure of seq {seq}, whose {etype} cannot be")
-            elif log is not None and seq not in self.erasures and seq not in self.unsound:
+            elif seq in self.unsound:  # reported where its record was read
+                continue
+            elif log is not None and seq not in self.erasures:
                 # an erasure writes its record with its event: the facts the views keep
                 # of the assertion went with the record, by other means
                 findings.bad(
@@ -413,10 +415,10 @@ class _Verifier:
                     f"payload erased (logged at seq {log.seq}), but its erasure record is "
                     "not there (deleted by other means)",
                 )
-            elif note is not None and seq not in self.unsound:
+            elif note is not None:
                 findings.note(note)
                 self.erased += 1  # a payload deleted by other means is a problem, not this
-            elif seq not in self.unsound:
+            else:
                 findings.bad(
                     seq,
                     "payload not there, and no erasure of it is logged or recorded "

@@ -291,10 +291,7 @@ function bindControls() {
   let resized = null;
   window.addEventListener("resize", () => {
     clearTimeout(resized);
-    resized = setTimeout(() => {
-      fitCharts($("subject"));
-      markScrollable();
-    }, 150);
+    resized = setTimeout(fitLayout, 150);
   });
   $("controls").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -738,8 +735,7 @@ function renderSubject({ subject, row, timeline, assertions, views, kinds, markN
   ];
   const draw = () => {
     $("subject").replaceChildren(...parts.filter(Boolean));
-    fitCharts($("subject")); // drawn at the width they are shown at
-    markScrollable(); // a scroll box takes the focus only once it is a region again
+    fitLayout();
   };
   if (markNew) keepingPlace($("subject"), draw); // the same subject, drawn again
   else draw();
@@ -803,6 +799,13 @@ function renderEstimates(quantities, timeline) {
  * (see `markScrollable`). */
 function scrollable(table) {
   return h("div", { class: "table-scroll" }, table);
+}
+
+/** What depends on the width the subject is shown at: charts drawn at that width, and
+ * table boxes that take the focus only while they scroll. After a drawing and a resize. */
+function fitLayout() {
+  fitCharts($("subject"));
+  markScrollable();
 }
 
 /** A table box that does scroll becomes a region named by its caption that the keyboard
