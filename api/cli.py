@@ -412,6 +412,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
+    from ledger.layout import Drift
     from ledger.replay import rebuild
 
     store = existing_store(args.db)
@@ -424,8 +425,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         bar(done, total)
 
     size: int | None = None
+    mended: list[Drift] = []
     try:
-        rebuild(store, store.projectors, progress)
+        rebuild(store, store.projectors, progress, mended=mended)
         size = store.size()
     except KeyboardInterrupt:  # the rebuild is one transaction: stop it at its next chunk,
         stop.set()  # and wait (in close, below) while it rolls back, not for its end
@@ -435,6 +437,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     if size is None:
         sys.stderr.write("ledger rebuild: interrupted; nothing was changed\n")
         return 130
+    for item in mended:
+        print(item.mended())
     print(f"rebuilt every projection from {counted(size, 'event')}")
     return 0
 

@@ -263,6 +263,7 @@ class RecordAssertion(Command, frozen=True):
             errors += value.problems()
         if isinstance(self.document, DocumentIn):
             errors += self.document.problems()
+        errors += blank_problem("quote", self.quote)  # "the words that carry the claim"
         if value is not None and value.status is not None and self.mode is not None:
             errors.append(FieldError("mode", "mode applies to quantities only"))
         claimants = self.claimants if isinstance(self.claimants, list) else []

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+MAX_ERRORS = 50
+"""Fields named in one answer at most: a hostile request must not buy a huge answer."""
+_MORE = re.compile(r"and (\d+) more problems\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +32,28 @@ class InvalidInput(LedgerError):
     title = "Invalid input"
 
     def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
-        self.errors = errors
-        super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = _capped(errors)
+        super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in self.errors))
+
+
+def _capped(errors: list[FieldError]) -> list[FieldError]:
+    """The first :data:`MAX_ERRORS` of `errors`, then `body: and N more problems`.
+
+    `errors` may hold such a count already (the problems of an error caught and named
+    again beside others): it is added to, so the count stays exact.
+    """
+    hidden = 0
+    kept: list[FieldError] = []
+    for error in errors:
+        more = _MORE.match(error.message) if error.field == "body" else None
+        if more is None:
+            kept.append(error)
+        else:
+            hidden += int(more[1])
+    hidden += max(0, len(kept) - MAX_ERRORS)
+    if not hidden:
+        return kept
+    return [*kept[:MAX_ERRORS], FieldError("body", f"and {hidden} more problems")]
 
 
 def check_resume_point(head: int, name: str, seq: int) -> None:

@@ -32,6 +32,7 @@ from ledger.erasure import kept_facts, with_erasures
 from ledger.errors import LedgerError
 from ledger.events import ErasedAssertion, Event
 from ledger.health import TailProblem, check_tail
+from ledger.layout import Drift, drift, mend
 from ledger.migrations import migrate
 from ledger.schema import LOG_MIGRATIONS
 from ledger.sqlite_store import (
@@ -192,6 +193,7 @@ def rebuild(
     progress: Progress | None = None,
     *,
     chunk: int = REPLAY_CHUNK,
+    mended: list[Drift] | None = None,
 ) -> int:
     """Reset projections and replay the whole log into them; return the seq they reach.
 
@@ -204,6 +206,11 @@ def rebuild(
     their tables. Everything runs in one unit of work on the writer, reading the log on
     the writer's connection, so the rebuilt tables and their checkpoints commit together
     and no append lands half-way.
+
+    First the schema is made what this version's migrations make (:func:`ledger.layout.mend`):
+    a view table or index dropped or changed, a guard trigger of the log dropped, a
+    trigger added on these tables. What was put right is added to `mended`, when given,
+    once the rebuild has committed.
     """
     chosen = list(store.projectors)
     names = {p.name for p in chosen}
@@ -224,6 +231,7 @@ def rebuild(
 
     def replay(conn: sqlite3.Connection) -> int:
         total = log_size(conn)
+        done[:] = mend(conn, chosen)
         indexes = deferred_indexes(conn, chosen)
         for projector in chosen:
             projector.reset(conn)
@@ -251,7 +259,11 @@ def rebuild(
         conn.executemany(_CHECKPOINT_SQL, [(p.name, report.events) for p in chosen])
         return report.events
 
-    return store.run_sync(work, resets_views=True)
+    done: list[Drift] = []
+    seq = store.run_sync(work, resets_views=True)
+    if mended is not None:
+        mended.extend(done)
+    return seq
 
 
 def checkpoint_of(connection: sqlite3.Connection, name: str) -> int | None:
@@ -825,6 +837,7 @@ def audit(
             if child is not None:
                 child.stop()
         differences += _integrity_problems(conn, projectors)  # in the same snapshot
+        differences += _schema_problems(conn, projectors)
     return AuditReport(
         ok=report.ok and not differences,
         events=report.events,
@@ -833,6 +846,18 @@ def audit(
         projections_match=not differences,
         problems=[*report.problems, *differences],
     )
+
+
+def _schema_problems(conn: sqlite3.Connection, projectors: Sequence[Projector]) -> list[str]:
+    """How the projectors' tables, their indexes and triggers differ from what the
+    migrations make (a table missing is already named by the comparison). The log's
+    guards are :func:`ledger.verify.verify_log`'s notes."""
+    own = {t for p in projectors for t in p.tables}
+    return [
+        f"{d} (`ledger rebuild` puts it right)"
+        for d in drift(conn, projectors)
+        if d.table in own and (d.kind, d.what) != ("table", "missing")
+    ]
 
 
 def _integrity_problems(conn: sqlite3.Connection, projectors: Sequence[Projector]) -> list[str]:

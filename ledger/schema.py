@@ -8,12 +8,6 @@ from ledger.migrations import Migration
 
 APPEND_ONLY_TABLES = ("events", "payloads", "merkle_nodes")
 
-GUARD_TRIGGERS = frozenset(
-    f"{table}_no_{what}"
-    for table in (*APPEND_ONLY_TABLES, "erasures")
-    for what in ("update", "delete", "replace")
-) | {"erasures_only_assertions"}
-"""The triggers that make the file refuse an edit of the log (and of the erasure records)."""
 
 API_KEYS_SQL = """
 CREATE TABLE IF NOT EXISTS api_keys (

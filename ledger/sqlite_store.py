@@ -100,7 +100,12 @@ def _failure(exc: BaseException) -> BaseException:
 def _reach(conn: sqlite3.Connection, projectors: Sequence[Projector], size: int) -> int:
     """The seq up to which every one of `projectors` has folded the log, by their
     checkpoints; `size` (the log's) when there is none."""
-    marks = dict(conn.execute("SELECT name, seq FROM checkpoints").fetchall())
+    try:
+        marks = dict(conn.execute("SELECT name, seq FROM checkpoints").fetchall())
+    except sqlite3.OperationalError as exc:
+        if "no such table" not in str(exc):
+            raise
+        marks = {}  # dropped from the file: nothing counts as folded (a rebuild mends it)
     return min((int(marks.get(p.name, 0)) for p in projectors), default=size)
 
 

@@ -29,7 +29,7 @@ from ledger.backend import DECODE_ERRORS, fetch_all
 from ledger.codec import ZERO_HASH, envelope_bytes
 from ledger.erasure import ERASABLE, Erasure, erasure_problems, erasures
 from ledger.events import PAYLOAD_TYPES, PayloadErased
-from ledger.schema import GUARD_TRIGGERS
+from ledger.layout import drift
 
 Progress = Callable[[int, int], None]
 """Called as `progress(done, total)` after each chunk."""
@@ -434,17 +434,24 @@ class _Verifier:
         self.tree = None
 
 
-def _note_missing_guards(conn: sqlite3.Connection, findings: _Findings) -> None:
-    """A note (the log itself is not changed by it) where the triggers that refuse edits of
-    the log are gone: the file would then take an UPDATE or DELETE without a word."""
-    present = {
-        name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
-    }
-    missing = sorted(GUARD_TRIGGERS - present)
+def _note_guards(conn: sqlite3.Connection, findings: _Findings) -> None:
+    """Notes (the log itself is not changed by them) where the triggers on the log's
+    tables are not this version's: without its guards the file would take an UPDATE or
+    DELETE without a word, and a trigger added there could refuse or alter an append."""
+    off = [d for d in drift(conn, ()) if d.kind == "trigger"]
+    missing = [d.name for d in off if d.what == "missing"]
     if missing:
         findings.note(
             f"the log's append-only guards are gone ({', '.join(missing)}): the file no longer "
-            "refuses an edit of the log (the checks above still find one)"
+            "refuses an edit of the log (the checks above still find one; `ledger rebuild` "
+            "puts them back)"
+        )
+    other = [str(d) for d in off if d.what != "missing"]
+    if other:
+        findings.note(
+            f"the triggers on the log's tables are not this version's ({'; '.join(other)}): "
+            "they may let an edit of the log through or change what is appended "
+            "(`ledger rebuild` puts them right)"
         )
 
 
@@ -485,7 +492,7 @@ def verify_log(
             if progress is not None:
                 progress(after, total)
         verifier.finish()
-        _note_missing_guards(conn, findings)
+        _note_guards(conn, findings)
         if verifier.tree is not None:
             root = verifier.tree.root()
             stored_root = _stored_root(conn, total, findings)

@@ -317,11 +317,53 @@ async def test_rotating_made_up_tokens_still_meet_the_limit(ledger: Ledger) -> N
 
 def test_many_unknown_fields_get_a_bounded_answer() -> None:
     from ledger.commands import RegisterSource
-    from ledger.errors import InvalidInput
-    from ledger.validation import MAX_ERRORS, convert_all
+    from ledger.errors import MAX_ERRORS, InvalidInput
+    from ledger.validation import convert_all
 
     body = {"id": "x", "name": "X", "kind": "military"} | {f"f{i}": i for i in range(10_000)}
     with pytest.raises(InvalidInput) as caught:
         convert_all(body, RegisterSource)
     assert len(caught.value.errors) == MAX_ERRORS + 1
     assert caught.value.errors[-1].message == f"and {10_000 - MAX_ERRORS} more problems"
+
+
+async def test_a_flood_of_query_parameters_or_repeated_keys_gets_a_bounded_answer(
+    ledger: Ledger,
+) -> None:
+    """Every 422 names at most MAX_ERRORS fields and counts the rest exactly, whichever
+    part of the request they come from: 5,000 unknown query parameters, 5,000 keys given
+    twice, or both beside a bad body."""
+    from ledger.errors import MAX_ERRORS
+
+    many = 5_000
+    flood = "&".join(f"p{i}=1" for i in range(many))
+    twice = "{" + ",".join(f'"k{i}":1,"k{i}":1' for i in range(many)) + "}"
+    writer = {**ledger.auth("writer"), "Content-Type": "application/json"}
+    async with live(ledger) as client:
+
+        async def attack() -> None:
+            cases = [
+                (await send(client, "GET", f"/v1/sources?{flood}", ledger.auth("reader")), many),
+                (await send(client, "POST", "/v1/sources", writer, content=twice), None),
+                (
+                    await send(client, "POST", f"/v1/sources?{flood}", writer, content=twice),
+                    None,
+                ),
+            ]
+            counts = []
+            for answer, expected in cases:
+                errors = problem(answer, 422)["errors"]
+                assert len(errors) == MAX_ERRORS + 1
+                assert len(answer.content) < 20_000
+                last = errors[-1]
+                assert last["field"] == "body"
+                hidden = int(last["message"].split()[1])
+                assert last["message"] == f"and {hidden} more problems"
+                counts.append(hidden + MAX_ERRORS)
+                if expected is not None:
+                    assert counts[-1] == expected
+            # the body's problems (each repeated key, then its fields) are counted once in
+            # the combined answer, beside every query parameter
+            assert counts[2] == counts[1] + many
+
+        await unchanged(client, ledger, attack)

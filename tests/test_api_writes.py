@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from ledger.erasure import EraseRequest, erase
+from ledger.text import BLANK
 from tests import api_helpers, factories
 from tests.api_helpers import (
     DEPLOYMENT,
@@ -797,9 +798,11 @@ BLANKS = ["\u200b", "\u3164", "\ufeff\u2800", "\u00ad ", "\u200f\u061c", "\u115f
 
 
 def _blank_writes(text: str) -> list[tuple[str, str, dict[str, Any], str]]:
-    """Each write whose name or reason is `text`: method, path, body, the field named."""
+    """Each write whose name, quote or reason is `text`: method, path, body, the field
+    named."""
     document = {"publisher": text, "published_at": "2025"}
     return [
+        ("POST", "/v1/assertions", assertion_body(quote=text), "quote"),
         ("POST", "/v1/sources", source_body(name=text), "name"),
         ("PATCH", "/v1/sources/kr-jcs", {"name": text}, "name"),
         ("POST", "/v1/assertions", assertion_body(document=document), "document.publisher"),
@@ -817,14 +820,17 @@ def _blank_writes(text: str) -> list[tuple[str, str, dict[str, Any], str]]:
 async def test_a_name_or_reason_that_shows_nothing_is_refused(
     client: Client, ledger: Ledger, text: str
 ) -> None:
-    """A source's name, a publisher and a reason "may not be blank": invisible characters
-    and fillers alone are blank too (they passed the patterns, which see only spaces)."""
+    """A source's name, a publisher, a quote and a reason "may not be blank": invisible
+    characters and fillers alone are blank too (they passed the patterns, which see only
+    spaces; a quote has no pattern but its length, so spaces alone passed too)."""
     admin = ledger.auth("admin")
     head = (await client.get("/v1/log/head", headers=admin)).json()
     for method, path, body, field in _blank_writes(text):
         response = await client.request(method, path, json=body, headers=admin)
         assert fields_of(response) == {field}, (path, response.json())
         assert "must not be blank" in response.json()["errors"][0]["message"]
+    spaces = await client.post("/v1/assertions", json=assertion_body(quote=" \t "), headers=admin)
+    assert spaces.json()["errors"] == [{"field": "quote", "message": BLANK}]
     assert (await client.get("/v1/log/head", headers=admin)).json() == head
     shown = "UK \u00adMinistry"  # an invisible character among letters is not blank
     response = await client.post("/v1/sources", json=source_body(name=shown), headers=admin)

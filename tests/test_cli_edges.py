@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -26,6 +27,7 @@ from hypothesis import strategies as st
 from api import cli, server
 from api.importer import MAX_LINE, _numbered_lines, import_file
 from ledger import replay as replay_module
+from ledger.commands import AssertionLine
 from ledger.errors import LedgerError, LedgerUnavailable
 from ledger.replay import rebuild
 from ledger.sqlite_store import SqliteStore
@@ -1045,3 +1047,135 @@ def test_an_index_edited_apart_from_its_table_fails_the_audit(
     assert "proj_assertions_view" in report["problems"][0]
     assert cli.main(["rebuild", *db]) == 0
     assert cli.main(["audit", *db]) == 0
+
+
+def _schema(db: Path) -> set[tuple[str, str, str, str]]:
+    conn = sqlite3.connect(db)
+    try:
+        return set(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+    finally:
+        conn.close()
+
+
+_EDIT_A_FIGURE = (
+    "CREATE TRIGGER {name} AFTER INSERT ON proj_assertions BEGIN "
+    "UPDATE proj_assertions SET value_low = 1 WHERE recorded_seq = NEW.recorded_seq; END"
+)
+
+SCHEMA_DAMAGE: dict[str, tuple[list[str], str]] = {
+    "view table dropped": (["DROP TABLE proj_ranks"], "table proj_ranks"),
+    "view index dropped": (["DROP INDEX proj_assertions_view"], "index proj_assertions_view"),
+    "view index changed": (
+        [
+            "DROP INDEX proj_ranks_assertion",
+            "CREATE INDEX proj_ranks_assertion ON proj_ranks (reason)",
+        ],
+        "index proj_ranks_assertion",
+    ),
+    "view table changed": (
+        [
+            "DROP TABLE proj_properties",
+            "CREATE TABLE proj_properties (subject, property, kind, first_seq)",
+        ],
+        "table proj_properties",
+    ),
+    "checkpoints dropped": (["DROP TABLE checkpoints"], "table checkpoints"),
+    "index added on a view": (
+        ["CREATE INDEX extra ON proj_claimants (recorded_seq)"],
+        "index extra on proj_claimants",
+    ),
+    "trigger added on a view": ([_EDIT_A_FIGURE.format(name="edit")], "trigger edit"),
+    "guard dropped": (["DROP TRIGGER events_no_update"], "trigger events_no_update"),
+    "guard changed": (
+        [
+            "DROP TRIGGER payloads_no_delete",
+            "CREATE TRIGGER payloads_no_delete BEFORE DELETE ON payloads BEGIN SELECT 1; END",
+        ],
+        "trigger payloads_no_delete on payloads",
+    ),
+    "trigger added on the log": (
+        ["CREATE TRIGGER stop BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'no'); END"],
+        "trigger stop on events",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(SCHEMA_DAMAGE))
+def test_a_rebuild_puts_the_schema_back_as_the_migrations_make_it(
+    seeded: Path, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A view table or index dropped or changed, a guard of the log dropped or rewritten,
+    a trigger added: `ledger rebuild` makes the schema exactly a new ledger's again, says
+    what it put right, and the ledger then audits clean and takes appends."""
+    fresh = tmp_path / "fresh.db"
+    with ledger(fresh):
+        pass
+    expected = _schema(fresh)
+    assert _schema(seeded) == expected
+    statements, named = SCHEMA_DAMAGE[damage]
+    conn = sqlite3.connect(seeded, isolation_level=None)
+    for sql in statements:
+        conn.execute(sql)
+    conn.close()
+    assert _schema(seeded) != expected
+    db = ["--db", str(seeded)]
+    assert cli.main(["rebuild", *db]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "rebuilt every projection from 27 events"
+    assert [line for line in out if named in line], out
+    assert all(line.startswith(("made ", "dropped ")) for line in out[:-1]), out
+    assert _schema(seeded) == expected
+    assert cli.main(["audit", *db]) == 0
+    assert cli.main(["verify", *db]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["notes"] == []
+    assertion = next(c for c in seed_commands() if isinstance(c, AssertionLine))
+    with ledger(seeded) as store:  # folded by the schema put back: the audit agrees
+        run(store, msgspec.structs.replace(assertion, assertion_id="one-more"))
+        assert store.size() == 28
+    assert cli.main(["audit", *db]) == 0
+    assert cli.main(["rebuild", *db]) == 0
+    capsys.readouterr()
+    assert cli.main(["rebuild", *db]) == 0
+    assert capsys.readouterr().out == "rebuilt every projection from 28 events\n"
+
+
+def test_the_audit_names_view_indexes_and_triggers_that_are_not_this_versions(
+    seeded: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rows that still compare equal do not make the views right: a trigger added on a
+    view table edits what the next fold writes, and a dropped index leaves every view to
+    a full scan. The audit names both; verify notes a changed guard of the log."""
+    conn = sqlite3.connect(seeded, isolation_level=None)
+    conn.execute("DROP INDEX proj_assertions_view")
+    conn.execute(_EDIT_A_FIGURE.format(name="edit"))
+    conn.execute("DROP TRIGGER events_no_delete")
+    conn.execute("CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT 1; END")
+    conn.close()
+    db = ["--db", str(seeded)]
+    assert cli.main(["audit", *db]) == 1
+    report = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert report["problems"] == [
+        "index proj_assertions_view on proj_assertions is missing (`ledger rebuild` puts it right)",
+        "trigger edit on proj_assertions is unexpected (`ledger rebuild` puts it right)",
+    ]
+    assert cli.main(["verify", *db]) == 0
+    [note] = json.loads(capsys.readouterr().out.splitlines()[-1])["notes"]
+    assert note.startswith(
+        "the triggers on the log's tables are not this version's "
+        "(trigger events_no_delete on events is changed)"
+    )
+
+
+def test_a_refused_rebuild_leaves_the_schema_as_it_was(
+    seeded: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The schema is put right in the rebuild's one transaction: a log that does not verify
+    rolls it back with the rest, so no empty view table is left behind a checkpoint."""
+    conn = sqlite3.connect(seeded, isolation_level=None)
+    conn.execute("DROP TABLE proj_ranks")
+    conn.close()
+    _edit_payload(seeded)
+    damaged = _schema(seeded)
+    assert cli.main(["rebuild", "--db", str(seeded)]) == 1
+    assert capsys.readouterr().out == ""
+    assert _schema(seeded) == damaged
