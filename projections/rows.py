@@ -177,6 +177,14 @@ class TimelineItem(Row, frozen=True):
     after: Estimate | Status | None
 
 
+class ValueChange(Row, frozen=True):
+    """A property's view value from one statement time on, until its next change."""
+
+    property: str
+    stated_at: str
+    value: Estimate | Status | None
+
+
 class Timeline(Row, frozen=True):
     subject: str
     as_of: str | None
@@ -184,6 +192,10 @@ class Timeline(Row, frozen=True):
     seq: int
     version: int
     items: list[TimelineItem]
+    changes: list[ValueChange]
+    """Each property's view value from every statement time at which it changed, in
+    statement order. Unlike `items`, it counts what assertions since corrected gave while
+    they held: the view's value over statement time, as the view gives it at each `as_of`."""
     next: str | None
     """The cursor of the next page: only with a `limit`, and only when more items follow."""
 

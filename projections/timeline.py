@@ -8,12 +8,19 @@ at the end (one corrected later) still shapes the values of the items around it.
 Assertions of one property stated at the same time share those two values: the view
 never held what one of them alone would give, so no item shows it.
 
+Beside its items, a timeline gives each property's value changes (`changes`): the value
+from every statement time at which it changed, those of assertions since corrected
+included, which is what the view gives at each `as_of`.
+
 A timeline is paged like every list when a `limit` is given (without one it holds every
-item): the cursor names the last item of the page before by its place in statement order,
-`<stated_start>.<recorded_seq>`, so the next page starts right after that place even if
-the item itself is no longer live at the point in time the next page is read at. The
+item, and every change): the cursor names the last item of the page before by its place
+in statement order, `<stated_start>.<recorded_seq>`, so the next page starts right after
+that place even if the item itself is no longer live at the point in time the next page
+is read at. The
 values around a page's items are those of the whole timeline: the prefix is folded from
-the subject's first assertion whichever page is asked for.
+the subject's first assertion whichever page is asked for. A page's changes are those
+placed (by the last assertion of their time) after the cursor and up to its last item, so
+the pages' changes put together are the whole timeline's.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from projections.details import DETAIL_COLUMNS, check_limit, details, not_a_curs
 from projections.facts import Fact, Liveness, eligible
 from projections.pit import PointInTime, echo, subject_version
 from projections.quantity import QuantityState
-from projections.rows import Estimate, Status, Timeline, TimelineItem
+from projections.rows import Estimate, Status, Timeline, TimelineItem, ValueChange
 from projections.status import LiveStatuses
 
 Value = Estimate | Status | None
@@ -97,9 +104,19 @@ def timeline(
         steps.append((fact, before, after))
     # one statement time of one property: before the first of it, after the last of it
     at_time: dict[tuple[str, int], tuple[Value, Value]] = {}
+    first_at: dict[tuple[str, int], Fact] = {}
+    last_at: dict[tuple[str, int], Fact] = {}
     for fact, before, after in steps:
         key = (fact.prop, fact.stated_start)
         at_time[key] = (at_time[key][0] if key in at_time else before, after)
+        first_at.setdefault(key, fact)
+        last_at[key] = fact
+    # the value's changes, each placed at the last assertion of its time (for the pages)
+    changes = [
+        (last_at[key], ValueChange(key[0], first_at[key].stated_at, after))
+        for key, (before, after) in at_time.items()
+        if after != before
+    ]
     steps = [
         (fact, *at_time[fact.prop, fact.stated_start])
         for fact, _, _ in steps
@@ -107,10 +124,12 @@ def timeline(
     ]
     if place is not None:
         steps = [s for s in steps if s[0].order > place]
+        changes = [c for c in changes if c[0].order > place]
     following: str | None = None
     if limit is not None and len(steps) > limit:
         steps = steps[:limit]
         following = _cursor(steps[-1][0])
+        changes = [c for c in changes if c[0].order <= steps[-1][0].order]
     seqs = ",".join(str(fact.recorded_seq) for fact, _, _ in steps)  # integers from the index
     rows = conn.execute(
         f"SELECT {DETAIL_COLUMNS} FROM proj_assertions a WHERE a.recorded_seq IN ({seqs})"
@@ -131,5 +150,6 @@ def timeline(
         **echo(at),
         version=subject_version(conn, subject, at.seq),
         items=items,
+        changes=[change for _, change in changes],
         next=following,
     )

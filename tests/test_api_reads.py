@@ -304,13 +304,49 @@ async def test_timeline(client: Client, ledger: Ledger) -> None:
     assert len(early["items"]) == 2
 
 
+async def test_a_timelines_changes_keep_what_a_later_correction_replaced(
+    client: Client, ledger: Ledger
+) -> None:
+    """c2 corrects c1 and is itself corrected by c3, each stated a month later: the items
+    are the live assertions alone, but the changes give the value the view gives at each
+    month, c2's included (a correction stated later does not reach back)."""
+    subject = "delta"
+    writer = ledger.auth("writer")
+    for n, (month, low) in enumerate((("2025-01", 10), ("2025-02", 20), ("2025-03", 30)), 1):
+        body = assertion_body(
+            assertion_id=f"c{n}",
+            subject=subject,
+            stated_at=month,
+            value={"low": low, "high": low},
+            supersedes=f"c{n - 1}" if n > 1 else None,
+        )
+        assert (await client.post("/v1/assertions", json=body, headers=writer)).status_code == 201
+    timeline = await get(client, ledger, f"/v1/subjects/{subject}/timeline")
+    live = [i["assertion"]["assertion_id"] for i in timeline["items"]]
+    figures = {"low": 0, "high": 0, "best": None}
+    assert timeline["changes"] == [
+        {"property": TROOPS, "stated_at": month, "value": {**figures, "low": n, "high": n}}
+        for month, n in (("2025-01", 10), ("2025-02", 20), ("2025-03", 30))
+    ], live
+    for change in timeline["changes"]:
+        view = await get(
+            client, ledger, f"/v1/subjects/{subject}/estimates/{TROOPS}", as_of=change["stated_at"]
+        )
+        assert view["estimate"] == change["value"]
+
+
 async def test_a_timeline_of_one_property(client: Client, ledger: Ledger) -> None:
     path = f"/v1/subjects/{DEPLOYMENT}/timeline"
     whole = await get(client, ledger, path)
     for prop in (TROOPS, STATUS, "not-yet-claimed"):
         part = await get(client, ledger, path, property=prop)
         assert part["items"] == [i for i in whole["items"] if i["property"] == prop]
-        assert {**part, "items": None} == {**whole, "items": None}
+        assert part["changes"] == [c for c in whole["changes"] if c["property"] == prop]
+        assert {**part, "items": None, "changes": None} == {
+            **whole,
+            "items": None,
+            "changes": None,
+        }
     assert len((await get(client, ledger, path, property=TROOPS))["items"]) == 2
     bad = await client.get(path, params={"property": "a b"}, headers=ledger.auth("reader"))
     assert fields_of(bad) == {"property"}
@@ -324,21 +360,25 @@ async def test_a_timeline_in_pages_is_the_whole_timeline(client: Client, ledger:
     assert len(whole["items"]) == 10
     for prop in (None, TROOPS, STATUS):
         filtered = {} if prop is None else {"property": prop}
-        expected = (await get(client, ledger, path, **filtered))["items"]
+        one = await get(client, ledger, path, **filtered)
+        expected = one["items"]
         for limit in (1, 3, 9, 10, 11, 1000):
             items: list[Any] = []
+            changes: list[Any] = []
             cursor: str | None = None
             pages = 0
             while pages <= len(expected):  # a cursor that does not move on fails here
                 more = {} if cursor is None else {"cursor": cursor}
                 page = await get(client, ledger, path, limit=limit, **filtered, **more)
                 assert len(page["items"]) <= limit
-                assert {**page, "items": None, "next": None} == {
+                assert {**page, "items": None, "changes": None, "next": None} == {
                     **whole,
                     "items": None,
+                    "changes": None,
                     "next": None,
                 }
                 items += page["items"]
+                changes += page["changes"]
                 pages += 1
                 if page["next"] is None:
                     break
@@ -347,6 +387,7 @@ async def test_a_timeline_in_pages_is_the_whole_timeline(client: Client, ledger:
             else:
                 pytest.fail(f"more pages than items: {prop}, limit {limit}")
             assert items == expected, (prop, limit)
+            assert changes == one["changes"], (prop, limit)
             assert pages == max(1, -(-len(expected) // limit)), (prop, limit)
 
 

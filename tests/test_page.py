@@ -610,6 +610,11 @@ def test_an_original_that_counts_again_says_why(watched: Watched, server: LiveSe
     expect(first.locator(".change")).to_be_visible()  # it counts: that is the rule
     expect(page.locator('[data-assertion="c2"] .mark-superseded')).to_have_text("Superseded by c3")
     expect(page.locator('[data-assertion="c3"] .marks')).to_have_count(0)
+    # the chart's band is the estimate at each month, c2's month included, though c2 no
+    # longer counts: a correction stated later does not reach back
+    expect(page.locator("figure.chart rect.band title")).to_have_text(
+        [f"From 2025-0{n}: {span(f'{n},000', f'{n},001')}" for n in (1, 2, 3)]
+    )
 
     # c3 retracted: c2 counts and supersedes c1 again; neither is marked as brought back
     server.post("/v1/assertions/c3/retract", {"reason": "wrong entry"})

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from projections import views
 from projections.facts import Fact, Liveness, eligible, live_facts
 from projections.pit import PointInTime
 from projections.quantity import quantity_parts
+from projections.rows import ValueChange
 from projections.status import status_parts
 from tests.factories import (
     at,
@@ -338,22 +340,36 @@ def test_the_timeline_agrees_with_the_rules_applied_to_each_prefix(
             assert whole.next is None
             for limit in (1, 2, 5):
                 paged: list[views.TimelineItem] = []
+                changes: list[ValueChange] = []
                 cursor: str | None = None
                 for _ in range(len(whole.items) + 1):  # a cursor that does not move on fails
                     page = views.timeline(conn, subject, pit, limit=limit, cursor=cursor)
                     assert len(page.items) <= limit
                     paged += page.items
+                    changes += page.changes
                     if page.next is None:
                         break
                     cursor = page.next
                 assert page.next is None
                 assert paged == whole.items, limit
+                assert changes == whole.changes, limit
             for name in (*PROPS.values(), "never-claimed"):
                 part = views.timeline(conn, subject, pit, name)
                 assert part.items == [i for i in whole.items if i.property == name]
-                assert msgspec.structs.replace(part, items=[]) == msgspec.structs.replace(
-                    whole, items=[]
-                )
+                assert part.changes == [c for c in whole.changes if c.property == name]
+                assert msgspec.structs.replace(
+                    part, items=[], changes=[]
+                ) == msgspec.structs.replace(whole, items=[], changes=[])
+            for prop in PROPS.values():  # the value at every statement time: the last change
+                mine = [f for f in facts if f.prop == prop]
+                steps = [c for c in whole.changes if c.property == prop]
+                assert all(a.value != b.value for a, b in pairwise(steps))
+                starts = [parse_time(c.stated_at).start for c in steps]
+                assert starts == sorted(set(starts))
+                for t in sorted({f.stated_start for f in mine}):
+                    held = [c.value for c, start in zip(steps, starts, strict=True) if start <= t]
+                    value = _direct_value([f for f in mine if f.stated_start <= t], mine[0].kind)
+                    assert (held[-1] if held else _direct_value([], mine[0].kind)) == value
             items = {i.assertion.assertion_id: i for i in whole.items}
             for prop in PROPS.values():
                 mine = [f for f in facts if f.prop == prop]

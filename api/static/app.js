@@ -748,6 +748,7 @@ function renderEstimates(quantities, timeline) {
     h("h3", { id: "estimates-heading" }, "Estimates"),
     quantities.map((view) => {
       const items = timeline.items.filter((item) => item.property === view.property && item.kind === "quantity");
+      const changes = timeline.changes.filter((change) => change.property === view.property);
       const slug = idPart(view.property);
       const est = view.estimate;
       const headingId = `q-${slug}`;
@@ -788,7 +789,7 @@ function renderEstimates(quantities, timeline) {
               ),
             )
           : h("p", { class: "muted" }, "No estimate: no total figure has been stated by this point."),
-        estimateChart({ id: `chart-${slug}`, property: view.property, items, styles, nameOf: sourceName, asOf: view.as_of }),
+        estimateChart({ id: `chart-${slug}`, property: view.property, items, changes, styles, nameOf: sourceName, asOf: view.as_of }),
         claimantTable(view),
       );
     }),

@@ -1,5 +1,6 @@
 // The estimate over statement time, drawn as inline SVG: the band (low–high) as it stood
-// after each assertion, the best figure where there is one, and each claimant's figures.
+// from each statement time at which it changed, the best figure where there is one, and
+// each claimant's figures.
 
 import { h, s } from "./dom.js";
 import { estimateText, firstInstant, lastInstant, num, range } from "./format.js";
@@ -28,6 +29,10 @@ export class ClaimantStyles {
     }
     return this.known.get(claimant);
   }
+}
+
+function count(n, one) {
+  return `${num(n)} ${n === 1 ? one : `${one}s`}`;
 }
 
 function marker(shape, color, x, y, r = 5) {
@@ -117,24 +122,30 @@ export function fitCharts(root) {
   }
 }
 
-function drawChart({ id, property, items, styles, nameOf, asOf = null, width = DRAWN_WIDTH }) {
-  const steps = items
-    .map((item) => ({ t: firstInstant(item.assertion.stated_at), after: item.after, item }))
+function drawChart({ id, property, items, changes, styles, nameOf, asOf = null, width = DRAWN_WIDTH }) {
+  // the band: the estimate from each statement time at which it changed (the timeline's
+  // `changes`, which keep what a correction stated later replaced while it held)
+  const steps = changes
+    .map((change) => ({ t: firstInstant(change.stated_at), after: change.value, stated_at: change.stated_at }))
     .filter((step) => step.t !== null);
-  if (!steps.length) return null;
+  // the points: the live assertions' own figures
+  const points = items
+    .map((item) => ({ t: firstInstant(item.assertion.stated_at), a: item.assertion }))
+    .filter((point) => point.t !== null);
+  if (!steps.length && !points.length) return null;
 
   const totals = [];
   const increments = [];
-  for (const step of steps) {
-    const a = step.item.assertion;
-    if (a.mode === "increment") increments.push({ t: step.t, a });
-    else a.claimants.forEach((claimant, j) => totals.push({ t: step.t, a, claimant, j, k: a.claimants.length }));
+  for (const { t, a } of points) {
+    if (a.mode === "increment") increments.push({ t, a });
+    else a.claimants.forEach((claimant, j) => totals.push({ t, a, claimant, j, k: a.claimants.length }));
   }
 
   // from the first statement to the as-of cutoff (or the last statement), padded
-  const t0 = Math.min(...steps.map((x) => x.t));
+  const times = [...steps, ...points].map((x) => x.t);
+  const t0 = Math.min(...times);
   const cutoff = asOf ? lastInstant(asOf) : null;
-  const t1 = Math.max(...steps.map((x) => x.t), cutoff ?? -Infinity);
+  const t1 = Math.max(...times, cutoff ?? -Infinity);
   const span = Math.max(t1 - t0, 180 * DAY);
   const xmin = t0 - span * 0.05;
   const xmax = t1 + span * (cutoff === null ? 0.12 : 0.02);
@@ -142,7 +153,7 @@ function drawChart({ id, property, items, styles, nameOf, asOf = null, width = D
   for (const step of steps) if (step.after) ymax = Math.max(ymax, step.after.high);
   for (const p of totals) ymax = Math.max(ymax, p.a.value.high);
   ymax = ymax || 1;
-  const yStep = niceStep(ymax, 5);
+  const yStep = Math.max(1, niceStep(ymax, 5)); // figures are whole numbers
   const yTop = Math.ceil((ymax * 1.05) / yStep) * yStep;
 
   const W = Math.round(Math.min(Math.max(width, MIN_WIDTH), MAX_WIDTH));
@@ -154,7 +165,7 @@ function drawChart({ id, property, items, styles, nameOf, asOf = null, width = D
 
   const titleId = `title-${id}`;
   const descId = `desc-${id}`;
-  const latest = steps[steps.length - 1].after;
+  const latest = steps.length ? steps[steps.length - 1].after : null;
   const svg = s(
     "svg",
     { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-labelledby": titleId, "aria-describedby": descId },
@@ -162,8 +173,9 @@ function drawChart({ id, property, items, styles, nameOf, asOf = null, width = D
     s(
       "desc",
       { id: descId },
-      `The band shows the estimate (low to high) after each of ${steps.length} assertions; ` +
-        `it ends at ${estimateText(latest)}. ${totals.length} claimant figures are drawn as points.`,
+      `The band shows the estimate (low to high) from each of the ${count(steps.length, "statement time")} ` +
+        `at which it changed; it ends at ${estimateText(latest)}. ` +
+        `${count(totals.length, "claimant figure")} ${totals.length === 1 ? "is" : "are"} drawn as points.`,
     ),
   );
 
@@ -197,7 +209,7 @@ function drawChart({ id, property, items, styles, nameOf, asOf = null, width = D
       s(
         "rect",
         { class: "band", x: start, y: top, width: Math.max(1, end - start), height },
-        s("title", {}, `From ${step.item.assertion.stated_at}: ${estimateText(step.after)}`),
+        s("title", {}, `From ${step.stated_at}: ${estimateText(step.after)}`),
       ),
     );
     if (step.after.best !== null && step.after.best !== undefined) {
@@ -222,7 +234,8 @@ function drawChart({ id, property, items, styles, nameOf, asOf = null, width = D
   // each claimant's figures: a bar from low to high, a mark at best (or mid-range, hollow)
   for (const p of totals) {
     const style = styles.of(p.claimant);
-    const cx = x(p.t) + (p.j - (p.k - 1) / 2) * 9;
+    // one statement's claimants side by side, within ~40 px however many they are
+    const cx = x(p.t) + (p.j - (p.k - 1) / 2) * Math.min(9, 40 / Math.max(1, p.k - 1));
     const v = p.a.value;
     const hasBest = v.best !== undefined && v.best !== null;
     const g = s(
