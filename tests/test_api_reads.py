@@ -304,37 +304,6 @@ async def test_timeline(client: Client, ledger: Ledger) -> None:
     assert len(early["items"]) == 2
 
 
-async def test_a_timelines_changes_keep_what_a_later_correction_replaced(
-    client: Client, ledger: Ledger
-) -> None:
-    """c2 corrects c1 and is itself corrected by c3, each stated a month later: the items
-    are the live assertions alone, but the changes give the value the view gives at each
-    month, c2's included (a correction stated later does not reach back)."""
-    subject = "delta"
-    writer = ledger.auth("writer")
-    for n, (month, low) in enumerate((("2025-01", 10), ("2025-02", 20), ("2025-03", 30)), 1):
-        body = assertion_body(
-            assertion_id=f"c{n}",
-            subject=subject,
-            stated_at=month,
-            value={"low": low, "high": low},
-            supersedes=f"c{n - 1}" if n > 1 else None,
-        )
-        assert (await client.post("/v1/assertions", json=body, headers=writer)).status_code == 201
-    timeline = await get(client, ledger, f"/v1/subjects/{subject}/timeline")
-    live = [i["assertion"]["assertion_id"] for i in timeline["items"]]
-    figures = {"low": 0, "high": 0, "best": None}
-    assert timeline["changes"] == [
-        {"property": TROOPS, "stated_at": month, "value": {**figures, "low": n, "high": n}}
-        for month, n in (("2025-01", 10), ("2025-02", 20), ("2025-03", 30))
-    ], live
-    for change in timeline["changes"]:
-        view = await get(
-            client, ledger, f"/v1/subjects/{subject}/estimates/{TROOPS}", as_of=change["stated_at"]
-        )
-        assert view["estimate"] == change["value"]
-
-
 async def test_a_timeline_of_one_property(client: Client, ledger: Ledger) -> None:
     path = f"/v1/subjects/{DEPLOYMENT}/timeline"
     whole = await get(client, ledger, path)

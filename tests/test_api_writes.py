@@ -837,6 +837,37 @@ async def test_a_name_or_reason_that_shows_nothing_is_refused(
     assert response.status_code == 201
 
 
+async def test_a_timelines_changes_keep_what_a_later_correction_replaced(
+    client: Client, ledger: Ledger
+) -> None:
+    """c2 corrects c1 and is itself corrected by c3, each stated a month later: the items
+    are the live assertions alone, but the changes give the value the view gives at each
+    month, c2's included (a correction stated later does not reach back)."""
+    subject = "delta"
+    writer = ledger.auth("writer")
+    for n, (month, low) in enumerate((("2025-01", 10), ("2025-02", 20), ("2025-03", 30)), 1):
+        body = assertion_body(
+            assertion_id=f"c{n}",
+            subject=subject,
+            stated_at=month,
+            value={"low": low, "high": low},
+            supersedes=f"c{n - 1}" if n > 1 else None,
+        )
+        assert (await client.post("/v1/assertions", json=body, headers=writer)).status_code == 201
+    reader = ledger.auth("reader")
+    timeline = (await client.get(f"/v1/subjects/{subject}/timeline", headers=reader)).json()
+    live = [i["assertion"]["assertion_id"] for i in timeline["items"]]
+    figures = {"low": 0, "high": 0, "best": None}
+    assert timeline["changes"] == [
+        {"property": TROOPS, "stated_at": month, "value": {**figures, "low": n, "high": n}}
+        for month, n in (("2025-01", 10), ("2025-02", 20), ("2025-03", 30))
+    ], live
+    for change in timeline["changes"]:
+        path = f"/v1/subjects/{subject}/estimates/{TROOPS}"
+        view = await client.get(path, params={"as_of": change["stated_at"]}, headers=reader)
+        assert view.json()["estimate"] == change["value"]
+
+
 # ---- Idempotency-Key ----
 
 
