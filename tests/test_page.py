@@ -117,7 +117,7 @@ def open_page(watched: Watched, server: LiveServer, query: str = "") -> Any:
 
 def test_the_page_shows_the_seeds_answers(watched: Watched, server: LiveServer) -> None:
     page = open_page(watched, server)
-    expect(page).to_have_title("OSINT ledger")
+    expect(page).to_have_title(f"{DEPLOYMENT} · OSINT ledger")
     expect(page.locator(f'#subjects a[data-subject="{DEPLOYMENT}"]')).to_be_visible()
     expect(page.locator(f'#subjects a[data-subject="{DEPLOYMENT}"]')).to_have_attribute(
         "aria-current", "page"
@@ -152,6 +152,16 @@ def test_the_page_shows_the_seeds_answers(watched: Watched, server: LiveServer) 
     )
 
     page.screenshot(path=str(SCREENSHOT))
+    watched.check(server.base)
+
+
+def test_the_tabs_title_names_the_subject_and_the_point_in_time(
+    watched: Watched, server: LiveServer
+) -> None:
+    page = open_page(watched, server, f"?subject={DEPLOYMENT}&as_of=2024&seq=20")
+    expect(page).to_have_title(f"{DEPLOYMENT} · stated by 2024 · at event 20 · OSINT ledger")
+    page.click("#reset")
+    expect(page).to_have_title(f"{DEPLOYMENT} · OSINT ledger")
     watched.check(server.base)
 
 
@@ -260,6 +270,24 @@ def test_the_ledger_as_it_knew_at_a_seq(watched: Watched, server: LiveServer) ->
     watched.check(server.base)
 
 
+def test_steps_of_the_slider_in_a_row_are_one_entry_of_the_history(
+    watched: Watched, server: LiveServer
+) -> None:
+    """Five presses of an arrow key on the slider read five views, but Back goes to where
+    they began: the reader does not press Back five times to leave them."""
+    page = open_page(watched, server, f"?subject={DEPLOYMENT}")
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    page.focus("#seq-range")
+    head = int(page.locator("#seq-range").get_attribute("max") or 0)
+    for step in range(1, 6):  # each read before the next press, as a reader steps through
+        page.keyboard.press("ArrowLeft")
+        expect(page).to_have_url(re.compile(rf"seq={head - step}\b"))
+    page.go_back()
+    expect(page).not_to_have_url(re.compile(r"seq="))
+    expect(page.locator("#seq-range")).to_have_value(str(head))
+    watched.check(server.base)
+
+
 def test_the_controls_never_disagree_with_the_view(watched: Watched, server: LiveServer) -> None:
     """Enter in a box fires its change and the form's submit: one refused value must not
     leave the controls saying one point and the view showing another, nor an error for a
@@ -350,6 +378,12 @@ def test_new_events_show_without_a_reload(watched: Watched, server: LiveServer) 
     expect(entry.locator(".mark-retracted")).to_contain_text("test entry")
     expect(page.locator(f'[data-assertion="{first["assertion_id"]}"]')).to_be_visible()
 
+    # an event on another subject: this view is the same at the new head, and says so
+    server.post("/v1/assertions", assertion_body(subject=f"{LIVE_SUBJECT}-other"))
+    head = server.get("/v1/log/head")["size"]
+    expect(page.locator("#seq-text")).to_contain_text(f"{head} of {head}")
+    expect(page.locator(".known-from").first).to_have_text(f"the whole log ({head} events)")
+
     assert page.evaluate("window.__notReloaded") is True
     watched.check(server.base)
 
@@ -431,6 +465,11 @@ def test_reads_with_a_token_typed_into_the_page(
 
     page.reload()  # the tab keeps the token
     expect(page.locator(ESTIMATE)).to_have_text(span("14,000", "16,000"))
+    page.click("#token-box summary")  # Escape closes the box, as a dialog, onto its opener
+    expect(page.locator("#token")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.locator("#token")).to_be_hidden()
+    expect(page.locator("#token-box summary")).to_be_focused()
     page.click("#token-box summary")
     page.click("#token-forget")
     expect(page.locator("#error")).to_contain_text("needs a token")
@@ -480,6 +519,7 @@ def test_the_feed_starts_once_a_bad_as_of_in_the_url_is_fixed(
     page.goto(f"{server.base}/?subject={DEPLOYMENT}&as_of=2025-13")
     expect(page.locator("#as-of-error")).to_contain_text("invalid time '2025-13'")
     expect(page.locator("#as-of")).to_have_value("2025-13")
+    expect(page.locator("#subject-heading")).to_have_text("No view yet")  # not "Loading…"
 
     page.fill("#as-of", "")
     page.get_by_role("button", name="Show", exact=True).click()
@@ -494,6 +534,17 @@ def test_the_feed_starts_once_a_bad_as_of_in_the_url_is_fixed(
     )
     expect(page.locator(f'#subjects a[data-subject="{subject}"]')).to_contain_text("1 assertion")
     watched.errors.clear()  # the browser logs the first load's 422 itself
+    watched.check(server.base)
+
+
+def test_a_links_as_of_is_read_as_the_box_reads_it(watched: Watched, server: LiveServer) -> None:
+    """The box trims what is typed into it; a link's as_of with spaces around it (as a
+    copy and paste gives it) was sent as it was, and refused."""
+    page = watched.page
+    page.goto(f"{server.base}/?subject={DEPLOYMENT}&as_of=%202024%20")
+    expect(page.locator(ESTIMATE)).to_have_text(span("10,000", "12,000"))
+    expect(page.locator("#as-of")).to_have_value("2024")
+    expect(page.locator("#as-of-error")).to_have_text("")
     watched.check(server.base)
 
 
@@ -584,6 +635,7 @@ def test_a_correction_marks_the_original_only_from_its_own_statement_time(
     expect(original.locator(".change")).to_be_visible()  # it counts
     expect(original.locator(".mark-superseded")).to_have_count(0)
     expect(original.locator(".mark-later")).to_have_text("Corrected by x6, stated after this point")
+    expect(original.locator(".mark-later a")).to_have_count(0)  # x6 is not on the page
     page.goto(f"{server.base}/?subject={subject}")
     original = page.locator('[data-assertion="x2"]')
     expect(original.locator(".mark-superseded")).to_have_text("Superseded by x6")
@@ -688,6 +740,53 @@ def test_a_server_out_of_reach_is_said_so_and_the_controls_keep_the_view(
     watched.check(server.base)
 
 
+def test_a_first_read_that_fails_is_read_again_once_the_server_answers(
+    watched: Watched, server: LiveServer
+) -> None:
+    """A 500 on the first read of the subject list left "Loading" up for good: the page
+    reads again (2 s later, then longer) and shows the view once the server answers."""
+    page = watched.page
+    failing = {"500": "application/problem+json"}
+
+    def fail(route: Any) -> None:
+        body = '{"status": 500, "title": "Internal Server Error", "detail": "broken"}'
+        route.fulfill(status=500, body=body, content_type=failing["500"])
+
+    page.route("**/v1/subjects?**", fail)
+    page.route("**/v1/subjects", fail)
+    page.goto(f"{server.base}/?subject={DEPLOYMENT}")
+    expect(page.locator("#error")).to_contain_text("HTTP 500")
+    page.unroute("**/v1/subjects?**")
+    page.unroute("**/v1/subjects")
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"), timeout=10_000)
+    expect(page.locator("#error")).to_have_text("")
+    expect(page.locator("#live-state")).to_contain_text("Live", timeout=10_000)
+    watched.errors.clear()  # the browser logs the failed requests itself
+    watched.check(server.base)
+
+
+def test_back_while_the_server_is_away_shows_the_links_view_once_it_is_back(
+    watched: Watched, server: LiveServer
+) -> None:
+    """Back while the server cannot be reached put the URL and the controls at the entry
+    gone back to, and the view stayed at the one before for good: it is read again."""
+    page = open_page(watched, server, f"?subject={DEPLOYMENT}")
+    page.fill("#as-of", "2024")
+    page.press("#as-of", "Enter")
+    expect(page.locator(ESTIMATE)).to_have_text(span("10,000", "12,000"))
+    page.click("#reset")
+    expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
+    page.route("**/v1/**", lambda route: route.abort())
+    page.go_back()
+    expect(page.locator("#as-of")).to_have_value("2024")
+    expect(page.locator("#error")).to_contain_text("The server cannot be reached")
+    page.unroute("**/v1/**")
+    expect(page.locator(ESTIMATE)).to_have_text(span("10,000", "12,000"), timeout=10_000)
+    expect(page.locator("#error")).to_have_text("")
+    watched.errors.clear()
+    watched.check(server.base)
+
+
 def test_the_token_form_fits_a_phone_screen(
     watched: Watched, servers: dict[str, StartingServer]
 ) -> None:
@@ -755,9 +854,21 @@ def test_long_addresses_and_a_narrow_screen_never_widen_the_page(
     url = "https://en.yna.co.kr/view/AEN20250428000351315?section=nk/nk&site=major_news01&x=1"
     document = {"publisher": "Yonhap", "published_at": "2025-04-28", "url": url}
     server.post("/v1/assertions", assertion_body(subject=subject, document=document))
+    long_id = "a" * 128  # named in "Rests on:", and a property name without a break
+    server.post(
+        "/v1/assertions",
+        assertion_body(
+            subject=subject, assertion_id=long_id, property="casualties.killed_or_wounded"
+        ),
+    )
     page = watched.page
-    page.set_viewport_size({"width": 320, "height": 700})
+    page.set_viewport_size({"width": 1280, "height": 700})
     page.goto(f"{server.base}/?subject={subject}")
+    expect(page.locator(ESTIMATE)).to_have_text(span("14,000", "16,000"))
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1280, f"the page is {width} px wide on a 1280 px screen"
+    page.set_viewport_size({"width": 320, "height": 700})
+    page.reload()
     expect(page.locator(ESTIMATE)).to_have_text(span("14,000", "16,000"))
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 320, f"the page is {width} px wide on a 320 px screen"

@@ -26,6 +26,7 @@ import {
 import { follow } from "./live.js";
 
 const $ = (id) => document.getElementById(id);
+const SLIDE_PAUSE_MS = 1500; // slider steps closer than this make one history entry
 
 const state = {
   subject: null, // chosen subject, or null for the first one
@@ -52,7 +53,7 @@ function readUrl() {
   const good = seq !== null && /^[0-9]+$/.test(seq) && Number.isSafeInteger(Number(seq));
   return {
     subject: query.get("subject") || null,
-    asOf: query.get("as_of") || "",
+    asOf: (query.get("as_of") || "").trim(), // as the box takes it
     seq: good ? Number(seq) : null,
     // a link's seq that is no log position: said beside the box, the latest shown
     urlSeqProblem: seq !== null && !good ? `the link's seq=${seq}` : "",
@@ -234,7 +235,7 @@ function inTurn(work) {
   return applying;
 }
 
-async function applyNow({ asOf, seq }) {
+async function applyNow({ asOf, seq, replace = false }) {
   seqProblem("");
   if (seq !== null && seq !== undefined && !Number.isNaN(seq) && seq > state.head) {
     // the box keeps what was typed, beside what is wrong with it, whatever had the focus
@@ -268,7 +269,7 @@ async function applyNow({ asOf, seq }) {
     if ($("error").textContent === UNREACHABLE) syncControls({ force: true });
     return;
   }
-  writeUrl(true);
+  writeUrl(!replace);
   syncControls({ force: true });
   announce(describePoint());
   goLive(); // the first load may have failed on these controls: the feed starts now
@@ -306,9 +307,13 @@ function bindControls() {
     $("seq").value = $("seq-range").value;
     seqText(Number($("seq-range").value));
   });
+  let lastSlide = -Infinity;
   $("seq-range").addEventListener("change", () => {
     const value = Number($("seq-range").value); // the slider's end is the latest
-    applyControls({ asOf: state.asOf, seq: value >= state.head ? null : value });
+    // steps of the slider in a row (arrow keys) are one entry of the history, not one each
+    const again = Date.now() - lastSlide < SLIDE_PAUSE_MS;
+    lastSlide = Date.now();
+    applyControls({ asOf: state.asOf, seq: value >= state.head ? null : value, replace: again });
   });
   $("seq").addEventListener("change", () => {
     const seq = readSeqBox();
@@ -318,6 +323,11 @@ function bindControls() {
   $("seq-latest").addEventListener("click", () => applyControls({ asOf: state.asOf, seq: null }));
   $("reset").addEventListener("click", () => applyControls({ asOf: "", seq: null }));
 
+  $("token-box").addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || !$("token-box").open) return;
+    $("token-box").open = false; // as a dialog closes: the focus goes back to its opener
+    $("token-box").querySelector("summary").focus();
+  });
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const value = $("token").value.trim();
@@ -354,6 +364,39 @@ function bindControls() {
 
 // ---------------------------------------------------------------- loading
 
+let retryTimer = null;
+let retryWait = 0;
+
+/** Whether a failed read may pass by itself: the server out of reach or failing (5xx). */
+function passing(err) {
+  return err instanceof ApiError && (err.status === 0 || err.status >= 500);
+}
+
+/** After a read that may pass failed, read again: 2 s later, then twice as long each time
+ * up to 30 s, or at once when the live feed comes back. Until then the view shown (and
+ * what the URL and controls say, which may be ahead of it) is not left as it is for good. */
+function retryLater() {
+  clearTimeout(retryTimer);
+  retryWait = Math.min(30000, retryWait ? retryWait * 2 : 2000);
+  retryTimer = setTimeout(retryNow, retryWait);
+}
+
+function retryNow() {
+  if (retryTimer === null) return;
+  clearTimeout(retryTimer);
+  retryTimer = null;
+  inTurn(async () => {
+    if (!state.stopLive) return start(); // it never got going: begin again
+    await refreshAll();
+  });
+}
+
+function readAgainDone() {
+  clearTimeout(retryTimer);
+  retryTimer = null;
+  retryWait = 0;
+}
+
 async function start() {
   if (state.stopLive) state.stopLive();
   state.stopLive = null;
@@ -364,6 +407,7 @@ async function start() {
   } catch (err) {
     if (needsToken(err)) askForToken(err);
     else showError(`Cannot read the ledger: ${problemText(err)}`);
+    if (passing(err)) retryLater();
     return;
   }
   state.head = head.size;
@@ -413,6 +457,13 @@ function reportError(err) {
       $("as-of-error").textContent = `Not a time the ledger reads: ${message}`;
       $("as-of").setAttribute("aria-invalid", "true");
       showError("");
+      if ($("subject-heading").textContent === "Loading…") {
+        // a link's as_of: nothing was shown yet, so say what the view waits for
+        $("subject").replaceChildren(
+          h("h2", { id: "subject-heading", tabindex: "-1" }, "No view yet"),
+          h("p", { class: "muted" }, "The link's “as stated by” time is not one the ledger reads: correct it above, or clear it for every claim."),
+        );
+      }
       return;
     }
     const seqMessage = err.fieldMessage("seq");
@@ -429,6 +480,7 @@ function reportError(err) {
     }
   }
   showError(problemText(err));
+  if (passing(err)) retryLater();
 }
 
 async function refreshSubjects() {
@@ -445,6 +497,7 @@ async function refreshSubject({ markNew = false } = {}) {
       h("h2", { id: "subject-heading", tabindex: "-1" }, "No subject chosen"),
       h("p", { class: "muted" }, "The ledger holds no assertions yet."),
     );
+    readAgainDone();
     return true;
   }
   const at = params();
@@ -471,6 +524,7 @@ async function refreshSubject({ markNew = false } = {}) {
   for (const a of assertions) state.statedTimes.add(a.stated_at);
   fillStatedTimes();
   renderSubject({ subject, row, timeline, assertions, views, kinds, markNew });
+  readAgainDone();
   return true;
 }
 
@@ -518,6 +572,7 @@ function liveState(status, how, error) {
     if ($("error").textContent === UNREACHABLE) showError(""); // the server is back
     if (feedLost) announce("The live feed is back.");
     feedLost = false;
+    retryNow(); // a read that failed while it was away
   } else if (status === "connecting") {
     el.textContent = "Connecting to the live feed…";
   } else {
@@ -555,6 +610,14 @@ async function applyLive() {
     if (batch.subjects) await refreshSubjects();
     // the first subject of an empty ledger is chosen as it arrives: show it too
     if (batch.subject || state.subject !== shown) await refreshSubject({ markNew: true });
+    else {
+      // no event of the batch touched this subject or a source: its view is the same at
+      // the new head, so it is known from there
+      for (const el of document.querySelectorAll(".known-from")) {
+        el.dataset.seq = String(state.head);
+        el.textContent = knownFrom(state.head);
+      }
+    }
   } catch (err) {
     reportError(err);
     return;
@@ -610,6 +673,11 @@ function plural(count, one, many = `${one}s`) {
 
 function entryLink(id) {
   return h("a", { href: `#a-${id}` }, id);
+}
+
+/** An assertion's id where its entry is not on the page (stated after the point shown). */
+function entryName(id) {
+  return h("span", { class: "entry-id" }, id);
 }
 
 // ---- keeping the reader's place when a part is drawn again
@@ -706,6 +774,9 @@ async function chooseSubject(subject) {
 }
 
 function renderSubject({ subject, row, timeline, assertions, views, kinds, markNew }) {
+  // the tab and the history say which subject and point in time they hold
+  const point = [timeline.as_of && `stated by ${timeline.as_of}`, state.seq !== null && `at event ${state.seq}`];
+  document.title = [subject, ...point.filter(Boolean), "OSINT ledger"].join(" · ");
   const quantities = views.filter((v) => kinds[v.property] !== "status");
   const statuses = views.filter((v) => kinds[v.property] === "status");
   const liveIds = new Set(timeline.items.map((item) => item.assertion.assertion_id));
@@ -962,7 +1033,7 @@ function renderTimeline(assertions, timeline, previous) {
  * or, by the contract's rule (superseded only by an assertion that counts), it was itself
  * corrected, which brings this one back. */
 function correctionMark(id, correction) {
-  if (!correction) return h("span", { class: "mark mark-later" }, "Corrected by ", entryLink(id), ", stated after this point");
+  if (!correction) return h("span", { class: "mark mark-later" }, "Corrected by ", entryName(id), ", stated after this point");
   const why = correction.superseded_by
     ? ["was itself corrected by ", entryLink(correction.superseded_by)]
     : "does not count at this point";
