@@ -133,6 +133,8 @@ def test_the_page_shows_the_seeds_answers(watched: Watched, server: LiveServer) 
     # the chart: a band per step of the estimate and a mark per claimant's figure
     expect(quantity.locator("figure.chart svg[role=img] rect.band")).to_have_count(2)
     expect(quantity.locator("figure.chart svg g.point")).to_have_count(3)
+    # kept to the plot, off the axis labels
+    expect(quantity.locator("figure.chart svg g[clip-path] > g.point")).to_have_count(3)
 
     status = page.locator(STATUS_ROW)
     expect(status.locator(".status-value")).to_have_text("confirmed")
@@ -149,6 +151,10 @@ def test_the_page_shows_the_seeds_answers(watched: Watched, server: LiveServer) 
     )
     expect(entry.locator(".change")).to_have_text(
         f"Estimate: no estimate → {span('10,000', '12,000')}"
+    )
+    # each entry's details say whose they are to a screen reader (ten alike were not)
+    expect(entry.locator("summary")).to_have_text(
+        "More about this assertion ap-2025-04-28.troops-fall-2024"
     )
 
     page.screenshot(path=str(SCREENSHOT))
@@ -668,12 +674,24 @@ def test_an_original_that_counts_again_says_why(watched: Watched, server: LiveSe
         [f"From 2025-0{n}: {span(f'{n},000', f'{n},001')}" for n in (1, 2, 3)]
     )
 
-    # c3 retracted: c2 counts and supersedes c1 again; neither is marked as brought back
+    # c3 retracted: c2 counts and supersedes c1 again; c1 is not marked as brought back,
+    # and c2 says why it counts though c3 names it
     server.post("/v1/assertions/c3/retract", {"reason": "wrong entry"})
     page.reload()
     expect(page.locator('[data-assertion="c1"] .mark-superseded')).to_have_text("Superseded by c2")
     expect(page.locator('[data-assertion="c2"] .change')).to_be_visible()
-    expect(page.locator(".mark-restored")).to_have_count(0)
+    expect(page.locator('[data-assertion="c1"] .mark-restored')).to_have_count(0)
+    expect(page.locator('[data-assertion="c2"] .mark-restored')).to_have_text(
+        "Counts: its correction c3 was retracted"
+    )
+
+    # c2 ranked deprecated: c1 counts again, and says so
+    server.post("/v1/assertions/c2/rank", {"rank": "deprecated", "reason": "judged wrong"})
+    page.reload()
+    expect(page.locator('[data-assertion="c1"] .mark-restored')).to_have_text(
+        "Counts: its correction c2 is deprecated"
+    )
+    expect(page.locator('[data-assertion="c1"] .change')).to_be_visible()
     watched.check(server.base)
 
 

@@ -495,7 +495,7 @@ async function refreshSubject({ markNew = false } = {}) {
   if (!subject) {
     $("subject").replaceChildren(
       h("h2", { id: "subject-heading", tabindex: "-1" }, "No subject chosen"),
-      h("p", { class: "muted" }, "The ledger holds no assertions yet."),
+      h("p", { class: "muted" }, state.seq === null ? "The ledger holds no assertions yet." : `The ledger held no assertions at event ${state.seq}.`),
     );
     readAgainDone();
     return true;
@@ -734,6 +734,7 @@ function renderSubjects() {
 function drawSubjects() {
   const list = $("subjects");
   $("subjects-empty").hidden = state.subjects.length > 0;
+  $("subjects-empty").textContent = state.seq === null ? "No subjects yet." : `No subjects at event ${state.seq}.`;
   list.replaceChildren(
     ...state.subjects.map((item) => {
       const href = urlFor({ ...state, subject: item.subject });
@@ -1054,6 +1055,15 @@ function renderEntry(a, live, all, isNew) {
     marks.push(h("span", { class: "mark mark-superseded" }, "Superseded by ", entryLink(supersededBy)));
   } else if (a.superseded_by && item) {
     marks.push(correctionMark(a.superseded_by, all.get(a.superseded_by)));
+  } else if (item) {
+    // a correction that no longer counts by a judgement (`superseded_by` names none such)
+    const dropped = [...all.values()].find(
+      (b) => b.supersedes === a.assertion_id && (b.retracted || (b.rank && b.rank.rank === "deprecated")),
+    );
+    if (dropped) {
+      const how = dropped.retracted ? "was retracted" : "is deprecated";
+      marks.push(h("span", { class: "mark mark-restored" }, "Counts: its correction ", entryLink(dropped.assertion_id), ` ${how}`));
+    }
   }
   if (a.rank && a.rank.rank === "deprecated") {
     marks.push(h("span", { class: "mark mark-deprecated" }, `Deprecated${a.rank.reason ? `: ${a.rank.reason}` : ""}`));
@@ -1091,7 +1101,7 @@ function renderEntry(a, live, all, isNew) {
       h(
         "details",
         {},
-        h("summary", {}, "More about this assertion"),
+        h("summary", {}, "More about this assertion", h("span", { class: "visually-hidden" }, ` ${a.assertion_id}`)),
         h(
           "dl",
           {},

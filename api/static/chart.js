@@ -231,7 +231,14 @@ function drawChart({ id, property, items, changes, styles, nameOf, asOf = null, 
     );
   }
 
-  // each claimant's figures: a bar from low to high, a mark at best (or mid-range, hollow)
+  // each claimant's figures: a bar from low to high, a mark at best (or mid-range, hollow),
+  // kept to the plot (off the axis labels, however many share one time)
+  const clipId = `plot-${id}`;
+  const plotted = s("g", { "clip-path": `url(#${clipId})` });
+  svg.append(
+    s("defs", {}, s("clipPath", { id: clipId }, s("rect", { x: left, y: 0, width: W - left, height: y(0) + 1 }))),
+    plotted,
+  );
   for (const p of totals) {
     const style = styles.of(p.claimant);
     // one statement's claimants side by side, within ~40 px however many they are
@@ -247,7 +254,7 @@ function drawChart({ id, property, items, changes, styles, nameOf, asOf = null, 
       s("line", { x1: cx - 3, x2: cx + 3, y1: y(v.low), y2: y(v.low), stroke: style.color, "stroke-width": 2 }),
       marker(hasBest ? style.shape : `${style.shape.replace("-open", "")}-open`, style.color, cx, y(hasBest ? v.best : (v.low + v.high) / 2)),
     );
-    svg.append(g);
+    plotted.append(g);
   }
 
   const claimants = [...new Set(totals.map((p) => p.claimant))];
