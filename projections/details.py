@@ -179,6 +179,16 @@ def list_assertions(
     record order; `next` continues the listing and is null at its end."""
     check_limit(limit)
     after = _seq_cursor(cursor)
+    if after > at.seq:  # a page's cursor is a record at or before the seq it was read at
+        raise InvalidInput(
+            [
+                FieldError(
+                    "cursor",
+                    f"past the log position asked (seq {at.seq}): not a cursor "
+                    "this listing gave out there",
+                )
+            ]
+        )
     source = "proj_assertions a"
     where = ["a.recorded_seq > ?", "a.recorded_seq <= ?"]
     args: list[Any] = [after, at.seq]

@@ -153,6 +153,14 @@ async def test_list_assertions_filters_and_pages(client: Client, ledger: Ledger)
         "/v1/assertions", params={"cursor": "not-a-cursor"}, headers=ledger.auth("reader")
     )
     assert fields_of(bad) == {"cursor"}
+    # a cursor past the point asked was given out by no page there (another log, or a
+    # listing read later): refused as `after` past the head is, not answered empty
+    for params in ({"cursor": "999999"}, {"seq": "16", "cursor": "20"}):
+        past = await client.get("/v1/assertions", params=params, headers=ledger.auth("reader"))
+        assert fields_of(past) == {"cursor"}, params
+        assert "past the log position asked" in past.json()["errors"][0]["message"]
+    edge = await get(client, ledger, "/v1/assertions", seq=16, cursor="16")
+    assert (edge["items"], edge["next"]) == ([], None)
 
 
 async def test_subjects(client: Client, ledger: Ledger) -> None:
