@@ -8,13 +8,13 @@ import errno
 import io
 import itertools
 import os
+import secrets
 import shutil
 import signal
 import socket
 import sqlite3
 import stat
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -34,6 +34,7 @@ from ledger.errors import (
     StorageFull,
     check_resume_point,
 )
+from ledger.files import abandoned, claim
 from ledger.logs import configure_logging, level_from_env
 from ledger.sqlite_store import SqliteStore, connect, connect_reader
 from ledger.text import MAX_WHOLE, counted, whole_number
@@ -192,20 +193,29 @@ def cmd_import(args: argparse.Namespace) -> int:
         return _import(args, path, source, actor)
 
 
+SPOOL_PREFIX = ".ledger-import-"
+
+
 def _spooled(path: Path, db: Path, cleanup: contextlib.ExitStack) -> Path:
     """What a pipe (`<(zcat x.gz)`, a named pipe, /dev/stdin) gives, kept in a temporary
     file beside the ledger (whose disk must hold what it gives anyway, where the temporary
     folder may be memory) and removed afterwards: an import reads its file more than once
     (its size for the bar, a second pass to tell which line to resume from), and a pipe
-    gives it once."""
+    gives it once. The import holds a lock on its copy; a copy nothing holds was left by
+    an import that was killed outright, and goes."""
     folder = db.resolve().parent
     if not folder.is_dir():
         _fail(f"{db.parent}: no such folder", 2)
+    for left in folder.glob(f"{SPOOL_PREFIX}*.jsonl"):  # a killed import's copy (SIGKILL)
+        if abandoned(left):  # no running import holds it
+            with contextlib.suppress(OSError):
+                left.unlink()
     try:
-        fd, name = tempfile.mkstemp(prefix=".ledger-import-", suffix=".jsonl", dir=folder)
-        copy = Path(name)
-        cleanup.callback(copy.unlink, missing_ok=True)
-        with os.fdopen(fd, "wb") as out, path.open("rb") as given:
+        copy = folder / f"{SPOOL_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.jsonl"
+        fd = claim(copy)  # held while the import runs, so another one's sweep keeps it
+        cleanup.callback(os.close, fd)
+        cleanup.callback(copy.unlink, missing_ok=True)  # first: the lock goes with it
+        with os.fdopen(fd, "wb", closefd=False) as out, path.open("rb") as given:
             shutil.copyfileobj(given, out, 1 << 20)
     except OSError as exc:
         _fail(f"{path} is not a regular file, and keeping a copy beside the ledger failed: {exc}")

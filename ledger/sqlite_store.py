@@ -57,6 +57,7 @@ from ledger.errors import (
     StorageFull,
 )
 from ledger.events import Event, NewEvent
+from ledger.files import abandoned, claim
 from ledger.health import TAIL_DEPTH, TailProblem, check_tail
 from ledger.migrations import NewerSchema, migrate
 from ledger.schema import LOG_MIGRATIONS
@@ -367,49 +368,11 @@ def _partial(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.partial-{os.getpid()}")
 
 
-def _claim(partial: Path) -> int:
-    """Create `partial` empty (as VACUUM INTO takes it) and hold a lock on it while the
-    backup runs: a sweep leaves a file whose lock is held. Returns the descriptor to close."""
-    fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-    # a file system (or a system: Windows) without these locks: on, unguarded
-    with contextlib.suppress(OSError, ImportError):
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    return fd
-
-
-def _abandoned(partial: Path) -> bool:
-    """Whether no backup holds `partial`'s lock, so nothing will finish it (or it is gone).
-
-    A lock, not the process id the name carries: a lock is seen by every process that
-    shares the file, in other containers or on other machines of a shared folder, where
-    a process id means nothing. Where the lock cannot be asked, the file is kept.
-    """
-    try:
-        import fcntl
-    except ImportError:  # no such locks here (Windows): nothing can be told, so keep it
-        return not partial.exists()
-    try:
-        fd = os.open(partial, os.O_RDONLY)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # held (BlockingIOError), or not to be asked
-        return False
-    finally:
-        os.close(fd)  # and the lock with it
-    return True
-
-
 def _sweep_partials(dest: Path) -> None:
     """Remove what a killed backup to `dest` left beside it: its temporary copy (and
     SQLite's journal of it) that no running backup holds (see :func:`_abandoned`)."""
     for left in dest.parent.glob(f".{glob.escape(dest.name)}.partial-*"):
-        if _abandoned(left.with_name(left.name.removesuffix("-journal"))):
+        if abandoned(left.with_name(left.name.removesuffix("-journal"))):
             with contextlib.suppress(OSError):
                 left.unlink()
 
@@ -912,7 +875,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         _sweep_partials(dest)
         partial = _partial(dest)
         try:
-            claim = _claim(partial)
+            held = claim(partial)
         except FileExistsError:  # this process's own copy to `dest` is under way
             raise LedgerError(f"a backup to {dest} is already running here") from None
         except OSError as exc:
@@ -958,7 +921,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
             conn.close()
             with contextlib.suppress(OSError):  # never hide the error that got us here
                 partial.unlink(missing_ok=True)
-            os.close(claim)
+            os.close(held)
 
     def add_listener(self, listener: Callable[[int], None]) -> None:
         """Call `listener(seq)` on the writer thread after each commit that appended."""

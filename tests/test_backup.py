@@ -16,6 +16,7 @@ from api.cli import main
 from ledger import sqlite_store
 from ledger.erasure import EraseRequest, erase
 from ledger.errors import LedgerError
+from ledger.files import abandoned
 from ledger.sqlite_store import connect
 from ledger.verify import verify_log
 from tests.factories import DEPLOYMENT, leave_in_free_page, ledger, quantity, run, seed_commands
@@ -210,7 +211,7 @@ def test_what_a_killed_backup_left_is_swept_by_the_next(
         with ledger(tmp_path / "l.db") as store:
             run(store, *seed_commands())
             partial = sqlite_store._partial(dest)
-            store.backup(dest, lambda done: seen.append(sqlite_store._abandoned(partial)))
+            store.backup(dest, lambda done: seen.append(abandoned(partial)))
     finally:
         os.close(held)
     assert dest.exists()
@@ -236,4 +237,4 @@ def test_without_file_locks_a_backup_still_runs_and_keeps_what_it_cannot_judge(
         store.backup(tmp_path / "copy.db")
     assert (tmp_path / "copy.db").exists()
     assert left.exists()
-    assert sqlite_store._abandoned(tmp_path / ".copy.db.partial-gone")  # no file: nothing kept
+    assert abandoned(tmp_path / ".copy.db.partial-gone")  # no file: nothing kept

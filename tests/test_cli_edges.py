@@ -30,6 +30,7 @@ from api.importer import MAX_LINE, _numbered_lines, import_file
 from ledger import replay as replay_module
 from ledger.commands import AssertionLine
 from ledger.errors import LedgerError, LedgerUnavailable
+from ledger.files import claim
 from ledger.replay import rebuild
 from ledger.sqlite_store import SqliteStore
 from tests.factories import DEPLOYMENT, ledger, run, seed_commands
@@ -834,6 +835,35 @@ def test_sigterm_stops_an_import_between_chunks_as_ctrl_c_does(
     err = capsys.readouterr().err
     assert "ledger import: interrupted; lines 1.." in err
     assert "`--from-line" in err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
+def test_a_copy_a_killed_import_left_goes_and_a_running_imports_stays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An import killed outright (SIGKILL, a power cut) cannot remove the copy it kept of a
+    pipe: the next import from a pipe beside that ledger does, unless a running import
+    holds it (each holds a lock on its own)."""
+    left = tmp_path / ".ledger-import-123-dead.jsonl"
+    left.write_bytes(SEED.read_bytes())
+    running = tmp_path / ".ledger-import-456-live.jsonl"
+    held = claim(running)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError), fifo.open("wb") as out:
+            out.write(SEED.read_bytes())
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        assert cli.main(["import", str(fifo), "--db", str(tmp_path / "l.db")]) == 0
+    finally:
+        os.close(held)
+        writer.join(10)
+    assert "27 events appended" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.glob(".ledger-import-*")) == [running.name]
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
