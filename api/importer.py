@@ -58,7 +58,7 @@ from ledger.commands import (
     SourceLine,
 )
 from ledger.domain import decide, prepare_assertion, problems_beside
-from ledger.errors import FieldError, InvalidInput, LedgerError
+from ledger.errors import FieldError, InvalidInput, LedgerError, capped
 from ledger.events import NewEvent
 from ledger.replay import catch_up, checkpoint_of
 from ledger.sqlite_store import SqliteStore, SqliteTransaction, log_size
@@ -105,6 +105,9 @@ class ImportError_:
     line: int
     errors: list[FieldError] = field(default_factory=list)
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        self.errors = capped(self.errors)  # a line of 3,000 repeated keys: one short message
 
     def describe(self) -> str:
         fields = "; ".join(f"{e.field}: {e.message}" for e in self.errors)

@@ -32,12 +32,13 @@ class InvalidInput(LedgerError):
     title = "Invalid input"
 
     def __init__(self, errors: list[FieldError], detail: str | None = None) -> None:
-        self.errors = _capped(errors)
+        self.errors = capped(errors)
         super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in self.errors))
 
 
-def _capped(errors: list[FieldError]) -> list[FieldError]:
-    """The first :data:`MAX_ERRORS` of `errors`, then `body: and N more problems`.
+def capped(errors: list[FieldError]) -> list[FieldError]:
+    """What an answer names of `errors`: the first :data:`MAX_ERRORS` of them, then
+    `body: and N more problems`.
 
     `errors` may hold such a count already (the problems of an error caught and named
     again beside others): it is added to, so the count stays exact.
@@ -45,7 +46,7 @@ def _capped(errors: list[FieldError]) -> list[FieldError]:
     hidden = 0
     kept: list[FieldError] = []
     for error in errors:
-        more = _MORE.match(error.message) if error.field == "body" else None
+        more = _MORE.match(error.message)  # whatever its field was renamed to (`--x`)
         if more is None:
             kept.append(error)
         else:

@@ -6,46 +6,59 @@ behind the ledger's back (a view table or index dropped, a guard trigger dropped
 rewritten, a trigger added that edits what a fold writes) differs from that:
 :func:`drift` names each difference and :func:`mend` puts the expected objects back.
 
-Only what can be put back without losing a record is in scope: the projectors' tables
-(rows derived from the log, which a rebuild refills), their indexes and triggers, the
-`checkpoints` table, and every trigger on the log's own tables. A log table, the keys or
-the remembered answers that are gone cannot be made again from anything; the checks of
-:mod:`ledger.verify` report what is missing from the log.
+Every table, index and trigger the migrations make is checked, and a trigger added on
+any of those tables. What can be put back without losing a record is put back: the
+projectors' tables (rows derived from the log, which a rebuild refills), the
+`checkpoints` table, the `erasures` table when it is gone (a rebuild that verifies the log
+has no erasure it would need), their indexes, and every trigger. A table that holds
+records (the log's, the keys, the remembered answers) is never made again over them: a
+change to one is named, and left; one that is gone is for :mod:`ledger.verify` to find.
+
+SQLite's names are case-insensitive (`EVENTS` is `events`), and triggers have a namespace
+of their own: objects are told apart by their kind and their name in lower case.
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ledger.errors import LedgerError
 from ledger.migrations import migrate
 from ledger.schema import APPEND_ONLY_TABLES, LOG_MIGRATIONS
 from ledger.store import Projector
 
-_LOG_TABLES = (*APPEND_ONLY_TABLES, "erasures")
+_RECORDS = frozenset({*APPEND_ONLY_TABLES, "api_keys", "idempotency", "_migrations"})
+"""Tables that hold records nothing can make again: never dropped to free a name."""
 _SPACE = re.compile(r"\s+")
+
+Key = tuple[str, str]
+"""An object's kind and its name in lower case."""
 
 
 @dataclass(frozen=True, slots=True)
 class SchemaObject:
-    kind: str  # "table", "index" or "trigger"
+    kind: str  # "table", "index", "trigger" or "view"
     name: str
-    table: str  # the table it belongs to (a table's own name for a table)
+    table: str  # the table it belongs to, in lower case (a table's own name for a table)
     sql: str
 
 
-def _objects(conn: sqlite3.Connection) -> dict[str, SchemaObject]:
+def _objects(conn: sqlite3.Connection) -> dict[Key, SchemaObject]:
     rows = conn.execute(
-        "SELECT type, name, tbl_name, sql FROM sqlite_master "
-        "WHERE type IN ('table', 'index', 'trigger') AND sql IS NOT NULL"
+        "SELECT type, name, tbl_name, sql FROM main.sqlite_master "
+        "WHERE type IN ('table', 'index', 'trigger', 'view') AND sql IS NOT NULL"
     ).fetchall()
-    return {name: SchemaObject(kind, name, table, sql) for kind, name, table, sql in rows}
+    return {
+        (kind, name.lower()): SchemaObject(kind, name, table.lower(), sql)
+        for kind, name, table, sql in rows
+    }
 
 
-def expected(projectors: Sequence[Projector]) -> dict[str, SchemaObject]:
-    """Every table, index and trigger the migrations give an empty database, by name."""
+def expected(projectors: Sequence[Projector]) -> dict[Key, SchemaObject]:
+    """Every table, index and trigger the migrations give an empty database."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
         migrate(conn, LOG_MIGRATIONS)
@@ -84,73 +97,106 @@ class Drift:
         return f"{self.kind} {self.name}{where}"
 
 
-def _scope(projectors: Sequence[Projector]) -> tuple[set[str], set[str]]:
-    """The tables that can be made again, and the tables whose triggers are checked."""
-    derived = {t for p in projectors for t in p.tables} | {"checkpoints"}
-    return derived, derived | set(_LOG_TABLES)
+def _scope(projectors: Sequence[Projector]) -> set[str]:
+    """The tables a rebuild can make again (`erasures` only when it is gone)."""
+    return {t.lower() for p in projectors for t in p.tables} | {"checkpoints"}
 
 
 def drift(
     conn: sqlite3.Connection,
     projectors: Sequence[Projector],
-    want: dict[str, SchemaObject] | None = None,
+    want: dict[Key, SchemaObject] | None = None,
 ) -> list[Drift]:
-    """How the schema of `conn` differs from the migrations', within the scope above.
+    """How the schema of `conn` differs from the migrations'.
 
-    Tables first, then indexes, then triggers; an index or trigger of a table that is
-    missing or changed is not named apart from it.
+    Tables first, then indexes, then triggers. An index or trigger of a table that will be
+    made again whole is not named apart from it; nor is anything on a table that holds
+    records and is gone (that is for :mod:`ledger.verify` to find), but `erasures`.
     """
     want = expected(projectors) if want is None else want
     have = _objects(conn)
-    derived, guarded = _scope(projectors)
-    there = derived | {n for n, o in have.items() if o.kind == "table"}
+    mendable = _scope(projectors)
+    ours = {obj.table for obj in want.values() if obj.kind == "table"}
+    there = {o.name.lower() for o in have.values() if o.kind == "table"}
     found: list[Drift] = []
     gone: set[str] = set()
-    for kind, tables in (("table", derived), ("index", derived), ("trigger", guarded)):
-        for name, obj in sorted(want.items()):
-            if obj.kind != kind or obj.table not in tables or obj.table in gone:
+    for kind in ("table", "index", "trigger"):
+        for key, obj in sorted(want.items()):
+            if obj.kind != kind or obj.table in gone:
                 continue
-            if obj.table not in there:  # a log table gone: nothing to put back on
-                continue
-            now = have.get(name)
-            if now is None or now.kind != kind:
-                found.append(Drift("missing", kind, name, obj.table))
+            if obj.table not in there and obj.table not in mendable | {"erasures"}:
+                continue  # a table of records gone: nothing to put back on
+            now = have.get(key)
+            if now is None:
+                found.append(Drift("missing", kind, obj.name, obj.table))
             elif not _same(now.sql, obj.sql) or now.table != obj.table:
-                found.append(Drift("changed", kind, name, obj.table))
+                found.append(Drift("changed", kind, obj.name, obj.table))
             else:
                 continue
-            if kind == "table":
-                gone.add(name)
-        for name, obj in sorted(have.items()):
-            if obj.kind == kind != "table" and obj.table in tables - gone and name not in want:
-                found.append(Drift("unexpected", kind, name, obj.table))
+            if kind == "table" and (obj.table in mendable or obj.table == "erasures"):
+                gone.add(obj.table)  # made again whole: what hangs on it is not named
+        for key, obj in sorted(have.items()):
+            if obj.kind == kind != "table" and obj.table in ours - gone and key not in want:
+                found.append(Drift("unexpected", kind, obj.name, obj.table))
     return found
+
+
+def mendable(item: Drift, projectors: Sequence[Projector]) -> bool:
+    """Whether :func:`mend` puts `item` right: not a table of records that is there."""
+    if item.kind != "table":
+        return True
+    return item.table in _scope(projectors) or (item.table, item.what) == ("erasures", "missing")
 
 
 def mend(conn: sqlite3.Connection, projectors: Sequence[Projector]) -> list[Drift]:
-    """Make the schema of `conn` what the migrations make, within the scope above, in the
-    caller's transaction; return what differed.
+    """Make the schema of `conn` what the migrations make, but for a table of records that
+    is there (:func:`mendable`), in the caller's transaction; return what it put right.
 
-    A table put back is empty: only a caller that refills the projectors' tables (a
-    rebuild, in the same transaction) may call this.
+    Everything that goes is dropped before anything is made, and a name an object must
+    take is freed first (an index of a renamed table keeps its name, say). A table put
+    back is empty: only a caller that refills the projectors' tables (a rebuild, in the
+    same transaction) may call this.
     """
     want = expected(projectors)
-    found = drift(conn, projectors, want)
-    made = {item.name for item in found if item.kind == "table"}
-    for name in sorted(made):  # dropping a table drops its indexes and triggers too
-        conn.execute(f"DROP TABLE IF EXISTS {_quote(name)}")
-        conn.execute(want[name].sql)
-    for obj in want.values():  # so a table made again gets them all back
-        if obj.kind != "table" and obj.table in made:
-            conn.execute(obj.sql)
+    found = [d for d in drift(conn, projectors, want) if mendable(d, projectors)]
+    made = {d.table for d in found if d.kind == "table"}
+    for item in found:  # a table dropped takes its indexes and triggers with it
+        if item.kind == "table" and item.what == "changed":
+            conn.execute(f"DROP TABLE IF EXISTS {_quote(item.name)}")
     for item in found:
-        if item.kind == "table":
-            continue
-        if item.what != "missing":
+        if item.kind != "table" and item.what != "missing":
             conn.execute(f"DROP {item.kind.upper()} IF EXISTS {_quote(item.name)}")
-        if item.what != "unexpected":
-            conn.execute(want[item.name].sql)
+    to_make = [obj for obj in want.values() if obj.table in made]
+    to_make += [
+        want[(d.kind, d.name.lower())]
+        for d in found
+        if d.kind != "table" and d.what != "unexpected" and d.table not in made
+    ]
+    to_make.sort(key=lambda obj: obj.kind != "table")  # tables before what hangs on them
+    for obj in to_make:
+        _free(conn, obj)
+        conn.execute(obj.sql)
     return found
+
+
+def _free(conn: sqlite3.Connection, obj: SchemaObject) -> None:
+    """Drop whatever holds the name `obj` must take: an index or trigger of that name on
+    another table, or a table, view or index that took a name of this schema."""
+    if obj.kind == "trigger":
+        conn.execute(f"DROP TRIGGER IF EXISTS {_quote(obj.name)}")
+        return
+    for kind, name in _holders(conn, obj.name):  # tables, indexes and views share names
+        if kind == "table" and name.lower() in _RECORDS:
+            raise LedgerError(f"cannot make {obj.kind} {obj.name} again: table {name} has its name")
+        conn.execute(f"DROP {kind.upper()} {_quote(name)}")
+
+
+def _holders(conn: sqlite3.Connection, name: str) -> Iterable[tuple[str, str]]:
+    return conn.execute(
+        "SELECT type, name FROM main.sqlite_master "
+        "WHERE type IN ('table', 'index', 'view') AND lower(name) = lower(?)",
+        (name,),
+    ).fetchall()
 
 
 def _quote(name: str) -> str:

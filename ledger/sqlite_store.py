@@ -710,13 +710,13 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
                     result = job.work(txn)
                 except BaseException as exc:  # the unit fails alone if it wrote nothing
                     self._note_storage(exc)
-                    if conn.in_transaction and conn.total_changes == changes:
+                    # (a unit that had the connection may have changed the schema, which
+                    # `total_changes` does not count: its batch is undone)
+                    if conn.in_transaction and conn.total_changes == changes and not txn.raw:
                         self._tip = saved
                         cache.undo(mark)
                         self._pending.cut(pending_mark)
                         del self._unprojected[unprojected:]
-                        if txn.raw:
-                            cache.clear()
                         outcomes.append((job, None, _failure(exc)))
                         continue
                     if conn.in_transaction:

@@ -435,23 +435,37 @@ class _Verifier:
 
 
 def _note_guards(conn: sqlite3.Connection, findings: _Findings) -> None:
-    """Notes (the log itself is not changed by them) where the triggers on the log's
-    tables are not this version's: without its guards the file would take an UPDATE or
-    DELETE without a word, and a trigger added there could refuse or alter an append."""
-    off = [d for d in drift(conn, ()) if d.kind == "trigger"]
-    missing = [d.name for d in off if d.what == "missing"]
+    """Notes (the log itself is not changed by them) where the tables that hold records
+    (the log's, the keys, the remembered answers) are not as this version makes them:
+    without its guards the file would take an UPDATE or DELETE without a word, a trigger
+    added there could refuse or alter an append (or keep a revoked key alive), and without
+    the `erasures` table a lawful erasure could not be told from a deletion."""
+    off = [d for d in drift(conn, ()) if d.table != "checkpoints"]  # a view's, not the log's
+    if any((d.kind, d.table, d.what) == ("table", "erasures", "missing") for d in off):
+        findings.note(
+            "table erasures is gone: the records of lawful erasures are lost with it, and "
+            "the file refuses every erasure (`ledger rebuild` makes it again, empty, when the "
+            "log verifies without it)"
+        )
+    changed = [d.name for d in off if (d.kind, d.what) == ("table", "changed")]
+    if changed:
+        findings.note(
+            f"the definition of table {', '.join(changed)} is not this version's: its rows "
+            "are records, so no command makes it again (compare with a new ledger's schema)"
+        )
+    missing = [d.name for d in off if d.kind == "trigger" and d.what == "missing"]
     if missing:
         findings.note(
             f"the log's append-only guards are gone ({', '.join(missing)}): the file no longer "
             "refuses an edit of the log (the checks above still find one; `ledger rebuild` "
             "puts them back)"
         )
-    other = [str(d) for d in off if d.what != "missing"]
+    other = [str(d) for d in off if d.kind == "trigger" and d.what != "missing"]
     if other:
         findings.note(
-            f"the triggers on the log's tables are not this version's ({'; '.join(other)}): "
-            "they may let an edit of the log through or change what is appended "
-            "(`ledger rebuild` puts them right)"
+            f"triggers on the tables of records are not this version's ({'; '.join(other)}): "
+            "they may let an edit of the log through, change what is appended or keep a "
+            "revoked key alive (`ledger rebuild` puts them right)"
         )
 
 

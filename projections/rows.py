@@ -193,9 +193,10 @@ class Timeline(Row, frozen=True):
     version: int
     items: list[TimelineItem]
     changes: list[ValueChange]
-    """Each property's view value from every statement time at which it changed, in
-    statement order. Unlike `items`, it counts what assertions since corrected gave while
-    they held: the view's value over statement time, as the view gives it at each `as_of`."""
+    """Each property's view value from every statement time at which it changed (from the
+    first instant of its `stated_at`), in statement order (ties: the record order of the
+    time's last assertion). Unlike `items`, it counts what assertions since corrected gave
+    while they held: the view's value over statement time."""
     next: str | None
     """The cursor of the next page: only with a `limit`, and only when more items follow."""
 

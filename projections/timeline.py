@@ -111,12 +111,16 @@ def timeline(
         at_time[key] = (at_time[key][0] if key in at_time else before, after)
         first_at.setdefault(key, fact)
         last_at[key] = fact
-    # the value's changes, each placed at the last assertion of its time (for the pages)
-    changes = [
-        (last_at[key], ValueChange(key[0], first_at[key].stated_at, after))
-        for key, (before, after) in at_time.items()
-        if after != before
-    ]
+    # the value's changes, each placed at the last assertion of its time, and in that
+    # order, so that the pages' changes put together are the whole timeline's
+    changes = sorted(
+        (
+            (last_at[key], ValueChange(key[0], first_at[key].stated_at, after))
+            for key, (before, after) in at_time.items()
+            if after != before
+        ),
+        key=lambda change: change[0].order,
+    )
     steps = [
         (fact, *at_time[fact.prop, fact.stated_start])
         for fact, _, _ in steps

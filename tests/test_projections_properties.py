@@ -325,6 +325,14 @@ def _direct_value(prefix: list[Fact], kind: str) -> Any:
     ],
     as_of=None,
 )
+@example(  # two properties at one time, one of them twice: pages give changes in order
+    ops=[
+        ("record", "x", "quantity", 0, 0, False, 0, {"src-a"}, None),
+        ("record", "x", "status", 0, 0, False, 1, {"src-a"}, None),
+        ("record", "x", "quantity", 0, 0, False, 2, {"src-b"}, None),
+    ],
+    as_of=None,
+)
 def test_the_timeline_agrees_with_the_rules_applied_to_each_prefix(
     ops: list[tuple[Any, ...]], as_of: str | None
 ) -> None:

@@ -19,6 +19,7 @@ import {
   estimateText,
   firstInstant,
   num,
+  plural,
   range,
   reliabilityText,
   valueText,
@@ -266,7 +267,8 @@ async function applyNow({ asOf, seq, replace = false }) {
     state.asOf = before.asOf;
     state.seq = before.seq;
     $("seq-range").value = String(state.seq === null ? state.head : state.seq);
-    if ($("error").textContent === UNREACHABLE) syncControls({ force: true });
+    // a failure that may pass (read again later): the controls go back to the view shown
+    if (retryTimer !== null) syncControls({ force: true });
     return;
   }
   writeUrl(!replace);
@@ -667,10 +669,6 @@ function joinNodes(nodes, sep = "; ") {
   return out;
 }
 
-function plural(count, one, many = `${one}s`) {
-  return `${count} ${count === 1 ? one : many}`;
-}
-
 function entryLink(id) {
   return h("a", { href: `#a-${id}` }, id);
 }
@@ -820,7 +818,9 @@ function renderEstimates(quantities, timeline) {
     h("h3", { id: "estimates-heading" }, "Estimates"),
     quantities.map((view) => {
       const items = timeline.items.filter((item) => item.property === view.property && item.kind === "quantity");
-      const changes = timeline.changes.filter((change) => change.property === view.property);
+      // a server without `changes`: the band as the live items give it
+      const changes = (timeline.changes ?? items.map((i) => ({ property: i.property, stated_at: i.assertion.stated_at, value: i.after })))
+        .filter((change) => change.property === view.property);
       const slug = idPart(view.property);
       const est = view.estimate;
       const headingId = `q-${slug}`;

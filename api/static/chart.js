@@ -3,7 +3,7 @@
 // each claimant's figures.
 
 import { h, s } from "./dom.js";
-import { estimateText, firstInstant, lastInstant, num, range } from "./format.js";
+import { estimateText, firstInstant, lastInstant, num, plural, range } from "./format.js";
 
 // drawn at the width the page gives it (see `fitCharts`), so its text stays 12 px on a phone
 const DRAWN_WIDTH = 760; // until `fitCharts` knows better
@@ -29,10 +29,6 @@ export class ClaimantStyles {
     }
     return this.known.get(claimant);
   }
-}
-
-function count(n, one) {
-  return `${num(n)} ${n === 1 ? one : `${one}s`}`;
 }
 
 function marker(shape, color, x, y, r = 5) {
@@ -173,9 +169,9 @@ function drawChart({ id, property, items, changes, styles, nameOf, asOf = null, 
     s(
       "desc",
       { id: descId },
-      `The band shows the estimate (low to high) from each of the ${count(steps.length, "statement time")} ` +
+      `The band shows the estimate (low to high) from each of the ${plural(steps.length, "statement time")} ` +
         `at which it changed; it ends at ${estimateText(latest)}. ` +
-        `${count(totals.length, "claimant figure")} ${totals.length === 1 ? "is" : "are"} drawn as points.`,
+        `${plural(totals.length, "claimant figure")} ${totals.length === 1 ? "is" : "are"} drawn as points.`,
     ),
   );
 

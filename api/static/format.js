@@ -6,6 +6,11 @@ export function num(value) {
   return value === null || value === undefined ? "—" : numbers.format(value);
 }
 
+/** A count and what it counts, e.g. "1 assertion", "1,200 assertions". */
+export function plural(count, one, many = `${one}s`) {
+  return `${num(count)} ${count === 1 ? one : many}`;
+}
+
 /** `low–high` (one figure when they are equal). */
 export function range(low, high) {
   return low === high ? num(low) : `${num(low)}–${num(high)}`;
