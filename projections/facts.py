@@ -170,10 +170,11 @@ def _ranked(fact: Fact, rank: str | None) -> Fact | None:
 def live_facts(facts: list[Fact]) -> list[Fact]:
     """The live ones among eligible `facts`, keeping their order.
 
-    Decided once for the whole set, each assertion after those that supersede it (a walk
-    up the `supersedes` links with a stack of its own), so a chain of n corrections costs
-    n steps. Adding them one by one (:class:`Liveness`) costs n^2 on such a chain, since
-    each new link flips every older one.
+    Decided once for the whole set: an assertion nothing eligible supersedes is live, and
+    one that something supersedes is decided after its superseders (a walk up the
+    `supersedes` links with a stack of its own). So a chain of n corrections costs n
+    steps, where adding them one by one (:class:`Liveness`) costs n^2 (each new link
+    flips every older one), and a set with one correction costs little more than a scan.
     """
     if all(f.supersedes is None for f in facts):
         return facts
@@ -182,18 +183,24 @@ def live_facts(facts: list[Fact]) -> list[Fact]:
     for fact in facts:
         if fact.supersedes in ids:
             superseders.setdefault(fact.supersedes, []).append(fact.assertion_id)
+    if not superseders:
+        return facts
     live: dict[str, bool] = {}
+
+    def is_live(fid: str) -> bool:  # one nothing supersedes is live
+        return live.get(fid, fid not in superseders)
+
     entered: set[str] = set()  # a cycle (which the write rules rule out) ends the walk
-    for fact in facts:
-        stack = [fact.assertion_id]
+    for start in superseders:
+        stack = [start]
         while stack:
             top = stack[-1]
             entered.add(top)
-            waiting = [s for s in superseders.get(top, ()) if s not in entered]
+            waiting = [s for s in superseders[top] if s in superseders and s not in entered]
             if waiting:
                 stack.extend(waiting)
                 continue
             stack.pop()
             if top not in live:
-                live[top] = not any(live.get(s, False) for s in superseders.get(top, ()))
-    return [f for f in facts if live[f.assertion_id]]
+                live[top] = not any(is_live(s) for s in superseders[top])
+    return [f for f in facts if is_live(f.assertion_id)]
