@@ -34,7 +34,7 @@ from ledger.errors import (
     StorageFull,
     check_resume_point,
 )
-from ledger.files import abandoned, claim
+from ledger.files import claim, sweep
 from ledger.logs import configure_logging, level_from_env
 from ledger.sqlite_store import SqliteStore, connect, connect_reader
 from ledger.text import MAX_WHOLE, counted, whole_number
@@ -206,10 +206,7 @@ def _spooled(path: Path, db: Path, cleanup: contextlib.ExitStack) -> Path:
     folder = db.resolve().parent
     if not folder.is_dir():
         _fail(f"{db.parent}: no such folder", 2)
-    for left in folder.glob(f"{SPOOL_PREFIX}*.jsonl"):  # a killed import's copy (SIGKILL)
-        if abandoned(left):  # no running import holds it
-            with contextlib.suppress(OSError):
-                left.unlink()
+    sweep(folder.glob(f"{SPOOL_PREFIX}*.jsonl"))  # a killed import's copy (SIGKILL)
     try:
         copy = folder / f"{SPOOL_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.jsonl"
         fd = claim(copy)  # held while the import runs, so another one's sweep keeps it

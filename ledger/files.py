@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -45,3 +46,12 @@ def abandoned(partial: Path) -> bool:
     finally:
         os.close(fd)  # and the lock with it
     return True
+
+
+def sweep(leftovers: Iterable[Path], lock_of: Callable[[Path], Path] = lambda left: left) -> None:
+    """Remove each of `leftovers` that a killed command left: one whose lock (on the file
+    `lock_of` names, itself by default) nothing holds (see :func:`abandoned`)."""
+    for left in leftovers:
+        if abandoned(lock_of(left)):
+            with contextlib.suppress(OSError):
+                left.unlink()

@@ -207,10 +207,9 @@ def rebuild(
     the writer's connection, so the rebuilt tables and their checkpoints commit together
     and no append lands half-way.
 
-    First the schema is made what this version's migrations make (:func:`ledger.layout.mend`):
-    a view table or index dropped or changed, a guard trigger of the log dropped, a
-    trigger added on these tables. What was put right is added to `mended`, when given,
-    once the rebuild has committed.
+    First the schema is made what this version's migrations make (:func:`ledger.layout.mend`:
+    view tables, indexes, checkpoints and triggers, but a table of records that is there).
+    What was put right is added to `mended`, when given, once the rebuild has committed.
     """
     chosen = list(store.projectors)
     names = {p.name for p in chosen}

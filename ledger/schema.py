@@ -8,7 +8,6 @@ from ledger.migrations import Migration
 
 APPEND_ONLY_TABLES = ("events", "payloads", "merkle_nodes")
 
-
 API_KEYS_SQL = """
 CREATE TABLE IF NOT EXISTS api_keys (
     name TEXT PRIMARY KEY,

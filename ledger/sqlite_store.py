@@ -57,7 +57,7 @@ from ledger.errors import (
     StorageFull,
 )
 from ledger.events import Event, NewEvent
-from ledger.files import abandoned, claim
+from ledger.files import claim, sweep
 from ledger.health import TAIL_DEPTH, TailProblem, check_tail
 from ledger.migrations import NewerSchema, migrate
 from ledger.schema import LOG_MIGRATIONS
@@ -370,11 +370,11 @@ def _partial(dest: Path) -> Path:
 
 def _sweep_partials(dest: Path) -> None:
     """Remove what a killed backup to `dest` left beside it: its temporary copy (and
-    SQLite's journal of it) that no running backup holds (see :func:`_abandoned`)."""
-    for left in dest.parent.glob(f".{glob.escape(dest.name)}.partial-*"):
-        if abandoned(left.with_name(left.name.removesuffix("-journal"))):
-            with contextlib.suppress(OSError):
-                left.unlink()
+    SQLite's journal of it, held by the copy's lock) that no running backup holds."""
+    sweep(
+        dest.parent.glob(f".{glob.escape(dest.name)}.partial-*"),
+        lambda left: left.with_name(left.name.removesuffix("-journal")),
+    )
 
 
 class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):

@@ -9,18 +9,17 @@ Assertions of one property stated at the same time share those two values: the v
 never held what one of them alone would give, so no item shows it.
 
 Beside its items, a timeline gives each property's value changes (`changes`): the value
-from every statement time at which it changed, those of assertions since corrected
-included, which is what the view gives at each `as_of`.
+from every statement time at which it changed (from the first instant of that time),
+those of assertions since corrected included.
 
 A timeline is paged like every list when a `limit` is given (without one it holds every
 item, and every change): the cursor names the last item of the page before by its place
 in statement order, `<stated_start>.<recorded_seq>`, so the next page starts right after
 that place even if the item itself is no longer live at the point in time the next page
-is read at. The
-values around a page's items are those of the whole timeline: the prefix is folded from
-the subject's first assertion whichever page is asked for. A page's changes are those
-placed (by the last assertion of their time) after the cursor and up to its last item, so
-the pages' changes put together are the whole timeline's.
+is read at. The values around a page's items are those of the whole timeline: the prefix
+is folded from the subject's first assertion whichever page is asked for. A page's
+changes are those placed (by the last assertion of their time) after the cursor and up to
+its last item, so the pages' changes put together are the whole timeline's.
 """
 
 from __future__ import annotations

@@ -1007,6 +1007,13 @@ function renderTimeline(assertions, timeline, previous) {
   const live = new Map(timeline.items.map((item) => [item.assertion.assertion_id, item]));
   const all = new Map(assertions.map((a) => [a.assertion_id, a]));
   for (const item of timeline.items) if (!all.has(item.assertion.assertion_id)) all.set(item.assertion.assertion_id, item.assertion);
+  // what each assertion's first retracted or deprecated correction is, found once
+  const judgedAway = new Map();
+  for (const b of all.values()) {
+    if (b.supersedes && (b.retracted || (b.rank && b.rank.rank === "deprecated")) && !judgedAway.has(b.supersedes)) {
+      judgedAway.set(b.supersedes, b);
+    }
+  }
   const ordered = [...all.values()].sort(
     (a, b) => (firstInstant(a.stated_at) ?? 0) - (firstInstant(b.stated_at) ?? 0) || a.recorded_seq - b.recorded_seq,
   );
@@ -1023,7 +1030,7 @@ function renderTimeline(assertions, timeline, previous) {
       ? h(
           "ol",
           { class: "timeline" },
-          ordered.map((a) => renderEntry(a, live, all, previous && !previous.has(a.assertion_id))),
+          ordered.map((a) => renderEntry(a, live, all, judgedAway, previous && !previous.has(a.assertion_id))),
         )
       : h("p", {}, "No assertions at this point."),
   );
@@ -1041,7 +1048,7 @@ function correctionMark(id, correction) {
   return h("span", { class: "mark mark-restored" }, "Counts again: its correction ", entryLink(id), " ", why);
 }
 
-function renderEntry(a, live, all, isNew) {
+function renderEntry(a, live, all, judgedAway, isNew) {
   const item = live.get(a.assertion_id);
   // superseded at this point only by an assertion that counts here: before a correction's
   // statement time (or once it is retracted or deprecated) the original holds
@@ -1057,9 +1064,7 @@ function renderEntry(a, live, all, isNew) {
     marks.push(correctionMark(a.superseded_by, all.get(a.superseded_by)));
   } else if (item) {
     // a correction that no longer counts by a judgement (`superseded_by` names none such)
-    const dropped = [...all.values()].find(
-      (b) => b.supersedes === a.assertion_id && (b.retracted || (b.rank && b.rank.rank === "deprecated")),
-    );
+    const dropped = judgedAway.get(a.assertion_id);
     if (dropped) {
       const how = dropped.retracted ? "was retracted" : "is deprecated";
       marks.push(h("span", { class: "mark mark-restored" }, "Counts: its correction ", entryLink(dropped.assertion_id), ` ${how}`));
