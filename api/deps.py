@@ -259,6 +259,23 @@ def render_assertion(receipt: Receipt) -> Reply:
     return Reply(201, _json.encode(body))
 
 
+class _Created(msgspec.Struct):
+    assertion_id: str
+
+
+_created = msgspec.json.Decoder(_Created)
+
+
+def created_headers(reply: Reply, root_path: str = "") -> list[tuple[bytes, bytes]]:
+    """The `Location` of the assertion a 201 from `render_assertion` recorded, read from its
+    body, so a replayed answer (which is the first one's status and bytes) carries it too.
+    Ids are `[a-z0-9._-]`, so they need no escaping in a path."""
+    if reply.status != 201:
+        return []
+    created = _created.decode(reply.body).assertion_id
+    return [(b"location", f"{root_path}/v1/assertions/{created}".encode())]
+
+
 def render_event(receipt: Receipt) -> Reply:
     event = receipt.last
     assert event is not None

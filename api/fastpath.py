@@ -31,6 +31,7 @@ from api.deps import (
     IDEMPOTENCY_KEY,
     IF_MATCH_PATTERN,
     ONCE_HEADERS,
+    created_headers,
     not_json,
     parse_if_match,
     render_assertion,
@@ -75,12 +76,13 @@ class FastAssertions:
         if reply is None:
             await self.app(scope, _replaying(held, receive), send)
             return
-        status, media, body = reply
+        status, media, body, more = reply
         await send(
             {
                 "type": "http.response.start",
                 "status": status,
                 "headers": [
+                    *more,
                     (b"content-type", media),
                     (b"content-length", b"%d" % len(body)),
                 ],
@@ -90,7 +92,7 @@ class FastAssertions:
 
     async def _answer(
         self, scope: dict[str, Any], receive: Any, held: list[dict[str, Any]]
-    ) -> tuple[int, bytes, bytes] | None:
+    ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]] | None:
         """The reply, or None to hand the request (and `held`, what was read) to litestar."""
         seen: dict[bytes, list[bytes]] = {}
         for name, value in scope["headers"]:
@@ -156,10 +158,10 @@ class FastAssertions:
             )
         except Exception as exc:
             return _refusal(exc)
-        return reply.status, _JSON, reply.body
+        return reply.status, _JSON, reply.body, created_headers(reply)
 
 
-def _refusal(exc: Exception) -> tuple[int, bytes, bytes]:
+def _refusal(exc: Exception) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
     """What litestar's exception handlers answer for `exc` (`api.problems`)."""
     if isinstance(exc, LedgerError):
         return problem_reply(exc)

@@ -16,7 +16,8 @@ _WHY = {
     403: "the key's role does not allow this",
     404: "not found",
     409: "conflicts with what the log holds",
-    412: "the stream (the subject's, or the source's) moved on since the If-Match version",
+    412: "the stream (the subject's, or the source's) moved on since the If-Match version; "
+    "the answer's `ETag` is its version now",
     413: "body over 1 MiB",
     415: "the body is not sent as JSON (Content-Type: application/json)",
     422: "invalid input; `errors` names every bad field",

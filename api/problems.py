@@ -93,18 +93,28 @@ def _ledger_problem(exc: LedgerError) -> Problem:
     return _body(status, exc.detail, errors, title=exc.title if status != 400 else None)
 
 
+def current_etag(exc: LedgerError | None) -> str | None:
+    """The ETag a 412 carries: the stream's version now, which an `If-Match` retried after
+    reading again would name (the views' ETag is their subject's stream version)."""
+    return f'"{exc.actual}"' if isinstance(exc, ConcurrencyConflict) else None
+
+
 def ledger_error(_: Request[Any, Any, Any], exc: LedgerError) -> Response[bytes]:
-    return _response(_ledger_problem(exc))
+    etag = current_etag(exc)
+    return _response(_ledger_problem(exc), None if etag is None else {"ETag": etag})
 
 
 _FAILED = "the server failed to answer this request"
 
 
-def problem_reply(exc: LedgerError | None) -> tuple[int, bytes, bytes]:
-    """Status, media type and body of what `ledger_error` answers for `exc` (None: what
-    `server_error` answers), for a reply sent without litestar (`api.fastpath`)."""
+def problem_reply(exc: LedgerError | None) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
+    """Status, media type, body and further headers of what `ledger_error` answers for
+    `exc` (None: what `server_error` answers), for a reply sent without litestar
+    (`api.fastpath`)."""
     body = _ledger_problem(exc) if exc is not None else _body(500, _FAILED)
-    return body.status, PROBLEM_JSON.encode(), msgspec.json.encode(body)
+    etag = current_etag(exc)
+    headers = [] if etag is None else [(b"etag", etag.encode())]
+    return body.status, PROBLEM_JSON.encode(), msgspec.json.encode(body), headers
 
 
 _MISSING = re.compile(r"^Missing required \w+ parameter '([^']+)'")

@@ -316,9 +316,12 @@ class _Auth:
         return None
 
 
+_RECEIPT = b'{"assertion_id":"a-9","seq":9}'
+
+
 @dataclass
 class _Writer:
-    reply: Reply | BaseException = field(default_factory=lambda: Reply(201, b'{"seq":9}'))
+    reply: Reply | BaseException = field(default_factory=lambda: Reply(201, _RECEIPT))
     calls: list[tuple[Any, ...]] = field(default_factory=list)
 
     async def execute(self, command: Any, actor: str, render: Any, **options: Any) -> Reply:
@@ -408,8 +411,12 @@ async def test_a_body_in_several_messages_is_read_whole() -> None:
     sent = await _call(layer, _scope(idempotency_key="k"), _chunks(data, 7))
     assert router.received == []
     assert sent[0]["status"] == 201
-    assert sent[0]["headers"] == [(b"content-type", b"application/json"), (b"content-length", b"9")]
-    assert sent[1]["body"] == b'{"seq":9}'
+    assert sent[0]["headers"] == [
+        (b"location", b"/v1/assertions/a-9"),
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(_RECEIPT)),
+    ]
+    assert sent[1]["body"] == _RECEIPT
     ((command, actor, options),) = writer.calls
     assert command == decode_all(data, RecordAssertion)
     assert actor == "w"
@@ -517,13 +524,16 @@ async def test_a_refusal_is_what_litestar_would_answer(error: LedgerError) -> No
     sent = await _call(layer, _scope(), _chunks(json.dumps(SMALL).encode(), 1000))
     routed = ledger_error(None, error)  # type: ignore[arg-type]
     body = routed.content
+    etag = [(b"etag", b'"2"')] if isinstance(error, ConcurrencyConflict) else []
     assert sent[0]["status"] == routed.status_code
     assert sent[0]["headers"] == [
+        *etag,
         (b"content-type", b"application/problem+json"),
         (b"content-length", b"%d" % len(body)),
     ]
     assert sent[1]["body"] == body
-    assert problem_reply(error) == (routed.status_code, b"application/problem+json", body)
+    assert problem_reply(error) == (routed.status_code, b"application/problem+json", body, etag)
+    assert routed.headers.get("ETag") == (etag[0][1].decode() if etag else None)
 
 
 async def test_a_fault_in_the_writer_is_a_logged_500() -> None:

@@ -919,6 +919,42 @@ async def test_idempotency_key_survives_a_restart(ledger: Ledger) -> None:
         assert await log_size(client, ledger) == size
 
 
+async def test_a_201_locates_what_it_recorded(client: Client, ledger: Ledger) -> None:
+    """`Location` names the new assertion (a server-made id too) or source; a replayed
+    answer carries it again, and what registered nothing (a 200, a refusal) carries none."""
+    reader, writer = ledger.auth("reader"), ledger.auth("writer")
+    keyed = {**writer, "Idempotency-Key": "located-1"}
+    made = await client.post("/v1/assertions", json=assertion_body(), headers=keyed)
+    assert made.status_code == 201
+    made_id = made.json()["assertion_id"]
+    assert made.headers["Location"] == f"/v1/assertions/{made_id}"
+    found = await client.get(made.headers["Location"], headers=reader)
+    assert (found.status_code, found.json()["assertion_id"]) == (200, made_id)
+    replayed = await client.post("/v1/assertions", json=assertion_body(), headers=keyed)
+    assert (replayed.content, replayed.headers["Location"]) == (
+        made.content,
+        made.headers["Location"],
+    )
+
+    chosen = await client.post(
+        "/v1/assertions", json=assertion_body(assertion_id="chosen.id-1"), headers=writer
+    )
+    assert chosen.headers["Location"] == "/v1/assertions/chosen.id-1"
+    taken = await client.post(
+        "/v1/assertions", json=assertion_body(assertion_id="chosen.id-1"), headers=writer
+    )
+    problem(taken, 409)
+    assert "Location" not in taken.headers
+
+    source = await client.post("/v1/sources", json=source_body(id="located"), headers=writer)
+    assert source.status_code == 201
+    assert source.headers["Location"] == "/v1/sources/located"
+    assert (await client.get(source.headers["Location"], headers=reader)).status_code == 200
+    again = await client.post("/v1/sources", json=source_body(id="located"), headers=writer)
+    assert again.status_code == 200
+    assert "Location" not in again.headers
+
+
 # ---- If-Match ----
 
 
@@ -946,6 +982,13 @@ async def test_if_match_takes_the_version_from_a_view(client: Client, ledger: Le
 
     moved = await client.get(f"/v1/subjects/{DEPLOYMENT}/estimates/{TROOPS}", headers=reader)
     assert moved.headers["ETag"] == f'"{view.json()["version"] + 1}"'
+    assert stale.headers["ETag"] == moved.headers["ETag"]  # what to read again and retry on
+    retried = await client.post(
+        "/v1/assertions",
+        json=assertion_body(),
+        headers={**writer, "If-Match": stale.headers["ETag"]},
+    )
+    assert retried.status_code == 201
     new_subject = await client.post(
         "/v1/assertions",
         json=assertion_body(subject="new-subject"),
@@ -1058,6 +1101,7 @@ async def test_reading_one_assertion_or_source_gives_the_version_its_writes_matc
     problem(again, 412)  # the read's version is stale now
     now = await client.get(path, headers=reader)
     assert int(now.headers["ETag"].strip('"')) == int(read.headers["ETag"].strip('"')) + 1
+    assert again.headers["ETag"] == now.headers["ETag"], "a 412 names the version to retry on"
     then = await client.get(path, params={"seq": before}, headers=reader)
     assert then.headers["ETag"] == read.headers["ETag"], "as of the seq read at"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, patch, post
+from litestar.datastructures import ResponseHeader
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.response.base import ASGIResponse
@@ -16,6 +17,7 @@ from api.deps import (
     IdempotencyKey,
     IfMatch,
     SourceIdPath,
+    created_headers,
     render_assertion,
     render_event,
     run_write,
@@ -66,13 +68,14 @@ class _Sent(ASGIResponse):
 
     __slots__ = ("_head",)
 
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, more: list[tuple[bytes, bytes]]) -> None:
         # no ASGIResponse.__init__: its header bookkeeping is most of a response's cost
         self.status_code = status
         self.body = body
         self.background = None
         self.is_head_response = False
-        self._head = [
+        self._head = [  # in the order litestar sends them
+            *more,
             (b"content-type", b"application/json"),
             (b"content-length", b"%d" % len(body)),
         ]
@@ -95,8 +98,9 @@ class ReplyResponse(Response[Any]):
     headers, cookies or background task) is added to it.
     """
 
-    def __init__(self, reply: Reply) -> None:
+    def __init__(self, reply: Reply, more: list[tuple[bytes, bytes]] | None = None) -> None:
         # the attributes Response.__init__ sets, without its normalising (~4 us a request)
+        self.more = more or []  # headers of the reply itself (a 201's Location)
         self.content = reply.body
         self.status_code = reply.status
         self.media_type = _JSON
@@ -110,8 +114,9 @@ class ReplyResponse(Response[Any]):
         self, app: Any, request: Request[Any, Any, Any], **layers: Any
     ) -> ASGIResponse:
         if self.headers or self.cookies or self.background or _adds_something(layers):
+            self.headers.update((k.decode("latin-1"), v.decode("latin-1")) for k, v in self.more)
             return super().to_asgi_response(app, request, **layers)
-        return _Sent(self.status_code or 200, self.content)
+        return _Sent(self.status_code or 200, self.content, self.more)
 
 
 def _adds_something(layers: dict[str, Any]) -> bool:
@@ -129,6 +134,16 @@ def _source_reply(receipt: Receipt) -> Reply:
     if receipt.existing or not receipt.events:
         return Reply(200, UNCHANGED)
     return render_event(receipt)
+
+
+def _source_location(
+    reply: Reply, source_id: str, request: Request[Any, Any, Any]
+) -> list[tuple[bytes, bytes]]:
+    """A registered source's `Location` (on the 201 only: a 200 registered nothing)."""
+    if reply.status != 201:
+        return []
+    root = request.scope.get("root_path", "")
+    return [(b"location", f"{root}/v1/sources/{source_id}".encode())]
 
 
 def _update_reply(receipt: Receipt) -> Reply:
@@ -153,6 +168,13 @@ def _update_reply(receipt: Receipt) -> Reply:
             generate_examples=False,
         ),
     },
+    response_headers=[
+        ResponseHeader(
+            name="Location",
+            description="the registered source, on a 201: `/v1/sources/{id}`",
+            documentation_only=True,
+        )
+    ],
     status_code=201,
 )
 async def register_source(
@@ -161,11 +183,10 @@ async def register_source(
     idempotency_key: IdempotencyKey = None,
     if_match: IfMatch = None,
 ) -> Response[EventReceipt]:
-    return ReplyResponse(
-        await run_write(
-            request, data, _source_reply, idempotency_key=idempotency_key, if_match=if_match
-        )
+    reply = await run_write(
+        request, data, _source_reply, idempotency_key=idempotency_key, if_match=if_match
     )
+    return ReplyResponse(reply, _source_location(reply, data.id, request))
 
 
 @patch(
@@ -201,6 +222,13 @@ async def update_source(
     request_class=WriteRequest,
     opt={**_WRITE, BODY: RecordAssertion},
     responses=errors_for(*WRITES, 409, 412),
+    response_headers=[
+        ResponseHeader(
+            name="Location",
+            description="the recorded assertion: `/v1/assertions/{assertion_id}`",
+            documentation_only=True,
+        )
+    ],
     status_code=201,
 )
 async def record_assertion(
@@ -209,11 +237,10 @@ async def record_assertion(
     idempotency_key: IdempotencyKey = None,
     if_match: IfMatch = None,
 ) -> Response[AssertionReceipt]:
-    return ReplyResponse(
-        await run_write(
-            request, data, render_assertion, idempotency_key=idempotency_key, if_match=if_match
-        )
+    reply = await run_write(
+        request, data, render_assertion, idempotency_key=idempotency_key, if_match=if_match
     )
+    return ReplyResponse(reply, created_headers(reply, request.scope.get("root_path", "")))
 
 
 @post(
