@@ -73,7 +73,11 @@ _CHECKPOINT_SQL = (
 
 
 class AuditReport(msgspec.Struct, frozen=True):
-    """What `POST /v1/audit` returns: the log's verification and the projections' replay."""
+    """What `POST /v1/audit` returns: the log's verification and the projections' replay.
+
+    `erased` and `notes` are the verification's (:class:`ledger.verify.VerifyReport`):
+    how many payloads a lawful erasure emptied, and what leaves the log as it is but
+    weakens its guard (the append-only triggers gone, say), which `ok` does not count."""
 
     ok: bool
     events: int
@@ -81,6 +85,8 @@ class AuditReport(msgspec.Struct, frozen=True):
     first_bad_seq: int | None
     projections_match: bool
     problems: list[str]
+    erased: int = 0
+    notes: list[str] = msgspec.field(default_factory=list)
 
 
 def read_chunks(
@@ -844,6 +850,8 @@ def audit(
         first_bad_seq=report.first_bad_seq,
         projections_match=not differences,
         problems=[*report.problems, *differences],
+        erased=report.erased,
+        notes=report.notes,
     )
 
 

@@ -119,6 +119,9 @@ def test_the_payload_goes_and_every_hash_and_proof_stays(tmp_path: Path) -> None
         f"seq {seq}: payload erased at {record.erased_at} by dpo (a court order of "
         f"2026-11-27), logged at seq {logged.seq}; its data_sha256 still commits to it"
     ]
+    with ledger(path) as store:
+        audited = audit(store, all_projectors)
+    assert (audited.ok, audited.erased, audited.notes) == (True, 1, report.notes)
 
 
 def test_the_views_forget_it_and_the_subject_keeps_its_counts(tmp_path: Path) -> None:

@@ -382,6 +382,11 @@ def test_guards_dropped_from_the_file_are_noted(ledger_file: Path) -> None:
     assert note.startswith("the log's append-only guards are gone (events_no_delete, ")
     assert "merkle_nodes_no_update" in note
     assert "events_no_replace" not in note  # still there
+    for parallel_from in (10**9, 1):  # the audit in one process, and beside a child's replay
+        conn = sqlite3.connect(ledger_file, isolation_level=None)
+        audited = audit(conn, factory, parallel_from=parallel_from)
+        conn.close()
+        assert (audited.ok, audited.notes, audited.erased) == (True, [note], 0)
 
 
 def test_audit_report_of_a_tampered_ledger(ledger_file: Path) -> None:
