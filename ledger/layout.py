@@ -9,10 +9,12 @@ rewritten, a trigger added that edits what a fold writes) differs from that:
 Every table, index and trigger the migrations make is checked, and a trigger added on
 any of those tables. What can be put back without losing a record is put back: the
 projectors' tables (rows derived from the log, which a rebuild refills), the
-`checkpoints` table, the `erasures` table when it is gone (a rebuild that verifies the log
-has no erasure it would need), their indexes, and every trigger. A table that holds
+`checkpoints` table, the `erasures`, `api_keys` and `idempotency` tables when they are gone
+(empty: a rebuild that verifies the log has no erasure it would need, and keys and
+remembered answers lost are lost), their indexes, and every trigger. A table that holds
 records (the log's, the keys, the remembered answers) is never made again over them: a
-change to one is named, and left; one that is gone is for :mod:`ledger.verify` to find.
+change to one is named, and left; one of the log's that is gone is for
+:mod:`ledger.verify` to find.
 
 SQLite's names are case-insensitive (`EVENTS` is `events`), and triggers have a namespace
 of their own: objects are told apart by their kind and their name in lower case.
@@ -32,6 +34,8 @@ from ledger.store import Projector
 
 _RECORDS = frozenset({*APPEND_ONLY_TABLES, "api_keys", "idempotency", "_migrations"})
 """Tables that hold records nothing can make again: never dropped to free a name."""
+REMADE_WHEN_GONE = frozenset({"erasures", "api_keys", "idempotency"})
+"""Tables of records a rebuild makes again, empty, when they are gone (never over rows)."""
 _SPACE = re.compile(r"\s+")
 
 Key = tuple[str, str]
@@ -98,7 +102,7 @@ class Drift:
 
 
 def _scope(projectors: Sequence[Projector]) -> set[str]:
-    """The tables a rebuild can make again (`erasures` only when it is gone)."""
+    """The tables a rebuild can make again (and those of `REMADE_WHEN_GONE` when gone)."""
     return {t.lower() for p in projectors for t in p.tables} | {"checkpoints"}
 
 
@@ -111,7 +115,8 @@ def drift(
 
     Tables first, then indexes, then triggers. An index or trigger of a table that will be
     made again whole is not named apart from it; nor is anything on a table that holds
-    records and is gone (that is for :mod:`ledger.verify` to find), but `erasures`.
+    records and is gone (that is for :mod:`ledger.verify` to find), but those of
+    `REMADE_WHEN_GONE`.
     """
     want = expected(projectors) if want is None else want
     have = _objects(conn)
@@ -124,7 +129,7 @@ def drift(
         for key, obj in sorted(want.items()):
             if obj.kind != kind or obj.table in gone:
                 continue
-            if obj.table not in there and obj.table not in mendable | {"erasures"}:
+            if obj.table not in there and obj.table not in mendable | REMADE_WHEN_GONE:
                 continue  # a table of records gone: nothing to put back on
             now = have.get(key)
             if now is None:
@@ -133,7 +138,7 @@ def drift(
                 found.append(Drift("changed", kind, obj.name, obj.table))
             else:
                 continue
-            if kind == "table" and (obj.table in mendable or obj.table == "erasures"):
+            if kind == "table" and (obj.table in mendable or obj.table in REMADE_WHEN_GONE):
                 gone.add(obj.table)  # made again whole: what hangs on it is not named
         for key, obj in sorted(have.items()):
             if obj.kind == kind != "table" and obj.table in ours - gone and key not in want:
@@ -145,7 +150,9 @@ def mendable(item: Drift, projectors: Sequence[Projector]) -> bool:
     """Whether :func:`mend` puts `item` right: not a table of records that is there."""
     if item.kind != "table":
         return True
-    return item.table in _scope(projectors) or (item.table, item.what) == ("erasures", "missing")
+    if item.table in _scope(projectors):
+        return True
+    return item.table in REMADE_WHEN_GONE and item.what == "missing"
 
 
 def mend(conn: sqlite3.Connection, projectors: Sequence[Projector]) -> list[Drift]:

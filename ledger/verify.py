@@ -447,6 +447,19 @@ def _note_guards(conn: sqlite3.Connection, findings: _Findings) -> None:
             "the file refuses every erasure (`ledger rebuild` makes it again, empty, when the "
             "log verifies without it)"
         )
+    gone = {d.table for d in off if (d.kind, d.what) == ("table", "missing")}
+    if "api_keys" in gone:
+        findings.note(
+            "table api_keys is gone: every API key with it, so the server fails (500) every "
+            "request that sends a token (`ledger rebuild` or `ledger keys create` makes it "
+            "again, empty)"
+        )
+    if "idempotency" in gone:
+        findings.note(
+            "table idempotency is gone: the remembered answers with it, and the server fails "
+            "(500, appending nothing) every write that sends an Idempotency-Key (`ledger "
+            "rebuild` makes it again, empty)"
+        )
     changed = [d.name for d in off if (d.kind, d.what) == ("table", "changed")]
     if changed:
         findings.note(

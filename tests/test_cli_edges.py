@@ -1189,6 +1189,8 @@ SCHEMA_DAMAGE: dict[str, tuple[list[str], str]] = {
         "table proj_ranks",
     ),
     "erasures dropped": (["DROP TABLE erasures"], "table erasures"),
+    "api_keys dropped": (["DROP TABLE api_keys"], "table api_keys"),
+    "idempotency dropped": (["DROP TABLE idempotency"], "table idempotency"),
     "trigger that keeps a revoked key alive": (
         [
             "CREATE TRIGGER unrevoke AFTER UPDATE OF revoked_at ON api_keys "
@@ -1266,6 +1268,27 @@ def test_the_audit_names_view_indexes_and_triggers_that_are_not_this_versions(
         "triggers on the tables of records are not this version's "
         "(trigger events_no_delete on events is changed)"
     )
+
+
+@pytest.mark.parametrize(
+    ("table", "note"),
+    [
+        ("api_keys", "table api_keys is gone: every API key with it"),
+        ("idempotency", "table idempotency is gone: the remembered answers with it"),
+    ],
+)
+def test_verify_and_the_audit_note_the_keys_or_answers_gone(
+    seeded: Path, capsys: pytest.CaptureFixture[str], table: str, note: str
+) -> None:
+    """The keys or the remembered answers dropped leave the log as it was, but the server
+    fails every request that needs them: both checks say so, and still pass."""
+    conn = sqlite3.connect(seeded, isolation_level=None)
+    conn.execute(f"DROP TABLE {table}")
+    conn.close()
+    for command in ("verify", "audit"):
+        assert cli.main([command, "--db", str(seeded)]) == 0
+        [said] = json.loads(capsys.readouterr().out.splitlines()[-1])["notes"]
+        assert said.startswith(note), said
 
 
 def test_verify_notes_the_erasure_records_table_gone(
