@@ -747,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("import", "append a JSON Lines file of sources, assertions, retractions, ranks")
     p.add_argument("file")
     p.add_argument("--actor", default=os.environ.get("USER") or "cli", help="who appends")
-    p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL", help=_SYNCHRONOUS)
     p.add_argument(
         "--from-line",
         dest="from_line",
@@ -761,7 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("events", "print the log as JSON lines")
     p.add_argument("--after", type=_nonneg, default=0, help="start after this seq")
-    p.add_argument("--limit", type=_nonneg, default=None, help="at most this many events")
+    p.add_argument("--limit", type=_positive, default=None, help="at most this many events")
     p.set_defaults(fn=cmd_events)
 
     add("verify", "check seqs, digests, the hash chain and the Merkle tree").set_defaults(
@@ -845,7 +845,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--public-read", action="store_true", help="let anonymous GETs through")
     p.add_argument("--demo", action="store_true", help="load fixtures/ into an empty ledger")
-    p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL")
+    p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL", help=_SYNCHRONOUS)
     p.add_argument(
         "--rate-limit",
         type=_nonneg,
@@ -861,6 +861,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=cmd_serve)
     return parser
+
+
+_SYNCHRONOUS = (
+    "FULL (the default): an append is acknowledged once it is on disk; NORMAL: faster, "
+    "but the last commits can be lost on a power failure"
+)
 
 
 def _nonneg(text: str) -> int:

@@ -1027,6 +1027,22 @@ def test_whole_numbers_on_the_command_line_take_no_leading_zero(
     assert "no leading 0" in result.stderr
 
 
+def test_events_takes_a_limit_of_one_or_more(seeded: Path) -> None:
+    """As `GET /v1/events` does: a limit of 0 asks for nothing, which is a mistake."""
+    result = cli_run("events", "--limit", "0", "--db", str(seeded))
+    assert result.returncode == 2
+    assert "--limit: '0' must be 1 or more" in result.stderr
+    one = cli_run("events", "--limit", "1", "--db", str(seeded))
+    assert (one.returncode, len(one.stdout.splitlines())) == (0, 1)
+
+
+@pytest.mark.parametrize("command", ["serve", "import"])
+def test_every_flag_says_what_it_does(command: str) -> None:
+    """`--synchronous` named its choices alone; its help now says what each gives up."""
+    result = cli_run(command, "--help")
+    assert "the last commits can be lost on a power failure" in " ".join(result.stdout.split())
+
+
 def test_a_line_that_is_not_utf8_names_where(tmp_path: Path) -> None:
     """The offset is the line's, not the offset inside the string the decoder was reading."""
     db = tmp_path / "l.db"
