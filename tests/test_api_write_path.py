@@ -115,8 +115,14 @@ async def test_a_write_reply_has_litestar_headers_and_the_request_id(
     unchanged = await client.post("/v1/sources", json=source_body(), headers=headers)
     assert [r.status_code for r in (created, registered, unchanged)] == [201, 201, 200]
     assert unchanged.json() == {"status": "unchanged"}
-    for response in (created, registered, unchanged):
+    locations = [
+        f"/v1/assertions/{created.json()['assertion_id']}".encode(),
+        b"/v1/sources/gb-mod",
+        None,  # a 200 registered nothing
+    ]
+    for response, location in zip((created, registered, unchanged), locations, strict=True):
         assert response.headers.raw == [
+            *([] if location is None else [(b"location", location)]),
             (b"content-type", b"application/json"),
             (b"content-length", str(len(response.content)).encode()),
             (b"x-request-id", b"trace-7"),
