@@ -276,6 +276,49 @@ def test_the_ledger_as_it_knew_at_a_seq(watched: Watched, server: LiveServer) ->
     watched.check(server.base)
 
 
+def test_a_links_known_at_shows_what_the_ledger_held_then(
+    watched: Watched, server: LiveServer
+) -> None:
+    """The API takes `known_at` beside `seq`: a link with it shows the view at the log
+    position it names (fixed, as a link's seq is), and the URL then gives that seq."""
+    subject = "known-at-link"
+    receipts = [
+        server.post(
+            "/v1/assertions",
+            {
+                "subject": subject,
+                "property": TROOPS,
+                "value": {"low": low, "high": low + 100},
+                "claimants": ["us-intel"],
+                "stated_at": "2025-01",
+                "document": {"publisher": "P", "published_at": "2025-01-01"},
+                "quote": f"About {low}.",
+            },
+        )
+        for low in (100, 300)
+    ]
+    first, second = receipts
+    assert first["recorded_at"] < second["recorded_at"]
+    page = open_page(watched, server, f"?subject={subject}&known_at={first['recorded_at']}")
+    expect(page).to_have_url(re.compile(rf"[?&]seq={first['seq']}(&|$)"))
+    assert "known_at" not in page.url
+    expect(page.locator("#seq")).to_have_value(str(first["seq"]))
+    expect(page.locator(ESTIMATE)).to_have_text(span("100", "200"))
+    server.post(  # recorded after the link's moment: not seen
+        "/v1/assertions/" + first["assertion_id"] + "/retract", {"reason": "a test"}
+    )
+    page.reload()
+    expect(page.locator(ESTIMATE)).to_have_text(span("100", "200"))
+
+    page.goto(f"{server.base}/?subject={subject}&known_at=yesterday")
+    expect(page.locator("#seq-error")).to_contain_text(
+        "The link's known_at=yesterday is not a time the ledger reads"
+    )
+    expect(page.locator("#seq")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(ESTIMATE)).to_have_text(span("300", "400"))  # the latest
+    watched.errors.clear()  # the browser logs the 422 itself
+
+
 def test_steps_of_the_slider_in_a_row_are_one_entry_of_the_history(
     watched: Watched, server: LiveServer
 ) -> None:

@@ -43,6 +43,7 @@ const state = {
   stopLive: null,
   generation: 0,
   urlSeqProblem: "", // what was wrong with the link's seq, said once the head is known
+  knownAt: "", // a link's known_at, until the head is known and it is read as a seq
 };
 const styles = new ClaimantStyles();
 
@@ -58,7 +59,23 @@ function readUrl() {
     seq: good ? Number(seq) : null,
     // a link's seq that is no log position: said beside the box, the latest shown
     urlSeqProblem: seq !== null && !good ? `the link's seq=${seq}` : "",
+    // a link's known_at (as the API takes it): turned into the log position it names
+    knownAt: seq === null ? (query.get("known_at") || "").trim() : "",
   };
+}
+
+/** The log position of a link's `known_at`, as the server reads it (every list says the
+ * seq it was read at); null, having said why beside the box, when it reads no time. */
+async function seqKnownAt(knownAt) {
+  try {
+    return (await getJson("/v1/subjects", { known_at: knownAt, limit: 1 })).seq;
+  } catch (err) {
+    const message = err instanceof ApiError && err.status === 422 ? err.fieldMessage("known_at") : null;
+    if (!message) throw err;
+    $("seq-error").textContent = `The link's known_at=${knownAt} is not a time the ledger reads: ${message}. The latest is shown.`;
+    $("seq").setAttribute("aria-invalid", "true");
+    return null;
+  }
 }
 
 function urlFor({ subject, asOf, seq }) {
@@ -353,7 +370,19 @@ function bindControls() {
   window.addEventListener("popstate", () => {
     // in turn with the controls' changes: the point it reads is the one it then shows
     inTurn(async () => {
-      const { urlSeqProblem, ...wanted } = readUrl();
+      const { urlSeqProblem, knownAt, ...wanted } = readUrl();
+      let knownAtSeq = null;
+      if (knownAt) {
+        try {
+          knownAtSeq = await seqKnownAt(knownAt);
+        } catch (err) {
+          reportError(err);
+          if (passing(err)) retryLater();
+          return;
+        }
+        if (knownAtSeq === null) return; // said beside the box; the view stays
+        wanted.seq = knownAtSeq;
+      }
       if (wanted.subject === state.subject && wanted.asOf === state.asOf && wanted.seq === state.seq) return;
       Object.assign(state, wanted, { shown: null }); // what the views reach is read anew
       syncControls({ force: true });
@@ -419,8 +448,26 @@ async function start() {
     problem = pastTheEnd(`the link's seq=${state.seq}`);
     state.seq = null;
   }
+  let knownAtRefused = false;
+  if (state.knownAt) {
+    let seq;
+    try {
+      seq = await seqKnownAt(state.knownAt);
+    } catch (err) {
+      reportError(err);
+      if (passing(err)) retryLater();
+      return;
+    }
+    state.knownAt = ""; // the URL gives the seq from now on
+    knownAtRefused = seq === null;
+    if (seq !== null) state.seq = seq; // a fixed position: what is recorded later is not seen
+  }
+  const refusal = $("seq-error").textContent;
   syncControls();
-  seqProblem(problem); // after syncControls, which clears it
+  if (knownAtRefused) {
+    $("seq-error").textContent = refusal; // after syncControls, which clears it
+    $("seq").setAttribute("aria-invalid", "true");
+  } else seqProblem(problem);
   if (!(await refreshAll())) return; // the feed starts with the first view that loads
   writeUrl(false);
   goLive();
