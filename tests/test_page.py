@@ -437,6 +437,26 @@ def test_new_events_show_without_a_reload(watched: Watched, server: LiveServer) 
     watched.check(server.base)
 
 
+def test_a_live_event_outside_the_as_of_shown_is_not_announced(
+    watched: Watched, server: LiveServer
+) -> None:
+    """A claim stated after the view's as_of leaves the view as it was: the page takes it
+    in without saying "Updated"; one stated by then is announced."""
+    subject = "page-test.as-of-notice"
+    server.post("/v1/assertions", assertion_body(subject=subject, stated_at="2025-01"))
+    page = open_page(watched, server, f"?subject={subject}&as_of=2025-02")
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    later = server.post("/v1/assertions", assertion_body(subject=subject, stated_at="2025-06"))
+    expect(page.locator("#seq-text")).to_contain_text(f"{later['seq']} of {later['seq']}")
+    expect(page.locator(f'[data-assertion="{later["assertion_id"]}"]')).to_have_count(0)
+    expect(page.locator("#notice")).not_to_contain_text("Updated")
+    inside = server.post("/v1/assertions", assertion_body(subject=subject, stated_at="2025-02"))
+    expect(page.locator("#notice")).to_have_text(
+        f"Updated: 1 new event on {subject} ({TROOPS}), up to event {inside['seq']}."
+    )
+    watched.check(server.base)
+
+
 def test_a_live_update_keeps_the_readers_place(watched: Watched, server: LiveServer) -> None:
     """A panel the reader opened stays open and the keyboard focus stays where it was when
     new events redraw the subject; a view kept at a position says the log's new size in

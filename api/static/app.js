@@ -671,9 +671,13 @@ async function applyLive() {
     reportError(err);
     return;
   }
-  const mine = batch.events.filter((e) => e.stream === `subject:${state.subject}`);
-  const last = batch.events[batch.events.length - 1];
-  // only what changes the view in front of the reader is announced
+  // only what changes the view in front of the reader is announced: an event on one of
+  // the assertions it lists (one stated after its as_of is not among them)
+  const shownIds = state.seen.get(state.subject) || new Set();
+  const mine = batch.events.filter(
+    (e) => e.stream === `subject:${state.subject}` && (!e.data || !e.data.assertion_id || shownIds.has(e.data.assertion_id)),
+  );
+  const last = mine[mine.length - 1];
   if (mine.length) {
     const props = [...new Set(mine.map((e) => e.data && e.data.property).filter(Boolean))];
     announce(
