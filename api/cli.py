@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import functools
 import io
 import itertools
 import os
 import secrets
-import shutil
 import signal
 import socket
 import sqlite3
@@ -18,11 +18,19 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, NoReturn, TextIO, cast
+from typing import Any, BinaryIO, Literal, NoReturn, TextIO, cast
 
 import msgspec
 
-from api.importer import ImportResult, has_lines_after, import_file, in_log_through, lines_up_to
+from api.importer import (
+    BOM,
+    MAX_LINE,
+    ImportResult,
+    has_lines_after,
+    import_file,
+    in_log_through,
+    lines_up_to,
+)
 from api.progress import Progress
 from ledger import keys
 from ledger.commands import PROPERTY, SLUG_WORDS, SUBJECT, PropertyRef, SubjectRef
@@ -58,6 +66,21 @@ class _FromEnv:
     def default(self) -> object:
         """What the flag's default is: this, when the variable is set, else the fallback."""
         return self if self.given else self.value
+
+
+def _user() -> _FromEnv:
+    """`--actor`'s default: $USER, checked as an actor is, so a login name the ledger
+    cannot record is named as $USER, not as a flag that was never given."""
+
+    def check(text: str) -> str:
+        try:
+            return keys.checked_actor(text, "$USER")
+        except InvalidInput as exc:
+            raise argparse.ArgumentTypeError(
+                f"{exc.errors[0].message} (give --actor NAME to record another name)"
+            ) from None
+
+    return _FromEnv("USER", "cli", check)
 
 
 def _from_environment(args: argparse.Namespace) -> None:
@@ -110,12 +133,21 @@ def refuse_foreign(db: str) -> None:
     """Exit 2 when `db` is a file with content that holds no ledger, a folder, or a new
     file in a folder that does not exist."""
     path = Path(db)
-    if path.is_dir():
-        _fail(f"{db} is a folder, not a ledger", 2)
+    _refuse_what_is_no_file(path, db)
     if not path.exists() and not path.parent.is_dir():
         _fail(f"{db}: there is no folder {path.parent} to create the ledger in", 2)
     if path.is_file() and path.stat().st_size > 0 and not _holds_a_log(path, empty=True):
         _fail(f"{db} is not a ledger (another database, or not one at all): nothing was done", 2)
+
+
+def _refuse_what_is_no_file(path: Path, db: str) -> None:
+    """Exit 2 for a folder, and for a pipe, a device or a socket: opening a pipe to read
+    it waits for a writer for ever, and SQLite would leave its journal beside a device
+    (`/dev/null-journal`)."""
+    if path.is_dir():
+        _fail(f"{db} is a folder, not a ledger", 2)
+    if path.exists() and not path.is_file():
+        _fail(f"{db} is not a file (a pipe, a device or a socket), so not a ledger", 2)
 
 
 def existing_store(db: str) -> SqliteStore:
@@ -124,8 +156,7 @@ def existing_store(db: str) -> SqliteStore:
     verifies."""
     path = Path(db)
     with _looking_at_paths():
-        if path.is_dir():
-            _fail(f"{db} is a folder, not a ledger", 2)
+        _refuse_what_is_no_file(path, db)
         if not path.exists():
             _fail(f"{db}: no ledger there (`ledger init --db {db}` creates one)", 2)
         if not _holds_a_log(path):
@@ -189,20 +220,22 @@ def cmd_import(args: argparse.Namespace) -> int:
         if not regular:  # a SIGTERM before the import takes it must not leave the copy
             previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
             cleanup.callback(signal.signal, signal.SIGTERM, previous)
-        source = path if regular else _spooled(path, Path(args.db), cleanup)
+        source = path if regular else _spooled(path, Path(args.db), cleanup, args.from_line)
         return _import(args, path, source, actor)
 
 
 SPOOL_PREFIX = ".ledger-import-"
 
 
-def _spooled(path: Path, db: Path, cleanup: contextlib.ExitStack) -> Path:
+def _spooled(path: Path, db: Path, cleanup: contextlib.ExitStack, from_line: int) -> Path:
     """What a pipe (`<(zcat x.gz)`, a named pipe, /dev/stdin) gives, kept in a temporary
     file beside the ledger (whose disk must hold what it gives anyway, where the temporary
     folder may be memory) and removed afterwards: an import reads its file more than once
     (its size for the bar, a second pass to tell which line to resume from), and a pipe
     gives it once. The import holds a lock on its copy; a copy nothing holds was left by
-    an import that was killed outright, and goes."""
+    an import that was killed outright, and goes. The copy ends soon after a line from
+    `from_line` on that is too long (where the import stops), so a stream that is no JSON
+    Lines (`/dev/zero`, `yes`) does not fill the ledger's disk first."""
     folder = db.resolve().parent
     if not folder.is_dir():
         _fail(f"{db.parent}: no such folder", 2)
@@ -213,10 +246,42 @@ def _spooled(path: Path, db: Path, cleanup: contextlib.ExitStack) -> Path:
         cleanup.callback(os.close, fd)
         cleanup.callback(copy.unlink, missing_ok=True)  # first: the lock goes with it
         with os.fdopen(fd, "wb", closefd=False) as out, path.open("rb") as given:
-            shutil.copyfileobj(given, out, 1 << 20)
+            _copy_to_a_long_line(given, out, from_line)
     except OSError as exc:
         _fail(f"{path} is not a regular file, and keeping a copy beside the ledger failed: {exc}")
     return copy
+
+
+def _copy_to_a_long_line(
+    given: BinaryIO, out: BinaryIO, from_line: int, block_size: int = 1 << 20, limit: int = MAX_LINE
+) -> None:
+    """Copy `given` to `out` a block at a time, up to the block in which a line numbered
+    `from_line` or more (lines before it are skipped) shows it cannot be imported: it
+    grows past the import's limit, or its first byte that is no space is not the `{` that
+    begins every record. So a stream that is no JSON Lines (`/dev/zero`, `yes`, a CSV)
+    stops at once, as a file would, instead of filling the ledger's disk first."""
+    line, length = 1, 0  # the line being read, and its bytes so far
+    undecided = True  # whether that line has shown only spaces so far
+    refused = False  # whether it is one the import refuses: copied to its end, or its limit
+    first = given.read(len(BOM))  # a byte order mark is not part of line 1, as it is not
+    out.write(first)  # to the import
+    rest = iter(functools.partial(given.read, block_size), b"")
+    for n, block in enumerate(itertools.chain([b"" if first == BOM else first], rest)):
+        if n:
+            out.write(block)
+        for i, piece in enumerate(block.split(b"\n")):
+            if i:  # a new line begins after each newline
+                if refused:  # the import stops at the line that just ended, whole
+                    return
+                line, length, undecided = line + 1, 0, True
+            length += len(piece)
+            if line < from_line:
+                continue
+            if length > limit:  # refused as too long: the copy holds more than the limit
+                return
+            if undecided and (head := piece.lstrip()):  # the import's blank: ASCII spaces
+                undecided = False
+                refused = head[:1] != b"{"
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -384,21 +449,37 @@ def cmd_events(args: argparse.Namespace) -> int:
     try:
         check_resume_point(store.size(), "--after", args.after)
         altered: list[int] = []
+        missing: list[str] = []  # seqs run 1, 2, ...: a gap is events deleted from the file
+        expected = args.after + 1
         for event in itertools.islice(store.scan(args.after, as_stored=True), args.limit):
+            if event.seq != expected:
+                gap = f"{expected}" if event.seq == expected + 1 else f"{expected}-{event.seq - 1}"
+                missing.append(gap)
+            expected = event.seq + 1
             if isinstance(event.data, msgspec.Raw):
                 altered.append(event.seq)
             sys.stdout.write(_json.encode(event).decode() + "\n")
     finally:
         store.close()
+    if not altered and not missing:
+        return 0
+    sys.stdout.flush()
     if altered:  # written as stored: the caller still gets the whole log, and is told
-        seqs = ", ".join(map(str, altered[:5])) + (", ..." if len(altered) > 5 else "")
-        sys.stdout.flush()
         sys.stderr.write(
             f"ledger events: payloads that do not decode as their events' types, at seq "
-            f"{seqs}: the log was altered; they are written as stored; run `ledger verify`\n"
+            f"{_first_few(altered)}: the log was altered; they are written as stored; run "
+            "`ledger verify`\n"
         )
-        return 1
-    return 0
+    if missing:
+        sys.stderr.write(
+            f"ledger events: no event at seq {_first_few(missing)}: the log was altered "
+            "(events deleted); run `ledger verify`\n"
+        )
+    return 1
+
+
+def _first_few(items: Sequence[object]) -> str:
+    return ", ".join(map(str, items[:5])) + (", ..." if len(items) > 5 else "")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -566,7 +647,7 @@ def _clip(text: str, width: int = 60) -> str:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from ledger.verify import verify_log
+    from ledger.verify import VerifyReport, verify_log
 
     dest = Path(args.dest)
     with _looking_at_paths():
@@ -578,27 +659,49 @@ def cmd_backup(args: argparse.Namespace) -> int:
         for suffix in ("-wal", "-shm", "-journal"):  # SQLite makes these beside the ledger
             if dest.resolve() == ledger_file.with_name(ledger_file.name + suffix):
                 _fail(f"{dest} is where SQLite keeps the ledger's own {suffix} file", 2)
+        try:  # SQLite takes a file name as UTF-8 text
+            str(dest.resolve()).encode()
+        except UnicodeEncodeError:
+            _fail("DEST: the path is not UTF-8 text, which SQLite cannot write a copy to", 2)
     store = existing_store(args.db)
+    checked: list[VerifyReport] = []
+
+    def verify(partial: Path) -> None:  # before the copy takes its name: never half checked
+        size = partial.stat().st_size
+        bar(size, size)  # the copy holds live rows only: smaller than the file
+        bar.restart("verifying the copy", store.size())
+        copy = connect(partial)
+        try:
+            checked.append(verify_log(copy, bar))
+        finally:
+            copy.close()
+
+    stopped: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:  # SIGTERM as Ctrl-C: the copy is removed
+        stopped.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         bar = Progress("copying", store.file_bytes(), unit="bytes")
         try:
-            written = store.backup(dest, bar)
-            bar(written, written)  # the copy holds live rows only: smaller than the file
+            written = store.backup(dest, bar, verify)
         except LedgerError as exc:
             _fail(f"backup: {exc}")
+        except KeyboardInterrupt:
+            bar.finish()  # before the message, on a line of its own
+            bar.enabled = False
+            sys.stderr.write(f"ledger backup: stopped; nothing was written at {dest}\n")
+            return 128 + (stopped[0] if stopped else signal.SIGINT)
         finally:
             bar.finish()
-        copy = connect(dest)
-        bar = Progress("verifying the copy", max(store.size(), 1))
-        try:
-            report = verify_log(copy, bar)
-        finally:
-            bar.finish()
-            copy.close()
+        [report] = checked
         problems = list(report.problems)
         if report.ok and store.root(report.events) != report.root:
             problems.append("the copy's root is not the ledger's at the same size")
     finally:
+        signal.signal(signal.SIGTERM, previous)
         store.close()
     ok = report.ok and not problems
     _print_json(
@@ -692,8 +795,17 @@ def cmd_keys(args: argparse.Namespace) -> int:
     try:
         if args.keys_command == "create":
             key, token = keys.create_key(conn, args.role, name)
-            print(f"created {key.role} key {key.name!r}; the token is shown only once:")
-            print(token)
+            try:
+                print(f"created {key.role} key {key.name!r}; the token is shown only once:")
+                print(token)
+                sys.stdout.flush()
+            except BaseException:  # a full disk, a reader gone: nobody has the token
+                keys.revoke_key(conn, key.name)
+                sys.stderr.write(
+                    f"ledger keys create: the token could not be written out, so key "
+                    f"{key.name!r} was revoked at once\n"
+                )
+                raise
         elif args.keys_command == "list":
             for k in keys.list_keys(conn):
                 _print_json(k)
@@ -746,7 +858,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("import", "append a JSON Lines file of sources, assertions, retractions, ranks")
     p.add_argument("file")
-    p.add_argument("--actor", default=os.environ.get("USER") or "cli", help="who appends")
+    p.add_argument("--actor", default=_user().default(), help="who appends ($USER, else cli)")
     p.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL", help=_SYNCHRONOUS)
     p.add_argument(
         "--from-line",
@@ -777,7 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("erase", "erase the payload of an assertion by law: its text goes, every proof stays")
     p.add_argument("--seq", type=_nonneg, required=True, help="the event whose payload goes")
     p.add_argument("--reason", required=True, help="why (kept in the erasure record)")
-    p.add_argument("--actor", default=os.environ.get("USER") or "cli", help="who erases")
+    p.add_argument("--actor", default=_user().default(), help="who erases ($USER, else cli)")
     p.add_argument("--vacuum", action="store_true", help="also rewrite the file without free space")
     p.set_defaults(fn=cmd_erase)
     add("vacuum", "rewrite the database file without free space (SQLite's VACUUM)").set_defaults(

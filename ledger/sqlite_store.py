@@ -368,13 +368,25 @@ def _partial(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.partial-{os.getpid()}")
 
 
+_SIDES = ("-journal", "-wal", "-shm")
+"""The files SQLite keeps beside a database while it writes or reads it."""
+
+
+def _sides(path: Path) -> list[Path]:
+    return [path.with_name(path.name + side) for side in _SIDES]
+
+
 def _sweep_partials(dest: Path) -> None:
     """Remove what a killed backup to `dest` left beside it: its temporary copy (and
-    SQLite's journal of it, held by the copy's lock) that no running backup holds."""
-    sweep(
-        dest.parent.glob(f".{glob.escape(dest.name)}.partial-*"),
-        lambda left: left.with_name(left.name.removesuffix("-journal")),
-    )
+    SQLite's files beside it, held by the copy's lock) that no running backup holds."""
+
+    def held_by(left: Path) -> Path:
+        for side in _SIDES:
+            if left.name.endswith(side):
+                return left.with_name(left.name.removesuffix(side))
+        return left
+
+    sweep(dest.parent.glob(f".{glob.escape(dest.name)}.partial-*"), held_by)
 
 
 class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
@@ -862,15 +874,21 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         size = conn.execute("PRAGMA page_size").fetchone()[0]
         return int(pages) * int(size)
 
-    def backup(self, dest: Path, progress: Callable[[int], None] | None = None) -> int:
+    def backup(
+        self,
+        dest: Path,
+        progress: Callable[[int], None] | None = None,
+        check: Callable[[Path], None] | None = None,
+    ) -> int:
         """Copy the database to `dest`, which must not exist, as it stood at one moment,
         while appends go on; returns the copy's size in bytes.
 
         The copy is built from the live rows only (SQLite's VACUUM INTO), so no free page
         carries bytes of anything deleted (an erased payload) into it. It is written under
-        a temporary name beside `dest`, synced, then linked into place, so `dest` is the
-        whole copy or nothing, and a file that appears at `dest` meanwhile is never
-        replaced. `progress` is called with the bytes written so far.
+        a temporary name beside `dest`, handed to `check` (which verifies it), synced, then
+        linked into place, so `dest` is the whole copy, checked, or nothing (a check
+        stopped halfway leaves nothing), and a file that appears at `dest` meanwhile is
+        never replaced. `progress` is called with the bytes written so far.
         """
         _sweep_partials(dest)
         partial = _partial(dest)
@@ -900,6 +918,8 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
                     raise StorageFull("the disk is full: no backup was written") from None
                 raise LedgerUnavailable(f"the copy could not be written: {exc}") from None
             conn.close()
+            if check is not None:
+                check(partial)
             with partial.open("rb") as written:
                 os.fsync(written.fileno())
             try:
@@ -919,8 +939,9 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
             return dest.stat().st_size
         finally:
             conn.close()
-            with contextlib.suppress(OSError):  # never hide the error that got us here
-                partial.unlink(missing_ok=True)
+            for left in (partial, *_sides(partial)):
+                with contextlib.suppress(OSError):  # never hide the error that got us here
+                    left.unlink(missing_ok=True)
             os.close(held)
 
     def add_listener(self, listener: Callable[[int], None]) -> None:

@@ -32,7 +32,10 @@ def one_line_problem(text: str) -> str | None:
     fault; None when it is."""
     for ch in text:
         if unicodedata.category(ch) in _REFUSED_CATEGORIES or ch in _DISGUISING:
-            name = unicodedata.name(ch, "a control character")
+            # a lone surrogate is what Python makes of a byte that is not UTF-8 (a file
+            # name, an environment variable): no JSON body can carry one
+            fallback = "not UTF-8 text" if "\ud800" <= ch <= "\udfff" else "a control character"
+            name = unicodedata.name(ch, fallback)
             return (
                 f"U+{ord(ch):04X} ({name}) is not allowed: one printable line, without "
                 "control, invisible or direction characters"

@@ -1361,3 +1361,204 @@ def test_a_refused_rebuild_leaves_the_schema_as_it_was(
     assert cli.main(["rebuild", "--db", str(seeded)]) == 1
     assert capsys.readouterr().out == ""
     assert _schema(seeded) == damaged
+
+
+# ---- what a CLI probe found (session 26) ----
+
+
+def _refused_early(raw: bytes, limit: int) -> bool:
+    """What the pipe's copy stops at: a line the import refuses before decoding it."""
+    return len(raw) > limit or raw.lstrip()[:1] != b"{"
+
+
+_PIECES = [
+    b'{"record": "source"}',
+    b"",
+    b" \x0b\r",  # blank to the import: ASCII spaces only
+    b"\t {}",
+    b"y",
+    b"[1]",
+    b"\xef\xbb\xbf{}",
+    b"{" + b"x" * 40,
+]
+
+
+@given(
+    pieces=st.lists(st.sampled_from(_PIECES), max_size=12),
+    bom=st.booleans(),
+    crlf=st.booleans(),
+    from_line=st.integers(1, 8),
+    block=st.integers(1, 16),
+)
+def test_a_pipe_is_copied_up_to_the_line_where_the_import_stops(
+    pieces: list[bytes], bom: bool, crlf: bool, from_line: int, block: int
+) -> None:
+    """The copy of a pipe ends soon after the first line from `from_line` on that the
+    import refuses without decoding (too long, or not beginning with `{`): every line up
+    to it is in the copy as the pipe gave it, so the import reads the same lines up to
+    where it stops; with no such line the copy is the whole stream."""
+    limit = 24
+    given_bytes = (b"\xef\xbb\xbf" if bom else b"") + (b"\r\n" if crlf else b"\n").join(pieces)
+    out = io.BytesIO()
+    cli._copy_to_a_long_line(io.BytesIO(given_bytes), out, from_line, block, limit)
+    copy = out.getvalue()
+    assert given_bytes.startswith(copy)
+    whole = list(_numbered_lines(io.BytesIO(given_bytes), limit=limit))
+    stop = next(
+        (n for n, raw in whole if n >= from_line and raw.strip() and _refused_early(raw, limit)),
+        None,
+    )
+    if stop is None:
+        assert copy == given_bytes
+        return
+    copied = dict(_numbered_lines(io.BytesIO(copy), limit=limit))
+    for number, raw in whole[: stop - 1]:
+        assert copied[number] == raw
+    line = whole[stop - 1][1]  # the import says the same of it: whole, or too long in both
+    assert copied[stop] == line or min(len(copied[stop]), len(line)) > limit
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [b"\0" * (8 << 20), b"y\n" * (4 << 20), b"a,b,c\n" * (2 << 20)],
+    ids=["/dev/zero", "yes", "a CSV"],
+)
+def test_a_stream_that_is_no_json_lines_is_not_copied_whole(stream: bytes) -> None:
+    out = io.BytesIO()
+    cli._copy_to_a_long_line(io.BytesIO(stream), out, 1)
+    assert len(out.getvalue()) <= 2 << 20  # a block or two, not the 8 MiB given
+
+
+def test_a_pipe_of_zeros_is_refused_at_line_1(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", "import", "/dev/stdin", "--db", str(tmp_path / "l.db")],
+        input=b"\0" * (16 << 20),
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert b"line 1: line: longer than 1,048,576 bytes" in result.stderr
+    assert list(tmp_path.glob(".ledger-import-*")) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need a POSIX system")
+@pytest.mark.parametrize("command", [["verify"], ["events"], ["init"], ["keys", "list"]])
+def test_a_pipe_or_a_device_given_as_the_ledger_is_refused(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Opening a named pipe to read it waits for a writer for ever, and SQLite writes its
+    journal beside a device (`/dev/null-journal`): neither is a ledger."""
+    fifo = tmp_path / "f.db"
+    os.mkfifo(fifo)
+    result = cli_run(*command, "--db", str(fifo))
+    assert (result.returncode, result.stderr) == (
+        2,
+        f"ledger: {fifo} is not a file (a pipe, a device or a socket), so not a ledger\n",
+    )
+    journal = Path("/dev/null-journal")
+    there_before = journal.exists()
+    device = cli_run(*command, "--db", "/dev/null")
+    assert device.returncode == 2
+    assert "/dev/null is not a file" in device.stderr
+    assert journal.exists() == there_before
+
+
+def test_events_names_a_gap_in_the_log(seeded: Path) -> None:
+    """Events deleted from the file: the stream says which seqs are missing, as it says
+    which payloads no longer decode, and exits 1 (the rest is still written)."""
+    conn = sqlite3.connect(seeded, isolation_level=None)
+    conn.execute("DROP TRIGGER events_no_delete")
+    conn.execute("DELETE FROM events WHERE seq IN (5, 9, 10)")
+    conn.close()
+    result = cli_run("events", "--db", str(seeded))
+    assert result.returncode == 1
+    seqs = [json.loads(line)["seq"] for line in result.stdout.splitlines()]
+    assert seqs == [s for s in range(1, 28) if s not in (5, 9, 10)]
+    assert result.stderr.splitlines()[-1] == (
+        "ledger events: no event at seq 5, 9-10: the log was altered (events deleted); run "
+        "`ledger verify`"
+    )
+    after = cli_run("events", "--after", "10", "--db", str(seeded))
+    assert after.returncode == 0  # from 11 on, nothing is missing
+
+
+def test_a_key_whose_token_cannot_be_written_out_is_revoked(seeded: Path) -> None:
+    """Nobody received the token: a live key nobody holds would wait for whoever finds it."""
+    with open("/dev/full", "w") as full:
+        result = cli_run(
+            "keys", "create", "--role", "admin", "--name", "lost", "--db", str(seeded), stdout=full
+        )
+    assert result.returncode == 1
+    assert "key 'lost' was revoked at once" in result.stderr
+    listed = cli_run("keys", "list", "--db", str(seeded))
+    [lost] = [k for k in map(json.loads, listed.stdout.splitlines()) if k["name"] == "lost"]
+    assert lost["revoked_at"] is not None
+
+
+def test_a_login_name_the_ledger_cannot_record_is_named_as_user(seeded: Path) -> None:
+    """`--actor` defaults to $USER: a bad one is named as $USER, never as a flag."""
+    env = {**os.environ, "USER": "x" * 150}
+    for command in (["import", str(SEED)], ["erase", "--seq", "9", "--reason", "a test"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "api.cli", *command, "--db", str(seeded)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2
+        assert result.stderr == (
+            "ledger: $USER: 1..100 characters, not 150 (give --actor NAME to record another name)\n"
+        )
+    given = subprocess.run(
+        [sys.executable, "-m", "api.cli", "import", str(SEED), "--actor", "a", "--db", str(seeded)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert "$USER" not in given.stderr  # --actor given: $USER is not read
+
+
+def test_a_backup_to_a_path_that_is_not_utf8_is_refused_in_a_line(
+    seeded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = os.fsdecode(os.fsencode(str(tmp_path)) + b"/bk\xff.db")
+    with pytest.raises(SystemExit) as leaving:
+        cli.main(["backup", dest, "--db", str(seeded)])
+    assert leaving.value.code == 2
+    assert capsys.readouterr().err == (
+        "ledger: DEST: the path is not UTF-8 text, which SQLite cannot write a copy to\n"
+    )
+
+
+def test_a_backup_stopped_while_it_verifies_leaves_nothing(
+    seeded: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The copy takes its name only once verified: Ctrl-C (or SIGTERM) while it is checked
+    leaves no unverified file where the backup was asked for, nor SQLite's files of it."""
+    from ledger import verify
+
+    def stopped(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(verify, "verify_log", stopped)
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    dest = folder / "bk.db"
+    assert cli.main(["backup", str(dest), "--db", str(seeded)]) == 130
+    assert capsys.readouterr().err == f"ledger backup: stopped; nothing was written at {dest}\n"
+    assert list(folder.iterdir()) == []
+    monkeypatch.undo()
+    assert cli.main(["backup", str(dest), "--db", str(seeded)]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    assert sorted(p.name for p in folder.iterdir()) == ["bk.db"]
