@@ -44,7 +44,7 @@ from ledger.errors import (
 )
 from ledger.files import claim, sweep
 from ledger.logs import configure_logging, level_from_env
-from ledger.sqlite_store import SqliteStore, connect, connect_reader
+from ledger.sqlite_store import SqliteStore, connect, connect_reader, read_only_cause
 from ledger.text import MAX_WHOLE, counted, whole_number
 from projections import all_projectors
 
@@ -1133,7 +1133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 130
     except sqlite3.Error as exc:  # a read-only file, a locked or damaged database
-        sys.stderr.write(f"ledger: {args.db}: {_database_problem(exc)}\n")
+        sys.stderr.write(f"ledger: {args.db}: {_database_problem(exc, Path(args.db))}\n")
         return 1
     except InvalidInput as exc:
         for err in exc.errors:
@@ -1150,9 +1150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _database_problem(exc: sqlite3.Error) -> str:
+def _database_problem(exc: sqlite3.Error, db: Path) -> str:
     text = str(exc)
     if "readonly" in text or "read-only" in text:
+        cause = read_only_cause(db).removeprefix("the database file is read-only")
+        if cause:  # the file is writable: the files SQLite keeps beside it are not
+            return f"{cause}; this command writes to it, so nothing was changed"
         return "the file is read-only, and this command writes to it; nothing was changed"
     return f"the database refused: {text}"
 

@@ -176,6 +176,27 @@ def snapshot_reason(path: Path, exc: BaseException) -> str | None:
     return why
 
 
+def read_only_cause(path: Path) -> str:
+    """Why SQLite will not write the ledger at `path`, in words. A ledger read while its
+    file was read-only gets `-wal` and `-shm` files made with the same permissions, which
+    keep it read-only once the file is writable again: those are named, with the way out
+    (never to remove them, since a `-wal` may hold the last commits)."""
+    real = path.resolve()
+    if os.access(real, os.W_OK):
+        stuck = [
+            side.name
+            for side in (real.with_name(real.name + s) for s in ("-wal", "-shm"))
+            if side.exists() and not os.access(side, os.W_OK)
+        ]
+        if stuck:
+            return (
+                f"the database file is writable but {' and '.join(stuck)} beside it "
+                "are not (made so by a read while the file was read-only): make them "
+                "writable (chmod u+w) while nothing has the ledger open"
+            )
+    return "the database file is read-only"
+
+
 def file_state(path: Path) -> tuple[int, int, int, int]:
     """What any write to the ledger at `path` changes: the database file's identity, size
     and modification time, and the size of its `-wal` (0 when there is none)."""
@@ -446,7 +467,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         self._tip = self._load_tip(tail_check)
         if self.snapshot is None and not self._writable():  # a broken log says so first
             if self.write_refusal is None:
-                self.write_refusal = "appends are refused: the database file is read-only"
+                self.write_refusal = f"appends are refused: {read_only_cause(self.path)}"
             log.warning("read_only", path=str(self.path))
         behind = _reach(self._conn, self.projectors, self._tip.seq) < self._tip.seq
         # views that could not catch up on opening (a full disk, a read-only file): the

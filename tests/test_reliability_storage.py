@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import sqlite3
 import threading
@@ -629,3 +630,33 @@ def test_a_chunk_before_the_one_that_filled_the_disk_is_never_counted_unless_in(
         assert result.appended == store.size() == result.done_lines
     finally:
         store.close()
+
+
+def test_side_files_left_read_only_are_named_as_the_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ledger read while its file was read-only gets `-wal` and `-shm` files with the
+    same permissions; made writable again, the file still refuses writes because of them.
+    Saying "the database file is read-only" then sends the operator to the wrong file.
+    (Root writes whatever the permissions say, so `os.access` stands in for them here.)"""
+    from ledger import sqlite_store
+
+    db = tmp_path / "l.db"
+    for name in ("l.db", "l.db-wal", "l.db-shm"):
+        (tmp_path / name).write_bytes(b"")
+    stuck = {"l.db-shm"}
+    real_access = os.access
+
+    def access(path: Any, mode: int) -> bool:
+        return Path(path).name not in stuck and real_access(path, mode)
+
+    monkeypatch.setattr(sqlite_store.os, "access", access)
+    assert sqlite_store.read_only_cause(db) == (
+        "the database file is writable but l.db-shm beside it are not (made so by a read "
+        "while the file was read-only): make them writable (chmod u+w) while nothing has the "
+        "ledger open"
+    )
+    stuck = {"l.db", "l.db-shm"}
+    assert sqlite_store.read_only_cause(db) == "the database file is read-only"
+    stuck = set()
+    assert sqlite_store.read_only_cause(db) == "the database file is read-only"
