@@ -3,7 +3,6 @@ its appends in a writer child process (`api.writer`) unless told to use a thread
 
 from __future__ import annotations
 
-import secrets
 import socket
 import sys
 from pathlib import Path
@@ -98,15 +97,8 @@ def views_stuck(reach: int, size: int, refusal: str | None, first: str = "") -> 
     return f"{message}, since {cause}"
 
 
-DEMO_KEY = "demo-admin"
-"""The prefix of the admin key each `--demo` start makes (and of those it revokes)."""
-
-
 def load_demo(db: str) -> str:
-    """Import the fixtures into an empty ledger; return a new admin token. The key an
-    earlier demo start made on this ledger is revoked: its token was printed to a
-    terminal and nobody is meant to keep it, so started again and again a demo ledger
-    would gather live admin keys."""
+    """Import the fixtures into an empty ledger; return a new admin token."""
     store = SqliteStore(db, all_projectors())
     try:
         if store.size() == 0:
@@ -123,11 +115,7 @@ def load_demo(db: str) -> str:
         store.close()
     conn = connect(db)
     try:
-        for earlier in keys.list_keys(conn):
-            if earlier.name.startswith(f"{DEMO_KEY}-") and earlier.revoked_at is None:
-                keys.revoke_key(conn, earlier.name)
-                print(f"revoked the key of an earlier demo start, {earlier.name!r}")
-        _, token = keys.create_key(conn, "admin", f"{DEMO_KEY}-{secrets.token_hex(4)}")
+        _, token = keys.create_key(conn, "admin")
     finally:
         conn.close()
     return token
