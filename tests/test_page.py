@@ -281,7 +281,7 @@ def test_a_links_known_at_shows_what_the_ledger_held_then(
 ) -> None:
     """The API takes `known_at` beside `seq`: a link with it shows the view at the log
     position it names (fixed, as a link's seq is), and the URL then gives that seq."""
-    subject = "known-at-link"
+    subject = "page-test.known-at-link"  # after the seed's subject: the first shown stays it
     receipts = [
         server.post(
             "/v1/assertions",
@@ -940,6 +940,32 @@ def test_a_key_revoked_while_the_page_is_open_asks_for_another(
     expect(page.locator("#live-state")).to_have_text("Not connected: reads need a token")
     watched.errors.clear()  # the browser logs the 401s itself
     watched.check(server.base)
+
+
+def test_a_refused_read_stops_the_live_feed_until_a_token_is_given(
+    watched: Watched, server: LiveServer
+) -> None:
+    """A 403 on a read asks for a token and says "Not connected": events that arrive after
+    it must not redraw a view the page no longer reads."""
+    subject = "page-test.refused"
+    server.post("/v1/assertions", assertion_body(subject=subject))
+    page = open_page(watched, server, f"?subject={subject}")
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    forbidden = json.dumps({"status": 403, "title": "Forbidden", "detail": "not for this key"})
+
+    def refuse(route: Any) -> None:
+        route.fulfill(status=403, content_type="application/problem+json", body=forbidden)
+
+    page.route("**/v1/subjects?*", refuse)
+    server.post("/v1/assertions", assertion_body(subject=subject, stated_at="2025-05"))
+    expect(page.locator("#live-state")).to_have_text("Not connected: reads need a token")
+    expect(page.locator("#subject-heading")).to_have_text("Reads need a token")
+    page.unroute("**/v1/subjects?*")
+    server.post("/v1/assertions", assertion_body(subject=subject, stated_at="2025-06"))
+    page.wait_for_timeout(2500)  # a live feed still open would have redrawn by now
+    expect(page.locator("#subject-heading")).to_have_text("Reads need a token")
+    expect(page.locator("#live-state")).to_have_text("Not connected: reads need a token")
+    watched.errors.clear()  # the browser logs the 403 itself
 
 
 def _table_boxes(page: Any) -> list[dict[str, Any]]:

@@ -141,6 +141,12 @@ function needsToken(err) {
 }
 
 function askForToken(err) {
+  // nothing is read until a token is given (which starts again): the live feed stops too,
+  // so no event redraws a view the header calls not connected
+  if (state.stopLive) state.stopLive();
+  state.stopLive = null;
+  clearTimeout(pendingTimer);
+  pending = { subjects: false, subject: false, events: [] };
   const box = $("token-box");
   box.open = true;
   const has = Boolean(getToken());
