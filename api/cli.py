@@ -277,11 +277,11 @@ def _copy_to_a_long_line(
             length += len(piece)
             if line < from_line:
                 continue
-            if length > limit:  # refused as too long: the copy holds more than the limit
-                return
             if undecided and (head := piece.lstrip()):  # the import's blank: ASCII spaces
                 undecided = False
                 refused = head[:1] != b"{"
+            if length > limit and not undecided:  # refused as too long (a blank line of
+                return  # any length is skipped): the copy holds more than the limit
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -682,9 +682,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
         stopped.append(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
     try:
         bar = Progress("copying", store.file_bytes(), unit="bytes")
+        previous = signal.signal(signal.SIGTERM, stop)
         try:
             written = store.backup(dest, bar, verify)
         except LedgerError as exc:
@@ -692,16 +692,21 @@ def cmd_backup(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             bar.finish()  # before the message, on a line of its own
             bar.enabled = False
-            sys.stderr.write(f"ledger backup: stopped; nothing was written at {dest}\n")
+            said = (  # stopped between the link and its return: the copy was verified
+                f"the verified copy is at {dest}, but its root was not compared"
+                if dest.exists()
+                else f"nothing was written at {dest}"
+            )
+            sys.stderr.write(f"ledger backup: stopped; {said}\n")
             return 128 + (stopped[0] if stopped else signal.SIGINT)
         finally:
+            signal.signal(signal.SIGTERM, previous)
             bar.finish()
         [report] = checked
         problems = list(report.problems)
         if report.ok and store.root(report.events) != report.root:
             problems.append("the copy's root is not the ledger's at the same size")
     finally:
-        signal.signal(signal.SIGTERM, previous)
         store.close()
     ok = report.ok and not problems
     _print_json(

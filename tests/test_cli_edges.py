@@ -1380,6 +1380,8 @@ _PIECES = [
     b"[1]",
     b"\xef\xbb\xbf{}",
     b"{" + b"x" * 40,
+    b" " * 40,  # blank however long: the import skips it, never refuses it
+    b"\t\x0c" * 20,
 ]
 
 
@@ -1562,3 +1564,57 @@ def test_a_backup_stopped_while_it_verifies_leaves_nothing(
     assert cli.main(["backup", str(dest), "--db", str(seeded)]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
     assert sorted(p.name for p in folder.iterdir()) == ["bk.db"]
+
+
+def test_a_backup_stopped_after_its_copy_took_the_name_says_so(
+    seeded: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Stopped between the link and its end (while the folder is synced): the verified copy
+    is at DEST, and the message says so rather than "nothing was written"."""
+    from ledger import sqlite_store
+
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    real_open = os.open
+
+    def stop_at_the_folder(path: Any, *args: Any, **kwargs: Any) -> int:
+        if Path(path) == folder:
+            raise KeyboardInterrupt
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite_store.os, "open", stop_at_the_folder)
+    dest = folder / "bk.db"
+    assert cli.main(["backup", str(dest), "--db", str(seeded)]) == 130
+    assert capsys.readouterr().err == (
+        f"ledger backup: stopped; the verified copy is at {dest}, but its root was not compared\n"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["bk.db"]  # no partial left beside it
+    monkeypatch.undo()
+    assert cli.main(["verify", "--db", str(dest)]) == 0
+
+
+def test_a_long_blank_line_is_skipped_from_a_pipe_as_from_a_file(tmp_path: Path) -> None:
+    """The import skips a blank line whatever its length; the pipe's copy must not stop
+    at one (it did: the lines after it were silently left out, exit 0)."""
+    lines = SEED.read_bytes().splitlines(keepends=True)
+    data = lines[0] + b" " * (3 << 20) + b"\n" + b"".join(lines[1:5])
+    given = tmp_path / "blank.jsonl"
+    given.write_bytes(data)
+    from_file = cli_run("import", str(given), "--db", str(tmp_path / "a.db"))
+    from_pipe = subprocess.run(
+        [sys.executable, "-m", "api.cli", "import", "/dev/stdin", "--db", str(tmp_path / "b.db")],
+        input=data,
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert from_file.returncode == from_pipe.returncode == 0
+    assert (
+        from_file.stdout
+        == from_pipe.stdout.decode()
+        == ("imported 6 lines: 5 events appended (seq 1..5)\n")
+    )

@@ -172,6 +172,7 @@ def _update_reply(receipt: Receipt) -> Reply:
         ResponseHeader(
             name="Location",
             description="the registered source, on a 201: `/v1/sources/{id}`",
+            value="/v1/sources/{id}",
             documentation_only=True,
         )
     ],
@@ -226,6 +227,7 @@ async def update_source(
         ResponseHeader(
             name="Location",
             description="the recorded assertion: `/v1/assertions/{assertion_id}`",
+            value="/v1/assertions/{assertion_id}",  # gives the header its string schema
             documentation_only=True,
         )
     ],
