@@ -1574,7 +1574,6 @@ def test_a_backup_stopped_after_its_copy_took_the_name_says_so(
 ) -> None:
     """Stopped between the link and its end (while the folder is synced): the verified copy
     is at DEST, and the message says so rather than "nothing was written"."""
-    from ledger import sqlite_store
 
     folder = tmp_path / "backups"
     folder.mkdir()
@@ -1585,7 +1584,7 @@ def test_a_backup_stopped_after_its_copy_took_the_name_says_so(
             raise KeyboardInterrupt
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(sqlite_store.os, "open", stop_at_the_folder)
+    monkeypatch.setattr(os, "open", stop_at_the_folder)
     dest = folder / "bk.db"
     assert cli.main(["backup", str(dest), "--db", str(seeded)]) == 130
     assert capsys.readouterr().err == (

@@ -650,7 +650,7 @@ def test_side_files_left_read_only_are_named_as_the_cause(
     def access(path: Any, mode: int) -> bool:
         return Path(path).name not in stuck and real_access(path, mode)
 
-    monkeypatch.setattr(sqlite_store.os, "access", access)
+    monkeypatch.setattr(os, "access", access)
     assert sqlite_store.read_only_cause(db) == (
         "the database file is writable but l.db-shm beside it are not (made so by a read "
         "while the file was read-only): make them writable (chmod u+w) while nothing has the "
