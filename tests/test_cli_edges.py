@@ -41,13 +41,26 @@ SEED = ROOT / "fixtures" / "seed.jsonl"
 
 
 def cli_run(
-    *args: str, stdout: int | IO[str] = subprocess.PIPE
+    *args: str, stdout: int | IO[str] = subprocess.PIPE, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "api.cli", *args],
         stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def cli_piped(data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """The command with `data` on its standard input (a pipe)."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        input=data,
+        capture_output=True,
         cwd=ROOT,
         timeout=60,
         check=False,
@@ -1432,14 +1445,7 @@ def test_a_stream_that_is_no_json_lines_is_not_copied_whole(stream: bytes) -> No
 
 
 def test_a_pipe_of_zeros_is_refused_at_line_1(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "api.cli", "import", "/dev/stdin", "--db", str(tmp_path / "l.db")],
-        input=b"\0" * (16 << 20),
-        capture_output=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    result = cli_piped(b"\0" * (16 << 20), "import", "/dev/stdin", "--db", str(tmp_path / "l.db"))
     assert result.returncode == 1
     assert b"line 1: line: longer than 1,048,576 bytes" in result.stderr
     assert list(tmp_path.glob(".ledger-import-*")) == []
@@ -1503,28 +1509,12 @@ def test_a_login_name_the_ledger_cannot_record_is_named_as_user(seeded: Path) ->
     """`--actor` defaults to $USER: a bad one is named as $USER, never as a flag."""
     env = {**os.environ, "USER": "x" * 150}
     for command in (["import", str(SEED)], ["erase", "--seq", "9", "--reason", "a test"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "api.cli", *command, "--db", str(seeded)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        result = cli_run(*command, "--db", str(seeded), env=env)
         assert result.returncode == 2
         assert result.stderr == (
             "ledger: $USER: 1..100 characters, not 150 (give --actor NAME to record another name)\n"
         )
-    given = subprocess.run(
-        [sys.executable, "-m", "api.cli", "import", str(SEED), "--actor", "a", "--db", str(seeded)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    given = cli_run("import", str(SEED), "--actor", "a", "--db", str(seeded), env=env)
     assert "$USER" not in given.stderr  # --actor given: $USER is not read
 
 
@@ -1603,14 +1593,7 @@ def test_a_long_blank_line_is_skipped_from_a_pipe_as_from_a_file(tmp_path: Path)
     given = tmp_path / "blank.jsonl"
     given.write_bytes(data)
     from_file = cli_run("import", str(given), "--db", str(tmp_path / "a.db"))
-    from_pipe = subprocess.run(
-        [sys.executable, "-m", "api.cli", "import", "/dev/stdin", "--db", str(tmp_path / "b.db")],
-        input=data,
-        capture_output=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+    from_pipe = cli_piped(data, "import", "/dev/stdin", "--db", str(tmp_path / "b.db"))
     assert from_file.returncode == from_pipe.returncode == 0
     assert (
         from_file.stdout
