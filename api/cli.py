@@ -233,9 +233,9 @@ def _spooled(path: Path, db: Path, cleanup: contextlib.ExitStack, from_line: int
     folder may be memory) and removed afterwards: an import reads its file more than once
     (its size for the bar, a second pass to tell which line to resume from), and a pipe
     gives it once. The import holds a lock on its copy; a copy nothing holds was left by
-    an import that was killed outright, and goes. The copy ends soon after a line from
-    `from_line` on that is too long (where the import stops), so a stream that is no JSON
-    Lines (`/dev/zero`, `yes`) does not fill the ledger's disk first."""
+    an import that was killed outright, and goes. The copy ends soon after the first line
+    from `from_line` on that the import refuses before decoding it (where the import
+    stops: see :func:`_copy_to_a_refused_line`)."""
     folder = db.resolve().parent
     if not folder.is_dir():
         _fail(f"{db.parent}: no such folder", 2)
@@ -246,20 +246,22 @@ def _spooled(path: Path, db: Path, cleanup: contextlib.ExitStack, from_line: int
         cleanup.callback(os.close, fd)
         cleanup.callback(copy.unlink, missing_ok=True)  # first: the lock goes with it
         with os.fdopen(fd, "wb", closefd=False) as out, path.open("rb") as given:
-            _copy_to_a_long_line(given, out, from_line)
+            _copy_to_a_refused_line(given, out, from_line)
     except OSError as exc:
         _fail(f"{path} is not a regular file, and keeping a copy beside the ledger failed: {exc}")
     return copy
 
 
-def _copy_to_a_long_line(
+def _copy_to_a_refused_line(
     given: BinaryIO, out: BinaryIO, from_line: int, block_size: int = 1 << 20, limit: int = MAX_LINE
 ) -> None:
     """Copy `given` to `out` a block at a time, up to the block in which a line numbered
-    `from_line` or more (lines before it are skipped) shows it cannot be imported: it
-    grows past the import's limit, or its first byte that is no space is not the `{` that
-    begins every record. So a stream that is no JSON Lines (`/dev/zero`, `yes`, a CSV)
-    stops at once, as a file would, instead of filling the ledger's disk first."""
+    `from_line` or more (lines before it are skipped) shows the import refuses it before
+    decoding it: it is not blank and grows past the import's limit, or its first byte that
+    is no space is not the `{` that begins every record (copied then to its end or past
+    the limit, so the import says the same of it). A blank line is skipped by the import
+    whatever its length, and here too. So a stream that is no JSON Lines (`/dev/zero`,
+    `yes`, a CSV) stops at once, as a file would, instead of filling the disk first."""
     line, length = 1, 0  # the line being read, and its bytes so far
     undecided = True  # whether that line has shown only spaces so far
     refused = False  # whether it is one the import refuses: copied to its end, or its limit

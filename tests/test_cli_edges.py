@@ -1415,7 +1415,7 @@ def test_a_pipe_is_copied_up_to_the_line_where_the_import_stops(
     limit = 24
     given_bytes = (b"\xef\xbb\xbf" if bom else b"") + (b"\r\n" if crlf else b"\n").join(pieces)
     out = io.BytesIO()
-    cli._copy_to_a_long_line(io.BytesIO(given_bytes), out, from_line, block, limit)
+    cli._copy_to_a_refused_line(io.BytesIO(given_bytes), out, from_line, block, limit)
     copy = out.getvalue()
     assert given_bytes.startswith(copy)
     whole = list(_numbered_lines(io.BytesIO(given_bytes), limit=limit))
@@ -1440,7 +1440,7 @@ def test_a_pipe_is_copied_up_to_the_line_where_the_import_stops(
 )
 def test_a_stream_that_is_no_json_lines_is_not_copied_whole(stream: bytes) -> None:
     out = io.BytesIO()
-    cli._copy_to_a_long_line(io.BytesIO(stream), out, 1)
+    cli._copy_to_a_refused_line(io.BytesIO(stream), out, 1)
     assert len(out.getvalue()) <= 2 << 20  # a block or two, not the 8 MiB given
 
 
