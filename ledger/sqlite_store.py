@@ -189,9 +189,10 @@ def read_only_cause(path: Path) -> str:
             if side.exists() and not os.access(side, os.W_OK)
         ]
         if stuck:
+            are, them = ("is", "it") if len(stuck) == 1 else ("are", "them")
             return (
                 f"the database file is writable but {' and '.join(stuck)} beside it "
-                "are not (made so by a read while the file was read-only): make them "
+                f"{are} not (made so by a read while the file was read-only): make {them} "
                 "writable (chmod u+w) while nothing has the ledger open"
             )
     return "the database file is read-only"

@@ -652,9 +652,13 @@ def test_side_files_left_read_only_are_named_as_the_cause(
 
     monkeypatch.setattr(os, "access", access)
     assert sqlite_store.read_only_cause(db) == (
-        "the database file is writable but l.db-shm beside it are not (made so by a read "
-        "while the file was read-only): make them writable (chmod u+w) while nothing has the "
+        "the database file is writable but l.db-shm beside it is not (made so by a read "
+        "while the file was read-only): make it writable (chmod u+w) while nothing has the "
         "ledger open"
+    )
+    stuck = {"l.db-wal", "l.db-shm"}
+    assert sqlite_store.read_only_cause(db).startswith(
+        "the database file is writable but l.db-wal and l.db-shm beside it are not"
     )
     stuck = {"l.db", "l.db-shm"}
     assert sqlite_store.read_only_cause(db) == "the database file is read-only"
