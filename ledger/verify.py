@@ -434,6 +434,19 @@ class _Verifier:
         self.tree = None
 
 
+_GONE = {
+    "erasures": "the records of lawful erasures are lost with it, and the file refuses "
+    "every erasure (`ledger rebuild` makes it again, empty, when the log verifies without it)",
+    "api_keys": "every API key with it, so the server fails (500) every request that sends "
+    "a token (`ledger rebuild` or `ledger keys create` makes it again, empty)",
+    "idempotency": "the remembered answers with it, and the server fails (500, appending "
+    "nothing) every write that sends an Idempotency-Key (`ledger rebuild` makes it again, "
+    "empty)",
+}
+"""What each table of records that a rebuild makes again, empty, takes with it when gone
+(:data:`ledger.layout.REMADE_WHEN_GONE`)."""
+
+
 def _note_guards(conn: sqlite3.Connection, findings: _Findings) -> None:
     """Notes (the log itself is not changed by them) where the tables that hold records
     (the log's, the keys, the remembered answers) are not as this version makes them:
@@ -441,25 +454,10 @@ def _note_guards(conn: sqlite3.Connection, findings: _Findings) -> None:
     added there could refuse or alter an append (or keep a revoked key alive), and without
     the `erasures` table a lawful erasure could not be told from a deletion."""
     off = [d for d in drift(conn, ()) if d.table != "checkpoints"]  # a view's, not the log's
-    if any((d.kind, d.table, d.what) == ("table", "erasures", "missing") for d in off):
-        findings.note(
-            "table erasures is gone: the records of lawful erasures are lost with it, and "
-            "the file refuses every erasure (`ledger rebuild` makes it again, empty, when the "
-            "log verifies without it)"
-        )
     gone = {d.table for d in off if (d.kind, d.what) == ("table", "missing")}
-    if "api_keys" in gone:
-        findings.note(
-            "table api_keys is gone: every API key with it, so the server fails (500) every "
-            "request that sends a token (`ledger rebuild` or `ledger keys create` makes it "
-            "again, empty)"
-        )
-    if "idempotency" in gone:
-        findings.note(
-            "table idempotency is gone: the remembered answers with it, and the server fails "
-            "(500, appending nothing) every write that sends an Idempotency-Key (`ledger "
-            "rebuild` makes it again, empty)"
-        )
+    for table, what in _GONE.items():
+        if table in gone:
+            findings.note(f"table {table} is gone: {what}")
     changed = [d.name for d in off if (d.kind, d.what) == ("table", "changed")]
     if changed:
         findings.note(

@@ -433,3 +433,10 @@ async def test_rebuild_while_appending(live: SqliteStore) -> None:
     report = audit(live, factory)
     assert report.ok, report.problems
     assert report.events == SIZE + 50
+
+
+def test_every_table_a_rebuild_makes_again_has_a_note_when_gone() -> None:
+    from ledger import verify
+    from ledger.layout import REMADE_WHEN_GONE
+
+    assert set(verify._GONE) == REMADE_WHEN_GONE
