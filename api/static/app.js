@@ -64,18 +64,22 @@ function readUrl() {
   };
 }
 
-/** The log position of a link's `known_at`, as the server reads it (every list says the
- * seq it was read at); null, having said why beside the box, when it reads no time. */
+/** `{seq}`: the log position of a link's `known_at`, as the server reads it (every list
+ * says the seq it was read at); `{problem}`: what to say beside the box when it reads no
+ * time there. Any other failure is thrown. */
 async function seqKnownAt(knownAt) {
   try {
-    return (await getJson("/v1/subjects", { known_at: knownAt, limit: 1 })).seq;
+    return { seq: (await getJson("/v1/subjects", { known_at: knownAt, limit: 1 })).seq };
   } catch (err) {
     const message = err instanceof ApiError && err.status === 422 ? err.fieldMessage("known_at") : null;
     if (!message) throw err;
-    $("seq-error").textContent = `The link's known_at=${knownAt} is not a time the ledger reads: ${message}. The latest is shown.`;
-    $("seq").setAttribute("aria-invalid", "true");
-    return null;
+    return { problem: `The link's known_at=${knownAt} is not a time the ledger reads: ${message}. The latest is shown.` };
   }
+}
+
+function knownAtProblem(text) {
+  $("seq-error").textContent = text;
+  $("seq").setAttribute("aria-invalid", "true");
 }
 
 function urlFor({ subject, asOf, seq }) {
@@ -377,17 +381,17 @@ function bindControls() {
     // in turn with the controls' changes: the point it reads is the one it then shows
     inTurn(async () => {
       const { urlSeqProblem, knownAt, ...wanted } = readUrl();
-      let knownAtSeq = null;
       if (knownAt) {
+        let found;
         try {
-          knownAtSeq = await seqKnownAt(knownAt);
+          found = await seqKnownAt(knownAt);
         } catch (err) {
           reportError(err);
           if (passing(err)) retryLater();
           return;
         }
-        if (knownAtSeq === null) return; // said beside the box; the view stays
-        wanted.seq = knownAtSeq;
+        if (found.problem) return knownAtProblem(found.problem); // the view stays
+        wanted.seq = found.seq;
       }
       if (wanted.subject === state.subject && wanted.asOf === state.asOf && wanted.seq === state.seq) return;
       Object.assign(state, wanted, { shown: null }); // what the views reach is read anew
@@ -454,26 +458,22 @@ async function start() {
     problem = pastTheEnd(`the link's seq=${state.seq}`);
     state.seq = null;
   }
-  let knownAtRefused = false;
+  let found = {};
   if (state.knownAt) {
-    let seq;
     try {
-      seq = await seqKnownAt(state.knownAt);
+      found = await seqKnownAt(state.knownAt);
     } catch (err) {
       reportError(err);
       if (passing(err)) retryLater();
       return;
     }
     state.knownAt = ""; // the URL gives the seq from now on
-    knownAtRefused = seq === null;
-    if (seq !== null) state.seq = seq; // a fixed position: what is recorded later is not seen
+    if (!found.problem) state.seq = found.seq; // fixed: what is recorded later is not seen
   }
-  const refusal = $("seq-error").textContent;
   syncControls();
-  if (knownAtRefused) {
-    $("seq-error").textContent = refusal; // after syncControls, which clears it
-    $("seq").setAttribute("aria-invalid", "true");
-  } else seqProblem(problem);
+  // after syncControls, which clears them
+  if (found.problem) knownAtProblem(found.problem);
+  else seqProblem(problem);
   if (!(await refreshAll())) return; // the feed starts with the first view that loads
   writeUrl(false);
   goLive();
