@@ -44,7 +44,13 @@ from ledger.errors import (
 )
 from ledger.files import claim, sweep
 from ledger.logs import configure_logging, level_from_env
-from ledger.sqlite_store import SqliteStore, connect, connect_reader, read_only_cause
+from ledger.sqlite_store import (
+    SIDE_FILES,
+    SqliteStore,
+    connect,
+    connect_reader,
+    read_only_cause,
+)
 from ledger.text import MAX_WHOLE, counted, whole_number
 from projections import all_projectors
 
@@ -658,7 +664,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         if not dest.parent.is_dir():
             _fail(f"{dest.parent}: no such folder", 2)
         ledger_file = Path(args.db).resolve()
-        for suffix in ("-wal", "-shm", "-journal"):  # SQLite makes these beside the ledger
+        for suffix in SIDE_FILES:  # SQLite makes these beside the ledger
             if dest.resolve() == ledger_file.with_name(ledger_file.name + suffix):
                 _fail(f"{dest} is where SQLite keeps the ledger's own {suffix} file", 2)
         try:  # SQLite takes a file name as UTF-8 text

@@ -390,12 +390,12 @@ def _partial(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.partial-{os.getpid()}")
 
 
-_SIDES = ("-journal", "-wal", "-shm")
+SIDE_FILES = ("-journal", "-wal", "-shm")
 """The files SQLite keeps beside a database while it writes or reads it."""
 
 
 def _sides(path: Path) -> list[Path]:
-    return [path.with_name(path.name + side) for side in _SIDES]
+    return [path.with_name(path.name + side) for side in SIDE_FILES]
 
 
 def _sweep_partials(dest: Path) -> None:
@@ -403,7 +403,7 @@ def _sweep_partials(dest: Path) -> None:
     SQLite's files beside it, held by the copy's lock) that no running backup holds."""
 
     def held_by(left: Path) -> Path:
-        for side in _SIDES:
+        for side in SIDE_FILES:
             if left.name.endswith(side):
                 return left.with_name(left.name.removesuffix(side))
         return left
