@@ -210,6 +210,16 @@ def test_known_at_is_the_seq_recorded_by_then(lg: SqliteStore) -> None:
     assert at(lg, known_at="9999").seq == at(lg).seq
 
 
+def test_a_reduced_known_at_stands_for_the_end_of_its_period(lg: SqliteStore) -> None:
+    recorded = run(lg, quantity(1, 1, stated_at="2025", assertion_id="one")).events[0].recorded_at
+    head = at(lg).seq
+    # the day, month and year it was recorded in hold it (their first instant would not)
+    for period in (recorded[:10], recorded[:7], recorded[:4]):
+        assert at(lg, known_at=period).seq == head, period
+        assert at(lg, known_at=period).known_at == period
+    assert at(lg, known_at=str(int(recorded[:4]) - 1)).seq == 0
+
+
 def test_a_known_at_reads_how_far_the_views_reach_and_its_seq_in_one_snapshot(
     lg: SqliteStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
