@@ -11,7 +11,8 @@ contract promises, from the RFCs (RFC 8785 canonical JSON, RFC 9162 Merkle trees
         changed, reordered or removed; the new head is then kept in the file
     python3 check_log.py URL --seq 14 --seq 20
         each event's payload digest, and an inclusion proof that it is that leaf of
-        the tree whose root the head gives
+        the tree whose root the head gives; for a payload that is not there (erased by
+        law), the later PayloadErased event that names it, checked the same way
     python3 check_log.py URL --all
         every event: seqs from 1 with no gap, every payload digest, every link of the
         hash chain, and the Merkle root of all of them against the head's; and that
@@ -305,19 +306,57 @@ def _logged_later(
             say(f"  seq {named} was erased while the check ran (logged at seq {event['seq']})")
 
 
-def check_included(server: Server, seq: int, size: int, root: bytes) -> list[str]:
-    if not 1 <= seq <= size:
-        return [f"seq {seq} is not in the log of {size} events"]
+def _event(server: Server, seq: int) -> dict[str, Any] | None:
     items = server.get("/v1/events", after=seq - 1, limit=1)["items"]
-    if not items or items[0]["seq"] != seq:
-        return [f"seq {seq}: the server did not give the event"]
-    event = items[0]
-    failures = check_payload(event)
+    return items[0] if items and items[0]["seq"] == seq else None
+
+
+def _included(server: Server, event: dict[str, Any], size: int, root: bytes) -> list[str]:
+    seq = event["seq"]
     proof = server.get("/v1/log/inclusion", seq=seq, size=size)
     path = [_hex(p) for p in proof["path"]]
     if not inclusion_holds(seq - 1, size, leaf_hash(event), path, root):
-        failures.append(f"seq {seq}: the inclusion proof does not lead to the head's root")
-    return failures
+        return [f"seq {seq}: the inclusion proof does not lead to the head's root"]
+    return []
+
+
+def check_included(server: Server, seq: int, size: int, root: bytes) -> tuple[list[str], str]:
+    """One event's payload digest and inclusion proof: the failures, and what held."""
+    if not 1 <= seq <= size:
+        return [f"seq {seq} is not in the log of {size} events"], ""
+    event = _event(server, seq)
+    if event is None:
+        return [f"seq {seq}: the server did not give the event"], ""
+    if event.get("data") is None:
+        failures, held = check_erased(server, seq, size, root)
+    else:
+        failures, held = check_payload(event), "payload digest"
+    failures += _included(server, event, size, root)
+    return failures, f"seq {seq}: {held} and inclusion proof hold"
+
+
+def check_erased(server: Server, seq: int, size: int, root: bytes) -> tuple[list[str], str]:
+    """An event whose payload is not there: the PayloadErased that logs its erasure (its
+    seq from `GET /v1/erasures`), checked in the log itself: its type, the seq it names,
+    its payload digest, and its place in the tree (of the head now, tied to the one
+    checked by a consistency proof, if it was logged past that head)."""
+    missing = f"seq {seq}: the payload is not there and no PayloadErased logs its erasure"
+    items = server.get("/v1/erasures", after=seq - 1, limit=1)["items"]
+    logged = items[0].get("logged_seq") if items and items[0].get("seq") == seq else None
+    if type(logged) is not int or logged <= seq:
+        return [missing], ""
+    if logged > size:  # erased since the head was read: prove it in the head now
+        head = server.get("/v1/log/head")
+        now, now_root = int(head["size"]), _hex(str(head["root"]))
+        moved = check_extends(server, {"size": size, "root": root.hex()}, now, now_root)
+        if moved or logged > now:
+            return moved or [missing], ""
+        size, root = now, now_root
+    event = _event(server, logged)
+    if event is None or event.get("type") != "PayloadErased" or _named(event) != seq:
+        return [f"{missing} (seq {logged}, given as its erasure, is not one naming it)"], ""
+    failures = check_payload(event) + _included(server, event, size, root)
+    return failures, f"payload erased by law (logged at seq {logged}, which holds)"
 
 
 def check_extends(server: Server, kept: dict[str, Any], size: int, root: bytes) -> list[str]:
@@ -376,10 +415,10 @@ def run(args: argparse.Namespace, say: Say) -> int:
         if not found:
             say(f"consistent with the head kept in {args.state} ({kept['size']} events)")
     for seq in args.seq:
-        found = check_included(server, seq, size, root)
+        found, held = check_included(server, seq, size, root)
         failures += found
         if not found:
-            say(f"seq {seq}: payload digest and inclusion proof hold")
+            say(held)
     if args.all:
         found, erased = check_events(server, size, root, say)
         failures += found

@@ -231,6 +231,17 @@ def test_the_checker_tells_a_logged_erasure_from_a_payload_deleted_by_other_mean
         )
         assert (found, gone) == ([], 1)
         assert any(f"seq {first} was erased while the check ran" in line for line in said)
+        # one event: the erasure that logs it is found and proved, past that head too
+        code, out, err = _check(server.base, server.token, "--seq", str(first))
+        assert code == 0, err
+        assert f"seq {first}: payload erased by law (logged at seq 28, which holds)" in out
+        assert check_log.check_included(
+            outsider, first, kept["size"], bytes.fromhex(kept["root"])
+        ) == (
+            [],
+            f"seq {first}: payload erased by law (logged at seq 28, which holds) and "
+            "inclusion proof hold",
+        )
 
         conn = sqlite3.connect(db)  # a payload deleted around the append-only triggers
         conn.execute("DROP TRIGGER payloads_no_delete")
@@ -239,10 +250,11 @@ def test_the_checker_tells_a_logged_erasure_from_a_payload_deleted_by_other_mean
         conn.close()
         code, _, err = _check(server.base, server.token, "--all")
         assert code == 1
-        assert (
-            f"seq {second}: the payload is not there and no PayloadErased logs its erasure" in err
-        )
+        missing = f"seq {second}: the payload is not there and no PayloadErased logs its erasure"
+        assert missing in err
         assert f"seq {first}" not in err
+        code, out, err = _check(server.base, server.token, "--seq", str(second))
+        assert (code, "hold" in out, missing in err) == (1, False, True)
 
 
 @pytest.mark.parametrize(
