@@ -37,6 +37,12 @@ VIEWS_BEHIND = (
 )
 
 
+TREE_BROKEN = (
+    "the stored Merkle tree failed a check (at start-up, or a proof read from it that did not "
+    "hold): no root or proof is given out from it until `ledger verify` is run and it is mended"
+)
+
+
 def errors_for(*statuses: int, why: dict[int, str] | None = None) -> dict[int, ResponseSpec]:
     """The problem responses of `statuses`; `why` gives a status a description of its own."""
     reasons = {**_WHY, **(why or {})}

@@ -78,7 +78,8 @@ class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class Health(msgspec.Struct, frozen=True, omit_defaults=True):
-    """`status` is "ok", or "degraded" while appends are refused; `reason` (only then) says why."""
+    """`status` is "ok", or "degraded" while appends are refused or the log's roots and proofs
+    are (its stored Merkle tree failed a check); `reason` (only then) says why."""
 
     status: str
     seq: int

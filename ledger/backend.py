@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import msgspec
 import structlog
@@ -82,6 +82,29 @@ DECODE_ERRORS = (msgspec.DecodeError, KeyError, TypeError, RecursionError, Unico
 """What decoding a stored payload raises where the file was edited: not JSON of its type,
 an unknown event type, a value stored as TEXT or a number instead of bytes, bytes that
 are not UTF-8 inside a JSON string (msgspec raises UnicodeDecodeError for those)."""
+
+
+def digest_problem(event_type: str, data: object, data_sha256: str) -> str | None:
+    """What is wrong with a stored payload against its envelope's `data_sha256`, in words
+    (None: it holds), said alike by `ledger verify`, the audit and the start-up check.
+
+    Bytes that hash otherwise but decode to what does hash to it (the same record written
+    with spaces, in another key order or with other escapes) are named so: what the
+    payload holds is intact, the form it is stored in is not the ledger's."""
+    if type(data) is not bytes:
+        return f"payload stored as {type(data).__name__}, not bytes"
+    if sha256_hex(data) == data_sha256:
+        return None
+    try:
+        again = encode_payload(PAYLOAD_DECODERS[event_type].decode(data))
+    except DECODE_ERRORS:
+        again = None
+    if again is not None and sha256_hex(again) == data_sha256:
+        return (
+            "payload is not stored in its canonical form (what it holds still hashes to its "
+            "data_sha256, written again as JCS)"
+        )
+    return "payload does not hash to its data_sha256"
 
 
 def fetch_all(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
@@ -348,6 +371,9 @@ class LogReads:
     :meth:`_fetch` (Merkle nodes by id; a missing one is a :class:`LedgerError`)."""
 
     scan_chunk = SCAN_CHUNK
+    tree_refusal: str | None = None
+    """Why the log's roots and proofs are refused: the stored Merkle tree failed a check
+    (the start-up check of the tail, or a proof that did not hold), or None."""
 
     def size(self) -> int:
         raise NotImplementedError
@@ -391,20 +417,52 @@ class LogReads:
         if not 0 <= size <= current:
             raise LedgerError(f"size {size} is outside the log (0..{current})")
 
+    # Each proof is checked against the roots read from the same stored nodes before it is
+    # given out: a stored node edited inside the tree (which the start-up check, reading
+    # only the tail, does not reach) would otherwise make intact events' proofs fail for
+    # the outsider, who would blame those events. It costs one fetch and ~2 log2(size)
+    # hashes more.
+
     def inclusion_proof(self, seq: int, size: int) -> InclusionProof:
         self._check_size(size)
         if not 1 <= seq <= size:
             raise LedgerError(f"seq {seq} is not in a log of size {size}")
-        leaf = self._fetch([(0, seq - 1)])[(0, seq - 1)]
-        path = merkle.inclusion_proof(seq - 1, size, self._fetch)
+        index = seq - 1
+        held = self._held([(0, index), *merkle.inclusion_nodes(index, size)], size)
+        leaf = held([(0, index)])[(0, index)]
+        path = merkle.inclusion_proof(index, size, held)
+        if not merkle.verify_inclusion(leaf, index, size, path, merkle.root(size, held)):
+            self._tree_broken(
+                f"the inclusion proof of seq {seq} does not lead to the root of the tree of {size}"
+            )
         return InclusionProof(seq, size, leaf.hex(), [p.hex() for p in path])
 
     def consistency_proof(self, old_size: int, new_size: int) -> ConsistencyProof:
         self._check_size(new_size)
         if not 1 <= old_size <= new_size:
             raise LedgerError(f"need 1 <= from <= to, got {old_size} and {new_size}")
-        path = merkle.consistency_proof(old_size, new_size, self._fetch)
+        ids = [*merkle.consistency_nodes(old_size, new_size), *merkle.frontier_nodes(old_size)]
+        held = self._held(ids, new_size)
+        path = merkle.consistency_proof(old_size, new_size, held)
+        old_root, new_root = merkle.root(old_size, held), merkle.root(new_size, held)
+        if not merkle.verify_consistency(old_size, new_size, old_root, new_root, path):
+            self._tree_broken(
+                f"the consistency proof from {old_size} to {new_size} does not join their roots"
+            )
         return ConsistencyProof(old_size, new_size, [p.hex() for p in path])
+
+    def _held(self, ids: Sequence[merkle.NodeId], size: int) -> merkle.FetchNodes:
+        """`ids` and the frontier of `size`, read in one fetch, as a fetch of them."""
+        nodes = self._fetch(list(dict.fromkeys([*ids, *merkle.frontier_nodes(size)])))
+        return lambda wanted: nodes
+
+    def _tree_broken(self, what: str) -> NoReturn:
+        """A proof read from the stored nodes does not hold: refuse it, and every root and
+        proof from now on (:attr:`tree_refusal`; health says so)."""
+        if self.tree_refusal is None:
+            log.error("merkle_tree_broken", problem=what)
+            self.tree_refusal = f"the stored Merkle tree is broken: {what}; run `ledger verify`"
+        raise LedgerUnavailable(self.tree_refusal)
 
 
 class QueuedWriter(Generic[TxnT]):

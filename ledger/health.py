@@ -19,7 +19,7 @@ from typing import Literal, Protocol
 import msgspec
 
 from ledger import merkle
-from ledger.backend import DECODE_ERRORS, fetch_all
+from ledger.backend import DECODE_ERRORS, digest_problem, fetch_all
 from ledger.codec import ZERO_HASH, decode_payload, envelope_bytes
 from ledger.errors import LedgerUnavailable
 from ledger.times import TimeFormatError, parse_record_time
@@ -34,11 +34,13 @@ _TAIL_SQL = (
 
 
 class TailProblem(Exception):
-    """What is wrong with the stored tail, and at which seq."""
+    """What is wrong with the stored tail, and at which seq; `tree` when it is the stored
+    Merkle tree (so the roots and proofs read from it cannot be trusted either)."""
 
-    def __init__(self, seq: int, message: str) -> None:
+    def __init__(self, seq: int, message: str, *, tree: bool = False) -> None:
         super().__init__(f"seq {seq}: {message}")
         self.seq = seq
+        self.tree = tree
 
 
 def _nodes(conn: sqlite3.Connection, ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
@@ -57,7 +59,7 @@ def _frontier(conn: sqlite3.Connection, size: int) -> merkle.MerkleFrontier:
     nodes = _nodes(conn, ids)
     missing = [node for node in ids if node not in nodes]
     if missing:
-        raise TailProblem(size, f"the stored Merkle frontier lacks node(s) {missing}")
+        raise TailProblem(size, f"the stored Merkle frontier lacks node(s) {missing}", tree=True)
     return merkle.MerkleFrontier(size, [nodes[node] for node in ids])
 
 
@@ -102,8 +104,8 @@ def check_tail(conn: sqlite3.Connection, depth: int = TAIL_DEPTH) -> None:
                 seq, "payload missing, with no erasure record (deleted by other means)"
             )
         if data is not None:
-            if not isinstance(data, bytes) or hashlib.sha256(data).hexdigest() != dsha:
-                raise TailProblem(seq, "payload does not hash to its data_sha256")
+            if (problem := digest_problem(etype, data, dsha)) is not None:
+                raise TailProblem(seq, problem)
             try:
                 decode_payload(etype, data)
             except DECODE_ERRORS as exc:
@@ -120,13 +122,15 @@ def check_tail(conn: sqlite3.Connection, depth: int = TAIL_DEPTH) -> None:
     stored_leaves = _nodes(conn, [(0, seq - 1) for seq in range(first, head + 1)])
     for seq, leaf in enumerate(leaves, start=first):
         if stored_leaves.get((0, seq - 1)) != leaf:
-            raise TailProblem(seq, "stored Merkle leaf is not the leaf of the event")
+            raise TailProblem(seq, "stored Merkle leaf is not the leaf of the event", tree=True)
+    # a frontier node that is not its children's hash is named first, at its first leaf,
+    # as `ledger verify` names it, rather than as a frontier that does not match the head
+    _check_frontier_children(conn, head)
     frontier = _frontier(conn, first - 1)
     for leaf in leaves:
         frontier.append(leaf)
     if frontier.hashes != _frontier(conn, head).hashes:
-        raise TailProblem(head, "the stored Merkle frontier does not match the events")
-    _check_frontier_children(conn, head)
+        raise TailProblem(head, "the stored Merkle frontier does not match the events", tree=True)
     _check_nothing_past(conn, head)
 
 
@@ -157,7 +161,9 @@ def _check_frontier_children(conn: sqlite3.Connection, head: int) -> None:
             or nodes.get((level, idx)) != merkle.node_hash(left, right)
         ):
             raise TailProblem(
-                (idx << level) + 1, f"stored Merkle node {(level, idx)} is not its children's hash"
+                (idx << level) + 1,
+                f"stored Merkle node {(level, idx)} is not its children's hash",
+                tree=True,
             )
 
 
@@ -176,7 +182,8 @@ def _check_nothing_past(conn: sqlite3.Connection, head: int) -> None:
 
 
 class HealthReport(msgspec.Struct, frozen=True):
-    """`status` is "ok", or "degraded" while appends are refused (`reason` says why)."""
+    """`status` is "ok", or "degraded" while appends are refused or the log's roots and
+    proofs are (`reason` says why)."""
 
     status: Literal["ok", "degraded"]
     seq: int
@@ -186,6 +193,7 @@ class HealthReport(msgspec.Struct, frozen=True):
 class _Store(Protocol):
     write_refusal: str | None
     storage_problem: str | None
+    tree_refusal: str | None
 
     def size(self) -> int: ...
 
@@ -193,12 +201,13 @@ class _Store(Protocol):
 
 
 def health_report(store: _Store) -> HealthReport:
-    """The store's health: degraded while it refuses appends or its disk was full, or when
+    """The store's health: degraded while it refuses appends, its disk was full or its
+    stored Merkle tree failed a check (no root or proof is given out), or when
     it cannot read at all (a snapshot whose file was written since: `seq` is then the size
     the log had when it was opened)."""
     try:
         size = store.size()
     except LedgerUnavailable as exc:
         return HealthReport("degraded", store.opened_size(), str(exc))
-    reason = store.write_refusal or store.storage_problem
+    reason = store.write_refusal or store.storage_problem or store.tree_refusal
     return HealthReport("ok" if reason is None else "degraded", size, reason)

@@ -554,6 +554,11 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
             check_tail(self._conn, tail_check)
         except TailProblem as exc:
             self._refuse(f"the stored log is broken at {exc}")
+            if exc.tree:
+                self.tree_refusal = (
+                    f"the stored Merkle tree is broken at {exc}: its roots and proofs would "
+                    "not hold; run `ledger verify`"
+                )
         row = self._conn.execute(
             "SELECT seq, hash, recorded_at FROM events ORDER BY seq DESC LIMIT 1"
         ).fetchone()

@@ -25,7 +25,7 @@ from typing import Any, cast
 import msgspec
 
 from ledger import merkle
-from ledger.backend import DECODE_ERRORS, fetch_all
+from ledger.backend import DECODE_ERRORS, digest_problem, fetch_all
 from ledger.codec import ZERO_HASH, envelope_bytes
 from ledger.erasure import ERASABLE, Erasure, erasure_problems, erasures
 from ledger.events import PAYLOAD_TYPES, PayloadErased
@@ -345,9 +345,9 @@ class _Verifier:
                 prev = None  # the link into `seq` cannot be checked
             expected = seq + 1
             payload = UNDECODED
+            if data is not None and (problem := digest_problem(etype, data, dsha)) is not None:
+                findings.bad(seq, problem)
             if type(data) is bytes:
-                if sha256(data).hexdigest() != dsha:
-                    findings.bad(seq, "payload does not hash to its data_sha256")
                 try:
                     payload = decoders[etype].decode(data)
                 except DECODE_ERRORS as exc:
@@ -357,8 +357,6 @@ class _Verifier:
             elif data is None:
                 payload = None
                 self.missing[seq] = etype
-            else:
-                findings.bad(seq, f"payload stored as {type(data).__name__}, not bytes")
             if keep is not None:
                 keep(payload)
             try:

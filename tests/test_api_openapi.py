@@ -44,9 +44,9 @@ OWN_ERRORS = {
     "listEvents": {"422"},
     "listErasures": {"422"},
     "streamEvents": {"422"},
-    "inclusionProof": {"422"},
-    "consistencyProof": {"422"},
-    "logHead": {"422"},  # `size` past the log
+    "inclusionProof": {"422", "503"},  # 503: the stored Merkle tree failed a check
+    "consistencyProof": {"422", "503"},
+    "logHead": {"422", "503"},  # `size` past the log
     "audit": {"413", "415", "422"},  # a body it is sent anyway
 }
 

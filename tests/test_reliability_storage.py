@@ -229,7 +229,105 @@ async def test_a_broken_tail_refuses_writes_with_503(ledger: Ledger, how: str) -
         assert health.json()["status"] == "degraded"
         assert health.json()["reason"] == store.write_refusal
         assert health.json()["seq"] == size
+        # the roots and proofs are refused only when it is the stored tree that is broken
+        head_now = await client.get("/v1/log/head", headers=reader)
+        proof = await client.get("/v1/log/inclusion?seq=1&size=1", headers=reader)
+        if how in TREE_TAMPERS:
+            assert store.tree_refusal is not None
+            assert problem(head_now, 503)["detail"] == store.tree_refusal
+            assert problem(proof, 503)["detail"] == store.tree_refusal
+        else:
+            assert store.tree_refusal is None
+            assert (head_now.status_code, proof.status_code) == (200, 200)
     assert not verify_log_of(ledger.db).ok  # the full check agrees
+
+
+TREE_TAMPERS = {"a frontier node rewritten"}
+
+
+@pytest.mark.parametrize(
+    ("how", "said"),
+    [
+        (
+            "UPDATE payloads SET data = CAST(replace(CAST(data AS TEXT), '{\"', '{ \"') AS BLOB)",
+            "payload is not stored in its canonical form",
+        ),
+        ("UPDATE payloads SET data = CAST(data AS TEXT)", "payload stored as str, not bytes"),
+    ],
+)
+def test_the_start_up_check_names_a_payload_as_verify_does(
+    ledger: Ledger, how: str, said: str
+) -> None:
+    last = _last(ledger.db)
+    tamper(ledger.db, [(f"{how} WHERE seq = ?", (last,))])
+    store = SqliteStore(ledger.db)
+    try:
+        assert store.write_refusal is not None
+        assert f"seq {last}: {said}" in store.write_refusal
+        assert any(p.startswith(f"seq {last}: {said}") for p in verify_log(store.reader()).problems)
+    finally:
+        store.close()
+
+
+def test_a_frontier_node_is_named_at_its_first_leaf_as_verify_names_it(ledger: Ledger) -> None:
+    node = _frontier_node(_last(ledger.db))
+    tamper(ledger.db, TAMPERS["a frontier node rewritten"](_last(ledger.db)))
+    store = SqliteStore(ledger.db)
+    try:
+        first_leaf = (node[1] << node[0]) + 1
+        said = f"seq {first_leaf}: stored Merkle node {node} is not its children's hash"
+        assert said in (store.write_refusal or "")
+        assert said in (store.tree_refusal or "")
+        assert verify_log(store.reader()).first_bad_seq == first_leaf
+    finally:
+        store.close()
+
+
+async def test_a_proof_that_would_not_hold_is_never_given_out(ledger: Ledger) -> None:
+    """A node edited inside the tree, below the frontier the start-up check reads: the
+    proofs that pass through it are refused (503), not handed to an outsider who would
+    then blame intact events; from then on every root and proof is, and health says so."""
+    size = _last(ledger.db)
+    assert size >= 16
+    tamper(ledger.db, [("UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level=2 AND idx=1", ())])
+    reader = ledger.auth("reader")
+    async with live(ledger) as client:
+        store = store_of(client)
+        assert (store.write_refusal, store.tree_refusal) == (None, None)  # out of its reach
+        # a proof that does not pass through the node holds, and is given out
+        good = await client.get(f"/v1/log/inclusion?seq=17&size={size}", headers=reader)
+        assert good.status_code == 200
+        path = [bytes.fromhex(p) for p in good.json()["path"]]
+        root = bytes.fromhex((await client.get("/v1/log/head", headers=reader)).json()["root"])
+        leaf = bytes.fromhex(good.json()["leaf_hash"])
+        assert merkle.verify_inclusion(leaf, 16, size, path, root)
+        # one that passes through it (leaf 0's path holds node (2, 1)) is refused
+        bad = problem(await client.get("/v1/log/inclusion?seq=1&size=16", headers=reader), 503)
+        assert (
+            "the inclusion proof of seq 1 does not lead to the root of the tree of 16"
+            in (bad["detail"])
+        )
+        assert bad["detail"] == store.tree_refusal
+        assert "ledger verify" in bad["detail"]
+        for path_and_query in ("/v1/log/head", f"/v1/log/inclusion?seq=17&size={size}"):
+            refused = await client.get(path_and_query, headers=reader)
+            assert problem(refused, 503)["detail"] == store.tree_refusal
+        health = (await client.get("/v1/health")).json()
+        assert (health["status"], health["reason"]) == ("degraded", store.tree_refusal)
+        assert (await client.get("/v1/events", headers=reader)).status_code == 200
+
+
+def test_a_consistency_proof_that_would_not_hold_is_refused(ledger: Ledger) -> None:
+    tamper(ledger.db, [("UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level=2 AND idx=1", ())])
+    store = SqliteStore(ledger.db)
+    try:
+        assert store.consistency_proof(5, 16).path  # its path and roots miss node (2, 1)
+        with pytest.raises(LedgerUnavailable, match="from 4 to 16 does not join their roots"):
+            store.consistency_proof(4, 16)  # its path is node (2, 1), then (3, 1)
+        assert store.tree_refusal is not None
+        assert health_report(store).reason == store.tree_refusal
+    finally:
+        store.close()
 
 
 def test_opening_never_folds_a_forged_tail_into_the_views(ledger: Ledger) -> None:

@@ -201,6 +201,19 @@ TAMPERING: dict[str, tuple[Tamper, int | None, str]] = {
         SIZE + 1,
         "beyond a tree",
     ),
+    "payload written again with spaces": (
+        lambda c: c.execute(
+            "UPDATE payloads SET data = CAST(replace(CAST(data AS TEXT), '{\"', '{ \"') AS BLOB)"
+            " WHERE seq = 8"
+        ),
+        8,
+        "not stored in its canonical form",
+    ),
+    "payload stored as text": (
+        lambda c: c.execute("UPDATE payloads SET data = CAST(data AS TEXT) WHERE seq = 9"),
+        9,
+        "payload stored as str, not bytes",
+    ),
     "chain hash": (
         lambda c: c.execute("UPDATE events SET hash = ? WHERE seq = 20", ("00" * 32,)),
         20,

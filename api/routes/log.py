@@ -15,7 +15,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.auth import guard
 from api.deps import NO_BODY, Limit, store_of
-from api.openapi import GUARDED, errors_for
+from api.openapi import GUARDED, TREE_BROKEN, errors_for
 from api.schemas import (
     Consistency,
     ErasureItem,
@@ -28,14 +28,16 @@ from api.schemas import (
 )
 from ledger.codec import encode_json
 from ledger.erasure import erasures
-from ledger.errors import FieldError, InvalidInput, check_resume_point
+from ledger.errors import FieldError, InvalidInput, LedgerUnavailable, check_resume_point
 from ledger.health import health_report
 from ledger.replay import AuditReport, audit
+from ledger.sqlite_store import SqliteStore
 from ledger.text import PLAIN_WHOLE, plain_whole_number
 from projections import all_projectors
 
 _READ = {"need": "read"}
 _ERRORS = errors_for(*GUARDED, 422)
+_TREE_ERRORS = errors_for(*GUARDED, 422, 503, why={503: TREE_BROKEN})
 After = Annotated[
     int,
     QueryParameter(
@@ -165,6 +167,15 @@ async def stream_events(
     )
 
 
+def _tree_store(state: State) -> SqliteStore:
+    """The store, to read roots and proofs from: a 503 naming why while its stored Merkle
+    tree is known to be broken, since a root or proof read from it would not hold."""
+    store = store_of(state)
+    if store.tree_refusal is not None:
+        raise LedgerUnavailable(store.tree_refusal)
+    return store
+
+
 def _check_sizes(head: int, small: tuple[str, int], large: tuple[str, int]) -> None:
     """`small <= large <= head`, or a 422 naming each parameter out of range."""
     errors: list[FieldError] = []
@@ -182,7 +193,7 @@ def _check_sizes(head: int, small: tuple[str, int], large: tuple[str, int]) -> N
     summary="The log's size and RFC 9162 Merkle root, or the root at an earlier size",
     opt=_READ,
     sync_to_thread=True,
-    responses=errors_for(*GUARDED, 422),
+    responses=_TREE_ERRORS,
 )
 def log_head(
     state: State,
@@ -196,7 +207,7 @@ def log_head(
         ),
     ] = None,
 ) -> Head:
-    store = store_of(state)
+    store = _tree_store(state)
     if size is None:
         head = store.head()
         return Head(head.size, head.root)
@@ -210,14 +221,14 @@ def log_head(
     summary="RFC 9162 inclusion proof of event `seq` in the tree of `size`",
     opt=_READ,
     sync_to_thread=True,
-    responses=_ERRORS,
+    responses=_TREE_ERRORS,
 )
 def inclusion(
     state: State,
     seq: Annotated[int, QueryParameter(name="seq", ge=1, description="the event")],
     size: Annotated[int, QueryParameter(name="size", ge=1, description="the tree size")],
 ) -> Inclusion:
-    store = store_of(state)
+    store = _tree_store(state)
     _check_sizes(store.size(), ("seq", seq), ("size", size))
     proof = store.inclusion_proof(seq, size)
     return Inclusion(proof.seq, proof.size, proof.leaf_hash, proof.path)
@@ -229,14 +240,14 @@ def inclusion(
     summary="RFC 9162 consistency proof between tree sizes `from` and `to`",
     opt=_READ,
     sync_to_thread=True,
-    responses=_ERRORS,
+    responses=_TREE_ERRORS,
 )
 def consistency(
     state: State,
     old: Annotated[int, QueryParameter(name="from", ge=1, description="the older tree size")],
     new: Annotated[int, QueryParameter(name="to", ge=1, description="the newer tree size")],
 ) -> Consistency:
-    store = store_of(state)
+    store = _tree_store(state)
     _check_sizes(store.size(), ("from", old), ("to", new))
     proof = store.consistency_proof(old, new)
     return Consistency(proof.old_size, proof.new_size, proof.path)
