@@ -211,9 +211,12 @@ def test_a_link_to_a_name_no_subject_can_have_says_so_and_offers_the_list(
     expect(page.locator("#error")).to_contain_text("No subject can be named “North-Korea”")
     expect(page.locator("#error")).to_contain_text("1 to 128 of a-z")
     expect(page.locator("#error")).not_to_contain_text("regex")
+    expect(page.locator("#subject-heading")).to_have_text("No view yet")  # not "Loading…"
+    expect(page.locator("#live-state")).to_have_text("Not following the log yet: no view is shown.")
     page.locator(f'#subjects a[data-subject="{DEPLOYMENT}"]').click()
     expect(page.locator(ESTIMATE)).to_have_text(span("13,000", "15,000"))
     expect(page.locator("#error")).to_have_text("")
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
     watched.errors.clear()  # the browser logs the first load's 422 itself
 
 
@@ -606,6 +609,38 @@ def test_the_feed_starts_once_a_bad_as_of_in_the_url_is_fixed(
     watched.check(server.base)
 
 
+def test_a_refused_time_keeps_its_message_while_the_view_moves_on(
+    watched: Watched, server: LiveServer
+) -> None:
+    """A load after a refused "as stated by" time (a live event, another subject) cleared
+    its message, leaving the refused text in the box beside a view at another time."""
+    other = "page-test.after-a-refused-time"
+    server.post("/v1/assertions", assertion_body(subject=other, stated_at="2025-01"))
+    page = open_page(watched, server, f"?subject={DEPLOYMENT}&as_of=2025-02")
+    page.fill("#as-of", "2025-3")
+    page.press("#as-of", "Enter")
+    expect(page.locator("#as-of-error")).to_contain_text("Not a time the ledger reads")
+    page.locator(f'#subjects a[data-subject="{other}"]').click()
+    expect(page.locator("#subject-heading")).to_have_text(other)
+    expect(page.locator("#as-of")).to_have_value("2025-3")
+    expect(page.locator("#as-of-error")).to_contain_text("Not a time the ledger reads")
+    expect(page.locator("#as-of")).to_have_attribute("aria-invalid", "true")
+    page.fill("#as-of", "2025-02")  # the view's own time again: nothing is wrong any more
+    page.press("#as-of", "Enter")
+    expect(page.locator("#as-of-error")).to_have_text("")
+    watched.errors.clear()  # the browser logs the 422 itself
+    watched.check(server.base)
+
+
+def test_a_link_to_one_assertion_lands_on_it(watched: Watched, server: LiveServer) -> None:
+    entry = "a-ap-2025-04-28.deployment-confirmed-kim"
+    page = watched.page
+    page.goto(f"{server.base}/?subject={DEPLOYMENT}#{entry}")
+    expect(page.locator(f'[id="{entry}"]')).to_be_in_viewport()
+    assert page.evaluate("window.scrollY") > 0
+    watched.check(server.base)
+
+
 def test_a_links_as_of_is_read_as_the_box_reads_it(watched: Watched, server: LiveServer) -> None:
     """The box trims what is typed into it; a link's as_of with spaces around it (as a
     copy and paste gives it) was sent as it was, and refused."""
@@ -796,6 +831,7 @@ def test_the_first_subject_of_an_empty_ledger_shows_as_it_arrives(
             assert http.post("/v1/assertions", json=body).status_code == 201
             expect(page.locator("#subject-heading")).to_have_text("first-subject")
             expect(page.locator(ESTIMATE)).to_have_text(span("14,000", "16,000"))
+            expect(page).to_have_url(re.compile(r"[?&]subject=first-subject(&|$)"))  # shareable
         watched.check(base)
     finally:
         process.terminate()
@@ -1039,6 +1075,76 @@ def test_a_chart_over_decades_labels_a_few_years_and_keeps_large_figures_whole(
     )
     assert lefts
     assert min(lefts) >= 0, lefts
+    watched.check(server.base)
+
+
+def test_every_best_figure_is_a_solid_mark_and_the_key_sits_by_its_names(
+    watched: Watched, server: LiveServer
+) -> None:
+    """The fifth to eighth claimants seen were drawn with hollow marks, which the caption
+    keeps for a range given without a best figure; and each mark of the key stood ~140 px
+    from its name (the chart's least width applied to its 14 px drawings)."""
+    subject = "page-test.six-claimants"
+    claimants = ["us-intel", "kr-intel", "ua-intel", "kr-military", "kr-jcs", "ua-zelenskyy"]
+    for n, claimant in enumerate(claimants):
+        best = {"low": 1000 + n, "high": 3000 + n, "best": 2000 + n}
+        server.post(
+            "/v1/assertions",
+            assertion_body(subject=subject, claimants=[claimant], value=best, stated_at="2025"),
+        )
+    unsure = {"low": 500, "high": 900}
+    server.post(
+        "/v1/assertions",
+        assertion_body(subject=subject, claimants=["ap"], value=unsure, stated_at="2025-06"),
+    )
+    page = watched.page
+    page.goto(f"{server.base}/?subject={subject}")
+    expect(page.locator(ESTIMATE)).to_have_text(span("500", "900"))
+    marks = page.eval_on_selector_all(
+        "figure.chart g.point",
+        "gs => gs.map(g => [g.querySelector('title').textContent,"
+        " g.lastElementChild.getAttribute('fill')])",
+    )
+    assert len(marks) == 7, marks
+    for title, fill in marks:  # solid: a best figure; hollow: a range without one
+        assert (fill == "#ffffff") == ("best" not in title), (title, fill)
+    keys = page.eval_on_selector_all(
+        "figure.chart .legend li",
+        "ls => ls.map(l => [l.querySelector('svg').getBoundingClientRect().width,"
+        " l.textContent.trim()])",
+    )
+    assert len(keys) == 8, keys  # the band, then each claimant
+    assert all(width < 20 for width, _ in keys), keys
+    watched.check(server.base)
+
+
+def test_an_ungraded_source_and_a_long_status_property_read_as_they_should(
+    watched: Watched, server: LiveServer
+) -> None:
+    subject = "page-test.ungraded"
+    server.post("/v1/sources", {"id": "page-test-ungraded", "name": "Ungraded", "kind": "media"})
+    prop = "status." + "verylongpropertyname." * 4 + "end"  # no hyphen to break at
+    server.post(
+        "/v1/assertions",
+        assertion_body(
+            subject=subject,
+            property=prop,
+            value={"status": "reported"},
+            claimants=["page-test-ungraded"],
+            mode=None,
+        ),
+    )
+    page = watched.page
+    page.set_viewport_size({"width": 760, "height": 900})
+    page.goto(f"{server.base}/?subject={subject}")
+    row = page.locator(f'tr[data-property="{prop}"]')
+    expect(row.locator(".status-value")).to_have_text("reported")
+    expect(page.locator(".claimant .rel").first).to_have_text(
+        "(page-test-ungraded; reliability not graded)"
+    )
+    box = page.locator("table.statuses").locator("xpath=..")
+    assert box.evaluate("b => b.scrollWidth <= b.clientWidth"), "the table is wider than its box"
+    page.set_viewport_size({"width": 1280, "height": 900})
     watched.check(server.base)
 
 

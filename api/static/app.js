@@ -444,14 +444,16 @@ async function start() {
   showError("");
   let head;
   try {
-    head = await getJson("/v1/log/head");
+    // how far the log reaches, as the views read it (not the Merkle head, which a broken
+    // stored tree refuses while every view still reads)
+    head = await getJson("/v1/subjects", { limit: 1 });
   } catch (err) {
     if (needsToken(err)) askForToken(err);
     else showError(`Cannot read the ledger: ${problemText(err)}`);
     if (passing(err)) retryLater();
     return;
   }
-  state.head = head.size;
+  state.head = head.seq;
   let problem = state.urlSeqProblem;
   state.urlSeqProblem = "";
   if (state.seq !== null && state.seq > state.head) {
@@ -477,6 +479,9 @@ async function start() {
   if (!(await refreshAll())) return; // the feed starts with the first view that loads
   writeUrl(false);
   goLive();
+  // the browser looked for a link's #fragment before the view was drawn: go there now
+  const target = location.hash.length > 1 ? document.getElementById(decodeURIComponent(location.hash.slice(1))) : null;
+  if (target) target.scrollIntoView();
 }
 
 /** Follow the log's tail from the last head seen, unless already following: one feed at a time. */
@@ -512,13 +517,7 @@ function reportError(err) {
       $("as-of-error").textContent = `Not a time the ledger reads: ${message}`;
       $("as-of").setAttribute("aria-invalid", "true");
       showError("");
-      if ($("subject-heading").textContent === "Loading…") {
-        // a link's as_of: nothing was shown yet, so say what the view waits for
-        $("subject").replaceChildren(
-          h("h2", { id: "subject-heading", tabindex: "-1" }, "No view yet"),
-          h("p", { class: "muted" }, "The link's “as stated by” time is not one the ledger reads: correct it above, or clear it for every claim."),
-        );
-      }
+      noViewYet("The link's “as stated by” time is not one the ledger reads: correct it above, or clear it for every claim.");
       return;
     }
     const seqMessage = err.fieldMessage("seq");
@@ -531,11 +530,23 @@ function reportError(err) {
     if (subjectMessage) {
       // a mistyped link or an old bookmark: no subject could have that name
       showError(`No subject can be named “${state.subject}”: ${subjectMessage}. Choose one from the list.`);
+      noViewYet("The link's subject is not one the ledger can hold: choose one from the list.");
       return;
     }
   }
   showError(problemText(err));
   if (passing(err)) retryLater();
+}
+
+/** What stands in for the view when a link's values were refused before any view was
+ * shown: why, and that the live feed waits for the first view (it starts with it). */
+function noViewYet(why) {
+  if ($("subject-heading").textContent !== "Loading…") return;
+  $("subject").replaceChildren(
+    h("h2", { id: "subject-heading", tabindex: "-1" }, "No view yet"),
+    h("p", { class: "muted" }, why),
+  );
+  if (!state.stopLive) $("live-state").textContent = "Not following the log yet: no view is shown.";
 }
 
 async function refreshSubjects() {
@@ -570,8 +581,11 @@ async function refreshSubject({ markNew = false } = {}) {
     ),
   );
   if (generation !== state.generation) return true; // a later load is on its way
-  $("as-of-error").textContent = "";
-  $("as-of").removeAttribute("aria-invalid");
+  if ($("as-of").value.trim() === state.asOf) {
+    // (a refused time still in the box keeps its message: the view is not at it)
+    $("as-of-error").textContent = "";
+    $("as-of").removeAttribute("aria-invalid");
+  }
   showError("");
   state.sources = new Map(sources.map((src) => [src.id, src]));
   state.shown = timeline.seq;
@@ -664,8 +678,10 @@ async function applyLive() {
     const shown = state.subject;
     if (batch.subjects) await refreshSubjects();
     // the first subject of an empty ledger is chosen as it arrives: show it too
-    if (batch.subject || state.subject !== shown) await refreshSubject({ markNew: true });
-    else {
+    if (batch.subject || state.subject !== shown) {
+      await refreshSubject({ markNew: true });
+      if (state.subject !== shown) writeUrl(false); // the link gives what is shown
+    } else {
       // no event of the batch touched this subject or a source: its view is the same at
       // the new head, so it is known from there
       for (const el of document.querySelectorAll(".known-from")) {
@@ -713,7 +729,7 @@ function claimantNode(id) {
     { class: "claimant" },
     h("bdi", {}, src ? src.name : id),
     " ",
-    h("span", { class: "rel" }, `(${id}; reliability ${reliabilityText(src && src.reliability)})`),
+    h("span", { class: "rel" }, `(${id}; ${src && src.reliability ? `reliability ${reliabilityText(src.reliability)}` : reliabilityText(null)})`),
   );
 }
 

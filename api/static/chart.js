@@ -13,9 +13,10 @@ const LABEL_ROOM = 72; // px a time label needs, "Mar 2025" and a gap
 const M = { left: 70, right: 20, top: 16, bottom: 40 };
 const DAY = 86400000;
 
-// at least 3:1 against white, told apart by shape as well as colour
+// at least 3:1 against white, told apart by shape as well as colour; a mark is hollow only
+// where there is no best figure (the caption says so), never to tell claimants apart
 const COLORS = ["#1f5fa8", "#b43f0c", "#15803d", "#7e22ce", "#be123c", "#0f766e", "#854d0e", "#334155"];
-const SHAPES = ["circle", "square", "diamond", "triangle", "circle-open", "square-open", "diamond-open", "triangle-open"];
+const SHAPES = ["circle", "square", "diamond", "triangle"];
 
 /** A style (colour and shape) per claimant, stable for the page's life. */
 export class ClaimantStyles {
@@ -248,7 +249,7 @@ function drawChart({ id, property, items, changes, styles, nameOf, asOf = null, 
       s("line", { x1: cx, x2: cx, y1: y(v.high), y2: y(v.low), stroke: style.color, "stroke-width": 2 }),
       s("line", { x1: cx - 3, x2: cx + 3, y1: y(v.high), y2: y(v.high), stroke: style.color, "stroke-width": 2 }),
       s("line", { x1: cx - 3, x2: cx + 3, y1: y(v.low), y2: y(v.low), stroke: style.color, "stroke-width": 2 }),
-      marker(hasBest ? style.shape : `${style.shape.replace("-open", "")}-open`, style.color, cx, y(hasBest ? v.best : (v.low + v.high) / 2)),
+      marker(hasBest ? style.shape : `${style.shape}-open`, style.color, cx, y(hasBest ? v.best : (v.low + v.high) / 2)),
     );
     plotted.append(g);
   }
