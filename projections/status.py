@@ -139,22 +139,45 @@ def status_parts(
     liveness is taken over the assertions stated by then, so a correction stated later has
     not yet displaced what it corrects, and a status that held before it shows. Changes
     are taken between statement times, not between assertions stated at the same time, so
-    it never shows a status that held at no statement time.
+    it never shows a status that held at no statement time. Each change is dated at its
+    statement time, so the history runs oldest first: with the view's first basis, stated
+    then; or, when a correction stated then let an older assertion count again (the view's
+    own `since` then lies before it), with :func:`_stated_then`.
     """
     liveness = Liveness()
     live = LiveStatuses()
     history: list[StatusChange] = []
     previous: Status = "unreported"
+    began = 0  # where the assertions of the current statement time begin
     for i, fact in enumerate(facts):
+        if fact.stated_start != facts[began].stated_start:
+            began = i
         for changed, now in liveness.add(fact):
             live.change(changed, now)
         if i + 1 < len(facts) and facts[i + 1].stated_start == fact.stated_start:
             continue
         status, first = live.first()
         if status != previous and first is not None:
+            if first.stated_start != fact.stated_start:
+                first = _stated_then(facts[began : i + 1], status, liveness.live)
             history.append(StatusChange(status, first.stated_at, first.assertion_id))
             previous = status
     status, behind = live.current()
     since = behind[0].stated_at if behind else None
     by = sorted({c for f in behind for c in f.claimant_ids()})
     return status, since, by, [f.assertion_id for f in behind], history
+
+
+def _stated_then(now: list[Fact], status: Status, live: set[str]) -> Fact:
+    """The assertion a change of status at one statement time is dated by, when what the
+    status rests on was stated before it: the first assertion of that time that counts and
+    holds the new status (for `disputed`, either decisive value), else the first of that
+    time (the correction that brought the change)."""
+    for fact in now:
+        if fact.assertion_id in live and (
+            status == "reported"
+            or fact.status == status
+            or (status == "disputed" and fact.status in _OTHER)
+        ):
+            return fact
+    return now[0]

@@ -425,14 +425,41 @@ def test_the_timeline_agrees_with_the_rules_applied_to_each_prefix(
     ],
     as_of=None,
 )
+@example(  # a correction of a denial: confirmed again from the correction's time, by it
+    ops=[
+        ("record", "x", "status", 1, 0, False, 1, {"src-a"}, None),
+        ("record", "x", "status", 2, 0, False, 2, {"src-b"}, None),
+        ("record", "x", "status", 7, 0, False, 1, {"src-b"}, 1),
+    ],
+    as_of=None,
+)
+@example(  # a report correcting a confirmation: reported again from the report's time
+    ops=[
+        ("record", "x", "status", 1, 0, False, 0, {"src-a"}, None),
+        ("record", "x", "status", 2, 0, False, 1, {"src-b"}, None),
+        ("record", "x", "status", 7, 0, False, 0, {"src-b"}, 1),
+    ],
+    as_of=None,
+)
+@example(  # a report correcting a denial: confirmed again, dated by the report
+    ops=[
+        ("record", "x", "status", 1, 0, False, 1, {"src-a"}, None),
+        ("record", "x", "status", 2, 0, False, 2, {"src-b"}, None),
+        ("record", "x", "status", 7, 0, False, 0, {"src-b"}, 1),
+    ],
+    as_of=None,
+)
 def test_the_status_history_is_the_view_at_each_statement_time(
     ops: list[tuple[Any, ...]], as_of: str | None
 ) -> None:
     """A status view's history is what the contract's rules, applied by the letter to what
     was live at each statement time up to its `as_of` (at the same seq), gave as status,
     since and first basis, kept where the status changed: a correction stated later does
-    not take back the status that held before it. And the view itself is those rules at
-    its own point."""
+    not take back the status that held before it. A change is dated at its own statement
+    time, oldest first: where the rules' since lies before it (a correction stated then
+    let an older assertion count again), by the first assertion of that time that counts
+    and holds the new status, else the first of that time. And the view itself is those
+    rules at its own point."""
     with ledgers(1) as (store,):
         run_in_one_unit(store, (s.command for s in materialize(ops)))
         conn = store.reader()
@@ -442,12 +469,31 @@ def test_the_status_history_is_the_view_at_each_statement_time(
             expected: list[tuple[str, str | None, str | None]] = []
             for start in sorted({f.stated_start for f in facts}):
                 by_then = [f for f in facts if f.stated_start <= start]
-                live = [f for f in by_then if f.assertion_id in _live_by_definition(by_then)]
+                counted = _live_by_definition(by_then)
+                live = [f for f in by_then if f.assertion_id in counted]
                 status, since, basis = _status_by_the_rules(live)
                 if status != (expected[-1][0] if expected else "unreported"):
-                    expected.append((status, since, basis[0]))
+                    first = next(f for f in live if f.assertion_id == basis[0])
+                    if first.stated_start != start:  # dated by what was stated then
+                        now = [f for f in by_then if f.stated_start == start]
+                        first = next(
+                            (
+                                f
+                                for f in now
+                                if f.assertion_id in counted
+                                and (
+                                    status == "reported"
+                                    or f.status == status
+                                    or (status == "disputed" and f.status != "reported")
+                                )
+                            ),
+                            now[0],
+                        )
+                    expected.append((status, first.stated_at, first.assertion_id))
             view = views.status_view(conn, subject, "st", pit)
             assert [(h.status, h.since, h.assertion_id) for h in view.history] == expected
+            starts = [parse_time(h.since).start for h in view.history]
+            assert starts == sorted(starts)  # oldest first, each change at its own time
             live = [f for f in facts if f.assertion_id in _live_by_definition(facts)]
             assert (view.status, view.since, view.basis) == _status_by_the_rules(live)
             # with no correction, a status keeps its `since` while it lasts

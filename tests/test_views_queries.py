@@ -88,6 +88,31 @@ def test_a_correction_stated_later_keeps_the_status_before_it_in_the_history(
     ]
 
 
+def test_a_change_a_correction_brings_is_dated_at_the_correction(lg: SqliteStore) -> None:
+    """c2 corrects the denial d1: confirmed again from 2024-03, as the history says, which
+    ran back to 2024-01 (c1, which counts again) and so was not oldest first. The view's
+    own `since` stays the contract's: no denial counts, so confirmed since c1."""
+    run(
+        lg,
+        status("confirmed", stated_at="2024-01", assertion_id="c1"),
+        status("denied", stated_at="2024-02", assertion_id="d1", claimants=("src-b",)),
+        status(
+            "confirmed",
+            stated_at="2024-03",
+            assertion_id="c2",
+            claimants=("src-b",),
+            supersedes="d1",
+        ),
+    )
+    view = sview(lg)
+    assert [(h.status, h.since, h.assertion_id) for h in view.history] == [
+        ("confirmed", "2024-01", "c1"),
+        ("denied", "2024-02", "d1"),
+        ("confirmed", "2024-03", "c2"),
+    ]
+    assert (view.status, view.since, view.basis) == ("confirmed", "2024-01", ["c1", "c2"])
+
+
 def test_decisive_claims_at_the_same_time_are_disputed(lg: SqliteStore) -> None:
     run(
         lg,
