@@ -654,7 +654,8 @@ def test_a_links_as_of_is_read_as_the_box_reads_it(watched: Watched, server: Liv
 
 def test_hostile_text_stays_in_its_place(watched: Watched, server: LiveServer) -> None:
     """A name with an unclosed right-to-left override cannot reorder its neighbours, a
-    quote keeps its line breaks and wraps however long its words, and ids stay unique
+    quote keeps its line breaks and wraps however long its words, one with direction
+    controls is marked as reading other than it holds, and ids stay unique
     where properties or assertion ids differ only by `.`/`-` or a suffix."""
     subject = "hostile-subject"
     # the API refuses such a name now; a ledger may hold one from an earlier version
@@ -670,6 +671,7 @@ def test_hostile_text_stays_in_its_place(watched: Watched, server: LiveServer) -
     for assertion_id, prop, quote in [
         ("d1", "troops.deployed", "first line\nsecond line"),
         ("d1-h", "troops-deployed", "W" * 3000),
+        ("d2", "troops.reversed", "plain words \u202ereversed text\u2066"),
     ]:
         server.post(
             "/v1/assertions",
@@ -701,6 +703,11 @@ def test_hostile_text_stays_in_its_place(watched: Watched, server: LiveServer) -
     assert isolated
     quote = entry.locator("blockquote")
     assert quote.evaluate("(e) => getComputedStyle(e).whiteSpace") == "pre-line"
+    # a quote may hold direction controls (the document's own words): the page says so
+    expect(page.locator('[data-assertion="d2"] .direction-note')).to_contain_text(
+        "(U+202E, U+2066) that turn the direction of the text after them"
+    )
+    expect(entry.locator(".direction-note")).to_have_count(0)
     width = page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= page.viewport_size["width"] + 20
     watched.check(server.base)

@@ -16,6 +16,7 @@ import { ClaimantStyles, estimateChart, fitCharts, legendMarker } from "./chart.
 import { h, safeHref } from "./dom.js";
 import {
   credibilityText,
+  directionControls,
   estimateText,
   firstInstant,
   num,
@@ -733,6 +734,18 @@ function claimantNode(id) {
   );
 }
 
+/** A warning beside text that holds direction controls (see `directionControls`), or null. */
+function directionNote(text, what) {
+  const found = directionControls(text);
+  if (!found.length) return null;
+  return h(
+    "p",
+    { class: "direction-note" },
+    `This ${what} holds ${found.length === 1 ? "a character" : "characters"} (${found.join(", ")}) ` +
+      "that turn the direction of the text after them: on screen it may read other than the characters it holds.",
+  );
+}
+
 function joinNodes(nodes, sep = "; ") {
   const out = [];
   nodes.forEach((node, i) => {
@@ -1174,6 +1187,7 @@ function renderEntry(a, live, all, judgedAway, isNew) {
         ? h("p", { class: "change" }, `${what}: ${estimateText(item.before ?? null)} → ${estimateText(item.after ?? null)}`)
         : null,
       h("blockquote", {}, a.quote),
+      directionNote(a.quote, "quote"),
       h("p", { class: "claimants-line" }, "Claimed by: ", joinNodes(a.claimants.map(claimantNode))),
       h("p", { class: "document" }, "Document: ", documentNode(a.document)),
       h(
@@ -1192,7 +1206,7 @@ function renderEntry(a, live, all, judgedAway, isNew) {
           a.supersedes ? [h("dt", {}, "Supersedes"), h("dd", {}, entryLink(a.supersedes))] : null,
           h("dt", {}, "Recorded"),
           h("dd", {}, `event ${a.recorded_seq}, ${a.recorded_at}`),
-          a.note ? [h("dt", {}, "Note"), h("dd", {}, a.note)] : null,
+          a.note ? [h("dt", {}, "Note"), h("dd", {}, a.note, directionNote(a.note, "note"))] : null,
           a.document && a.document.sha256 ? [h("dt", {}, "Document SHA-256"), h("dd", {}, h("code", {}, a.document.sha256))] : null,
         ),
       ),

@@ -96,3 +96,14 @@ export function estimateText(estimate) {
   const best = estimate.best === null || estimate.best === undefined ? "" : ` (best ${num(estimate.best)})`;
   return `${range(estimate.low, estimate.high)}${best}`;
 }
+
+// the embeddings, overrides and isolates that turn the direction of the text after them
+const DIRECTION_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/gu;
+
+/** The direction controls `text` holds, as "U+202E" each, once, in order of first use:
+ * a quote may hold them (it is the document's own words), but on screen they make it read
+ * other than the characters it holds, so the page says so beside it. */
+export function directionControls(text) {
+  const found = new Set((text || "").match(DIRECTION_CONTROLS) || []);
+  return [...found].map((c) => `U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`);
+}
