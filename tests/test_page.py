@@ -1364,7 +1364,8 @@ def test_the_live_feed_over_the_rate_limit_reconnects_when_the_server_says(
     assert len(streams) == opens
     wait = streams[-1] - streams[-2]
     assert wait >= 3.9, f"reconnected {wait:.1f} s after a 429 that asked for 4 s"
-    polls = [url for url in watched.requests if "/v1/events?" in url]
+    # (a read of one event before each connection checks that the log is the same one)
+    polls = [url for url in watched.requests if "/v1/events?" in url and "limit=1000" in url]
     assert polls == [], "the feed fell back to polling, which spends the same budget"
     watched.errors.clear()  # the browser logs the 401s and the 429 itself
     watched.check(server.base)
@@ -1453,6 +1454,68 @@ def test_a_ledger_restored_from_an_older_backup_is_read_again(
     finally:
         restarted.stop()
     # the browser logs the refused connections while the server was down, and the 422s
+    unexpected = [e for e in watched.errors if "Failed to load resource" not in e]
+    assert unexpected == []
+
+
+@pytest.mark.parametrize("public_read", [True, False], ids=["event-source", "fetch-stream"])
+def test_a_ledger_replaced_by_another_as_long_is_read_again(
+    watched: Watched, tmp_path: Path, public_read: bool
+) -> None:
+    """The server's log is replaced, under an open page, by another ledger's that holds as
+    many events or more: no resume point is refused, and only the hash of the last event
+    the page followed tells the two apart. Followed on, the page would mix two ledgers."""
+    starting = StartingServer(tmp_path, public_read=public_read)
+    server = starting.server()
+    db, other = tmp_path / "l.db", tmp_path / "other.db"
+    backup = subprocess.run(
+        [str(LEDGER), "backup", str(other), "--db", str(db)], capture_output=True, check=False
+    )
+    assert backup.returncode == 0, backup.stderr
+    with factories.ledger(other) as store:  # the same start, then other events
+        factories.run(
+            store,
+            *(
+                factories.quantity(
+                    100 + n,
+                    200 + n,
+                    stated_at="2025-07",
+                    subject=DEPLOYMENT,
+                    prop=TROOPS,
+                    claimants=("kr-jcs",),
+                )
+                for n in range(3)
+            ),
+        )
+        longer = store.size()
+    server.post("/v1/assertions", assertion_body())
+    server.post("/v1/assertions", assertion_body(subject=LIVE_SUBJECT))
+    seen = server.get("/v1/log/head")["size"]
+    assert longer > seen
+
+    page = watched.page
+    page.goto(f"{server.base}/?subject={DEPLOYMENT}")
+    if not public_read:
+        page.fill("#token", server.token)
+        page.press("#token", "Enter")
+    expect(page.locator(ESTIMATE)).to_have_text(span("14,000", "16,000"))
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+
+    starting.stop()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    other.rename(db)
+    restarted = StartingServer(tmp_path, public_read=public_read, port=starting.port)
+    try:
+        restarted.server()
+        expect(page.locator("#notice")).to_contain_text(
+            f"event {seen} is not the one this page read", timeout=15000
+        )
+        expect(page.locator("#seq-range")).to_have_attribute("max", str(longer))
+        expect(page.locator(ESTIMATE)).to_have_text(span("102", "202"))
+        expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    finally:
+        restarted.stop()
     unexpected = [e for e in watched.errors if "Failed to load resource" not in e]
     assert unexpected == []
 

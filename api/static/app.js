@@ -624,7 +624,11 @@ function liveState(status, how, error) {
     // the server's log is shorter than what this page saw: read everything again
     state.stopLive = null;
     feedLost = false; // what is said is that it was replaced, not that it is back
-    announce(`The ledger's log no longer reaches event ${state.head}: it was replaced. Reading it again.`);
+    announce(
+      how === "differs"
+        ? `The ledger's event ${state.head} is not the one this page read: its log was replaced. Reading it again.`
+        : `The ledger's log no longer reaches event ${state.head}: it was replaced. Reading it again.`,
+    );
     // events of the old log not yet shown are dropped: start() reads the new one whole
     clearTimeout(pendingTimer);
     pending = { subjects: false, subject: false, events: [] };

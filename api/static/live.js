@@ -21,11 +21,13 @@ const POLL_MS = 2000;
  * Calls `onEvent(event)` for each event after `after`, in seq order, once each, and
  * `onState(state, how, error)` as the connection changes (`live`, `connecting`, `down`,
  * `refused` with the error when the token is no longer taken, or `replaced` when the log
- * holds fewer events than `after`: the ledger is not the one read so far. Following stops
- * on either, since retrying cannot help). Returns a function that stops following.
+ * holds fewer events than the last one followed, or another event in its place (`how` is
+ * then "differs"): the ledger is not the one read so far. Following stops on either,
+ * since retrying cannot help). Returns a function that stops following.
  */
 export function follow({ after, useToken, onEvent, onState }) {
   let last = after;
+  let lastHash = null; // the hash of event `last`, once known
   let stopped = false;
   let source = null;
   let controller = null;
@@ -35,16 +37,52 @@ export function follow({ after, useToken, onEvent, onState }) {
   const deliver = (event) => {
     if (stopped || !event || typeof event.seq !== "number" || event.seq <= last) return;
     last = event.seq;
+    lastHash = typeof event.hash === "string" ? event.hash : null;
     onEvent(event);
   };
 
   // The server refuses to resume past its head (a 422 naming `after`): the page's ledger
   // was replaced, by an older backup or another file. Following it would skip events.
   const replacedBy = (err) => err instanceof ApiError && err.status === 422 && err.fieldMessage("after") !== null;
-  const replaced = (err) => {
+  const replaced = (err, how = "stream") => {
     if (stopped) return;
     stopped = true;
-    onState("replaced", "stream", err);
+    onState("replaced", how, err);
+  };
+
+  // Whether the log still holds, at `last`, the event followed there: one restored from
+  // another ledger may be as long or longer, and only the event's hash tells it apart.
+  // Asked on starting (to learn that hash) and right before each reconnection, so that
+  // no event of another log is taken in; true when it cannot tell (the server is away:
+  // the reconnection then fails, and asks again before the next).
+  const sameLog = async () => {
+    const at = last;
+    if (at === 0) return true;
+    let event;
+    try {
+      event = (await getJson("/v1/events", { after: at - 1, limit: 1 })).items[0];
+    } catch (err) {
+      if (replacedBy(err)) {
+        replaced(err);
+        return false;
+      }
+      return !stopped;
+    }
+    if (stopped) return false;
+    if (last !== at) return true; // events came meanwhile: they were this log's
+    if (!event || event.seq !== at) {
+      replaced(null);
+      return false;
+    }
+    if (lastHash !== null && event.hash !== lastHash) {
+      replaced(null, "differs");
+      return false;
+    }
+    lastHash = event.hash;
+    return true;
+  };
+  const whenSame = (open) => async () => {
+    if (await sameLog()) open();
   };
 
   const later = (fn, ms) => {
@@ -75,10 +113,7 @@ export function follow({ after, useToken, onEvent, onState }) {
       source.close();
       source = null;
       onState("down", "stream");
-      getJson("/v1/events", { after: last, limit: 1 }).then(
-        () => later(openEventSource, RETRY_MS),
-        (err) => (replacedBy(err) ? replaced(err) : later(openEventSource, RETRY_MS)),
-      );
+      later(whenSame(openEventSource), RETRY_MS);
     };
   };
 
@@ -121,7 +156,7 @@ export function follow({ after, useToken, onEvent, onState }) {
         return;
       }
       onState("down", "stream");
-      later(openFetchStream, RETRY_MS);
+      later(whenSame(openFetchStream), RETRY_MS);
       return;
     }
     streamedOnce = true;
@@ -139,13 +174,15 @@ export function follow({ after, useToken, onEvent, onState }) {
     }
     if (stopped) return;
     onState("down", "stream");
-    later(openFetchStream, RETRY_MS);
+    later(whenSame(openFetchStream), RETRY_MS);
   };
 
   // ---- polling /v1/events ----
   const startPolling = () => {
     onState("live", "polling");
+    let away = false; // the last poll failed: the log may have been replaced meanwhile
     const poll = async () => {
+      if (away && !(await sameLog())) return;
       try {
         for (;;) {
           const page = await getJson("/v1/events", { after: last, limit: 1000 });
@@ -153,6 +190,7 @@ export function follow({ after, useToken, onEvent, onState }) {
           if (!page.next || stopped) break;
         }
         onState("live", "polling");
+        away = false;
       } catch (err) {
         if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
           onState("refused", "polling", err);
@@ -163,15 +201,15 @@ export function follow({ after, useToken, onEvent, onState }) {
           return;
         }
         onState("down", "polling");
+        away = true;
       }
       later(poll, POLL_MS);
     };
     poll();
   };
 
-  if (useToken) openFetchStream();
-  else if (typeof EventSource === "function") openEventSource();
-  else startPolling();
+  const open = useToken ? openFetchStream : typeof EventSource === "function" ? openEventSource : startPolling;
+  whenSame(open)(); // first learns the hash of event `after`
 
   return () => {
     stopped = true;
