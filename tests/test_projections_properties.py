@@ -471,7 +471,7 @@ def test_the_status_history_is_the_view_at_each_statement_time(
                 by_then = [f for f in facts if f.stated_start <= start]
                 counted = _live_by_definition(by_then)
                 live = [f for f in by_then if f.assertion_id in counted]
-                status, since, basis = _status_by_the_rules(live)
+                status, _since, basis = _status_by_the_rules(live)
                 if status != (expected[-1][0] if expected else "unreported"):
                     first = next(f for f in live if f.assertion_id == basis[0])
                     if first.stated_start != start:  # dated by what was stated then
