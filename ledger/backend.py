@@ -86,15 +86,20 @@ are not UTF-8 inside a JSON string (msgspec raises UnicodeDecodeError for those)
 
 def digest_problem(event_type: str, data: object, data_sha256: str) -> str | None:
     """What is wrong with a stored payload against its envelope's `data_sha256`, in words
-    (None: it holds), said alike by `ledger verify`, the audit and the start-up check.
+    (None: it holds), said alike by `ledger verify`, the audit and the start-up check."""
+    if type(data) is bytes and sha256_hex(data) == data_sha256:
+        return None
+    return digest_words(event_type, data, data_sha256)
 
-    Bytes that hash otherwise but decode to what does hash to it (the same record written
-    with spaces, in another key order or with other escapes) are named so: what the
-    payload holds is intact, the form it is stored in is not the ledger's."""
+
+def digest_words(event_type: str, data: object, data_sha256: str) -> str:
+    """Why a stored payload does not hash to its envelope's `data_sha256`, in words.
+
+    Bytes that decode to what does hash to it (the same record written with spaces, in
+    another key order or with other escapes) are named so: what the payload holds is
+    intact, the form it is stored in is not the ledger's."""
     if type(data) is not bytes:
         return f"payload stored as {type(data).__name__}, not bytes"
-    if sha256_hex(data) == data_sha256:
-        return None
     try:
         again = encode_payload(PAYLOAD_DECODERS[event_type].decode(data))
     except DECODE_ERRORS:

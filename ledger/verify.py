@@ -25,7 +25,7 @@ from typing import Any, cast
 import msgspec
 
 from ledger import merkle
-from ledger.backend import DECODE_ERRORS, digest_problem, fetch_all
+from ledger.backend import DECODE_ERRORS, digest_words, fetch_all
 from ledger.codec import ZERO_HASH, envelope_bytes
 from ledger.erasure import ERASABLE, Erasure, erasure_problems, erasures
 from ledger.events import PAYLOAD_TYPES, PayloadErased
@@ -345,8 +345,8 @@ class _Verifier:
                 prev = None  # the link into `seq` cannot be checked
             expected = seq + 1
             payload = UNDECODED
-            if data is not None and (problem := digest_problem(etype, data, dsha)) is not None:
-                findings.bad(seq, problem)
+            if data is not None and (type(data) is not bytes or sha256(data).hexdigest() != dsha):
+                findings.bad(seq, digest_words(etype, data, dsha))
             if type(data) is bytes:
                 try:
                     payload = decoders[etype].decode(data)
