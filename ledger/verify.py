@@ -345,9 +345,9 @@ class _Verifier:
                 prev = None  # the link into `seq` cannot be checked
             expected = seq + 1
             payload = UNDECODED
-            if data is not None and (type(data) is not bytes or sha256(data).hexdigest() != dsha):
-                findings.bad(seq, digest_words(etype, data, dsha))
             if type(data) is bytes:
+                if sha256(data).hexdigest() != dsha:
+                    findings.bad(seq, digest_words(etype, data, dsha))
                 try:
                     payload = decoders[etype].decode(data)
                 except DECODE_ERRORS as exc:
@@ -357,6 +357,8 @@ class _Verifier:
             elif data is None:
                 payload = None
                 self.missing[seq] = etype
+            else:
+                findings.bad(seq, digest_words(etype, data, dsha))
             if keep is not None:
                 keep(payload)
             try:
