@@ -440,6 +440,30 @@ def test_new_events_show_without_a_reload(watched: Watched, server: LiveServer) 
     watched.check(server.base)
 
 
+def test_a_new_grade_of_a_source_the_view_names_is_announced(
+    watched: Watched, server: LiveServer
+) -> None:
+    subject, source = "page-test.regraded", "page-test-regraded"
+    server.post(
+        "/v1/sources", {"id": source, "name": "Regraded", "kind": "media", "reliability": "B"}
+    )
+    server.post("/v1/assertions", assertion_body(subject=subject, claimants=[source]))
+    page = watched.page
+    page.goto(f"{server.base}/?subject={subject}")
+    claimant = page.locator(".claimant .rel").first
+    expect(claimant).to_have_text(f"({source}; reliability B: usually reliable)")
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    changed = httpx.patch(
+        f"{server.base}/v1/sources/{source}", json={"reliability": "D"}, headers=server.auth()
+    )
+    assert changed.status_code == 200, changed.text
+    expect(page.locator("#notice")).to_have_text(
+        f"Source Regraded changed (reliability) at event {changed.json()['seq']}."
+    )
+    expect(claimant).to_have_text(f"({source}; reliability D: not usually reliable)")
+    watched.check(server.base)
+
+
 def test_a_live_event_outside_the_as_of_shown_is_not_announced(
     watched: Watched, server: LiveServer
 ) -> None:

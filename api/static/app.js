@@ -39,6 +39,7 @@ const state = {
   subjects: [],
   sources: new Map(),
   seen: new Map(), // subject -> ids of the assertions already shown (to mark new ones)
+  claimantsShown: new Set(), // the sources the view names, whose changes are announced
   statedTimes: new Set(),
   statedTimesOf: null, // the subject whose statement times are suggested
   stopLive: null,
@@ -705,13 +706,22 @@ async function applyLive() {
     (e) => e.stream === `subject:${state.subject}` && (!e.data || !e.data.assertion_id || shownIds.has(e.data.assertion_id)),
   );
   const last = mine[mine.length - 1];
+  const said = [];
   if (mine.length) {
     const props = [...new Set(mine.map((e) => e.data && e.data.property).filter(Boolean))];
-    announce(
+    said.push(
       `Updated: ${plural(mine.length, "new event")} on ${state.subject}` +
         `${props.length ? ` (${props.join(", ")})` : ""}, up to event ${last.seq}.`,
     );
   }
+  // and a change to a source the view names (a new grade changes how a claim reads)
+  const claimants = state.claimantsShown || new Set();
+  for (const e of batch.events) {
+    if (e.type !== "SourceUpdated" || !e.data || !claimants.has(e.data.id)) continue;
+    const fields = [...Object.keys(e.data).filter((k) => k !== "id" && k !== "cleared"), ...(e.data.cleared || [])];
+    said.push(`Source ${sourceName(e.data.id)} changed${fields.length ? ` (${fields.join(", ")})` : ""} at event ${e.seq}.`);
+  }
+  if (said.length) announce(said.join(" "));
 }
 
 // ---------------------------------------------------------------- rendering
@@ -871,6 +881,7 @@ function renderSubject({ subject, row, timeline, assertions, views, kinds, markN
   const liveIds = new Set(timeline.items.map((item) => item.assertion.assertion_id));
   const previous = markNew ? state.seen.get(subject) : null;
   state.seen.set(subject, new Set(assertions.map((a) => a.assertion_id)));
+  state.claimantsShown = new Set(assertions.flatMap((a) => a.claimants));
 
   const notCounted = assertions.filter((a) => !liveIds.has(a.assertion_id)).length;
   const meta = [
