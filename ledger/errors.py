@@ -95,6 +95,11 @@ class ConcurrencyConflict(Conflict):
         super().__init__(f"{stream} is at version {actual}, not the expected {expected}")
 
 
+class NodesMissing(LedgerError):
+    """Merkle nodes a read of a tree within the log needs are not in the store: the stored
+    tree is broken (a node deleted from the file). Proofs and roots report it as such."""
+
+
 class StorageFull(LedgerError):
     """The database cannot grow; nothing was appended (HTTP 507)."""
 

@@ -154,6 +154,10 @@ def _check_frontier_children(conn: sqlite3.Connection, head: int) -> None:
     children = [(level - 1, 2 * idx + side) for level, idx in ids for side in (0, 1)]
     nodes = _nodes(conn, ids + children)
     for level, idx in ids:
+        if (level, idx) not in nodes:  # (named as `ledger verify` names it)
+            raise TailProblem(
+                (idx << level) + 1, f"Merkle node {(level, idx)} is missing", tree=True
+            )
         left, right = nodes.get((level - 1, 2 * idx)), nodes.get((level - 1, 2 * idx + 1))
         if (
             left is None

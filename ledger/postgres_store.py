@@ -44,7 +44,7 @@ from ledger.backend import (
     settle,
 )
 from ledger.codec import ZERO_HASH
-from ledger.errors import LedgerError, LedgerUnavailable
+from ledger.errors import LedgerUnavailable, NodesMissing
 from ledger.events import Event, NewEvent
 from ledger.store import Projector
 from ledger.times import parse_record_time
@@ -754,5 +754,5 @@ def _nodes(
     found = {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
     if len(found) != len(set(ids)):
         missing = sorted(set(ids) - found.keys())
-        raise LedgerError(f"Merkle nodes missing from the store: {missing[:5]}")
+        raise NodesMissing(f"Merkle nodes missing from the store: {missing[:5]}")
     return found

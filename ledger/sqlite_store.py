@@ -53,6 +53,7 @@ from ledger.codec import (
 from ledger.errors import (
     LedgerError,
     LedgerUnavailable,
+    NodesMissing,
     SnapshotChanged,
     StorageFull,
 )
@@ -266,7 +267,7 @@ def fetch_nodes(
             found[(level, idx)] = h
     if len(found) != len(set(ids)):
         missing = sorted(set(ids) - found.keys())
-        raise LedgerError(f"Merkle nodes missing from the store: {missing[:5]}")
+        raise NodesMissing(f"Merkle nodes missing from the store: {missing[:5]}")
     return found
 
 

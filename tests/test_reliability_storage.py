@@ -317,6 +317,55 @@ async def test_a_proof_that_would_not_hold_is_never_given_out(ledger: Ledger) ->
         assert (await client.get("/v1/events", headers=reader)).status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("how", "read", "said"),
+    [
+        (  # deleted inside the tree: it was a 400 blaming the request
+            "DELETE FROM merkle_nodes WHERE level = 2 AND idx = 1",
+            lambda store: store.inclusion_proof(1, 16),
+            "the tree of 16 lacks nodes it needs",
+        ),
+        (  # a node that is both on the proof's path and in the frontier of its size: the
+            # proof and the root read from it agree with each other, not with the leaves
+            "UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 0",
+            lambda store: store.inclusion_proof(3, 3),
+            "stored Merkle node (1, 0) is not its children's hash",
+        ),
+        (  # the same for an earlier root asked for alone (`GET /v1/log/head?size=3`)
+            "UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 0",
+            lambda store: store.root(3),
+            "stored Merkle node (1, 0) is not its children's hash",
+        ),
+    ],
+)
+def test_what_a_read_of_the_tree_finds_broken_is_refused(
+    ledger: Ledger, how: str, read: Callable[[SqliteStore], Any], said: str
+) -> None:
+    tamper(ledger.db, [how])
+    store = SqliteStore(ledger.db)
+    try:
+        assert store.tree_refusal is None  # below what the start-up check reads
+        assert store.inclusion_proof(20, 24).path  # a proof that does not read the node
+        with pytest.raises(LedgerUnavailable, match=re.escape(said)):
+            read(store)
+        assert said in (store.tree_refusal or "")
+        assert health_report(store).status == "degraded"
+    finally:
+        store.close()
+
+
+def test_a_frontier_node_deleted_is_named_missing_as_verify_names_it(ledger: Ledger) -> None:
+    node = _frontier_node(_last(ledger.db))
+    tamper(ledger.db, [("DELETE FROM merkle_nodes WHERE level = ? AND idx = ?", node)])
+    store = SqliteStore(ledger.db)
+    try:
+        said = f"seq {(node[1] << node[0]) + 1}: Merkle node {node} is missing"
+        assert said in (store.tree_refusal or "")
+        assert any(p.startswith(said) for p in verify_log(store.reader()).problems)
+    finally:
+        store.close()
+
+
 def test_a_consistency_proof_that_would_not_hold_is_refused(ledger: Ledger) -> None:
     tamper(ledger.db, [("UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level=2 AND idx=1", ())])
     store = SqliteStore(ledger.db)
