@@ -371,14 +371,22 @@ def settle(outcomes: Sequence[tuple[Job, Any, BaseException | None]]) -> None:
             loop.call_soon_threadsafe(_answer_all, answers)
 
 
+CHECKED_NODES_KEPT = 16_384
+"""Frontier nodes a store remembers having checked against their children (~1 MB)."""
+
+
 class LogReads:
     """Scans, heads, roots and proofs, from a backend's :meth:`size`, :meth:`read` and
     :meth:`_fetch` (Merkle nodes by id; a missing one is a :class:`LedgerError`)."""
 
     scan_chunk = SCAN_CHUNK
-    tree_refusal: str | None = None
-    """Why the log's roots and proofs are refused: the stored Merkle tree failed a check
-    (the start-up check of the tail, or a proof that did not hold), or None."""
+
+    def _open_reads(self) -> None:
+        """Called by the backend as it opens."""
+        self.tree_refusal: str | None = None
+        """Why the log's roots and proofs are refused: the stored Merkle tree failed a
+        check (the start-up check of the tail, or a root or proof read from it), or None."""
+        self._checked_nodes: set[merkle.NodeId] = set()
 
     def size(self) -> int:
         raise NotImplementedError
@@ -411,7 +419,7 @@ class LogReads:
 
     def root(self, size: int) -> str:
         self._check_size(size)
-        return merkle.root(size, self._held([], size)).hex()
+        return merkle.root(size, self._held([], size, frontier_checked=True)).hex()
 
     def head(self) -> LogHead:
         size = self.size()
@@ -423,12 +431,14 @@ class LogReads:
             raise LedgerError(f"size {size} is outside the log (0..{current})")
 
     # What is given out of the stored tree is checked first: each node of the frontier a
-    # root is read from is its two stored children's hash, and each proof leads to the
-    # roots read from the same nodes. A node edited or deleted inside the tree (which the
-    # start-up check, reading only the tail, does not reach) would otherwise make intact
-    # events' proofs fail for the outsider, who would blame those events. The checks see
-    # only what a proof or root reads: a node off every path asked for stays unseen until
-    # `ledger verify`. They cost one fetch and ~3 log2(size) hashes more.
+    # root (`head`, `head?size=N`) is read from is its two stored children's hash, and
+    # each proof leads to the roots read from the same nodes. A node edited or deleted
+    # inside the tree (which the start-up check, reading only the tail, does not reach)
+    # would otherwise make intact events' proofs fail for the outsider, who would blame
+    # those events. A proof leaves the frontier's children unread (they would double its
+    # cost): a node both on its path and in its size's frontier agrees with the root read
+    # from it, and is caught when that root is asked for. A node off every path asked for
+    # stays unseen until `ledger verify`. Proofs cost ~2 log2(size) hashes more.
 
     def inclusion_proof(self, seq: int, size: int) -> InclusionProof:
         self._check_size(size)
@@ -458,10 +468,19 @@ class LogReads:
             )
         return ConsistencyProof(old_size, new_size, [p.hex() for p in path])
 
-    def _held(self, ids: Sequence[merkle.NodeId], size: int) -> merkle.FetchNodes:
-        """`ids` and the frontier of `size`, read in one fetch, as a fetch of them; each
-        frontier node checked against its children (one level down) first."""
-        frontier = [node for node in merkle.frontier_nodes(size) if node[0] > 0]
+    def _held(
+        self, ids: Sequence[merkle.NodeId], size: int, *, frontier_checked: bool = False
+    ) -> merkle.FetchNodes:
+        """`ids` and the frontier of `size`, read in one fetch, as a fetch of them. With
+        `frontier_checked`, each frontier node is checked against its children (one level
+        down) first, unless it was already (a complete node never changes: the ones checked
+        are kept, up to a bound)."""
+        checked = self._checked_nodes
+        frontier = [
+            n
+            for n in merkle.frontier_nodes(size)
+            if frontier_checked and n[0] > 0 and n not in checked
+        ]
         children = [(level - 1, 2 * idx + side) for level, idx in frontier for side in (0, 1)]
         wanted = list(dict.fromkeys([*ids, *merkle.frontier_nodes(size), *children]))
         try:
@@ -472,6 +491,9 @@ class LogReads:
             left, right = nodes[(level - 1, 2 * idx)], nodes[(level - 1, 2 * idx + 1)]
             if nodes[(level, idx)] != merkle.node_hash(left, right):
                 self._tree_broken(f"stored Merkle node {(level, idx)} is not its children's hash")
+        if len(checked) > CHECKED_NODES_KEPT:
+            checked.clear()
+        checked.update(frontier)
         return lambda wanted: nodes
 
     def _tree_broken(self, what: str) -> NoReturn:

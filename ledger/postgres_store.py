@@ -200,6 +200,7 @@ class PostgresStore(LogReads, QueuedWriter[PostgresTransaction]):
                 f"schema {schema!r}: lower-case letters, digits and _, not starting with a "
                 f"digit, at most 63 characters"
             )
+        self._open_reads()
         self.dsn = dsn
         self.schema = schema
         self.max_batch = max_batch

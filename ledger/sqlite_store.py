@@ -434,6 +434,7 @@ class SqliteStore(LogReads, QueuedWriter[SqliteTransaction]):
         reads (0: none). `background_checkpoints` copies committed WAL frames into the
         database file from a thread of its own (see :meth:`_checkpoints`).
         """
+        self._open_reads()
         self.path = Path(path)
         self.synchronous = synchronous
         self.max_batch = max_batch
