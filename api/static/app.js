@@ -35,6 +35,8 @@ const state = {
   asOf: "", // statement-time cutoff as typed, "" for everything
   seq: null, // log position, or null to follow the latest
   head: 0, // the log's size as last seen
+  headHash: null, // the hash of its last event, when the page read it (see `start`)
+  landed: false, // the first view was drawn, and the link's #fragment gone to
   shown: null, // the seq the views last answered at (less than head while they catch up)
   subjects: [],
   sources: new Map(),
@@ -446,16 +448,19 @@ async function start() {
   showError("");
   let head;
   try {
-    // how far the log reaches, as the views read it (not the Merkle head, which a broken
-    // stored tree refuses while every view still reads)
-    head = await getJson("/v1/subjects", { limit: 1 });
+    // the log's size (health says it, whatever its Merkle tree, which a broken stored
+    // tree has refused while every view still reads), then its last event, whose hash
+    // the live feed holds the log to (read with the token, if one is needed)
+    const size = (await getJson("/v1/health")).seq;
+    head = size > 0 ? (await getJson("/v1/events", { after: size - 1, limit: 1 })).items[0] : null;
   } catch (err) {
     if (needsToken(err)) askForToken(err);
     else showError(`Cannot read the ledger: ${problemText(err)}`);
     if (passing(err)) retryLater();
     return;
   }
-  state.head = head.seq;
+  state.head = head ? head.seq : 0;
+  state.headHash = head ? head.hash : null;
   let problem = state.urlSeqProblem;
   state.urlSeqProblem = "";
   if (state.seq !== null && state.seq > state.head) {
@@ -482,8 +487,18 @@ async function start() {
   writeUrl(false);
   goLive();
   // the browser looked for a link's #fragment before the view was drawn: go there now
-  const target = location.hash.length > 1 ? document.getElementById(decodeURIComponent(location.hash.slice(1))) : null;
-  if (target) target.scrollIntoView();
+  // (once: start() runs again on a token or a replaced log, and the reader has moved on)
+  if (!state.landed) {
+    state.landed = true;
+    let id = "";
+    try {
+      id = decodeURIComponent(location.hash.slice(1));
+    } catch {
+      id = ""; // a fragment that is not percent-encoded text names nothing here
+    }
+    const target = id ? document.getElementById(id) : null;
+    if (target) target.scrollIntoView();
+  }
 }
 
 /** Follow the log's tail from the last head seen, unless already following: one feed at a time. */
@@ -491,6 +506,7 @@ function goLive() {
   if (state.stopLive) return;
   state.stopLive = follow({
     after: state.head,
+    afterHash: state.headHash,
     useToken: Boolean(getToken()),
     onEvent: onLiveEvent,
     onState: liveState,
@@ -1205,6 +1221,7 @@ function renderEntry(a, live, all, judgedAway, isNew) {
       directionNote(a.quote, "quote"),
       h("p", { class: "claimants-line" }, "Claimed by: ", joinNodes(a.claimants.map(claimantNode))),
       h("p", { class: "document" }, "Document: ", documentNode(a.document)),
+      directionNote(a.document && a.document.title, "document's title"),
       h(
         "details",
         {},
@@ -1234,8 +1251,9 @@ function documentNode(doc) {
   const href = doc.url ? safeHref(doc.url) : null;
   const title = doc.title || doc.url || "untitled";
   const parts = [];
-  if (href) parts.push(h("a", { href, rel: "noopener noreferrer" }, title));
-  else parts.push(doc.title ? `“${doc.title}”` : doc.url || "untitled");
+  // the title is the document's own (it may hold direction controls): kept apart
+  if (href) parts.push(h("a", { href, rel: "noopener noreferrer" }, h("bdi", {}, title)));
+  else parts.push(doc.title ? ["“", h("bdi", {}, doc.title), "”"] : doc.url || "untitled");
   parts.push(`, ${doc.publisher}, published ${doc.published_at}`);
   if (!href && doc.url) parts.push(" (link not shown: not an http(s) address)");
   return h("cite", {}, parts);

@@ -16,7 +16,7 @@ const DAY = 86400000;
 // at least 3:1 against white, told apart by shape as well as colour; a mark is hollow only
 // where there is no best figure (the caption says so), never to tell claimants apart
 const COLORS = ["#1f5fa8", "#b43f0c", "#15803d", "#7e22ce", "#be123c", "#0f766e", "#854d0e", "#334155"];
-const SHAPES = ["circle", "square", "diamond", "triangle"];
+const SHAPES = ["circle", "square", "diamond", "triangle", "triangle-down", "hexagon", "pentagon", "star"];
 
 /** A style (colour and shape) per claimant, stable for the page's life. */
 export class ClaimantStyles {
@@ -35,13 +35,38 @@ export class ClaimantStyles {
 function marker(shape, color, x, y, r = 5) {
   const open = shape.endsWith("-open");
   const kind = shape.replace("-open", "");
-  const attrs = { fill: open ? "#ffffff" : color, stroke: color, "stroke-width": 2 };
+  const attrs = { fill: open ? "#ffffff" : color, stroke: color, "stroke-width": 2, "data-shape": kind };
   if (kind === "square") return s("rect", { x: x - r, y: y - r, width: 2 * r, height: 2 * r, ...attrs });
   if (kind === "diamond") {
     return s("polygon", { points: `${x},${y - r - 1} ${x + r + 1},${y} ${x},${y + r + 1} ${x - r - 1},${y}`, ...attrs });
   }
   if (kind === "triangle") return s("polygon", { points: `${x},${y - r - 1} ${x + r + 1},${y + r} ${x - r - 1},${y + r}`, ...attrs });
+  if (kind === "triangle-down") return s("polygon", { points: `${x},${y + r + 1} ${x + r + 1},${y - r} ${x - r - 1},${y - r}`, ...attrs });
+  if (kind === "hexagon") return s("polygon", { points: regular(x, y, r + 1, 6, 0), ...attrs });
+  if (kind === "pentagon") return s("polygon", { points: regular(x, y, r + 1, 5, -Math.PI / 2), ...attrs });
+  if (kind === "star") return s("polygon", { points: star(x, y, r + 2, (r + 2) / 2.2), ...attrs });
   return s("circle", { cx: x, cy: y, r, ...attrs });
+}
+
+/** The corners of a regular polygon of `n` sides around (x, y), the first at `start`. */
+function regular(x, y, r, n, start) {
+  const corners = [];
+  for (let i = 0; i < n; i += 1) {
+    const a = start + (2 * Math.PI * i) / n;
+    corners.push(`${(x + r * Math.cos(a)).toFixed(2)},${(y + r * Math.sin(a)).toFixed(2)}`);
+  }
+  return corners.join(" ");
+}
+
+/** A five-pointed star around (x, y): points `outer` from the centre, the notches `inner`. */
+function star(x, y, outer, inner) {
+  const corners = [];
+  for (let i = 0; i < 10; i += 1) {
+    const a = -Math.PI / 2 + (Math.PI * i) / 5;
+    const r = i % 2 ? inner : outer;
+    corners.push(`${(x + r * Math.cos(a)).toFixed(2)},${(y + r * Math.sin(a)).toFixed(2)}`);
+  }
+  return corners.join(" ");
 }
 
 export function legendMarker(style) {

@@ -18,16 +18,17 @@ const RETRY_MS = 2000;
 const POLL_MS = 2000;
 
 /**
- * Calls `onEvent(event)` for each event after `after`, in seq order, once each, and
+ * Calls `onEvent(event)` for each event after `after` (whose hash, `afterHash`, the log
+ * must still hold there), in seq order, once each, and
  * `onState(state, how, error)` as the connection changes (`live`, `connecting`, `down`,
  * `refused` with the error when the token is no longer taken, or `replaced` when the log
  * holds fewer events than the last one followed, or another event in its place (`how` is
  * then "differs"): the ledger is not the one read so far. Following stops on either,
  * since retrying cannot help). Returns a function that stops following.
  */
-export function follow({ after, useToken, onEvent, onState }) {
+export function follow({ after, afterHash = null, useToken, onEvent, onState }) {
   let last = after;
-  let lastHash = null; // the hash of event `last`, once known
+  let lastHash = afterHash; // the hash of event `last` (null: learnt on the first check)
   let stopped = false;
   let source = null;
   let controller = null;
@@ -145,7 +146,7 @@ export function follow({ after, useToken, onEvent, onState }) {
         // over the rate limit (on the first open too, right after the page's own reads):
         // open the stream again when the server says; polling would spend more of it
         onState("down", "stream");
-        later(openFetchStream, retryAfterSeconds(response) * 1000);
+        later(whenSame(openFetchStream), retryAfterSeconds(response) * 1000);
         return;
       }
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
@@ -180,17 +181,22 @@ export function follow({ after, useToken, onEvent, onState }) {
   // ---- polling /v1/events ----
   const startPolling = () => {
     onState("live", "polling");
-    let away = false; // the last poll failed: the log may have been replaced meanwhile
     const poll = async () => {
-      if (away && !(await sameLog())) return;
       try {
         for (;;) {
-          const page = await getJson("/v1/events", { after: last, limit: 1000 });
+          // from the last event followed, which must be the same one (a log replaced
+          // between two polls shows there)
+          const page = await getJson("/v1/events", { after: Math.max(0, last - 1), limit: 1000 });
+          const first = page.items[0];
+          if (last > 0 && (!first || first.seq !== last || (lastHash !== null && first.hash !== lastHash))) {
+            replaced(null, first && first.seq === last ? "differs" : "stream");
+            return;
+          }
+          if (last > 0 && lastHash === null) lastHash = first.hash;
           for (const event of page.items) deliver(event);
           if (!page.next || stopped) break;
         }
         onState("live", "polling");
-        away = false;
       } catch (err) {
         if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
           onState("refused", "polling", err);
@@ -201,7 +207,6 @@ export function follow({ after, useToken, onEvent, onState }) {
           return;
         }
         onState("down", "polling");
-        away = true;
       }
       later(poll, POLL_MS);
     };
@@ -209,7 +214,7 @@ export function follow({ after, useToken, onEvent, onState }) {
   };
 
   const open = useToken ? openFetchStream : typeof EventSource === "function" ? openEventSource : startPolling;
-  whenSame(open)(); // first learns the hash of event `after`
+  whenSame(open)(); // first: is event `after` still the one the page read?
 
   return () => {
     stopped = true;
