@@ -710,8 +710,19 @@ def test_hostile_text_stays_in_its_place(watched: Watched, server: LiveServer) -
                 "quote": quote,
             },
         )
+    titled = {"publisher": "P", "published_at": "2025-01-01", "title": "a \u202eheadline"}
+    server.post(
+        "/v1/assertions",
+        assertion_body(
+            assertion_id="d3", subject=subject, property="troops.titled", document=titled
+        ),
+    )
     page = watched.page
     page.goto(f"{server.base}/?subject={subject}")
+    expect(page.locator('[data-assertion="d3"] .direction-note')).to_have_text(
+        "This document's title holds a character (U+202E) that turns the direction of the "
+        "text after it: on screen it may read other than the characters it holds."
+    )
     entry = page.locator('[data-assertion="d1"]')
     expect(entry.locator("blockquote")).to_contain_text("first line")
     duplicated = page.evaluate(

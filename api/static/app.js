@@ -772,7 +772,8 @@ function directionNote(text, what) {
     "p",
     { class: "direction-note" },
     `This ${what} holds ${found.length === 1 ? "a character" : "characters"} (${found.join(", ")}) ` +
-      "that turn the direction of the text after them: on screen it may read other than the characters it holds.",
+      `that ${found.length === 1 ? "turns" : "turn"} the direction of the text after ${found.length === 1 ? "it" : "them"}: ` +
+      "on screen it may read other than the characters it holds.",
   );
 }
 
