@@ -371,13 +371,9 @@ def settle(outcomes: Sequence[tuple[Job, Any, BaseException | None]]) -> None:
             loop.call_soon_threadsafe(_answer_all, answers)
 
 
-CHECKED_NODES_KEPT = 16_384
-"""Frontier nodes a store remembers having checked against their children (~1 MB)."""
-
-
 class LogReads:
     """Scans, heads, roots and proofs, from a backend's :meth:`size`, :meth:`read` and
-    :meth:`_fetch` (Merkle nodes by id; a missing one is a :class:`LedgerError`)."""
+    :meth:`_fetch` (Merkle nodes by id; a missing one is :class:`NodesMissing`)."""
 
     scan_chunk = SCAN_CHUNK
 
@@ -386,7 +382,6 @@ class LogReads:
         self.tree_refusal: str | None = None
         """Why the log's roots and proofs are refused: the stored Merkle tree failed a
         check (the start-up check of the tail, or a root or proof read from it), or None."""
-        self._checked_nodes: set[merkle.NodeId] = set()
 
     def size(self) -> int:
         raise NotImplementedError
@@ -471,29 +466,19 @@ class LogReads:
     def _held(
         self, ids: Sequence[merkle.NodeId], size: int, *, frontier_checked: bool = False
     ) -> merkle.FetchNodes:
-        """`ids` and the frontier of `size`, read in one fetch, as a fetch of them. With
-        `frontier_checked`, each frontier node is checked against its children (one level
-        down) first, unless it was already (a complete node never changes: the ones checked
-        are kept, up to a bound)."""
-        checked = self._checked_nodes
-        frontier = [
-            n
-            for n in merkle.frontier_nodes(size)
-            if frontier_checked and n[0] > 0 and n not in checked
-        ]
-        children = [(level - 1, 2 * idx + side) for level, idx in frontier for side in (0, 1)]
-        wanted = list(dict.fromkeys([*ids, *merkle.frontier_nodes(size), *children]))
+        """`ids` and the frontier of `size`, read in one fetch, as a fetch of them; with
+        `frontier_checked`, each frontier node checked against its children first (read
+        in the same fetch: a root is asked for rarely, and an edit made while the server
+        runs must be met as well as one made before)."""
+        frontier = merkle.frontier_nodes(size)
+        below = merkle.children(frontier) if frontier_checked else []
         try:
-            nodes = self._fetch(wanted)
+            nodes = self._fetch(list(dict.fromkeys([*ids, *frontier, *below])))
         except NodesMissing as exc:  # every node of a tree within the log is stored
             self._tree_broken(f"the tree of {size} lacks nodes it needs ({exc})")
-        for level, idx in frontier:
-            left, right = nodes[(level - 1, 2 * idx)], nodes[(level - 1, 2 * idx + 1)]
-            if nodes[(level, idx)] != merkle.node_hash(left, right):
-                self._tree_broken(f"stored Merkle node {(level, idx)} is not its children's hash")
-        if len(checked) > CHECKED_NODES_KEPT:
-            checked.clear()
-        checked.update(frontier)
+        bad = merkle.unlike_children(frontier, nodes) if frontier_checked else None
+        if bad is not None:
+            self._tree_broken(f"stored Merkle node {bad} {merkle.UNLIKE_CHILDREN}")
         return lambda wanted: nodes
 
     def _tree_broken(self, what: str) -> NoReturn:

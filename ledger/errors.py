@@ -99,6 +99,9 @@ class NodesMissing(LedgerError):
     """Merkle nodes a read of a tree within the log needs are not in the store: the stored
     tree is broken (a node deleted from the file). Proofs and roots report it as such."""
 
+    def __init__(self, missing: list[tuple[int, int]]) -> None:
+        super().__init__(f"Merkle nodes missing from the store: {sorted(missing)[:5]}")
+
 
 class StorageFull(LedgerError):
     """The database cannot grow; nothing was appended (HTTP 507)."""

@@ -150,25 +150,19 @@ def _erased(conn: sqlite3.Connection, seqs: Sequence[int]) -> set[int]:
 
 def _check_frontier_children(conn: sqlite3.Connection, head: int) -> None:
     """Each frontier node is the hash of its two stored children (one level down only)."""
-    ids = [(level, idx) for level, idx in merkle.frontier_nodes(head) if level > 0]
-    children = [(level - 1, 2 * idx + side) for level, idx in ids for side in (0, 1)]
-    nodes = _nodes(conn, ids + children)
+    ids = [node for node in merkle.frontier_nodes(head) if node[0] > 0]
+    nodes = _nodes(conn, ids + merkle.children(ids))
     for level, idx in ids:
         if (level, idx) not in nodes:  # (named as `ledger verify` names it)
             raise TailProblem(
                 (idx << level) + 1, f"Merkle node {(level, idx)} is missing", tree=True
             )
-        left, right = nodes.get((level - 1, 2 * idx)), nodes.get((level - 1, 2 * idx + 1))
-        if (
-            left is None
-            or right is None
-            or nodes.get((level, idx)) != merkle.node_hash(left, right)
-        ):
-            raise TailProblem(
-                (idx << level) + 1,
-                f"stored Merkle node {(level, idx)} is not its children's hash",
-                tree=True,
-            )
+    bad = merkle.unlike_children(ids, nodes)
+    if bad is not None:
+        level, idx = bad
+        raise TailProblem(
+            (idx << level) + 1, f"stored Merkle node {bad} {merkle.UNLIKE_CHILDREN}", tree=True
+        )
 
 
 def _check_nothing_past(conn: sqlite3.Connection, head: int) -> None:

@@ -132,6 +132,27 @@ def _fetch(fetch: FetchNodes, ids: Sequence[NodeId]) -> Mapping[NodeId, bytes]:
     return got
 
 
+def children(ids: Sequence[NodeId]) -> list[NodeId]:
+    """The two children of each of `ids` that is not a leaf, left then right."""
+    return [(level - 1, 2 * idx + side) for level, idx in ids if level > 0 for side in (0, 1)]
+
+
+def unlike_children(ids: Sequence[NodeId], nodes: Mapping[NodeId, bytes]) -> NodeId | None:
+    """The first of `ids` (leaves passed over) that `nodes` does not hold as the hash of
+    its two children, one of the three missing included; None if every one is."""
+    for level, idx in ids:
+        if level == 0:
+            continue
+        left, right = nodes.get((level - 1, 2 * idx)), nodes.get((level - 1, 2 * idx + 1))
+        if left is None or right is None or nodes.get((level, idx)) != node_hash(left, right):
+            return (level, idx)
+    return None
+
+
+UNLIKE_CHILDREN = "is not its children's hash (it or one of them was changed)"
+"""What is said of a node :func:`unlike_children` finds, after its id."""
+
+
 def _check_size(size: int) -> None:
     if size < 0:
         raise ValueError(f"tree size must be >= 0, got {size}")

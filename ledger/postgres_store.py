@@ -754,6 +754,5 @@ def _nodes(
     ).fetchall()
     found = {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
     if len(found) != len(set(ids)):
-        missing = sorted(set(ids) - found.keys())
-        raise NodesMissing(f"Merkle nodes missing from the store: {missing[:5]}")
+        raise NodesMissing(list(set(ids) - found.keys()))
     return found

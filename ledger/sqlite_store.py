@@ -266,8 +266,7 @@ def fetch_nodes(
         for level, idx, h in conn.execute(" UNION ALL ".join([probe] * len(part)), args):
             found[(level, idx)] = h
     if len(found) != len(set(ids)):
-        missing = sorted(set(ids) - found.keys())
-        raise NodesMissing(f"Merkle nodes missing from the store: {missing[:5]}")
+        raise NodesMissing(list(set(ids) - found.keys()))
     return found
 
 

@@ -350,6 +350,20 @@ def test_what_a_read_of_the_tree_finds_broken_is_refused(
         store.close()
 
 
+def test_a_root_read_again_after_an_edit_is_checked_again(ledger: Ledger) -> None:
+    """What a root reads is checked at each read, not once per process: an edit made to the
+    file while the server runs is met as well as one made before it started."""
+    store = SqliteStore(ledger.db)
+    try:
+        before = store.root(16)
+        tamper(ledger.db, ["UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level=4 AND idx=0"])
+        with pytest.raises(LedgerUnavailable, match=re.escape("node (4, 0) is not its children")):
+            store.root(16)
+        assert before != "00" * 32
+    finally:
+        store.close()
+
+
 def test_a_frontier_node_deleted_is_named_missing_as_verify_names_it(ledger: Ledger) -> None:
     node = _frontier_node(_last(ledger.db))
     tamper(ledger.db, [("DELETE FROM merkle_nodes WHERE level = ? AND idx = ?", node)])
