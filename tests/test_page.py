@@ -1020,6 +1020,80 @@ def test_a_key_revoked_while_the_page_is_open_asks_for_another(
     watched.check(server.base)
 
 
+def test_a_feed_started_again_without_reopening_holds_the_log_to_its_last_event(
+    watched: Watched, server: LiveServer
+) -> None:
+    """On a public ledger a revoked token stops the feed; going back then reads without it
+    and starts the feed again from the last event seen, which must be held to that
+    event's hash, not to the one the page opened at (that said "replaced")."""
+    db = server.log.parent / "l.db"
+    token = new_key(db, "reader", "to-revoke-public")
+    page = watched.page
+    page.add_init_script(f"sessionStorage.setItem('ledger.token', {json.dumps(token)})")
+    page.goto(f"{server.base}/?subject={DEPLOYMENT}")
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    moved = "page-test.head-moved"
+    server.post("/v1/assertions", assertion_body(subject=moved))
+    page.locator(f'#subjects a[data-subject="{moved}"]').click()
+    expect(page.locator("#subject-heading")).to_have_text(moved)
+    subprocess.run(
+        [str(LEDGER), "keys", "revoke", "to-revoke-public", "--db", str(db)],
+        check=True,
+        capture_output=True,
+    )
+    time.sleep(1.5)  # past the server's one-second cache of keys
+    server.post("/v1/assertions", assertion_body(subject=f"{moved}-again"))
+    expect(page.locator("#error")).to_contain_text("The token was refused", timeout=15000)
+    page.go_back()  # read again without the token, which the page no longer holds
+    expect(page.locator(ESTIMATE)).to_be_visible()
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    page.wait_for_timeout(500)
+    expect(page.locator("#notice")).not_to_contain_text("replaced")
+    watched.errors.clear()  # the browser logs the 401s itself
+    watched.check(server.base)
+
+
+@pytest.mark.parametrize("answer", ["past the head", "no event"])
+def test_a_log_replaced_between_the_opening_reads_is_read_again(
+    watched: Watched, server: LiveServer, answer: str
+) -> None:
+    """Opening reads the log's size, then its last event: a log replaced by a shorter one
+    between the two answers a 422 naming `after`, or no event at all. Either is read
+    again, not shown as a failure (the 422) or followed from event 0 (no event)."""
+    page = watched.page
+    asked: list[str] = []
+
+    def last_event(route: Any) -> None:
+        asked.append(route.request.url)
+        if len(asked) > 1:
+            route.continue_()
+        elif answer == "no event":
+            route.fulfill(
+                status=200, content_type="application/json", body='{"items": [], "next": null}'
+            )
+        else:
+            problem = {
+                "status": 422,
+                "title": "Invalid input",
+                "detail": "after: past the head",
+                "errors": [{"field": "after", "message": "is past the log's head"}],
+            }
+            route.fulfill(
+                status=422, content_type="application/problem+json", body=json.dumps(problem)
+            )
+
+    page.route(re.compile(r"/v1/events\?after=\d+&limit=1$"), last_event)
+    page.goto(f"{server.base}/?subject={DEPLOYMENT}")
+    expect(page.locator(ESTIMATE)).to_be_visible()
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    assert len(asked) >= 2
+    expect(page.locator("#error")).to_have_text("")
+    head = server.get("/v1/log/head")["size"]
+    expect(page.locator("#seq-range")).to_have_attribute("max", str(head))
+    watched.errors.clear()  # the browser logs the 422 itself
+    watched.check(server.base)
+
+
 def test_a_refused_read_stops_the_live_feed_until_a_token_is_given(
     watched: Watched, server: LiveServer
 ) -> None:
@@ -1540,7 +1614,7 @@ def test_a_ledger_replaced_by_another_as_long_is_read_again(
     assert longer > seen
 
     page = watched.page
-    if polled:  # no stream: polls, with no failed one between the two servers
+    if polled:  # no stream: it polls, and each poll checks the event it read last
         page.route("**/v1/events/stream*", lambda route: route.abort())
     page.goto(f"{server.base}/?subject={DEPLOYMENT}")
     if not public_read:

@@ -447,16 +447,25 @@ async function start() {
   state.stopLive = null;
   showError("");
   let head;
+  let size = 0;
   try {
     // the log's size (health says it, whatever its Merkle tree, which a broken stored
     // tree has refused while every view still reads), then its last event, whose hash
     // the live feed holds the log to (read with the token, if one is needed)
-    const size = (await getJson("/v1/health")).seq;
+    size = (await getJson("/v1/health")).seq;
     head = size > 0 ? (await getJson("/v1/events", { after: size - 1, limit: 1 })).items[0] : null;
   } catch (err) {
+    if (err instanceof ApiError && err.status === 422 && err.fieldMessage("after") !== null) {
+      setTimeout(start, 1000); // the log was replaced by a shorter one between the two reads
+      return;
+    }
     if (needsToken(err)) askForToken(err);
     else showError(`Cannot read the ledger: ${problemText(err)}`);
     if (passing(err)) retryLater();
+    return;
+  }
+  if (size > 0 && !head) {
+    setTimeout(start, 1000); // the same, leaving one event fewer: read it again
     return;
   }
   state.head = head ? head.seq : 0;
@@ -678,7 +687,11 @@ function liveState(status, how, error) {
 }
 
 function onLiveEvent(event) {
-  state.head = Math.max(state.head, event.seq);
+  if (event.seq >= state.head) {
+    // the feed may start again from here (after a token is asked for): with its hash
+    state.head = event.seq;
+    state.headHash = typeof event.hash === "string" ? event.hash : null;
+  }
   pending.subjects = true;
   const stream = event.stream || "";
   if (stream === `subject:${state.subject}` || stream.startsWith("source:")) pending.subject = true;

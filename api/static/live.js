@@ -71,7 +71,12 @@ export function follow({ after, afterHash = null, useToken, onEvent, onState }) 
     }
     if (stopped) return false;
     if (last !== at) return true; // events came meanwhile: they were this log's
-    if (!event || event.seq !== at) {
+    return holds(event);
+  };
+  // Whether `event`, read from the log at `last`, is the event followed there; if not,
+  // the log was replaced (said, and following stops). Learns its hash when none is held.
+  const holds = (event) => {
+    if (!event || event.seq !== last) {
       replaced(null);
       return false;
     }
@@ -187,12 +192,7 @@ export function follow({ after, afterHash = null, useToken, onEvent, onState }) 
           // from the last event followed, which must be the same one (a log replaced
           // between two polls shows there)
           const page = await getJson("/v1/events", { after: Math.max(0, last - 1), limit: 1000 });
-          const first = page.items[0];
-          if (last > 0 && (!first || first.seq !== last || (lastHash !== null && first.hash !== lastHash))) {
-            replaced(null, first && first.seq === last ? "differs" : "stream");
-            return;
-          }
-          if (last > 0 && lastHash === null) lastHash = first.hash;
+          if (last > 0 && !holds(page.items[0])) return;
           for (const event of page.items) deliver(event);
           if (!page.next || stopped) break;
         }
