@@ -1517,6 +1517,37 @@ def test_a_wait_longer_than_a_minute_is_not_waited_for(
     watched.check(server.base)
 
 
+def _copy_then(tmp_path: Path, *commands: Any) -> tuple[Path, int]:
+    """A backup of the server's ledger (`l.db`) with `commands` run on it: another ledger
+    that shares the log's start. Returns its path and its size."""
+    db, other = tmp_path / "l.db", tmp_path / "other.db"
+    backup = subprocess.run(
+        [str(LEDGER), "backup", str(other), "--db", str(db)], capture_output=True, check=False
+    )
+    assert backup.returncode == 0, backup.stderr
+    with factories.ledger(other) as store:
+        if commands:
+            factories.run(store, *commands)
+        return other, store.size()
+
+
+def _serve_instead(starting: StartingServer, ledger: Path) -> StartingServer:
+    """Stop `starting`, put `ledger` in place of its file, and start a server on it at the
+    same port (an operator restoring a file under an open page)."""
+    folder = starting.log.parent
+    starting.stop()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{folder / 'l.db'}{suffix}").unlink(missing_ok=True)
+    ledger.rename(folder / "l.db")
+    return StartingServer(folder, public_read=starting.public_read, port=starting.port)
+
+
+def _unexpected(errors: list[str]) -> list[str]:
+    """The page's errors but the refused connections the browser logs while a server is
+    away (and the 422s it logs itself)."""
+    return [e for e in errors if "Failed to load resource" not in e and "ERR_" not in e]
+
+
 @pytest.mark.parametrize("public_read", [True, False], ids=["event-source", "fetch-stream"])
 def test_a_ledger_restored_from_an_older_backup_is_read_again(
     watched: Watched, tmp_path: Path, public_read: bool
@@ -1526,14 +1557,7 @@ def test_a_ledger_restored_from_an_older_backup_is_read_again(
     log gets; the server refuses that (a 422 naming `after`) and the page reads it again."""
     starting = StartingServer(tmp_path, public_read=public_read)
     server = starting.server()
-    db = tmp_path / "l.db"
-    backup = subprocess.run(
-        [str(LEDGER), "backup", str(tmp_path / "older.db"), "--db", str(db)],
-        capture_output=True,
-        check=False,
-    )
-    assert backup.returncode == 0, backup.stderr
-    older = server.get("/v1/log/head")["size"]
+    backup, older = _copy_then(tmp_path)
     server.post("/v1/assertions", assertion_body())
     server.post("/v1/assertions", assertion_body(subject=LIVE_SUBJECT))
     newer = server.get("/v1/log/head")["size"]
@@ -1549,11 +1573,7 @@ def test_a_ledger_restored_from_an_older_backup_is_read_again(
     expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
     expect(page.locator("#seq-range")).to_have_attribute("max", str(newer))
 
-    starting.stop()
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    (tmp_path / "older.db").rename(db)
-    restarted = StartingServer(tmp_path, public_read=public_read, port=starting.port)
+    restarted = _serve_instead(starting, backup)
     try:
         server = restarted.server()
         expect(page.locator("#notice")).to_contain_text(
@@ -1569,9 +1589,7 @@ def test_a_ledger_restored_from_an_older_backup_is_read_again(
         expect(page.locator(ESTIMATE)).to_have_text(span("1", "2"))
     finally:
         restarted.stop()
-    # the browser logs the refused connections while the server was down, and the 422s
-    unexpected = [e for e in watched.errors if "Failed to load resource" not in e]
-    assert unexpected == []
+    assert _unexpected(watched.errors) == []
 
 
 @pytest.mark.parametrize(
@@ -1587,27 +1605,20 @@ def test_a_ledger_replaced_by_another_as_long_is_read_again(
     the page followed tells the two apart. Followed on, the page would mix two ledgers."""
     starting = StartingServer(tmp_path, public_read=public_read)
     server = starting.server()
-    db, other = tmp_path / "l.db", tmp_path / "other.db"
-    backup = subprocess.run(
-        [str(LEDGER), "backup", str(other), "--db", str(db)], capture_output=True, check=False
+    other, longer = _copy_then(  # the same start, then other events
+        tmp_path,
+        *(
+            factories.quantity(
+                100 + n,
+                200 + n,
+                stated_at="2025-07",
+                subject=DEPLOYMENT,
+                prop=TROOPS,
+                claimants=("kr-jcs",),
+            )
+            for n in range(3)
+        ),
     )
-    assert backup.returncode == 0, backup.stderr
-    with factories.ledger(other) as store:  # the same start, then other events
-        factories.run(
-            store,
-            *(
-                factories.quantity(
-                    100 + n,
-                    200 + n,
-                    stated_at="2025-07",
-                    subject=DEPLOYMENT,
-                    prop=TROOPS,
-                    claimants=("kr-jcs",),
-                )
-                for n in range(3)
-            ),
-        )
-        longer = store.size()
     server.post("/v1/assertions", assertion_body())
     server.post("/v1/assertions", assertion_body(subject=LIVE_SUBJECT))
     seen = server.get("/v1/log/head")["size"]
@@ -1624,11 +1635,7 @@ def test_a_ledger_replaced_by_another_as_long_is_read_again(
     live = "checking for new events every 2 s" if polled else "new events show as they arrive"
     expect(page.locator("#live-state")).to_have_text(f"Live: {live}")
 
-    starting.stop()
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    other.rename(db)
-    restarted = StartingServer(tmp_path, public_read=public_read, port=starting.port)
+    restarted = _serve_instead(starting, other)
     try:
         restarted.server()
         expect(page.locator("#notice")).to_contain_text(
@@ -1639,10 +1646,7 @@ def test_a_ledger_replaced_by_another_as_long_is_read_again(
         expect(page.locator("#live-state")).to_have_text(f"Live: {live}")
     finally:
         restarted.stop()
-    unexpected = [
-        e for e in watched.errors if "Failed to load resource" not in e and "ERR_" not in e
-    ]
-    assert unexpected == []
+    assert _unexpected(watched.errors) == []
 
 
 def test_a_ledger_replaced_before_the_feed_starts_is_read_again(
@@ -1653,28 +1657,18 @@ def test_a_ledger_replaced_before_the_feed_starts_is_read_again(
     whatever the server holds by then."""
     starting = StartingServer(tmp_path, public_read=True)
     starting.server()
-    db, other = tmp_path / "l.db", tmp_path / "other.db"
-    backup = subprocess.run(
-        [str(LEDGER), "backup", str(other), "--db", str(db)], capture_output=True, check=False
+    other, _ = _copy_then(  # the same events, then one more
+        tmp_path,
+        factories.quantity(
+            5, 6, stated_at="2025-07", subject=DEPLOYMENT, prop=TROOPS, claimants=("kr-jcs",)
+        ),
     )
-    assert backup.returncode == 0, backup.stderr
-    with factories.ledger(other) as store:  # the same events, then one more
-        factories.run(
-            store,
-            factories.quantity(
-                5, 6, stated_at="2025-07", subject=DEPLOYMENT, prop=TROOPS, claimants=("kr-jcs",)
-            ),
-        )
     starting.server().post("/v1/assertions", assertion_body(subject=LIVE_SUBJECT))
     page = watched.page
     page.goto(f"{starting.server().base}/?subject={DEPLOYMENT}&as_of=2025-13")
     expect(page.locator("#subject-heading")).to_have_text("No view yet")
 
-    starting.stop()
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    other.rename(db)
-    restarted = StartingServer(tmp_path, public_read=True, port=starting.port)
+    restarted = _serve_instead(starting, other)
     try:
         restarted.server()
         page.fill("#as-of", "")
@@ -1685,10 +1679,7 @@ def test_a_ledger_replaced_before_the_feed_starts_is_read_again(
         expect(page.locator(ESTIMATE)).to_have_text(span("5", "6"))
     finally:
         restarted.stop()
-    unexpected = [
-        e for e in watched.errors if "Failed to load resource" not in e and "ERR_" not in e
-    ]
-    assert unexpected == []
+    assert _unexpected(watched.errors) == []
 
 
 def test_while_the_views_catch_up_the_page_never_calls_them_the_whole_log(
