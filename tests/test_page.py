@@ -662,7 +662,10 @@ def test_a_link_to_one_assertion_lands_on_it(watched: Watched, server: LiveServe
     page.goto(f"{server.base}/?subject={DEPLOYMENT}#{entry}")
     expect(page.locator(f'[id="{entry}"]')).to_be_in_viewport()
     assert page.evaluate("window.scrollY") > 0
-    watched.check(server.base)
+    page.goto(f"{server.base}/?subject={DEPLOYMENT}#a-%ZZ")  # not percent-encoded text
+    expect(page.locator(ESTIMATE)).to_be_visible()
+    expect(page.locator("#live-state")).to_have_text("Live: new events show as they arrive")
+    watched.check(server.base)  # and no script error
 
 
 def test_a_links_as_of_is_read_as_the_box_reads_it(watched: Watched, server: LiveServer) -> None:
