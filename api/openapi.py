@@ -38,8 +38,9 @@ VIEWS_BEHIND = (
 
 
 TREE_BROKEN = (
-    "the stored Merkle tree failed a check (at start-up, or a proof read from it that did not "
-    "hold): no root or proof is given out from it until `ledger verify` is run and it is mended"
+    "the stored Merkle tree failed a check (at start-up, or in what a root or proof read of "
+    "it): no root or proof is given out from it until it is mended (`ledger verify` names "
+    "what is wrong) and the server started again"
 )
 
 

@@ -482,8 +482,9 @@ class LogReads:
         return lambda wanted: nodes
 
     def _tree_broken(self, what: str) -> NoReturn:
-        """A proof read from the stored nodes does not hold: refuse it, and every root and
-        proof from now on (:attr:`tree_refusal`; health says so)."""
+        """What a root or proof read of the stored tree does not hold (or is not there):
+        refuse it, and every root and proof from now on (:attr:`tree_refusal`; health
+        says so)."""
         if self.tree_refusal is None:
             log.error("merkle_tree_broken", problem=what)
             self.tree_refusal = f"the stored Merkle tree is broken: {what}; run `ledger verify`"
