@@ -70,14 +70,18 @@ function readUrl() {
 
 /** `{seq}`: the log position of a link's `known_at`, as the server reads it (every list
  * says the seq it was read at); `{problem}`: what to say beside the box when it reads no
- * time there. Any other failure is thrown. */
+ * time there; null when the read failed otherwise (said, and tried again if it may pass). */
 async function seqKnownAt(knownAt) {
   try {
     return { seq: (await getJson("/v1/subjects", { known_at: knownAt, limit: 1 })).seq };
   } catch (err) {
     const message = err instanceof ApiError && err.status === 422 ? err.fieldMessage("known_at") : null;
-    if (!message) throw err;
-    return { problem: `The link's known_at=${knownAt} is not a time the ledger reads: ${message}. The latest is shown.` };
+    if (message) {
+      return { problem: `The link's known_at=${knownAt} is not a time the ledger reads: ${message}. The latest is shown.` };
+    }
+    reportError(err);
+    if (passing(err)) retryLater();
+    return null;
   }
 }
 
@@ -386,14 +390,8 @@ function bindControls() {
     inTurn(async () => {
       const { urlSeqProblem, knownAt, ...wanted } = readUrl();
       if (knownAt) {
-        let found;
-        try {
-          found = await seqKnownAt(knownAt);
-        } catch (err) {
-          reportError(err);
-          if (passing(err)) retryLater();
-          return;
-        }
+        const found = await seqKnownAt(knownAt);
+        if (!found) return;
         if (found.problem) return knownAtProblem(found.problem); // the view stays
         wanted.seq = found.seq;
       }
@@ -478,13 +476,8 @@ async function start() {
   }
   let found = {};
   if (state.knownAt) {
-    try {
-      found = await seqKnownAt(state.knownAt);
-    } catch (err) {
-      reportError(err);
-      if (passing(err)) retryLater();
-      return;
-    }
+    found = await seqKnownAt(state.knownAt);
+    if (!found) return;
     state.knownAt = ""; // the URL gives the seq from now on
     if (!found.problem) state.seq = found.seq; // fixed: what is recorded later is not seen
   }
@@ -744,9 +737,8 @@ async function applyLive() {
     );
   }
   // and a change to a source the view names (a new grade changes how a claim reads)
-  const claimants = state.claimantsShown || new Set();
   for (const e of batch.events) {
-    if (e.type !== "SourceUpdated" || !e.data || !claimants.has(e.data.id)) continue;
+    if (e.type !== "SourceUpdated" || !e.data || !state.claimantsShown.has(e.data.id)) continue;
     const fields = [...Object.keys(e.data).filter((k) => k !== "id" && k !== "cleared"), ...(e.data.cleared || [])];
     said.push(`Source ${sourceName(e.data.id)} changed${fields.length ? ` (${fields.join(", ")})` : ""} at event ${e.seq}.`);
   }

@@ -42,31 +42,24 @@ function marker(shape, color, x, y, r = 5) {
   }
   if (kind === "triangle") return s("polygon", { points: `${x},${y - r - 1} ${x + r + 1},${y + r} ${x - r - 1},${y + r}`, ...attrs });
   if (kind === "triangle-down") return s("polygon", { points: `${x},${y + r + 1} ${x + r + 1},${y - r} ${x - r - 1},${y - r}`, ...attrs });
-  if (kind === "hexagon") return s("polygon", { points: regular(x, y, r + 1, 6, 0), ...attrs });
-  if (kind === "pentagon") return s("polygon", { points: regular(x, y, r + 1, 5, -Math.PI / 2), ...attrs });
-  if (kind === "star") return s("polygon", { points: star(x, y, r + 2, (r + 2) / 2.2), ...attrs });
+  if (kind === "hexagon") return s("polygon", { points: corners(x, y, Array(6).fill(r + 1), 0), ...attrs });
+  if (kind === "pentagon") return s("polygon", { points: corners(x, y, Array(5).fill(r + 1), -Math.PI / 2), ...attrs });
+  if (kind === "star") {
+    // five points `r + 2` from the centre, the notches between them nearer
+    const radii = Array.from({ length: 10 }, (_, i) => (i % 2 ? (r + 2) / 2.2 : r + 2));
+    return s("polygon", { points: corners(x, y, radii, -Math.PI / 2), ...attrs });
+  }
   return s("circle", { cx: x, cy: y, r, ...attrs });
 }
 
-/** The corners of a regular polygon of `n` sides around (x, y), the first at `start`. */
-function regular(x, y, r, n, start) {
-  const corners = [];
-  for (let i = 0; i < n; i += 1) {
-    const a = start + (2 * Math.PI * i) / n;
-    corners.push(`${(x + r * Math.cos(a)).toFixed(2)},${(y + r * Math.sin(a)).toFixed(2)}`);
-  }
-  return corners.join(" ");
-}
-
-/** A five-pointed star around (x, y): points `outer` from the centre, the notches `inner`. */
-function star(x, y, outer, inner) {
-  const corners = [];
-  for (let i = 0; i < 10; i += 1) {
-    const a = -Math.PI / 2 + (Math.PI * i) / 5;
-    const r = i % 2 ? inner : outer;
-    corners.push(`${(x + r * Math.cos(a)).toFixed(2)},${(y + r * Math.sin(a)).toFixed(2)}`);
-  }
-  return corners.join(" ");
+/** A polygon's corners around (x, y), one a radius of `radii`, evenly turned from `start`. */
+function corners(x, y, radii, start) {
+  return radii
+    .map((r, i) => {
+      const a = start + (2 * Math.PI * i) / radii.length;
+      return `${(x + r * Math.cos(a)).toFixed(2)},${(y + r * Math.sin(a)).toFixed(2)}`;
+    })
+    .join(" ");
 }
 
 export function legendMarker(style) {

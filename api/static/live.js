@@ -53,9 +53,9 @@ export function follow({ after, afterHash = null, useToken, onEvent, onState }) 
 
   // Whether the log still holds, at `last`, the event followed there: one restored from
   // another ledger may be as long or longer, and only the event's hash tells it apart.
-  // Asked on starting (to learn that hash) and right before each reconnection, so that
-  // no event of another log is taken in; true when it cannot tell (the server is away:
-  // the reconnection then fails, and asks again before the next).
+  // Asked on starting and right before each reconnection, so that no event of another
+  // log is taken in; true when it cannot tell (the server is away: the reconnection then
+  // fails, and asks again before the next).
   const sameLog = async () => {
     const at = last;
     if (at === 0) return true;
